@@ -1,0 +1,65 @@
+use crate::Shape;
+
+/// What went wrong in a runtime call. Every variant says what was expected and what was found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An input buffer's length is not a whole number of samples of the model's input shape.
+    #[error(
+        "input has {found} values, which is not a whole number of samples of shape {shape} \
+         ({per_sample} values each)"
+    )]
+    InputLength {
+        /// The model's input shape.
+        shape: Shape,
+        /// Values per sample.
+        per_sample: usize,
+        /// Values given.
+        found: usize,
+    },
+    /// A batch holds no sample.
+    #[error("the batch is empty: give at least one sample")]
+    EmptyBatch,
+    /// The number of labels differs from the number of samples.
+    #[error("{samples} samples but {labels} labels")]
+    LabelCount {
+        /// Samples in the input.
+        samples: usize,
+        /// Labels given.
+        labels: usize,
+    },
+    /// A label is not a valid class index.
+    #[error("label {label} of sample {index} is out of range: the model has {classes} classes")]
+    LabelOutOfRange {
+        /// Index of the sample in the batch.
+        index: usize,
+        /// The label found.
+        label: usize,
+        /// Number of classes (outputs) of the model.
+        classes: usize,
+    },
+    /// A parameter buffer has the wrong length.
+    #[error("expected {expected} parameters, found {found}")]
+    ParamCount {
+        /// Parameters of the model.
+        expected: usize,
+        /// Values given.
+        found: usize,
+    },
+    /// An output buffer has the wrong length.
+    #[error("output buffer holds {found} values, expected {expected}")]
+    OutputLength {
+        /// Values needed.
+        expected: usize,
+        /// Values given.
+        found: usize,
+    },
+    /// An argument is outside its valid range.
+    #[error("invalid {name}: {reason}")]
+    InvalidArgument {
+        /// The argument's name.
+        name: &'static str,
+        /// Why it is invalid.
+        reason: String,
+    },
+}

@@ -1,0 +1,146 @@
+//! Element-wise activations, fused into the layer before them or standing alone.
+
+use super::{chunk_len, Layer};
+use rayon::prelude::*;
+
+/// An element-wise activation function.
+///
+/// Its derivative is computed from the activation's output `y`, so a layer that applies it keeps
+/// no extra state: the backward pass of ReLU is the mask `y > 0`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Act {
+    /// `y = x`.
+    Identity,
+    /// `y = max(x, 0)`.
+    Relu,
+}
+
+impl Act {
+    /// `f(x)`.
+    #[inline(always)]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Act::Identity => x,
+            Act::Relu => x.max(0.0),
+        }
+    }
+
+    /// `f'(x)` expressed through `y = f(x)`.
+    #[inline(always)]
+    pub fn derivative_from_output(self, y: f32) -> f32 {
+        match self {
+            Act::Identity => 1.0,
+            Act::Relu => {
+                if y > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+
+    /// Multiplies the gradient `dy` in place by `f'` at the outputs `y`.
+    #[inline]
+    pub fn backward_in_place(self, y: &[f32], dy: &mut [f32]) {
+        match self {
+            Act::Identity => {}
+            Act::Relu => dy.iter_mut().zip(y).for_each(|(g, &y)| {
+                if y <= 0.0 {
+                    *g = 0.0
+                }
+            }),
+        }
+    }
+}
+
+/// An activation on its own, for the places where no layer before it can absorb it (after a
+/// pooling layer or straight after the input). `LEN` values per sample.
+#[derive(Clone, Copy, Debug)]
+pub struct Activation<const LEN: usize> {
+    /// The function applied.
+    pub act: Act,
+}
+
+impl<const LEN: usize> Layer for Activation<LEN> {
+    const IN: usize = LEN;
+    const OUT: usize = LEN;
+    const PARAMS: usize = 0;
+    const SCRATCH: usize = 0;
+    const STATE: usize = 0;
+    const FLOPS: u64 = 0;
+
+    fn forward(&self, n: usize, x: &[f32], y: &mut [f32], _: &[f32], _: &mut [f32], _: &mut [u32]) {
+        let chunk = chunk_len(n) * LEN;
+        y[..n * LEN]
+            .par_chunks_mut(chunk)
+            .zip(x[..n * LEN].par_chunks(chunk))
+            .for_each(|(y, x)| y.iter_mut().zip(x).for_each(|(y, &x)| *y = self.act.apply(x)));
+    }
+
+    fn backward(
+        &self,
+        n: usize,
+        _: &[f32],
+        y: &[f32],
+        dy: &mut [f32],
+        dx: Option<&mut [f32]>,
+        _: &[f32],
+        _: &mut [f32],
+        _: &mut [f32],
+        _: &mut [f32],
+        _: &[u32],
+    ) {
+        let Some(dx) = dx else { return };
+        let chunk = chunk_len(n) * LEN;
+        dx[..n * LEN]
+            .par_chunks_mut(chunk)
+            .zip(dy[..n * LEN].par_chunks(chunk))
+            .zip(y[..n * LEN].par_chunks(chunk))
+            .for_each(|((dx, dy), y)| {
+                for ((dx, &dy), &y) in dx.iter_mut().zip(dy).zip(y) {
+                    *dx = dy * self.act.derivative_from_output(y);
+                }
+            });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testutil::{max_rel_error, random_vec};
+
+    #[test]
+    fn relu_forward_and_mask() {
+        let layer = Activation::<4> { act: Act::Relu };
+        let x = [-1.0, 0.5, 2.0, -0.1];
+        let mut y = [0.0; 4];
+        layer.forward(1, &x, &mut y, &[], &mut [], &mut []);
+        assert_eq!(y, [0.0, 0.5, 2.0, 0.0]);
+        let mut dy = [1.0, 2.0, 3.0, 4.0];
+        let mut dx = [9.0; 4];
+        layer.backward(1, &x, &y, &mut dy, Some(&mut dx), &[], &mut [], &mut [], &mut [], &[]);
+        assert_eq!(dx, [0.0, 2.0, 3.0, 0.0]);
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        const LEN: usize = 10;
+        let n = 3;
+        let layer = Activation::<LEN> { act: Act::Relu };
+        let mut x = random_vec(n * LEN, 11);
+        let r = random_vec(n * LEN, 12);
+        let mut y = vec![0.0; n * LEN];
+        layer.forward(n, &x, &mut y, &[], &mut [], &mut []);
+        let mut dy = r.clone();
+        let mut dx = vec![0.0; n * LEN];
+        layer.backward(n, &x, &y, &mut dy, Some(&mut dx), &[], &mut [], &mut [], &mut [], &[]);
+        let err = max_rel_error(&mut x, &dx, |x| {
+            let mut y = vec![0.0; n * LEN];
+            layer.forward(n, x, &mut y, &[], &mut [], &mut []);
+            y.iter().zip(&r).map(|(&y, &r)| y as f64 * r as f64).sum()
+        });
+        println!("activation: max relative error {err:e}");
+        assert!(err < 1e-2, "max relative error {err}");
+    }
+}

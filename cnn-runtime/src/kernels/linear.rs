@@ -1,0 +1,134 @@
+//! Fully connected layer: one GEMM per chunk of samples, bias and activation fused.
+
+use super::{chunk_len, chunk_count, dx_chunks, gemm, reduce_partials, Act, Layer, Mat, MatMut};
+use rayon::prelude::*;
+
+/// `y = act(W x + b)` with `W` of shape `[OUT, IN]` and `b` of `[OUT]`, as in `torch.nn.Linear`.
+///
+/// A volume input is read flat in NCHW order, which is what `torch.flatten` gives.
+#[derive(Clone, Copy, Debug)]
+pub struct Linear<const IN: usize, const OUT: usize> {
+    /// Activation fused into the output pass.
+    pub act: Act,
+}
+
+impl<const IN: usize, const OUT: usize> Linear<IN, OUT> {
+    const WEIGHTS: usize = OUT * IN;
+}
+
+impl<const IN: usize, const OUT: usize> Layer for Linear<IN, OUT> {
+    const IN: usize = IN;
+    const OUT: usize = OUT;
+    const PARAMS: usize = Self::WEIGHTS + OUT;
+    const SCRATCH: usize = 0;
+    const STATE: usize = 0;
+    const FLOPS: u64 = 2 * (IN * OUT) as u64;
+
+    fn init(&self, p: &mut [f32], rng: &mut crate::init::Rng) {
+        crate::init::pytorch_default(p, IN, rng);
+    }
+
+    fn forward(&self, n: usize, x: &[f32], y: &mut [f32], p: &[f32], _: &mut [f32], _: &mut [u32]) {
+        let (w, b) = p[..Self::PARAMS].split_at(Self::WEIGHTS);
+        let len = chunk_len(n);
+        y[..n * OUT].par_chunks_mut(len * OUT).zip(x[..n * IN].par_chunks(len * IN)).for_each(|(y, x)| {
+            let m = x.len() / IN;
+            // shape: [m, IN] x [IN, OUT] -> [m, OUT]
+            gemm(1.0, Mat::new(x, m, IN), Mat::new(w, OUT, IN).t(), 0.0, MatMut::new(y, m, OUT));
+            for row in y.chunks_exact_mut(OUT) {
+                row.iter_mut().zip(b).for_each(|(v, &bias)| *v = self.act.apply(*v + bias));
+            }
+        });
+    }
+
+    fn backward(
+        &self,
+        n: usize,
+        x: &[f32],
+        y: &[f32],
+        dy: &mut [f32],
+        dx: Option<&mut [f32]>,
+        p: &[f32],
+        dp: &mut [f32],
+        _: &mut [f32],
+        partial: &mut [f32],
+        _: &[u32],
+    ) {
+        let w = &p[..Self::WEIGHTS];
+        let len = chunk_len(n);
+        let count = chunk_count(n);
+        let dx = dx.map(|dx| &mut dx[..n * IN]);
+        dy[..n * OUT]
+            .par_chunks_mut(len * OUT)
+            .zip(y[..n * OUT].par_chunks(len * OUT))
+            .zip(x[..n * IN].par_chunks(len * IN))
+            .zip(partial[..count * Self::PARAMS].par_chunks_mut(Self::PARAMS))
+            .zip(dx_chunks(dx, len * IN, count))
+            .for_each(|((((dz, y), x), part), dx)| {
+                let m = x.len() / IN;
+                self.act.backward_in_place(y, dz);
+                let (dw, db) = part.split_at_mut(Self::WEIGHTS);
+                // dW [OUT, IN] = dz^T [OUT, m] x x [m, IN]
+                gemm(1.0, Mat::new(dz, m, OUT).t(), Mat::new(x, m, IN), 0.0, MatMut::new(dw, OUT, IN));
+                db.fill(0.0);
+                for row in dz.chunks_exact(OUT) {
+                    db.iter_mut().zip(row).for_each(|(g, &v)| *g += v);
+                }
+                if let Some(dx) = dx {
+                    // dx [m, IN] = dz [m, OUT] x W [OUT, IN]
+                    gemm(1.0, Mat::new(dz, m, OUT), Mat::new(w, OUT, IN), 0.0, MatMut::new(dx, m, IN));
+                }
+            });
+        reduce_partials(n, &partial[..count * Self::PARAMS], &mut dp[..Self::PARAMS]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testutil::{assert_close, max_rel_error, random_vec};
+
+    fn forward<L: Layer>(layer: &L, n: usize, x: &[f32], p: &[f32]) -> Vec<f32> {
+        let mut y = vec![0.0; n * L::OUT];
+        layer.forward(n, x, &mut y, p, &mut [], &mut []);
+        y
+    }
+
+    #[test]
+    fn computes_w_x_plus_b() {
+        // W = [[1, 2, 3], [-1, 0, 1]], b = [0.5, -4]
+        let p = [1.0, 2.0, 3.0, -1.0, 0.0, 1.0, 0.5, -4.0];
+        let x = [1.0, 1.0, 1.0, 2.0, 0.0, -1.0];
+        let y = forward(&Linear::<3, 2> { act: Act::Identity }, 2, &x, &p);
+        assert_close(&y, &[6.5, -4.0, -0.5, -7.0], 1e-6, "linear");
+        let y = forward(&Linear::<3, 2> { act: Act::Relu }, 2, &x, &p);
+        assert_close(&y, &[6.5, 0.0, 0.0, 0.0], 1e-6, "linear + relu");
+    }
+
+    fn check(act: Act, n: usize, seed: u64) {
+        const IN: usize = 13;
+        const OUT: usize = 7;
+        let layer = Linear::<IN, OUT> { act };
+        let mut x = random_vec(n * IN, seed);
+        let p = random_vec(Linear::<IN, OUT>::PARAMS, seed + 1);
+        let r = random_vec(n * OUT, seed + 2);
+        let loss = |x: &[f32], p: &[f32]| -> f64 { forward(&layer, n, x, p).iter().zip(&r).map(|(&y, &r)| y as f64 * r as f64).sum() };
+        let y = forward(&layer, n, &x, &p);
+        let mut dy = r.clone();
+        let mut dx = vec![0.0; n * IN];
+        let mut dp = vec![0.0; Linear::<IN, OUT>::PARAMS];
+        let mut partial = vec![0.0; chunk_count(n) * Linear::<IN, OUT>::PARAMS];
+        layer.backward(n, &x, &y, &mut dy, Some(&mut dx), &p, &mut dp, &mut [], &mut partial, &[]);
+        let ep = max_rel_error(&mut p.clone(), &dp, |p| loss(&x, p));
+        let ex = max_rel_error(&mut x, &dx, |x| loss(x, &p));
+        println!("linear ({act:?}, n={n}): max relative error dx {ex:e}, dparams {ep:e}");
+        assert!(ex < 1e-2 && ep < 1e-2, "dx {ex}, dparams {ep}");
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        check(Act::Identity, 3, 1);
+        check(Act::Relu, 5, 2);
+        check(Act::Relu, 40, 3);
+    }
+}

@@ -1,0 +1,130 @@
+//! Const-generic layer kernels, one op family per file.
+//!
+//! Every layer is a small value (its activation, at most) whose type carries all dimensions as
+//! const generics, so each generated model gets kernels with fixed loop bounds. All kernels work
+//! on a whole batch of `n` samples stored sample after sample (NCHW) and split it across rayon
+//! threads in chunks whose size depends on `n` alone ([`chunk_len`]). Weight gradients are summed
+//! per chunk and the chunks reduced in order, so the result has the same bits whatever the
+//! number of threads.
+
+mod activation;
+mod conv;
+mod gemm;
+mod linear;
+mod pool;
+mod softmax;
+
+pub use activation::{Act, Activation};
+pub use conv::{col2im, im2col, Conv2d};
+pub use gemm::{gemm, Mat, MatMut};
+pub use linear::Linear;
+pub use pool::MaxPool2d;
+pub use softmax::{softmax_cross_entropy, softmax_forward};
+
+use rayon::prelude::*;
+
+/// Most chunks a batch is split into for the threads.
+///
+/// The chunking depends on the batch size only, never on the number of threads, which is what
+/// makes training bitwise reproducible across thread counts.
+pub const MAX_CHUNKS: usize = 16;
+
+/// Samples per chunk for a batch of `n` samples.
+pub const fn chunk_len(n: usize) -> usize {
+    if n == 0 {
+        1
+    } else {
+        n.div_ceil(MAX_CHUNKS)
+    }
+}
+
+/// Number of chunks a batch of `n` samples is split into.
+pub const fn chunk_count(n: usize) -> usize {
+    n.div_ceil(chunk_len(n))
+}
+
+/// A layer of a generated model: its sizes and its batched forward and backward passes.
+///
+/// `x` holds `n` input samples of `IN` values, `y` `n` outputs of `OUT` values, `p` the layer's
+/// `PARAMS` parameters in PyTorch's layout (weights, then biases).
+pub trait Layer: Sync {
+    /// Values per input sample.
+    const IN: usize;
+    /// Values per output sample.
+    const OUT: usize;
+    /// Number of parameters (weights, then biases).
+    const PARAMS: usize;
+    /// `f32` scratch each chunk needs (for instance one sample's im2col matrix).
+    const SCRATCH: usize;
+    /// `u32` values each sample keeps from the forward to the backward pass (max-pool argmax).
+    const STATE: usize;
+    /// Multiply-adds times two of one sample's forward pass.
+    const FLOPS: u64;
+
+    /// Fills `p` with PyTorch's default initialisation.
+    fn init(&self, p: &mut [f32], rng: &mut crate::init::Rng) {
+        let _ = (p, rng);
+    }
+
+    /// Computes `y` from `x`.
+    ///
+    /// `scratch` holds [`chunk_count`]`(n) * SCRATCH` values, `state` `n * STATE`.
+    fn forward(&self, n: usize, x: &[f32], y: &mut [f32], p: &[f32], scratch: &mut [f32], state: &mut [u32]);
+
+    /// Back-propagates `dy` (the loss gradient with respect to `y`, which the call may
+    /// overwrite) into `dx` (when asked for) and the parameter gradient `dp` (overwritten).
+    ///
+    /// `partial` holds [`chunk_count`]`(n) * PARAMS` values for the per-chunk sums.
+    #[allow(clippy::too_many_arguments)]
+    fn backward(
+        &self,
+        n: usize,
+        x: &[f32],
+        y: &[f32],
+        dy: &mut [f32],
+        dx: Option<&mut [f32]>,
+        p: &[f32],
+        dp: &mut [f32],
+        scratch: &mut [f32],
+        partial: &mut [f32],
+        state: &[u32],
+    );
+}
+
+/// Optional per-chunk slices of `dx` (the input gradient), or `None` for each chunk when the
+/// caller needs no input gradient, as one indexed parallel iterator.
+pub(crate) fn dx_chunks<'a>(
+    dx: Option<&'a mut [f32]>,
+    chunk: usize,
+    count: usize,
+) -> impl IndexedParallelIterator<Item = Option<&'a mut [f32]>> {
+    match dx {
+        Some(dx) => rayon::iter::Either::Left(dx.par_chunks_mut(chunk.max(1)).map(Some)),
+        None => rayon::iter::Either::Right((0..count).into_par_iter().map(|_| None)),
+    }
+}
+
+/// Sums the per-chunk partial gradients in `partial` (chunk after chunk, `dp.len()` values
+/// each) into `dp`, always in chunk order.
+pub(crate) fn reduce_partials(n: usize, partial: &[f32], dp: &mut [f32]) {
+    let len = dp.len();
+    let count = chunk_count(n);
+    if len == 0 {
+        return;
+    }
+    // Parallel over parameters, sequential (ordered) over chunks.
+    const BLOCK: usize = 4096;
+    dp.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, out)| {
+        let off = bi * BLOCK;
+        out.copy_from_slice(&partial[off..off + out.len()]);
+        for c in 1..count {
+            let src = &partial[c * len + off..c * len + off + out.len()];
+            for (o, s) in out.iter_mut().zip(src) {
+                *o += s;
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+pub(crate) mod testutil;

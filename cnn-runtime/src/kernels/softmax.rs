@@ -1,0 +1,91 @@
+//! Softmax and its fused cross-entropy gradient.
+
+use super::chunk_len;
+use rayon::prelude::*;
+
+/// Row-wise softmax of `n` rows of `classes` logits into `probs`, shifted by each row's
+/// maximum so that no `exp` overflows.
+pub fn softmax_forward(n: usize, classes: usize, logits: &[f32], probs: &mut [f32]) {
+    let len = chunk_len(n) * classes;
+    probs[..n * classes].par_chunks_mut(len).zip(logits[..n * classes].par_chunks(len)).for_each(|(p, z)| {
+        for (p, z) in p.chunks_exact_mut(classes).zip(z.chunks_exact(classes)) {
+            let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0;
+            for (p, &z) in p.iter_mut().zip(z) {
+                *p = (z - max).exp();
+                sum += *p;
+            }
+            p.iter_mut().for_each(|p| *p /= sum);
+        }
+    });
+}
+
+/// Mean cross-entropy of `n` samples and its gradient with respect to the logits, fused:
+/// `dlogits = (softmax(z) - onehot(label)) / n`.
+///
+/// `probs` must hold `softmax(logits)` (from [`softmax_forward`]); the loss itself is computed
+/// from the logits by log-sum-exp, so it stays finite when a probability underflows to 0.
+/// Labels must be below `classes`.
+pub fn softmax_cross_entropy(n: usize, classes: usize, logits: &[f32], probs: &[f32], labels: &[usize], dlogits: &mut [f32]) -> f32 {
+    let scale = 1.0 / n as f32;
+    let mut total = 0.0f64;
+    for (i, &label) in labels[..n].iter().enumerate() {
+        let z = &logits[i * classes..(i + 1) * classes];
+        let p = &probs[i * classes..(i + 1) * classes];
+        let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let lse = max as f64 + z.iter().map(|&v| ((v - max) as f64).exp()).sum::<f64>().ln();
+        total += lse - z[label] as f64;
+        let d = &mut dlogits[i * classes..(i + 1) * classes];
+        for (d, &p) in d.iter_mut().zip(p) {
+            *d = p * scale;
+        }
+        d[label] -= scale;
+    }
+    (total / n as f64) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testutil::{assert_close, max_rel_error, random_vec};
+
+    #[test]
+    fn probabilities_sum_to_one_even_for_huge_logits() {
+        let z = [1000.0, 1001.0, 999.0, -5.0, 0.0, 5.0];
+        let mut p = [0.0; 6];
+        softmax_forward(2, 3, &z, &mut p);
+        assert!((p[..3].iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!((p[3..].iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(p[1] > p[0] && p[0] > p[2]);
+    }
+
+    #[test]
+    fn loss_of_uniform_logits_is_ln_classes() {
+        let z = [0.0; 10];
+        let mut p = [0.0; 10];
+        softmax_forward(1, 10, &z, &mut p);
+        let mut d = [0.0; 10];
+        let loss = softmax_cross_entropy(1, 10, &z, &p, &[3], &mut d);
+        assert!((loss - 10f32.ln()).abs() < 1e-6);
+        assert_close(&d[..3], &[0.1; 3], 1e-6, "p - t");
+        assert!((d[3] + 0.9).abs() < 1e-6);
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let (n, c) = (4, 6);
+        let mut z = random_vec(n * c, 3).iter().map(|v| v * 3.0).collect::<Vec<_>>();
+        let labels = [0, 5, 2, 2];
+        let mut p = vec![0.0; n * c];
+        softmax_forward(n, c, &z, &mut p);
+        let mut d = vec![0.0; n * c];
+        softmax_cross_entropy(n, c, &z, &p, &labels, &mut d);
+        let err = max_rel_error(&mut z, &d, |z| {
+            let mut p = vec![0.0; n * c];
+            softmax_forward(n, c, z, &mut p);
+            softmax_cross_entropy(n, c, z, &p, &labels, &mut vec![0.0; n * c]) as f64
+        });
+        println!("softmax + cross-entropy: max relative error {err:e}");
+        assert!(err < 1e-2, "max relative error {err}");
+    }
+}

@@ -1,0 +1,30 @@
+//! CPU runtime of the [`cnn`](https://docs.rs/cnn) crate.
+//!
+//! The `cnn!` macro generates a model struct whose every dimension is a compile-time constant and
+//! wires it to the const-generic layer kernels of [`kernels`]. Everything a training loop needs
+//! beyond the model itself lives here too: the [`Model`] trait that every generated model
+//! implements, the [`optim`] module with its [`Optimizer`] trait, seeded initialisation ([`init`])
+//! and the [`Error`] type.
+//!
+//! Conventions shared with PyTorch, so that models and weights move both ways:
+//! batches are NCHW `f32`, convolution weights are `[K, D, FH, FW]`, fully connected weights are
+//! `[out, in]`, and flattening before a fully connected layer follows `torch.flatten` on NCHW.
+
+#![warn(missing_docs)]
+
+mod error;
+pub mod init;
+pub mod kernels;
+mod model;
+pub mod optim;
+mod shape;
+mod workspace;
+
+pub use error::Error;
+pub use model::{accuracy, Evaluation, LayerInfo, Model};
+pub use optim::{Optimizer, Sgd};
+pub use shape::{conv_output_len, Shape};
+pub use workspace::{Workspace, WorkspaceParts, WorkspaceSizes};
+
+/// The result type of every fallible runtime operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,86 @@
+use std::fmt;
+
+/// A volume: width x height x depth, written `WxHxD` as in `input(28x28x1)`.
+///
+/// A flat vector of `n` values is `Shape { w: n, h: 1, d: 1 }` with [`Shape::flat`] set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Shape {
+    /// Width (columns).
+    pub w: usize,
+    /// Height (rows).
+    pub h: usize,
+    /// Depth (channels).
+    pub d: usize,
+    /// A flat vector rather than a volume.
+    pub flat: bool,
+}
+
+impl Shape {
+    /// A `w x h x d` volume.
+    pub const fn volume(w: usize, h: usize, d: usize) -> Self {
+        Shape { w, h, d, flat: false }
+    }
+
+    /// A flat vector of `n` values.
+    pub const fn vector(n: usize) -> Self {
+        Shape { w: n, h: 1, d: 1, flat: true }
+    }
+
+    /// Number of values.
+    pub const fn len(&self) -> usize {
+        self.w * self.h * self.d
+    }
+
+    /// Whether the shape holds no value.
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.flat {
+            write!(f, "{}", self.w)
+        } else {
+            write!(f, "{}x{}x{}", self.w, self.h, self.d)
+        }
+    }
+}
+
+/// Output length of a convolution or pooling window along one axis:
+/// `(input - filter + 2 * pad) / stride + 1`, or `None` when it is not a whole number of at
+/// least 1.
+///
+/// This is the rule the `cnn!` macro checks at compile time; it is repeated here for code that
+/// builds shapes at run time.
+pub const fn conv_output_len(input: usize, filter: usize, stride: usize, pad: usize) -> Option<usize> {
+    let padded = input + 2 * pad;
+    if stride == 0 || filter == 0 || filter > padded || (padded - filter) % stride != 0 {
+        None
+    } else {
+        Some((padded - filter) / stride + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_len_follows_the_rule() {
+        assert_eq!(conv_output_len(28, 5, 1, 2), Some(28));
+        assert_eq!(conv_output_len(28, 5, 1, 0), Some(24));
+        assert_eq!(conv_output_len(24, 2, 2, 0), Some(12));
+        assert_eq!(conv_output_len(28, 5, 2, 0), None);
+        assert_eq!(conv_output_len(3, 5, 1, 0), None);
+        assert_eq!(conv_output_len(3, 5, 1, 1), Some(1));
+        assert_eq!(conv_output_len(3, 3, 0, 0), None);
+    }
+
+    #[test]
+    fn shapes_print_as_the_dsl_writes_them() {
+        assert_eq!(Shape::volume(32, 16, 3).to_string(), "32x16x3");
+        assert_eq!(Shape::vector(120).to_string(), "120");
+        assert_eq!(Shape::volume(32, 16, 3).len(), 1536);
+    }
+}

@@ -1,0 +1,93 @@
+//! Buffers a generated model reuses from one step to the next.
+
+/// Per-sample sizes (and per-chunk ones for scratch) of a model's workspace, computed by the
+/// `cnn!` macro from its layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkspaceSizes {
+    /// Sum of every layer's output size: all activations of one sample.
+    pub acts: usize,
+    /// Largest input or output of any layer: one sample's gradient buffer.
+    pub grad: usize,
+    /// Sum of every layer's kept state (max-pool argmax).
+    pub state: usize,
+    /// Largest per-chunk scratch of any layer.
+    pub scratch: usize,
+    /// Largest parameter count of any layer, for the per-chunk gradient sums.
+    pub partial: usize,
+}
+
+/// The activations, gradients and scratch of a model for the largest batch seen so far.
+///
+/// It grows when a larger batch arrives and never shrinks, so training with a fixed batch size
+/// allocates on the first step only.
+#[derive(Clone, Debug, Default)]
+pub struct Workspace {
+    batch: usize,
+    acts: Vec<f32>,
+    grad_a: Vec<f32>,
+    grad_b: Vec<f32>,
+    state: Vec<u32>,
+    scratch: Vec<f32>,
+    partial: Vec<f32>,
+}
+
+/// The slices of a [`Workspace`] sized for one batch.
+#[derive(Debug)]
+pub struct WorkspaceParts<'a> {
+    /// All activations, layer after layer, each `n * out` values.
+    pub acts: &'a mut [f32],
+    /// First gradient buffer.
+    pub grad_a: &'a mut [f32],
+    /// Second gradient buffer.
+    pub grad_b: &'a mut [f32],
+    /// Kept state, layer after layer, each `n * state` values.
+    pub state: &'a mut [u32],
+    /// Per-chunk scratch.
+    pub scratch: &'a mut [f32],
+    /// Per-chunk parameter gradient sums.
+    pub partial: &'a mut [f32],
+}
+
+impl Workspace {
+    /// An empty workspace; buffers are allocated on first use.
+    pub const fn new() -> Self {
+        Workspace {
+            batch: 0,
+            acts: Vec::new(),
+            grad_a: Vec::new(),
+            grad_b: Vec::new(),
+            state: Vec::new(),
+            scratch: Vec::new(),
+            partial: Vec::new(),
+        }
+    }
+
+    /// Grows the buffers for a batch of `n` samples (if needed) and lends them out.
+    pub fn parts(&mut self, n: usize, sizes: &WorkspaceSizes) -> WorkspaceParts<'_> {
+        let chunks = crate::kernels::chunk_count(n);
+        if n > self.batch {
+            let grow = |v: &mut Vec<f32>, len: usize| {
+                if v.len() < len {
+                    v.resize(len, 0.0)
+                }
+            };
+            grow(&mut self.acts, n * sizes.acts);
+            grow(&mut self.grad_a, n * sizes.grad);
+            grow(&mut self.grad_b, n * sizes.grad);
+            self.state.resize(n * sizes.state, 0);
+            // A smaller batch can have more chunks than a larger one, so size for the most.
+            let most = crate::kernels::MAX_CHUNKS.max(chunks);
+            grow(&mut self.scratch, most * sizes.scratch);
+            grow(&mut self.partial, most * sizes.partial);
+            self.batch = n;
+        }
+        WorkspaceParts {
+            acts: &mut self.acts[..n * sizes.acts],
+            grad_a: &mut self.grad_a[..n * sizes.grad],
+            grad_b: &mut self.grad_b[..n * sizes.grad],
+            state: &mut self.state[..n * sizes.state],
+            scratch: &mut self.scratch[..chunks * sizes.scratch],
+            partial: &mut self.partial[..chunks * sizes.partial],
+        }
+    }
+}
