@@ -1,5 +1,6 @@
 //! The trait every generated model implements.
 
+use crate::kernels::argmax;
 use crate::{Error, Optimizer, Result, Shape};
 
 /// One row of a model's layer table.
@@ -36,6 +37,8 @@ pub trait Model: Clone + Send + Sync {
     const SUMMARY: &'static str;
     /// The equivalent PyTorch model, a `torch.nn.Sequential(...)` expression.
     const PYTORCH: &'static str;
+    /// The layer list in the DSL's canonical spelling, such as `input(4) fc(2) softmax`.
+    const DSL: &'static str;
 
     /// All parameters, layer after layer, each in PyTorch's layout (weights, then biases).
     fn params(&self) -> &[f32];
@@ -73,7 +76,12 @@ pub trait Model: Clone + Send + Sync {
 
     /// One step of mini-batch training: loss and gradient of the batch, then the optimizer's
     /// update. Returns the batch's mean loss (before the update).
-    fn train_step<O: Optimizer + ?Sized>(&mut self, opt: &mut O, x: &[f32], labels: &[usize]) -> Result<f32> {
+    fn train_step<O: Optimizer + ?Sized>(
+        &mut self,
+        opt: &mut O,
+        x: &[f32],
+        labels: &[usize],
+    ) -> Result<f32> {
         let loss = self.loss_and_grad(x, labels)?;
         let (params, grads) = self.params_and_grads();
         opt.step(params, grads);
@@ -84,7 +92,10 @@ pub trait Model: Clone + Send + Sync {
     fn predict_into(&mut self, x: &[f32], out: &mut [usize]) -> Result<()> {
         let n = batch_len::<Self>(x)?;
         if out.len() != n {
-            return Err(Error::OutputLength { expected: n, found: out.len() });
+            return Err(Error::OutputLength {
+                expected: n,
+                found: out.len(),
+            });
         }
         let probs = self.forward_unchecked(n, x);
         for (o, p) in out.iter_mut().zip(probs.chunks_exact(Self::OUTPUT_LEN)) {
@@ -105,7 +116,10 @@ pub trait Model: Clone + Send + Sync {
         let n = batch_len::<Self>(x)?;
         check_labels::<Self>(n, labels)?;
         if batch == 0 {
-            return Err(Error::InvalidArgument { name: "batch", reason: "must be at least 1".into() });
+            return Err(Error::InvalidArgument {
+                name: "batch",
+                reason: "must be at least 1".into(),
+            });
         }
         let (mut loss, mut correct) = (0.0f64, 0usize);
         for (xs, ls) in x.chunks(batch * Self::INPUT_LEN).zip(labels.chunks(batch)) {
@@ -115,7 +129,10 @@ pub trait Model: Clone + Send + Sync {
                 correct += usize::from(argmax(p) == l);
             }
         }
-        Ok(Evaluation { loss: (loss / n as f64) as f32, accuracy: correct as f32 / n as f32 })
+        Ok(Evaluation {
+            loss: (loss / n as f64) as f32,
+            accuracy: correct as f32 / n as f32,
+        })
     }
 }
 
@@ -131,24 +148,20 @@ pub struct Evaluation {
 /// Fraction of `predictions` equal to `labels`, in `[0, 1]`.
 pub fn accuracy(predictions: &[usize], labels: &[usize]) -> Result<f32> {
     if predictions.len() != labels.len() {
-        return Err(Error::LabelCount { samples: predictions.len(), labels: labels.len() });
+        return Err(Error::LabelCount {
+            samples: predictions.len(),
+            labels: labels.len(),
+        });
     }
     if labels.is_empty() {
         return Err(Error::EmptyBatch);
     }
-    let hits = predictions.iter().zip(labels).filter(|(p, l)| p == l).count();
+    let hits = predictions
+        .iter()
+        .zip(labels)
+        .filter(|(p, l)| p == l)
+        .count();
     Ok(hits as f32 / labels.len() as f32)
-}
-
-/// Index of the largest value (the first one on ties).
-fn argmax(p: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in p.iter().enumerate() {
-        if v > p[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 /// Number of samples in `x`, or an error naming the model's input shape.
@@ -157,17 +170,28 @@ fn batch_len<M: Model + ?Sized>(x: &[f32]) -> Result<usize> {
         return Err(Error::EmptyBatch);
     }
     if x.len() % M::INPUT_LEN != 0 {
-        return Err(Error::InputLength { shape: M::INPUT, per_sample: M::INPUT_LEN, found: x.len() });
+        return Err(Error::InputLength {
+            shape: M::INPUT,
+            per_sample: M::INPUT_LEN,
+            found: x.len(),
+        });
     }
     Ok(x.len() / M::INPUT_LEN)
 }
 
 fn check_labels<M: Model + ?Sized>(n: usize, labels: &[usize]) -> Result<()> {
     if labels.len() != n {
-        return Err(Error::LabelCount { samples: n, labels: labels.len() });
+        return Err(Error::LabelCount {
+            samples: n,
+            labels: labels.len(),
+        });
     }
     match labels.iter().position(|&l| l >= M::OUTPUT_LEN) {
-        Some(index) => Err(Error::LabelOutOfRange { index, label: labels[index], classes: M::OUTPUT_LEN }),
+        Some(index) => Err(Error::LabelOutOfRange {
+            index,
+            label: labels[index],
+            classes: M::OUTPUT_LEN,
+        }),
         None => Ok(()),
     }
 }

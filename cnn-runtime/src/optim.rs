@@ -36,12 +36,22 @@ impl Sgd {
     /// Fails when `lr` is not finite and positive, or `momentum` is not in `[0, 1)`.
     pub fn new(lr: f32, momentum: f32) -> Result<Self> {
         if !(lr.is_finite() && lr > 0.0) {
-            return Err(Error::InvalidArgument { name: "learning rate", reason: format!("must be finite and positive, got {lr}") });
+            return Err(Error::InvalidArgument {
+                name: "learning rate",
+                reason: format!("must be finite and positive, got {lr}"),
+            });
         }
         if !(0.0..1.0).contains(&momentum) {
-            return Err(Error::InvalidArgument { name: "momentum", reason: format!("must be in [0, 1), got {momentum}") });
+            return Err(Error::InvalidArgument {
+                name: "momentum",
+                reason: format!("must be in [0, 1), got {momentum}"),
+            });
         }
-        Ok(Sgd { lr, momentum, velocity: Vec::new() })
+        Ok(Sgd {
+            lr,
+            momentum,
+            velocity: Vec::new(),
+        })
     }
 
     /// The momentum `κ`.
@@ -52,17 +62,30 @@ impl Sgd {
 
 impl Optimizer for Sgd {
     fn step(&mut self, params: &mut [f32], grads: &[f32]) {
-        assert_eq!(params.len(), grads.len(), "parameters and gradients differ in length");
+        assert_eq!(
+            params.len(),
+            grads.len(),
+            "parameters and gradients differ in length"
+        );
         if self.momentum == 0.0 {
-            params.iter_mut().zip(grads).for_each(|(w, g)| *w -= self.lr * g);
+            params
+                .iter_mut()
+                .zip(grads)
+                .for_each(|(w, g)| *w -= self.lr * g);
             return;
         }
         if self.velocity.len() != params.len() {
             self.velocity = grads.to_vec();
         } else {
-            self.velocity.iter_mut().zip(grads).for_each(|(v, g)| *v = self.momentum * *v + g);
+            self.velocity
+                .iter_mut()
+                .zip(grads)
+                .for_each(|(v, g)| *v = self.momentum * *v + g);
         }
-        params.iter_mut().zip(&self.velocity).for_each(|(w, v)| *w -= self.lr * v);
+        params
+            .iter_mut()
+            .zip(&self.velocity)
+            .for_each(|(w, v)| *w -= self.lr * v);
     }
 
     fn learning_rate(&self) -> f32 {
@@ -90,7 +113,10 @@ mod tests {
         opt.step(&mut w, &g2);
         // Δ = 0.9 g1 + g2
         let d = [0.9f32 * 0.5 - 1.0, 0.9 * 1.0 + 2.0];
-        assert_eq!(w, vec![1.0 - 0.1 * 0.5 - 0.1 * d[0], -2.0 - 0.1 * 1.0 - 0.1 * d[1]]);
+        assert_eq!(
+            w,
+            vec![1.0 - 0.1 * 0.5 - 0.1 * d[0], -2.0 - 0.1 * 1.0 - 0.1 * d[1]]
+        );
     }
 
     #[test]
@@ -106,9 +132,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_hyperparameters() {
-        assert!(Sgd::new(0.0, 0.9).unwrap_err().to_string().contains("learning rate"));
+        assert!(Sgd::new(0.0, 0.9)
+            .unwrap_err()
+            .to_string()
+            .contains("learning rate"));
         assert!(Sgd::new(f32::NAN, 0.9).is_err());
-        assert!(Sgd::new(0.1, 1.0).unwrap_err().to_string().contains("momentum"));
+        assert!(Sgd::new(0.1, 1.0)
+            .unwrap_err()
+            .to_string()
+            .contains("momentum"));
         assert!(Sgd::new(0.1, -0.5).is_err());
     }
 }

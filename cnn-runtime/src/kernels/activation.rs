@@ -75,7 +75,11 @@ impl<const LEN: usize> Layer for Activation<LEN> {
         y[..n * LEN]
             .par_chunks_mut(chunk)
             .zip(x[..n * LEN].par_chunks(chunk))
-            .for_each(|(y, x)| y.iter_mut().zip(x).for_each(|(y, &x)| *y = self.act.apply(x)));
+            .for_each(|(y, x)| {
+                y.iter_mut()
+                    .zip(x)
+                    .for_each(|(y, &x)| *y = self.act.apply(x))
+            });
     }
 
     fn backward(
@@ -119,7 +123,18 @@ mod tests {
         assert_eq!(y, [0.0, 0.5, 2.0, 0.0]);
         let mut dy = [1.0, 2.0, 3.0, 4.0];
         let mut dx = [9.0; 4];
-        layer.backward(1, &x, &y, &mut dy, Some(&mut dx), &[], &mut [], &mut [], &mut [], &[]);
+        layer.backward(
+            1,
+            &x,
+            &y,
+            &mut dy,
+            Some(&mut dx),
+            &[],
+            &mut [],
+            &mut [],
+            &mut [],
+            &[],
+        );
         assert_eq!(dx, [0.0, 2.0, 3.0, 0.0]);
     }
 
@@ -134,7 +149,18 @@ mod tests {
         layer.forward(n, &x, &mut y, &[], &mut [], &mut []);
         let mut dy = r.clone();
         let mut dx = vec![0.0; n * LEN];
-        layer.backward(n, &x, &y, &mut dy, Some(&mut dx), &[], &mut [], &mut [], &mut [], &[]);
+        layer.backward(
+            n,
+            &x,
+            &y,
+            &mut dy,
+            Some(&mut dx),
+            &[],
+            &mut [],
+            &mut [],
+            &mut [],
+            &[],
+        );
         let err = max_rel_error(&mut x, &dx, |x| {
             let mut y = vec![0.0; n * LEN];
             layer.forward(n, x, &mut y, &[], &mut [], &mut []);

@@ -1,6 +1,6 @@
 //! 2-D convolution by im2col and GEMM, with bias and activation fused into one pass.
 
-use super::{chunk_len, chunk_count, dx_chunks, gemm, reduce_partials, Act, Layer, Mat, MatMut};
+use super::{chunk_count, chunk_len, dx_chunks, gemm, reduce_partials, Act, Layer, Mat, MatMut};
 use rayon::prelude::*;
 
 /// Convolution of a `D x H x W` input (channels, rows, columns) with `K` filters of `FH x FW`,
@@ -56,7 +56,14 @@ impl<
 
 /// Unfolds one `[d, h, w]` sample into a `[d*fh*fw, oh*ow]` matrix (see [`Conv2d::im2col`]).
 #[inline(always)]
-pub fn im2col(x: &[f32], cols: &mut [f32], [d, h, w]: [usize; 3], [fh, fw]: [usize; 2], [sh, sw]: [usize; 2], [ph, pw]: [usize; 2]) {
+pub fn im2col(
+    x: &[f32],
+    cols: &mut [f32],
+    [d, h, w]: [usize; 3],
+    [fh, fw]: [usize; 2],
+    [sh, sw]: [usize; 2],
+    [ph, pw]: [usize; 2],
+) {
     let oh = (h + 2 * ph - fh) / sh + 1;
     let ow = (w + 2 * pw - fw) / sw + 1;
     debug_assert!(x.len() >= d * h * w && cols.len() >= d * fh * fw * oh * ow);
@@ -87,7 +94,14 @@ pub fn im2col(x: &[f32], cols: &mut [f32], [d, h, w]: [usize; 3], [fh, fw]: [usi
 /// The adjoint of [`im2col`]: adds each entry of `cols` back onto the input position it came
 /// from. `dx` is accumulated into, not overwritten.
 #[inline(always)]
-pub fn col2im(cols: &[f32], dx: &mut [f32], [d, h, w]: [usize; 3], [fh, fw]: [usize; 2], [sh, sw]: [usize; 2], [ph, pw]: [usize; 2]) {
+pub fn col2im(
+    cols: &[f32],
+    dx: &mut [f32],
+    [d, h, w]: [usize; 3],
+    [fh, fw]: [usize; 2],
+    [sh, sw]: [usize; 2],
+    [ph, pw]: [usize; 2],
+) {
     let oh = (h + 2 * ph - fh) / sh + 1;
     let ow = (w + 2 * pw - fw) / sw + 1;
     debug_assert!(dx.len() >= d * h * w && cols.len() >= d * fh * fw * oh * ow);
@@ -139,7 +153,15 @@ impl<
         crate::init::pytorch_default(p, Self::R, rng);
     }
 
-    fn forward(&self, n: usize, x: &[f32], y: &mut [f32], p: &[f32], scratch: &mut [f32], _: &mut [u32]) {
+    fn forward(
+        &self,
+        n: usize,
+        x: &[f32],
+        y: &mut [f32],
+        p: &[f32],
+        scratch: &mut [f32],
+        _: &mut [u32],
+    ) {
         let (w, b) = p[..Self::PARAMS].split_at(Self::WEIGHTS);
         let len = chunk_len(n);
         y[..n * Self::OUT]
@@ -150,7 +172,13 @@ impl<
                 for (y, x) in y.chunks_exact_mut(Self::OUT).zip(x.chunks_exact(Self::IN)) {
                     Self::im2col(x, cols);
                     // shape: [K, R] x [R, N] -> [K, N]
-                    gemm(1.0, Mat::new(w, K, Self::R), Mat::new(cols, Self::R, Self::N), 0.0, MatMut::new(y, K, Self::N));
+                    gemm(
+                        1.0,
+                        Mat::new(w, K, Self::R),
+                        Mat::new(cols, Self::R, Self::N),
+                        0.0,
+                        MatMut::new(y, K, Self::N),
+                    );
                     for (row, &bias) in y.chunks_exact_mut(Self::N).zip(b) {
                         row.iter_mut().for_each(|v| *v = self.act.apply(*v + bias));
                     }
@@ -195,13 +223,25 @@ impl<
                     self.act.backward_in_place(y, dz);
                     Self::im2col(x, cols);
                     // dW [K, R] += dz [K, N] x cols^T [N, R]
-                    gemm(1.0, Mat::new(dz, K, Self::N), Mat::new(cols, Self::R, Self::N).t(), 1.0, MatMut::new(dw, K, Self::R));
+                    gemm(
+                        1.0,
+                        Mat::new(dz, K, Self::N),
+                        Mat::new(cols, Self::R, Self::N).t(),
+                        1.0,
+                        MatMut::new(dw, K, Self::R),
+                    );
                     for (g, row) in db.iter_mut().zip(dz.chunks_exact(Self::N)) {
                         *g += row.iter().sum::<f32>();
                     }
                     if let Some(dx) = dx.as_deref_mut() {
                         // dcols [R, N] = W^T [R, K] x dz [K, N], then fold back onto the input.
-                        gemm(1.0, Mat::new(w, K, Self::R).t(), Mat::new(dz, K, Self::N), 0.0, MatMut::new(cols, Self::R, Self::N));
+                        gemm(
+                            1.0,
+                            Mat::new(w, K, Self::R).t(),
+                            Mat::new(dz, K, Self::N),
+                            0.0,
+                            MatMut::new(cols, Self::R, Self::N),
+                        );
                         let dx = &mut dx[s * Self::IN..(s + 1) * Self::IN];
                         dx.fill(0.0);
                         col2im(cols, dx, [D, H, W], [FH, FW], [SH, SW], [PH, PW]);
@@ -218,12 +258,37 @@ mod tests {
     use crate::kernels::testutil::{assert_close, max_rel_error, random_vec};
 
     /// Direct convolution straight from the definition, for comparison.
-    fn reference<const D: usize, const H: usize, const W: usize, const K: usize, const FH: usize, const FW: usize, const SH: usize, const SW: usize, const PH: usize, const PW: usize>(
+    fn reference<
+        const D: usize,
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FH: usize,
+        const FW: usize,
+        const SH: usize,
+        const SW: usize,
+        const PH: usize,
+        const PW: usize,
+    >(
         x: &[f32],
         p: &[f32],
     ) -> Vec<f32> {
-        type C<const D: usize, const H: usize, const W: usize, const K: usize, const FH: usize, const FW: usize, const SH: usize, const SW: usize, const PH: usize, const PW: usize> = Conv2d<D, H, W, K, FH, FW, SH, SW, PH, PW>;
-        let (oh, ow) = (C::<D, H, W, K, FH, FW, SH, SW, PH, PW>::OH, C::<D, H, W, K, FH, FW, SH, SW, PH, PW>::OW);
+        type C<
+            const D: usize,
+            const H: usize,
+            const W: usize,
+            const K: usize,
+            const FH: usize,
+            const FW: usize,
+            const SH: usize,
+            const SW: usize,
+            const PH: usize,
+            const PW: usize,
+        > = Conv2d<D, H, W, K, FH, FW, SH, SW, PH, PW>;
+        let (oh, ow) = (
+            C::<D, H, W, K, FH, FW, SH, SW, PH, PW>::OH,
+            C::<D, H, W, K, FH, FW, SH, SW, PH, PW>::OW,
+        );
         let mut y = vec![0.0; K * oh * ow];
         for k in 0..K {
             for oy in 0..oh {
@@ -232,9 +297,13 @@ mod tests {
                     for c in 0..D {
                         for i in 0..FH {
                             for j in 0..FW {
-                                let (iy, ix) = ((oy * SH + i) as isize - PH as isize, (ox * SW + j) as isize - PW as isize);
+                                let (iy, ix) = (
+                                    (oy * SH + i) as isize - PH as isize,
+                                    (ox * SW + j) as isize - PW as isize,
+                                );
                                 if iy >= 0 && ix >= 0 && (iy as usize) < H && (ix as usize) < W {
-                                    s += x[(c * H + iy as usize) * W + ix as usize] as f64 * p[((k * D + c) * FH + i) * FW + j] as f64;
+                                    s += x[(c * H + iy as usize) * W + ix as usize] as f64
+                                        * p[((k * D + c) * FH + i) * FW + j] as f64;
                                 }
                             }
                         }
@@ -262,8 +331,14 @@ mod tests {
         let p = random_vec(L::PARAMS, 2);
         let y = run_forward(&L { act: Act::Identity }, n, &x, &p);
         for s in 0..n {
-            let want = reference::<3, 7, 9, 4, 3, 2, 2, 3, 1, 2>(&x[s * L::IN..(s + 1) * L::IN], &p);
-            assert_close(&y[s * L::OUT..(s + 1) * L::OUT], &want, 1e-5, &format!("sample {s}"));
+            let want =
+                reference::<3, 7, 9, 4, 3, 2, 2, 3, 1, 2>(&x[s * L::IN..(s + 1) * L::IN], &p);
+            assert_close(
+                &y[s * L::OUT..(s + 1) * L::OUT],
+                &want,
+                1e-5,
+                &format!("sample {s}"),
+            );
         }
     }
 
@@ -300,7 +375,11 @@ mod tests {
         let mut p = random_vec(L::PARAMS, seed + 1);
         let r = random_vec(n * L::OUT, seed + 2);
         let loss = |x: &[f32], p: &[f32]| -> f64 {
-            run_forward(&layer, n, x, p).iter().zip(&r).map(|(&y, &r)| y as f64 * r as f64).sum()
+            run_forward(&layer, n, x, p)
+                .iter()
+                .zip(&r)
+                .map(|(&y, &r)| y as f64 * r as f64)
+                .sum()
         };
         let y = run_forward(&layer, n, &x, &p);
         let mut dy = r.clone();
@@ -309,7 +388,18 @@ mod tests {
         let count = chunk_count(n);
         let mut scratch = vec![0.0; count * L::SCRATCH];
         let mut partial = vec![0.0; count * L::PARAMS];
-        layer.backward(n, &x, &y, &mut dy, Some(&mut dx), &p, &mut dp, &mut scratch, &mut partial, &[]);
+        layer.backward(
+            n,
+            &x,
+            &y,
+            &mut dy,
+            Some(&mut dx),
+            &p,
+            &mut dp,
+            &mut scratch,
+            &mut partial,
+            &[],
+        );
         let ex = max_rel_error(&mut x.clone(), &dx, |x| loss(x, &p));
         let ep = max_rel_error(&mut p, &dp, |p| loss(&x, p));
         println!("conv: max relative error dx {ex:e}, dparams {ep:e}");
@@ -318,10 +408,26 @@ mod tests {
 
     #[test]
     fn gradients_match_finite_differences() {
-        check_gradients(Conv2d::<2, 6, 6, 3, 3, 3, 1, 1, 0, 0> { act: Act::Identity }, 2, 10);
-        check_gradients(Conv2d::<2, 7, 8, 3, 3, 2, 2, 3, 1, 2> { act: Act::Identity }, 3, 20);
-        check_gradients(Conv2d::<1, 8, 8, 2, 5, 5, 1, 1, 2, 2> { act: Act::Relu }, 2, 30);
+        check_gradients(
+            Conv2d::<2, 6, 6, 3, 3, 3, 1, 1, 0, 0> { act: Act::Identity },
+            2,
+            10,
+        );
+        check_gradients(
+            Conv2d::<2, 7, 8, 3, 3, 2, 2, 3, 1, 2> { act: Act::Identity },
+            3,
+            20,
+        );
+        check_gradients(
+            Conv2d::<1, 8, 8, 2, 5, 5, 1, 1, 2, 2> { act: Act::Relu },
+            2,
+            30,
+        );
         // More samples than chunks, so several samples share a chunk.
-        check_gradients(Conv2d::<1, 5, 5, 2, 3, 3, 2, 2, 1, 1> { act: Act::Relu }, 37, 40);
+        check_gradients(
+            Conv2d::<1, 5, 5, 2, 3, 3, 2, 2, 1, 1> { act: Act::Relu },
+            37,
+            40,
+        );
     }
 }

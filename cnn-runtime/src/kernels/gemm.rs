@@ -18,13 +18,29 @@ pub struct Mat<'a> {
 impl<'a> Mat<'a> {
     /// A `rows x cols` row-major matrix over the first `rows * cols` values of `data`.
     pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        assert!(data.len() >= rows * cols, "matrix {rows}x{cols} over {} values", data.len());
-        Mat { data: &data[..rows * cols], rows, cols, rs: cols, cs: 1 }
+        assert!(
+            data.len() >= rows * cols,
+            "matrix {rows}x{cols} over {} values",
+            data.len()
+        );
+        Mat {
+            data: &data[..rows * cols],
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
     }
 
     /// The transpose, as a view of the same data.
     pub fn t(self) -> Self {
-        Mat { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ..self }
+        Mat {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
     }
 
     /// Number of rows.
@@ -49,8 +65,16 @@ pub struct MatMut<'a> {
 impl<'a> MatMut<'a> {
     /// A `rows x cols` row-major matrix over the first `rows * cols` values of `data`.
     pub fn new(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
-        assert!(data.len() >= rows * cols, "matrix {rows}x{cols} over {} values", data.len());
-        MatMut { data: &mut data[..rows * cols], rows, cols }
+        assert!(
+            data.len() >= rows * cols,
+            "matrix {rows}x{cols} over {} values",
+            data.len()
+        );
+        MatMut {
+            data: &mut data[..rows * cols],
+            rows,
+            cols,
+        }
     }
 }
 
@@ -60,7 +84,11 @@ impl<'a> MatMut<'a> {
 /// When the shapes do not fit; kernels call it with shapes fixed at compile time.
 pub fn gemm(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: MatMut<'_>) {
     assert_eq!(a.cols, b.rows, "gemm: inner dimensions differ");
-    assert_eq!((a.rows, b.cols), (c.rows, c.cols), "gemm: output shape differs");
+    assert_eq!(
+        (a.rows, b.cols),
+        (c.rows, c.cols),
+        "gemm: output shape differs"
+    );
     if c.rows == 0 || c.cols == 0 {
         return;
     }
@@ -126,11 +154,24 @@ mod tests {
             let at = random_vec(k * m, 3);
             let bt = random_vec(n * k, 4);
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-                let av = if ta { Mat::new(&at, k, m).t() } else { Mat::new(&a, m, k) };
-                let bv = if tb { Mat::new(&bt, n, k).t() } else { Mat::new(&b, k, n) };
+                let av = if ta {
+                    Mat::new(&at, k, m).t()
+                } else {
+                    Mat::new(&a, m, k)
+                };
+                let bv = if tb {
+                    Mat::new(&bt, n, k).t()
+                } else {
+                    Mat::new(&b, k, n)
+                };
                 let mut c = vec![f32::NAN; m * n];
                 gemm(1.0, av, bv, 0.0, MatMut::new(&mut c, m, n));
-                assert_close(&c, &reference(av, bv), 1e-5, &format!("{m}x{n}x{k} t={ta},{tb}"));
+                assert_close(
+                    &c,
+                    &reference(av, bv),
+                    1e-5,
+                    &format!("{m}x{n}x{k} t={ta},{tb}"),
+                );
             }
         }
     }
@@ -141,8 +182,17 @@ mod tests {
         let a = random_vec(m * k, 5);
         let b = random_vec(k * n, 6);
         let mut c = vec![1.0; m * n];
-        gemm(2.0, Mat::new(&a, m, k), Mat::new(&b, k, n), 1.0, MatMut::new(&mut c, m, n));
-        let want: Vec<f32> = reference(Mat::new(&a, m, k), Mat::new(&b, k, n)).iter().map(|v| 2.0 * v + 1.0).collect();
+        gemm(
+            2.0,
+            Mat::new(&a, m, k),
+            Mat::new(&b, k, n),
+            1.0,
+            MatMut::new(&mut c, m, n),
+        );
+        let want: Vec<f32> = reference(Mat::new(&a, m, k), Mat::new(&b, k, n))
+            .iter()
+            .map(|v| 2.0 * v + 1.0)
+            .collect();
         assert_close(&c, &want, 1e-5, "beta = 1");
     }
 }

@@ -1,6 +1,6 @@
 //! Fully connected layer: one GEMM per chunk of samples, bias and activation fused.
 
-use super::{chunk_len, chunk_count, dx_chunks, gemm, reduce_partials, Act, Layer, Mat, MatMut};
+use super::{chunk_count, chunk_len, dx_chunks, gemm, reduce_partials, Act, Layer, Mat, MatMut};
 use rayon::prelude::*;
 
 /// `y = act(W x + b)` with `W` of shape `[OUT, IN]` and `b` of `[OUT]`, as in `torch.nn.Linear`.
@@ -31,14 +31,25 @@ impl<const IN: usize, const OUT: usize> Layer for Linear<IN, OUT> {
     fn forward(&self, n: usize, x: &[f32], y: &mut [f32], p: &[f32], _: &mut [f32], _: &mut [u32]) {
         let (w, b) = p[..Self::PARAMS].split_at(Self::WEIGHTS);
         let len = chunk_len(n);
-        y[..n * OUT].par_chunks_mut(len * OUT).zip(x[..n * IN].par_chunks(len * IN)).for_each(|(y, x)| {
-            let m = x.len() / IN;
-            // shape: [m, IN] x [IN, OUT] -> [m, OUT]
-            gemm(1.0, Mat::new(x, m, IN), Mat::new(w, OUT, IN).t(), 0.0, MatMut::new(y, m, OUT));
-            for row in y.chunks_exact_mut(OUT) {
-                row.iter_mut().zip(b).for_each(|(v, &bias)| *v = self.act.apply(*v + bias));
-            }
-        });
+        y[..n * OUT]
+            .par_chunks_mut(len * OUT)
+            .zip(x[..n * IN].par_chunks(len * IN))
+            .for_each(|(y, x)| {
+                let m = x.len() / IN;
+                // shape: [m, IN] x [IN, OUT] -> [m, OUT]
+                gemm(
+                    1.0,
+                    Mat::new(x, m, IN),
+                    Mat::new(w, OUT, IN).t(),
+                    0.0,
+                    MatMut::new(y, m, OUT),
+                );
+                for row in y.chunks_exact_mut(OUT) {
+                    row.iter_mut()
+                        .zip(b)
+                        .for_each(|(v, &bias)| *v = self.act.apply(*v + bias));
+                }
+            });
     }
 
     fn backward(
@@ -69,14 +80,26 @@ impl<const IN: usize, const OUT: usize> Layer for Linear<IN, OUT> {
                 self.act.backward_in_place(y, dz);
                 let (dw, db) = part.split_at_mut(Self::WEIGHTS);
                 // dW [OUT, IN] = dz^T [OUT, m] x x [m, IN]
-                gemm(1.0, Mat::new(dz, m, OUT).t(), Mat::new(x, m, IN), 0.0, MatMut::new(dw, OUT, IN));
+                gemm(
+                    1.0,
+                    Mat::new(dz, m, OUT).t(),
+                    Mat::new(x, m, IN),
+                    0.0,
+                    MatMut::new(dw, OUT, IN),
+                );
                 db.fill(0.0);
                 for row in dz.chunks_exact(OUT) {
                     db.iter_mut().zip(row).for_each(|(g, &v)| *g += v);
                 }
                 if let Some(dx) = dx {
                     // dx [m, IN] = dz [m, OUT] x W [OUT, IN]
-                    gemm(1.0, Mat::new(dz, m, OUT), Mat::new(w, OUT, IN), 0.0, MatMut::new(dx, m, IN));
+                    gemm(
+                        1.0,
+                        Mat::new(dz, m, OUT),
+                        Mat::new(w, OUT, IN),
+                        0.0,
+                        MatMut::new(dx, m, IN),
+                    );
                 }
             });
         reduce_partials(n, &partial[..count * Self::PARAMS], &mut dp[..Self::PARAMS]);
@@ -112,13 +135,30 @@ mod tests {
         let mut x = random_vec(n * IN, seed);
         let p = random_vec(Linear::<IN, OUT>::PARAMS, seed + 1);
         let r = random_vec(n * OUT, seed + 2);
-        let loss = |x: &[f32], p: &[f32]| -> f64 { forward(&layer, n, x, p).iter().zip(&r).map(|(&y, &r)| y as f64 * r as f64).sum() };
+        let loss = |x: &[f32], p: &[f32]| -> f64 {
+            forward(&layer, n, x, p)
+                .iter()
+                .zip(&r)
+                .map(|(&y, &r)| y as f64 * r as f64)
+                .sum()
+        };
         let y = forward(&layer, n, &x, &p);
         let mut dy = r.clone();
         let mut dx = vec![0.0; n * IN];
         let mut dp = vec![0.0; Linear::<IN, OUT>::PARAMS];
         let mut partial = vec![0.0; chunk_count(n) * Linear::<IN, OUT>::PARAMS];
-        layer.backward(n, &x, &y, &mut dy, Some(&mut dx), &p, &mut dp, &mut [], &mut partial, &[]);
+        layer.backward(
+            n,
+            &x,
+            &y,
+            &mut dy,
+            Some(&mut dx),
+            &p,
+            &mut dp,
+            &mut [],
+            &mut partial,
+            &[],
+        );
         let ep = max_rel_error(&mut p.clone(), &dp, |p| loss(&x, p));
         let ex = max_rel_error(&mut x, &dx, |x| loss(x, &p));
         println!("linear ({act:?}, n={n}): max relative error dx {ex:e}, dparams {ep:e}");

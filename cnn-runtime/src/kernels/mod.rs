@@ -21,6 +21,8 @@ pub use linear::Linear;
 pub use pool::MaxPool2d;
 pub use softmax::{softmax_cross_entropy, softmax_forward};
 
+pub use crate::init::rng;
+
 use rayon::prelude::*;
 
 /// Most chunks a batch is split into for the threads.
@@ -69,7 +71,15 @@ pub trait Layer: Sync {
     /// Computes `y` from `x`.
     ///
     /// `scratch` holds [`chunk_count`]`(n) * SCRATCH` values, `state` `n * STATE`.
-    fn forward(&self, n: usize, x: &[f32], y: &mut [f32], p: &[f32], scratch: &mut [f32], state: &mut [u32]);
+    fn forward(
+        &self,
+        n: usize,
+        x: &[f32],
+        y: &mut [f32],
+        p: &[f32],
+        scratch: &mut [f32],
+        state: &mut [u32],
+    );
 
     /// Back-propagates `dy` (the loss gradient with respect to `y`, which the call may
     /// overwrite) into `dx` (when asked for) and the parameter gradient `dp` (overwritten).
@@ -89,6 +99,59 @@ pub trait Layer: Sync {
         partial: &mut [f32],
         state: &[u32],
     );
+}
+
+/// A layer's sizes as values, readable in `const` context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerSizes {
+    /// [`Layer::IN`].
+    pub inputs: usize,
+    /// [`Layer::OUT`].
+    pub outputs: usize,
+    /// [`Layer::PARAMS`].
+    pub params: usize,
+    /// [`Layer::SCRATCH`].
+    pub scratch: usize,
+    /// [`Layer::STATE`].
+    pub state: usize,
+    /// [`Layer::FLOPS`].
+    pub flops: u64,
+}
+
+/// The sizes of `layer`'s type.
+pub const fn sizes_of<L: Layer>(_layer: &L) -> LayerSizes {
+    LayerSizes {
+        inputs: L::IN,
+        outputs: L::OUT,
+        params: L::PARAMS,
+        scratch: L::SCRATCH,
+        state: L::STATE,
+        flops: L::FLOPS,
+    }
+}
+
+/// The largest of `values` (0 for none), in `const` context.
+pub const fn max_of(values: &[usize]) -> usize {
+    let mut max = 0;
+    let mut i = 0;
+    while i < values.len() {
+        if values[i] > max {
+            max = values[i];
+        }
+        i += 1;
+    }
+    max
+}
+
+/// Index of the largest value (the first one on ties; 0 for an empty slice).
+pub fn argmax(values: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > values[best] {
+            best = i;
+        }
+    }
+    best
 }
 
 /// Optional per-chunk slices of `dx` (the input gradient), or `None` for each chunk when the

@@ -1,6 +1,6 @@
 //! Max pooling, keeping the argmax of each window for the backward pass.
 
-use super::{chunk_len, chunk_count, dx_chunks, Layer};
+use super::{chunk_count, chunk_len, dx_chunks, Layer};
 use rayon::prelude::*;
 
 /// Max pooling of a `D x H x W` input over `KH x KW` windows with strides `SH`/`SW`.
@@ -8,10 +8,25 @@ use rayon::prelude::*;
 /// The forward pass records, per output, the index of the winning input inside its channel
 /// plane; the backward pass routes each output gradient to that input alone.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct MaxPool2d<const D: usize, const H: usize, const W: usize, const KH: usize, const KW: usize, const SH: usize, const SW: usize>;
+pub struct MaxPool2d<
+    const D: usize,
+    const H: usize,
+    const W: usize,
+    const KH: usize,
+    const KW: usize,
+    const SH: usize,
+    const SW: usize,
+>;
 
-impl<const D: usize, const H: usize, const W: usize, const KH: usize, const KW: usize, const SH: usize, const SW: usize>
-    MaxPool2d<D, H, W, KH, KW, SH, SW>
+impl<
+        const D: usize,
+        const H: usize,
+        const W: usize,
+        const KH: usize,
+        const KW: usize,
+        const SH: usize,
+        const SW: usize,
+    > MaxPool2d<D, H, W, KH, KW, SH, SW>
 {
     /// Output height: `(H - KH) / SH + 1`.
     pub const OH: usize = (H - KH) / SH + 1;
@@ -44,8 +59,15 @@ impl<const D: usize, const H: usize, const W: usize, const KH: usize, const KW: 
     }
 }
 
-impl<const D: usize, const H: usize, const W: usize, const KH: usize, const KW: usize, const SH: usize, const SW: usize> Layer
-    for MaxPool2d<D, H, W, KH, KW, SH, SW>
+impl<
+        const D: usize,
+        const H: usize,
+        const W: usize,
+        const KH: usize,
+        const KW: usize,
+        const SH: usize,
+        const SW: usize,
+    > Layer for MaxPool2d<D, H, W, KH, KW, SH, SW>
 {
     const IN: usize = D * H * W;
     const OUT: usize = D * Self::OH * Self::OW;
@@ -54,14 +76,26 @@ impl<const D: usize, const H: usize, const W: usize, const KH: usize, const KW: 
     const STATE: usize = Self::OUT;
     const FLOPS: u64 = 0;
 
-    fn forward(&self, n: usize, x: &[f32], y: &mut [f32], _: &[f32], _: &mut [f32], state: &mut [u32]) {
+    fn forward(
+        &self,
+        n: usize,
+        x: &[f32],
+        y: &mut [f32],
+        _: &[f32],
+        _: &mut [f32],
+        state: &mut [u32],
+    ) {
         let len = chunk_len(n);
         y[..n * Self::OUT]
             .par_chunks_mut(len * Self::OUT)
             .zip(x[..n * Self::IN].par_chunks(len * Self::IN))
             .zip(state[..n * Self::STATE].par_chunks_mut(len * Self::STATE))
             .for_each(|((y, x), arg)| {
-                for ((y, x), arg) in y.chunks_exact_mut(Self::OUT).zip(x.chunks_exact(Self::IN)).zip(arg.chunks_exact_mut(Self::STATE)) {
+                for ((y, x), arg) in y
+                    .chunks_exact_mut(Self::OUT)
+                    .zip(x.chunks_exact(Self::IN))
+                    .zip(arg.chunks_exact_mut(Self::STATE))
+                {
                     Self::pool_sample(x, y, arg);
                 }
             });
@@ -83,22 +117,30 @@ impl<const D: usize, const H: usize, const W: usize, const KH: usize, const KW: 
         let Some(dx) = dx else { return };
         let len = chunk_len(n);
         let plane_out = Self::OH * Self::OW;
-        dx_chunks(Some(&mut dx[..n * Self::IN]), len * Self::IN, chunk_count(n))
-            .zip(dy[..n * Self::OUT].par_chunks(len * Self::OUT))
-            .zip(state[..n * Self::STATE].par_chunks(len * Self::STATE))
-            .for_each(|((dx, dy), arg)| {
-                let dx = dx.expect("dx was given");
-                dx.fill(0.0);
-                for ((dx, dy), arg) in dx.chunks_exact_mut(Self::IN).zip(dy.chunks_exact(Self::OUT)).zip(arg.chunks_exact(Self::STATE)) {
-                    for c in 0..D {
-                        let plane = &mut dx[c * H * W..(c + 1) * H * W];
-                        let range = c * plane_out..(c + 1) * plane_out;
-                        for (&g, &at) in dy[range.clone()].iter().zip(&arg[range]) {
-                            plane[at as usize] += g;
-                        }
+        dx_chunks(
+            Some(&mut dx[..n * Self::IN]),
+            len * Self::IN,
+            chunk_count(n),
+        )
+        .zip(dy[..n * Self::OUT].par_chunks(len * Self::OUT))
+        .zip(state[..n * Self::STATE].par_chunks(len * Self::STATE))
+        .for_each(|((dx, dy), arg)| {
+            let dx = dx.expect("dx was given");
+            dx.fill(0.0);
+            for ((dx, dy), arg) in dx
+                .chunks_exact_mut(Self::IN)
+                .zip(dy.chunks_exact(Self::OUT))
+                .zip(arg.chunks_exact(Self::STATE))
+            {
+                for c in 0..D {
+                    let plane = &mut dx[c * H * W..(c + 1) * H * W];
+                    let range = c * plane_out..(c + 1) * plane_out;
+                    for (&g, &at) in dy[range.clone()].iter().zip(&arg[range]) {
+                        plane[at as usize] += g;
                     }
                 }
-            });
+            }
+        });
     }
 }
 
@@ -139,7 +181,18 @@ mod tests {
         assert_eq!(y, [5.0; 4]);
         let mut dy = [1.0, 2.0, 3.0, 4.0];
         let mut dx = [0.0; 25];
-        L::default().backward(1, &x, &y, &mut dy, Some(&mut dx), &[], &mut [], &mut [], &mut [], &arg);
+        L::default().backward(
+            1,
+            &x,
+            &y,
+            &mut dy,
+            Some(&mut dx),
+            &[],
+            &mut [],
+            &mut [],
+            &mut [],
+            &arg,
+        );
         assert_eq!(dx[12], 10.0);
         assert_eq!(dx.iter().sum::<f32>(), 10.0);
     }
@@ -153,9 +206,25 @@ mod tests {
         let (y, state) = forward(&L::default(), n, &x);
         let mut dy = r.clone();
         let mut dx = vec![0.0; n * L::IN];
-        L::default().backward(n, &x, &y, &mut dy, Some(&mut dx), &[], &mut [], &mut [], &mut [], &state);
+        L::default().backward(
+            n,
+            &x,
+            &y,
+            &mut dy,
+            Some(&mut dx),
+            &[],
+            &mut [],
+            &mut [],
+            &mut [],
+            &state,
+        );
         let err = max_rel_error(&mut x, &dx, |x| {
-            forward(&L::default(), n, x).0.iter().zip(&r).map(|(&y, &r)| y as f64 * r as f64).sum()
+            forward(&L::default(), n, x)
+                .0
+                .iter()
+                .zip(&r)
+                .map(|(&y, &r)| y as f64 * r as f64)
+                .sum()
         });
         println!("maxpool: max relative error {err:e}");
         assert!(err < 1e-2, "max relative error {err}");

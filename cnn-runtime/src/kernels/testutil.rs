@@ -12,7 +12,10 @@ pub fn random_vec(len: usize, seed: u64) -> Vec<f32> {
 pub fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: lengths differ");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= tol * w.abs().max(1.0), "{what}: index {i}: got {g}, want {w}");
+        assert!(
+            (g - w).abs() <= tol * w.abs().max(1.0),
+            "{what}: index {i}: got {g}, want {w}"
+        );
     }
 }
 
@@ -46,6 +49,10 @@ pub fn max_rel_error(x: &mut [f32], analytic: &[f32], mut loss: impl FnMut(&[f32
         }
         worst = worst.max(err);
     }
-    assert!(kinks * 20 <= x.len(), "{kinks} of {} coordinates sit on a kink", x.len());
+    assert!(
+        kinks * 20 <= x.len(),
+        "{kinks} of {} coordinates sit on a kink",
+        x.len()
+    );
     worst
 }

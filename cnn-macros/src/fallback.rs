@@ -1,0 +1,153 @@
+//! The error path: the compile errors plus a stub of the model with the same API, so that
+//! code using the model reports nothing more than the real mistake.
+
+use proc_macro2::{Literal, TokenStream};
+use quote::{format_ident, quote};
+use syn::parse::{Parse, ParseStream};
+use syn::{Attribute, Ident, Token, Visibility};
+
+use crate::codegen::ANONYMOUS;
+use crate::model::Kind;
+use crate::parse::ModelSyntax;
+
+/// The head of an item-form invocation, read on its own when the whole does not parse.
+struct Header {
+    attrs: Vec<Attribute>,
+    vis: Visibility,
+    name: Option<Ident>,
+}
+
+impl Parse for Header {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let (vis, name) = if input.peek(Token![<]) {
+            (Visibility::Inherited, None)
+        } else {
+            let vis = input.parse()?;
+            input.parse::<Token![struct]>()?;
+            (vis, Some(input.parse()?))
+        };
+        input.parse::<TokenStream>()?;
+        Ok(Header { attrs, vis, name })
+    }
+}
+
+/// `error` as compile errors, followed by a stub of the model when its name is known.
+pub fn expand(syntax: Option<&ModelSyntax>, error: syn::Error, input: &TokenStream) -> TokenStream {
+    let errors = error.to_compile_error();
+    let header = match syntax {
+        Some(s) => Header {
+            attrs: s.attrs.clone(),
+            vis: s.vis.clone(),
+            name: s.name.clone(),
+        },
+        None => match syn::parse2::<Header>(input.clone()) {
+            Ok(header) => header,
+            Err(_) => return errors,
+        },
+    };
+    let (input_len, classes) = syntax.map(known_sizes).unwrap_or((None, None));
+    let stub = stub(&header, input_len, classes);
+    if header.name.is_some() {
+        quote!(#errors #stub)
+    } else {
+        let name = format_ident!("{}", ANONYMOUS);
+        quote!({ #errors #stub #name::new() })
+    }
+}
+
+/// Input length and class count, where the layers that give them are well formed.
+fn known_sizes(syntax: &ModelSyntax) -> (Option<u64>, Option<u64>) {
+    let kinds: Vec<Kind> = syntax
+        .layers
+        .iter()
+        .filter_map(|l| crate::model::lower_layer(l).ok())
+        .collect();
+    let input = match kinds.first() {
+        Some(Kind::InputVolume { w, h, d }) => w.checked_mul(*h).and_then(|v| v.checked_mul(*d)),
+        Some(Kind::InputFlat { n }) => Some(*n),
+        _ => None,
+    };
+    let classes = kinds.iter().rev().find_map(|k| match k {
+        Kind::Fc { out } => Some(*out),
+        _ => None,
+    });
+    (input, classes)
+}
+
+fn stub(header: &Header, input_len: Option<u64>, classes: Option<u64>) -> TokenStream {
+    let name = header
+        .name
+        .clone()
+        .unwrap_or_else(|| format_ident!("{}", ANONYMOUS));
+    let vis = &header.vis;
+    let docs = header.attrs.iter().filter(|a| a.path().is_ident("doc"));
+    let len = |v: Option<u64>| Literal::usize_unsuffixed(v.unwrap_or(0) as usize);
+    let (input_lit, classes_lit) = (len(input_len), len(classes));
+    // Where a size is unknown the single-sample methods accept any, so that calls still check.
+    let (in_generic, in_ty) = match input_len {
+        Some(_) => (quote!(), quote!([f32; #input_lit])),
+        None => (quote!(const __N: usize,), quote!([f32; __N])),
+    };
+    let (out_generic, out_ty) = match classes {
+        Some(_) => (quote!(), quote!([f32; #classes_lit])),
+        None => (quote!(const __C: usize,), quote!([f32; __C])),
+    };
+    quote! {
+        #(#docs)*
+        #[derive(Clone, Debug, Default)]
+        #vis struct #name {
+            __unusable: (),
+        }
+
+        #[allow(dead_code, unused_variables, clippy::all)]
+        impl #name {
+            #vis fn new() -> Self {
+                ::core::unreachable!()
+            }
+            #vis fn with_seed(seed: u64) -> Self {
+                ::core::unreachable!()
+            }
+            #vis fn probabilities<#in_generic #out_generic>(&mut self, x: &#in_ty) -> #out_ty {
+                ::core::unreachable!()
+            }
+            #vis fn classify<#in_generic>(&mut self, x: &#in_ty) -> usize {
+                ::core::unreachable!()
+            }
+        }
+
+        #[allow(unused_variables, clippy::all)]
+        impl ::cnn::Model for #name {
+            const INPUT: ::cnn::Shape = ::cnn::Shape::vector(#input_lit);
+            const INPUT_LEN: usize = #input_lit;
+            const OUTPUT_LEN: usize = #classes_lit;
+            const PARAM_COUNT: usize = 0;
+            const FLOPS_PER_SAMPLE: u64 = 0;
+            const LAYERS: &'static [::cnn::LayerInfo] = &[];
+            const SUMMARY: &'static str = "";
+            const PYTORCH: &'static str = "";
+            const DSL: &'static str = "";
+            fn params(&self) -> &[f32] {
+                ::core::unreachable!()
+            }
+            fn params_mut(&mut self) -> &mut [f32] {
+                ::core::unreachable!()
+            }
+            fn grads(&self) -> &[f32] {
+                ::core::unreachable!()
+            }
+            fn params_and_grads(&mut self) -> (&mut [f32], &[f32]) {
+                ::core::unreachable!()
+            }
+            fn init(&mut self, seed: u64) {
+                ::core::unreachable!()
+            }
+            fn forward_unchecked(&mut self, n: usize, x: &[f32]) -> &[f32] {
+                ::core::unreachable!()
+            }
+            fn backward_unchecked(&mut self, n: usize, x: &[f32], labels: &[usize]) -> f32 {
+                ::core::unreachable!()
+            }
+        }
+    }
+}

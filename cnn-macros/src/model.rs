@@ -1,0 +1,622 @@
+//! The model as the macro understands it: the layer list lowered from syntax, every argument
+//! read and range-checked. Shapes are the next stage's business ([`crate::shape`]).
+
+use std::fmt;
+
+use proc_macro2::{Spacing, TokenStream, TokenTree};
+use quote::ToTokens;
+
+use crate::errors::Errors;
+use crate::parse::{LayerSyntax, ModelSyntax};
+
+/// Largest size accepted for any single number (a width, a filter count, ...).
+pub const MAX_NUMBER: u64 = 1 << 24;
+
+/// The names of every layer, for errors and suggestions.
+const LAYER_NAMES: [&str; 7] = ["input", "conv", "pool", "maxpool", "fc", "relu", "softmax"];
+
+/// Names other libraries use, mapped to ours.
+const ALIASES: [(&str, &str); 10] = [
+    ("conv2d", "conv"),
+    ("convolution", "conv"),
+    ("dense", "fc"),
+    ("linear", "fc"),
+    ("fully_connected", "fc"),
+    ("maxpool2d", "maxpool"),
+    ("max_pool", "maxpool"),
+    ("max_pool2d", "maxpool"),
+    ("flatten", "fc"),
+    ("log_softmax", "softmax"),
+];
+
+/// A checked model: the layers in order, the first of which is normally `input`.
+pub struct Model<'a> {
+    /// The layers, each with the syntax it came from.
+    pub layers: Vec<Layer<'a>>,
+    /// The `<` that opens the layer list, for errors about the list as a whole.
+    pub open: proc_macro2::Span,
+}
+
+/// One layer with its meaning and its original tokens.
+pub struct Layer<'a> {
+    /// What the layer is.
+    pub kind: Kind,
+    /// The tokens it was written with, for errors.
+    pub syntax: &'a LayerSyntax,
+}
+
+/// What a layer is, with every argument resolved. Pairs are `[width, height]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `input(WxHxD)`: a volume.
+    InputVolume { w: u64, h: u64, d: u64 },
+    /// `input(N)`: a flat vector.
+    InputFlat { n: u64 },
+    /// `conv(FxG, K, stride=S, pad=P)`.
+    Conv {
+        filter: [u64; 2],
+        filters: u64,
+        stride: [u64; 2],
+        pad: [u64; 2],
+    },
+    /// `pool(k)` / `maxpool(k)`, with optional `stride=`.
+    MaxPool { window: [u64; 2], stride: [u64; 2] },
+    /// `fc(N)`.
+    Fc { out: u64 },
+    /// `relu`.
+    Relu,
+    /// `softmax`.
+    Softmax,
+}
+
+impl Kind {
+    /// Whether this is an `input(...)` layer.
+    pub fn is_input(&self) -> bool {
+        matches!(self, Kind::InputVolume { .. } | Kind::InputFlat { .. })
+    }
+}
+
+/// Writes a pair as `AxB`, or `A` when both are equal.
+fn pair(p: [u64; 2]) -> String {
+    if p[0] == p[1] {
+        p[0].to_string()
+    } else {
+        format!("{}x{}", p[0], p[1])
+    }
+}
+
+impl fmt::Display for Kind {
+    /// The layer in the DSL's canonical spelling, such as `conv(5x5, 6, pad=2)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Kind::InputVolume { w, h, d } => write!(f, "input({w}x{h}x{d})"),
+            Kind::InputFlat { n } => write!(f, "input({n})"),
+            Kind::Conv {
+                filter,
+                filters,
+                stride,
+                pad,
+            } => {
+                write!(f, "conv({}x{}, {filters}", filter[0], filter[1])?;
+                if *stride != [1, 1] {
+                    write!(f, ", stride={}", pair(*stride))?;
+                }
+                if *pad != [0, 0] {
+                    write!(f, ", pad={}", pair(*pad))?;
+                }
+                write!(f, ")")
+            }
+            Kind::MaxPool { window, stride } => {
+                write!(f, "pool({}", pair(*window))?;
+                if stride != window {
+                    write!(f, ", stride={}", pair(*stride))?;
+                }
+                write!(f, ")")
+            }
+            Kind::Fc { out } => write!(f, "fc({out})"),
+            Kind::Relu => write!(f, "relu"),
+            Kind::Softmax => write!(f, "softmax"),
+        }
+    }
+}
+
+impl<'a> Model<'a> {
+    /// Gives each layer of `syntax` its meaning, reporting every bad layer at once.
+    pub fn lower(syntax: &'a ModelSyntax) -> syn::Result<Self> {
+        let mut errors = Errors::default();
+        let mut layers = Vec::with_capacity(syntax.layers.len());
+        for layer in &syntax.layers {
+            match lower_layer(layer) {
+                Ok(kind) => layers.push(Layer {
+                    kind,
+                    syntax: layer,
+                }),
+                Err(error) => errors.push(error),
+            }
+        }
+        errors.finish(Model {
+            layers,
+            open: syntax.open.span,
+        })
+    }
+}
+
+/// One argument: `value` or `name = value`.
+struct Arg {
+    name: Option<proc_macro2::Ident>,
+    value: TokenStream,
+    all: TokenStream,
+}
+
+/// Splits a layer's argument tokens at top-level commas.
+fn split_args(layer: &LayerSyntax) -> Vec<Arg> {
+    let Some(group) = &layer.args else {
+        return Vec::new();
+    };
+    let mut args = Vec::new();
+    let mut current: Vec<TokenTree> = Vec::new();
+    let mut flush = |current: &mut Vec<TokenTree>| {
+        if current.is_empty() {
+            return;
+        }
+        let all: TokenStream = current.iter().cloned().collect();
+        let named = match (current.first(), current.get(1)) {
+            (Some(TokenTree::Ident(name)), Some(TokenTree::Punct(eq)))
+                if eq.as_char() == '=' && eq.spacing() == Spacing::Alone =>
+            {
+                Some(name.clone())
+            }
+            _ => None,
+        };
+        let value = if named.is_some() {
+            current[2..].iter().cloned().collect()
+        } else {
+            all.clone()
+        };
+        args.push(Arg {
+            name: named,
+            value,
+            all,
+        });
+        current.clear();
+    };
+    for tree in group.stream() {
+        match &tree {
+            TokenTree::Punct(p) if p.as_char() == ',' => flush(&mut current),
+            _ => current.push(tree),
+        }
+    }
+    flush(&mut current);
+    args
+}
+
+/// Reads `5`, `5x5` or `28x28x1`: a single literal of decimal numbers joined by `x`.
+fn numbers(value: &TokenStream, what: &str) -> syn::Result<Vec<u64>> {
+    let trees: Vec<TokenTree> = value.clone().into_iter().collect();
+    let lit =
+        match trees.as_slice() {
+            [TokenTree::Literal(lit)] => lit,
+            [] => return Err(syn::Error::new_spanned(value, format!("expected {what}"))),
+            _ => return Err(syn::Error::new_spanned(
+                value,
+                format!(
+                    "expected {what}, written as one token such as `5` or `5x5`, found `{value}`"
+                ),
+            )),
+        };
+    let text = lit.to_string();
+    let parts: Vec<&str> = text.split('x').collect();
+    let mut out = Vec::with_capacity(parts.len());
+    for part in &parts {
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(syn::Error::new_spanned(
+                lit,
+                format!("expected {what}, found `{text}`: write whole numbers, joined by `x` for sizes (`5x5`)"),
+            ));
+        }
+        match part.parse::<u64>() {
+            Ok(v) if v <= MAX_NUMBER => out.push(v),
+            _ => {
+                return Err(syn::Error::new_spanned(
+                    lit,
+                    format!("`{part}` is too large: the most this accepts is {MAX_NUMBER}"),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a single number.
+fn number(value: &TokenStream, what: &str) -> syn::Result<u64> {
+    let v = numbers(value, what)?;
+    if v.len() != 1 {
+        return Err(syn::Error::new_spanned(
+            value,
+            format!("expected {what}, a single number, found `{value}`"),
+        ));
+    }
+    Ok(v[0])
+}
+
+/// Reads `N` or `WxH` into a `[width, height]` pair.
+fn pair_arg(value: &TokenStream, what: &str) -> syn::Result<[u64; 2]> {
+    match numbers(value, what)?.as_slice() {
+        [v] => Ok([*v, *v]),
+        [w, h] => Ok([*w, *h]),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            format!("expected {what} as `N` or `WxH`, found `{value}`"),
+        )),
+    }
+}
+
+fn at_least_one(value: &TokenStream, p: &[u64], what: &str) -> syn::Result<()> {
+    if p.contains(&0) {
+        let text = value.to_string();
+        let hint = if text.starts_with("0x") {
+            " (a size of 0; `0x...` is not a hex number here)"
+        } else {
+            ""
+        };
+        return Err(syn::Error::new_spanned(
+            value,
+            format!("{what} must be at least 1, found `{text}`{hint}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The positional and named arguments of a layer, checked against what it accepts.
+struct Args {
+    positional: Vec<Arg>,
+    named: Vec<Arg>,
+}
+
+impl Args {
+    fn read(
+        layer: &LayerSyntax,
+        allowed: &[&str],
+        usage: &str,
+        positional: usize,
+    ) -> syn::Result<Args> {
+        let mut args = Args {
+            positional: Vec::new(),
+            named: Vec::new(),
+        };
+        let mut errors = Errors::default();
+        for arg in split_args(layer) {
+            match &arg.name {
+                None if !args.named.is_empty() => errors.spanned(
+                    &arg.all,
+                    format!("positional arguments come before named ones: `{usage}`"),
+                ),
+                None => args.positional.push(arg),
+                Some(name) => {
+                    let key = name.to_string();
+                    if !allowed.contains(&key.as_str()) {
+                        let hint = match suggest(&key, allowed) {
+                            Some(s) => format!("; did you mean `{s}`?"),
+                            None if allowed.is_empty() => format!("; `{}` takes none", layer.name),
+                            None => format!("; `{}` accepts {}", layer.name, list(allowed)),
+                        };
+                        errors.spanned(
+                            name,
+                            format!("unknown parameter `{key}` for `{}`{hint}", layer.name),
+                        );
+                    } else if args
+                        .named
+                        .iter()
+                        .any(|a| a.name.as_ref().is_some_and(|n| *n == key))
+                    {
+                        errors.spanned(&arg.all, format!("`{key}` is given twice"));
+                    } else if arg.value.is_empty() {
+                        errors
+                            .spanned(&arg.all, format!("`{key}=` needs a value, as in `{key}=2`"));
+                    } else {
+                        args.named.push(arg);
+                    }
+                }
+            }
+        }
+        errors.finish(())?;
+        if args.positional.len() != positional {
+            let found = args.positional.len();
+            let message = match positional {
+                0 => format!("`{}` takes no arguments: write `{usage}`", layer.name),
+                _ => format!(
+                    "`{}` takes {}, found {found}: write `{usage}`",
+                    layer.name,
+                    count(positional)
+                ),
+            };
+            return Err(syn::Error::new_spanned(layer, message));
+        }
+        Ok(args)
+    }
+
+    fn get(&self, name: &str) -> Option<&TokenStream> {
+        self.named
+            .iter()
+            .find(|a| a.name.as_ref().is_some_and(|n| *n == name))
+            .map(|a| &a.value)
+    }
+}
+
+fn count(n: usize) -> String {
+    match n {
+        1 => "one argument".into(),
+        2 => "two arguments".into(),
+        n => format!("{n} arguments"),
+    }
+}
+
+fn list(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Gives one layer its meaning.
+pub fn lower_layer(layer: &LayerSyntax) -> syn::Result<Kind> {
+    let name = layer.name.to_string();
+    match name.as_str() {
+        "input" => {
+            let args = Args::read(layer, &[], "input(28x28x1)", 1)?;
+            let value = &args.positional[0].value;
+            let dims = numbers(value, "the input size")?;
+            at_least_one(value, &dims, "every input size")?;
+            match dims.as_slice() {
+                [n] => Ok(Kind::InputFlat { n: *n }),
+                [w, h, d] => Ok(Kind::InputVolume { w: *w, h: *h, d: *d }),
+                _ => Err(syn::Error::new_spanned(
+                    value,
+                    format!("write the input as width x height x depth, such as `input(28x28x1)`, or as a flat size, such as `input(784)`; found `{value}`"),
+                )),
+            }
+        }
+        "conv" => {
+            let usage = "conv(5x5, 16, stride=1, pad=0)";
+            let args = Args::read(layer, &["stride", "pad"], usage, 2)?;
+            let f = &args.positional[0].value;
+            let filter =
+                match numbers(f, "the filter size")?.as_slice() {
+                    [w, h] => [*w, *h],
+                    _ => return Err(syn::Error::new_spanned(
+                        f,
+                        format!(
+                            "write the filter size as width x height, such as `5x5`; found `{f}`"
+                        ),
+                    )),
+                };
+            at_least_one(f, &filter, "the filter size")?;
+            let k = &args.positional[1].value;
+            let filters = number(k, "the number of filters")?;
+            at_least_one(k, &[filters], "the number of filters")?;
+            let stride = match args.get("stride") {
+                Some(s) => pair_arg(s, "the stride")
+                    .and_then(|p| at_least_one(s, &p, "the stride").map(|()| p))?,
+                None => [1, 1],
+            };
+            let pad = match args.get("pad") {
+                Some(p) => pair_arg(p, "the padding")?,
+                None => [0, 0],
+            };
+            Ok(Kind::Conv {
+                filter,
+                filters,
+                stride,
+                pad,
+            })
+        }
+        "pool" | "maxpool" => {
+            let args = Args::read(layer, &["stride"], &format!("{name}(2, stride=2)"), 1)?;
+            let w = &args.positional[0].value;
+            let window = pair_arg(w, "the pooling window")?;
+            at_least_one(w, &window, "the pooling window")?;
+            let stride = match args.get("stride") {
+                Some(s) => pair_arg(s, "the stride")
+                    .and_then(|p| at_least_one(s, &p, "the stride").map(|()| p))?,
+                None => window,
+            };
+            Ok(Kind::MaxPool { window, stride })
+        }
+        "fc" => {
+            let args = Args::read(layer, &[], "fc(10)", 1)?;
+            let v = &args.positional[0].value;
+            let out = number(v, "the number of outputs")?;
+            at_least_one(v, &[out], "the number of outputs")?;
+            Ok(Kind::Fc { out })
+        }
+        "relu" | "softmax" => {
+            if let Some(group) = &layer.args {
+                return Err(syn::Error::new_spanned(
+                    group,
+                    format!("`{name}` takes no arguments: write `{name}`"),
+                ));
+            }
+            Ok(if name == "relu" {
+                Kind::Relu
+            } else {
+                Kind::Softmax
+            })
+        }
+        _ => {
+            let hint = match ALIASES.iter().find(|(a, _)| *a == name) {
+                Some((_, ours)) if name == "flatten" => {
+                    format!("; flattening is implicit before the first `{ours}`")
+                }
+                Some((_, ours)) => format!("; did you mean `{ours}`?"),
+                None => match suggest(&name, &LAYER_NAMES) {
+                    Some(s) => format!("; did you mean `{s}`?"),
+                    None => format!("; the layers are {}", list(&LAYER_NAMES)),
+                },
+            };
+            Err(syn::Error::new_spanned(
+                &layer.name,
+                format!("unknown layer `{name}`{hint}"),
+            ))
+        }
+    }
+}
+
+/// The closest of `candidates` to `word`, if close enough to be a likely typo.
+fn suggest<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
+    let word = word.to_ascii_lowercase();
+    candidates
+        .iter()
+        .map(|c| (distance(&word, c), *c))
+        .filter(|(d, c)| {
+            (*d <= 2.max(c.len() / 3) && *d < c.len()) || (word.starts_with(*c) && c.len() >= 3)
+        })
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+impl ToTokens for Layer<'_> {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        self.syntax.to_tokens(tokens);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lower(text: &str) -> syn::Result<Vec<Kind>> {
+        let syntax: ModelSyntax = syn::parse_str(&format!("struct M < {text} >"))?;
+        Model::lower(&syntax).map(|m| m.layers.into_iter().map(|l| l.kind).collect())
+    }
+
+    fn error(text: &str) -> String {
+        lower(text)
+            .err()
+            .unwrap_or_else(|| panic!("`{text}` should not lower"))
+            .to_string()
+    }
+
+    #[test]
+    fn reads_every_documented_form() {
+        let kinds = lower("input(32x16x3) conv(5x3, 8, stride=2, pad=1) relu pool(2) maxpool(3, stride=2) conv(3x3, 4, stride=2x1, pad=0x1) fc(10) softmax").unwrap();
+        assert_eq!(kinds[0], Kind::InputVolume { w: 32, h: 16, d: 3 });
+        assert_eq!(
+            kinds[1],
+            Kind::Conv {
+                filter: [5, 3],
+                filters: 8,
+                stride: [2, 2],
+                pad: [1, 1]
+            }
+        );
+        assert_eq!(
+            kinds[3],
+            Kind::MaxPool {
+                window: [2, 2],
+                stride: [2, 2]
+            }
+        );
+        assert_eq!(
+            kinds[4],
+            Kind::MaxPool {
+                window: [3, 3],
+                stride: [2, 2]
+            }
+        );
+        assert_eq!(
+            kinds[5],
+            Kind::Conv {
+                filter: [3, 3],
+                filters: 4,
+                stride: [2, 1],
+                pad: [0, 1]
+            }
+        );
+        assert_eq!(kinds[6], Kind::Fc { out: 10 });
+        assert_eq!(lower("input(784)").unwrap()[0], Kind::InputFlat { n: 784 });
+    }
+
+    #[test]
+    fn prints_the_canonical_spelling() {
+        let kinds = lower("input(28x28x1) conv(5x5,6,pad=2) pool(2) maxpool(3,stride=2) conv(3x1, 4, stride=2x1) fc(10)").unwrap();
+        let text: Vec<String> = kinds.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "input(28x28x1)",
+                "conv(5x5, 6, pad=2)",
+                "pool(2)",
+                "pool(3, stride=2)",
+                "conv(3x1, 4, stride=2x1)",
+                "fc(10)"
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_literals_that_are_not_sizes() {
+        assert!(error("input(0x3)").contains("not a hex number"));
+        assert!(error("input(28x28)").contains("width x height x depth"));
+        assert!(error("input(28 x 28 x 1)").contains("one token"));
+        assert!(error("input(5x)").contains("whole numbers"));
+        assert!(error("fc(1.5)").contains("whole numbers"));
+        assert!(error("fc(10u8)").contains("whole numbers"));
+        assert!(error("fc(-3)").contains("one token"));
+        assert!(error("fc(5x5)").contains("a single number"));
+        assert!(error("conv(5, 6)").contains("width x height"));
+        assert!(error("fc(99999999999)").contains("too large"));
+        assert!(error("fc(0)").contains("at least 1"));
+        assert!(error("conv(3x3, 8, stride=0)").contains("stride must be at least 1"));
+    }
+
+    #[test]
+    fn checks_names_and_counts_of_arguments() {
+        assert!(error("conv(3x3, 8, padding=1)").contains("did you mean `pad`?"));
+        assert!(error("conv(3x3, 8, pad=1, pad=2)").contains("given twice"));
+        assert!(error("conv(3x3)").contains("takes two arguments, found 1"));
+        assert!(error("conv(3x3, 8, pad=1, 4)").contains("positional arguments come before"));
+        assert!(error("relu(2)").contains("takes no arguments"));
+        assert!(error("fc(stride=2)").contains("takes none"));
+        assert!(error("pool(2, pad=1)").contains("accepts `stride`"));
+        assert!(error("conv(3x3, 8, stride=)").contains("needs a value"));
+    }
+
+    #[test]
+    fn suggests_known_layers() {
+        assert!(error("conv2d(3x3, 8)").contains("did you mean `conv`?"));
+        assert!(error("dense(10)").contains("did you mean `fc`?"));
+        assert!(error("rellu").contains("did you mean `relu`?"));
+        assert!(error("softmx").contains("did you mean `softmax`?"));
+        assert!(error("flatten").contains("implicit"));
+        assert!(error("banana").contains("the layers are"));
+    }
+
+    #[test]
+    fn reports_every_bad_layer() {
+        let syntax: ModelSyntax = syn::parse_str("struct M < input(4) rellu fc(0) >").unwrap();
+        let errors: Vec<String> = Model::lower(&syntax)
+            .err()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+    }
+}

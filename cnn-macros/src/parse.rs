@@ -1,0 +1,177 @@
+//! Syntax only: the tokens of a `cnn!` invocation as written, before any meaning is given to
+//! layer names or arguments.
+//!
+//! ```text
+//! cnn! { #[attr]* vis struct Name < layer* > }     item form
+//! cnn!( < layer* > )                               expression form
+//! layer := name | name ( tokens )
+//! ```
+
+use proc_macro2::{Delimiter, Group, Ident, TokenStream, TokenTree};
+use quote::{quote, ToTokens};
+use syn::ext::IdentExt;
+use syn::parse::{Parse, ParseStream};
+use syn::{Attribute, Error, Token, Visibility};
+
+/// A whole invocation.
+pub struct ModelSyntax {
+    /// Outer attributes, doc comments included (item form only).
+    pub attrs: Vec<Attribute>,
+    /// Visibility of the struct (item form only).
+    pub vis: Visibility,
+    /// The struct's name, or `None` for the expression form.
+    pub name: Option<Ident>,
+    /// The `<` opening the layer list.
+    pub open: Token![<],
+    /// The layers in order.
+    pub layers: Vec<LayerSyntax>,
+}
+
+/// One layer: a name and, optionally, its parenthesised arguments.
+pub struct LayerSyntax {
+    /// The layer's name, such as `conv`.
+    pub name: Ident,
+    /// The parenthesised arguments, if any.
+    pub args: Option<Group>,
+}
+
+impl LayerSyntax {
+    /// The layer's tokens, for errors that cover the whole layer.
+    pub fn original(&self) -> TokenStream {
+        let name = &self.name;
+        let args = &self.args;
+        quote!(#name #args)
+    }
+}
+
+impl Parse for ModelSyntax {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let (vis, name) = if input.peek(Token![<]) {
+            if let Some(attr) = attrs.first() {
+                return Err(Error::new_spanned(
+                    attr,
+                    "attributes belong to the item form: `cnn! { #[...] pub struct Name < ... > }`",
+                ));
+            }
+            (Visibility::Inherited, None)
+        } else {
+            let vis: Visibility = input.parse()?;
+            if !input.peek(Token![struct]) {
+                return Err(input.error(
+                    "expected `struct Name < layers >` (item form) or `< layers >` (expression form)",
+                ));
+            }
+            input.parse::<Token![struct]>()?;
+            let name = input
+                .call(Ident::parse_any)
+                .map_err(|e| Error::new(e.span(), "expected the model's name after `struct`"))?;
+            (vis, Some(name))
+        };
+        if !input.peek(Token![<]) {
+            return Err(input.error(
+                "expected `<` to open the layer list, as in `struct Net < input(28x28x1) ... >`",
+            ));
+        }
+        let open: Token![<] = input.parse()?;
+        let mut layers = Vec::new();
+        while !input.peek(Token![>]) {
+            if input.is_empty() {
+                return Err(Error::new(
+                    open.span,
+                    "the layer list is never closed: add `>` after the last layer",
+                ));
+            }
+            layers.push(input.parse()?);
+        }
+        input.parse::<Token![>]>()?;
+        if name.is_some() && input.peek(Token![;]) {
+            input.parse::<Token![;]>()?;
+        }
+        if !input.is_empty() {
+            return Err(input.error("unexpected tokens after the `>` that closes the layer list"));
+        }
+        Ok(ModelSyntax {
+            attrs,
+            vis,
+            name,
+            open,
+            layers,
+        })
+    }
+}
+
+impl Parse for LayerSyntax {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        if !input.peek(Ident::peek_any) {
+            return Err(input.error(
+                "expected a layer, such as `conv(3x3, 16)`, `relu`, `pool(2)` or `fc(10)`",
+            ));
+        }
+        let name = input.call(Ident::parse_any)?;
+        let args = match input.cursor().token_tree() {
+            Some((TokenTree::Group(group), _)) => match group.delimiter() {
+                Delimiter::Parenthesis => {
+                    input.parse::<TokenTree>()?;
+                    Some(group)
+                }
+                Delimiter::None => None,
+                _ => {
+                    return Err(Error::new(
+                        group.span(),
+                        format!("layer arguments go in parentheses: `{name}(...)`"),
+                    ))
+                }
+            },
+            _ => None,
+        };
+        Ok(LayerSyntax { name, args })
+    }
+}
+
+impl ToTokens for LayerSyntax {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        tokens.extend(self.original());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> syn::Result<ModelSyntax> {
+        syn::parse_str(text)
+    }
+
+    #[test]
+    fn item_form_with_attributes() {
+        let m = parse(
+            "/// Doc.\n#[derive(Clone)] pub struct LeNet < input(28x28x1) conv(5x5, 6) relu >",
+        )
+        .unwrap();
+        assert_eq!(m.attrs.len(), 2);
+        assert_eq!(m.name.unwrap().to_string(), "LeNet");
+        let names: Vec<_> = m.layers.iter().map(|l| l.name.to_string()).collect();
+        assert_eq!(names, ["input", "conv", "relu"]);
+        assert!(m.layers[2].args.is_none());
+    }
+
+    #[test]
+    fn expression_form() {
+        let m = parse("< input(4) fc(2) softmax >").unwrap();
+        assert!(m.name.is_none());
+        assert_eq!(m.layers.len(), 3);
+    }
+
+    #[test]
+    fn syntax_errors_say_what_was_expected() {
+        let err = |text: &str| parse(text).err().expect(text).to_string();
+        assert!(err("struct M input(4) >").contains("expected `<`"));
+        assert!(err("struct M < input(4) fc(2)").contains("never closed"));
+        assert!(err("struct M < input(4) 5 >").contains("expected a layer"));
+        assert!(err("struct M < input[4] >").contains("parentheses"));
+        assert!(err("struct M < input(4) > extra").contains("unexpected tokens"));
+        assert!(err("#[doc = \"x\"] < input(4) >").contains("item form"));
+        assert!(err("fn M < >").contains("expected `struct Name"));
+    }
+}
