@@ -193,17 +193,18 @@ fn split_args(layer: &LayerSyntax) -> Vec<Arg> {
 /// Reads `5`, `5x5` or `28x28x1`: a single literal of decimal numbers joined by `x`.
 fn numbers(value: &TokenStream, what: &str) -> syn::Result<Vec<u64>> {
     let trees: Vec<TokenTree> = value.clone().into_iter().collect();
-    let lit =
-        match trees.as_slice() {
-            [TokenTree::Literal(lit)] => lit,
-            [] => return Err(syn::Error::new_spanned(value, format!("expected {what}"))),
-            _ => return Err(syn::Error::new_spanned(
+    let lit = match trees.as_slice() {
+        [TokenTree::Literal(lit)] => lit,
+        [] => return Err(syn::Error::new_spanned(value, format!("expected {what}"))),
+        _ => {
+            return Err(syn::Error::new_spanned(
                 value,
                 format!(
                     "expected {what}, written as one token such as `5` or `5x5`, found `{value}`"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     let text = lit.to_string();
     let parts: Vec<&str> = text.split('x').collect();
     let mut out = Vec::with_capacity(parts.len());
@@ -381,16 +382,17 @@ pub fn lower_layer(layer: &LayerSyntax) -> syn::Result<Kind> {
             let usage = "conv(5x5, 16, stride=1, pad=0)";
             let args = Args::read(layer, &["stride", "pad"], usage, 2)?;
             let f = &args.positional[0].value;
-            let filter =
-                match numbers(f, "the filter size")?.as_slice() {
-                    [w, h] => [*w, *h],
-                    _ => return Err(syn::Error::new_spanned(
+            let filter = match numbers(f, "the filter size")?.as_slice() {
+                [w, h] => [*w, *h],
+                _ => {
+                    return Err(syn::Error::new_spanned(
                         f,
                         format!(
                             "write the filter size as width x height, such as `5x5`; found `{f}`"
                         ),
-                    )),
-                };
+                    ))
+                }
+            };
             at_least_one(f, &filter, "the filter size")?;
             let k = &args.positional[1].value;
             let filters = number(k, "the number of filters")?;
