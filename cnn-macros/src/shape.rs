@@ -98,7 +98,6 @@ pub fn check(model: &Model<'_>) -> syn::Result<Vec<Shape>> {
     }
     let mut shapes = vec![current.unwrap_or(Shape::vector(0))];
     for (i, layer) in model.layers.iter().enumerate().skip(1) {
-        let prev = &model.layers[i - 1];
         if layer.kind.is_input() {
             errors.spanned(layer, "`input` may appear only once, as the first layer");
         } else if layer.kind == Kind::Softmax && i + 1 < model.layers.len() {
@@ -112,7 +111,7 @@ pub fn check(model: &Model<'_>) -> syn::Result<Vec<Shape>> {
             );
         }
         if let Some(input) = current.filter(|_| !layer.kind.is_input()) {
-            current = match output(layer, prev, input) {
+            current = match output(layer, &describe(&model.layers[..i]), input) {
                 Ok(shape) => Some(shape),
                 Err(message) => {
                     errors.spanned(layer, message);
@@ -137,8 +136,21 @@ pub fn check(model: &Model<'_>) -> syn::Result<Vec<Shape>> {
     errors.finish(shapes)
 }
 
-/// The output shape of `layer` given its input, or why it does not fit.
-fn output(layer: &Layer<'_>, prev: &Layer<'_>, input: Shape) -> Result<Shape, String> {
+/// The last layer of `layers` as the user wrote it, with the activation before it if it ends
+/// in one, such as `fc(100) relu`.
+fn describe(layers: &[Layer<'_>]) -> String {
+    match layers {
+        [.., before, last] if last.kind == Kind::Relu && before.kind != Kind::Relu && !before.kind.is_input() => {
+            format!("{} {}", before.kind, last.kind)
+        }
+        [.., last] => last.kind.to_string(),
+        [] => String::new(),
+    }
+}
+
+/// The output shape of `layer` given its input (which `prev` describes), or why it does not
+/// fit.
+fn output(layer: &Layer<'_>, prev: &str, input: Shape) -> Result<Shape, String> {
     let shape = match &layer.kind {
         Kind::InputVolume { .. } | Kind::InputFlat { .. } => {
             unreachable!("input layers are handled by the caller")
@@ -172,8 +184,7 @@ fn output(layer: &Layer<'_>, prev: &Layer<'_>, input: Shape) -> Result<Shape, St
         Kind::Softmax => {
             if !input.flat && (input.w, input.h) != (1, 1) {
                 return Err(format!(
-                    "`softmax` needs a flat vector of class scores, but `{}` gives a {input} volume: put `fc(N)` before it, N being the number of classes",
-                    prev.kind
+                    "`softmax` needs a flat vector of class scores, but `{prev}` gives a {input} volume: put `fc(N)` before it, N being the number of classes"
                 ));
             }
             Shape::vector(input.len())
@@ -189,15 +200,13 @@ fn output(layer: &Layer<'_>, prev: &Layer<'_>, input: Shape) -> Result<Shape, St
     Ok(shape)
 }
 
-fn needs_volume(kind: &Kind, prev: &Layer<'_>, input: Shape) -> Result<(), String> {
+fn needs_volume(kind: &Kind, prev: &str, input: Shape) -> Result<(), String> {
     if !input.flat {
         return Ok(());
     }
-    let mut message = format!(
-        "`{kind}` needs a volume (width x height x depth), but `{}` gives a flat vector of {} values",
-        prev.kind, input.w
-    );
-    if let Kind::InputFlat { n } = prev.kind {
+    let mut message = format!("`{kind}` needs a volume (width x height x depth), but `{prev}` gives a flat vector of {} values", input.w);
+    if prev.starts_with("input(") {
+        let n = input.w;
         let side = |n: u64| (1..=n).find(|s| s * s >= n).filter(|s| s * s == n);
         let hint = match (side(n), (n % 3 == 0).then(|| side(n / 3)).flatten()) {
             (Some(s), _) => format!(": declare the input as a volume, such as `input({s}x{s}x1)`"),
@@ -280,15 +289,8 @@ fn windows(
     let what = if conv { "filter" } else { "window" };
     let mut message = if axes.iter().any(|a| a.window > a.padded()) {
         let padded = format!("{}x{}", axes[0].padded(), axes[1].padded());
-        let sizes = if pad == [0, 0] {
-            format!("its {input} input")
-        } else {
-            format!("its {input} input padded to {padded}")
-        };
-        format!(
-            "`{kind}` does not fit {sizes}: the {}x{} {what} is larger",
-            window[0], window[1]
-        )
+        let than = if pad == [0, 0] { format!("its {padded} input") } else { format!("its input padded to {padded}") };
+        format!("`{kind}` does not fit its {input} input: the {}x{} {what} is larger than {than}", window[0], window[1])
     } else {
         let mut parts: Vec<String> = Vec::new();
         let failing: Vec<(usize, &Axis)> = axes

@@ -1,0 +1,6 @@
+// No layers at all.
+cnn::cnn! {
+    struct Net < >
+}
+
+fn main() {}
