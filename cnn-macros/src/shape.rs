@@ -140,7 +140,9 @@ pub fn check(model: &Model<'_>) -> syn::Result<Vec<Shape>> {
 /// in one, such as `fc(100) relu`.
 fn describe(layers: &[Layer<'_>]) -> String {
     match layers {
-        [.., before, last] if last.kind == Kind::Relu && before.kind != Kind::Relu && !before.kind.is_input() => {
+        [.., before, last]
+            if last.kind == Kind::Relu && before.kind != Kind::Relu && !before.kind.is_input() =>
+        {
             format!("{} {}", before.kind, last.kind)
         }
         [.., last] => last.kind.to_string(),
@@ -289,8 +291,15 @@ fn windows(
     let what = if conv { "filter" } else { "window" };
     let mut message = if axes.iter().any(|a| a.window > a.padded()) {
         let padded = format!("{}x{}", axes[0].padded(), axes[1].padded());
-        let than = if pad == [0, 0] { format!("its {padded} input") } else { format!("its input padded to {padded}") };
-        format!("`{kind}` does not fit its {input} input: the {}x{} {what} is larger than {than}", window[0], window[1])
+        let than = if pad == [0, 0] {
+            format!("its {padded} input")
+        } else {
+            format!("its input padded to {padded}")
+        };
+        format!(
+            "`{kind}` does not fit its {input} input: the {}x{} {what} is larger than {than}",
+            window[0], window[1]
+        )
     } else {
         let mut parts: Vec<String> = Vec::new();
         let failing: Vec<(usize, &Axis)> = axes

@@ -165,7 +165,7 @@ pub fn accuracy(predictions: &[usize], labels: &[usize]) -> Result<f32> {
 }
 
 /// Number of samples in `x`, or an error naming the model's input shape.
-fn batch_len<M: Model + ?Sized>(x: &[f32]) -> Result<usize> {
+fn batch_len<M: Model>(x: &[f32]) -> Result<usize> {
     if x.is_empty() {
         return Err(Error::EmptyBatch);
     }
@@ -179,7 +179,7 @@ fn batch_len<M: Model + ?Sized>(x: &[f32]) -> Result<usize> {
     Ok(x.len() / M::INPUT_LEN)
 }
 
-fn check_labels<M: Model + ?Sized>(n: usize, labels: &[usize]) -> Result<()> {
+fn check_labels<M: Model>(n: usize, labels: &[usize]) -> Result<()> {
     if labels.len() != n {
         return Err(Error::LabelCount {
             samples: n,

@@ -206,10 +206,10 @@ fn full_tile<const FMA: bool, const NR: usize>(
     for p in 0..a.cols {
         let start = p * b.rs + j0;
         let bv: &[f32; NR] = b.data[start..start + NR].try_into().expect("NR values");
-        for r in 0..MR {
+        for (r, acc) in acc.iter_mut().enumerate() {
             let s = alpha * a.data[(i0 + r) * a.rs + p * a.cs];
-            for l in 0..NR {
-                acc[r][l] = madd::<FMA>(s, bv[l], acc[r][l]);
+            for (acc, &bv) in acc.iter_mut().zip(bv) {
+                *acc = madd::<FMA>(s, bv, *acc);
             }
         }
     }

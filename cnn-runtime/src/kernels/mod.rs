@@ -156,11 +156,11 @@ pub fn argmax(values: &[f32]) -> usize {
 
 /// Optional per-chunk slices of `dx` (the input gradient), or `None` for each chunk when the
 /// caller needs no input gradient, as one indexed parallel iterator.
-pub(crate) fn dx_chunks<'a>(
-    dx: Option<&'a mut [f32]>,
+pub(crate) fn dx_chunks(
+    dx: Option<&mut [f32]>,
     chunk: usize,
     count: usize,
-) -> impl IndexedParallelIterator<Item = Option<&'a mut [f32]>> {
+) -> impl IndexedParallelIterator<Item = Option<&mut [f32]>> {
     match dx {
         Some(dx) => rayon::iter::Either::Left(dx.par_chunks_mut(chunk.max(1)).map(Some)),
         None => rayon::iter::Either::Right((0..count).into_par_iter().map(|_| None)),
