@@ -41,6 +41,13 @@ fn lenet5_constants_match_the_classic_model() {
         LeNet5::PARAM_COUNT
     );
     assert_eq!(LeNet5::LAYERS[1].layer, "conv(5x5, 6, pad=2)");
+    // Per-layer views into the flat buffers: fc(84) holds 120·84 weights then 84 biases.
+    let offsets: Vec<usize> = LeNet5::LAYERS
+        .iter()
+        .filter(|l| l.params > 0)
+        .map(|l| l.offset)
+        .collect();
+    assert_eq!(offsets, [0, 156, 2_572, 50_692, 60_856]);
     assert!(
         LeNet5::SUMMARY.contains("Total params: 61,706"),
         "{}",
@@ -53,6 +60,13 @@ fn lenet5_constants_match_the_classic_model() {
     let model = LeNet5::new();
     assert_eq!(model.params().len(), 61_706);
     assert_eq!(format!("{model:?}"), "LeNet5 { params: 61706, .. }");
+    assert_eq!(
+        model.layer_params(9).unwrap(),
+        &model.params()[50_692..60_856]
+    );
+    assert_eq!(model.layer_params(2).unwrap().len(), 0);
+    assert_eq!(model.layer_grads(1).unwrap().len(), 156);
+    assert!(model.layer_params(13).is_none());
 }
 
 #[test]

@@ -341,14 +341,17 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, shapes: &[Shape]) -> Toke
     let state_sum = quote!(0 #(+ Self::#size_consts.state)*);
     let partial_max = quote!(#rt::max_of(&[0 #(, Self::#size_consts.params)*]));
 
+    let mut offset = 0;
     let infos = model
         .layers
         .iter()
         .zip(shapes)
         .zip(&layer_params)
         .map(|((l, s), p)| {
-            let (text, shape, p) = (l.kind.to_string(), shape_tokens(s), lit(*p));
-            quote!(::cnn::LayerInfo { layer: #text, output: #shape, params: #p })
+            let (text, shape, at) = (l.kind.to_string(), shape_tokens(s), lit(offset));
+            offset += p;
+            let p = lit(*p);
+            quote!(::cnn::LayerInfo { layer: #text, output: #shape, params: #p, offset: #at })
         });
     let input_shape = shape_tokens(&input);
 
