@@ -154,9 +154,8 @@ fn describe(layers: &[Layer<'_>]) -> String {
 /// fit.
 fn output(layer: &Layer<'_>, prev: &str, input: Shape) -> Result<Shape, String> {
     let shape = match &layer.kind {
-        Kind::InputVolume { .. } | Kind::InputFlat { .. } => {
-            unreachable!("input layers are handled by the caller")
-        }
+        // A repeated `input` is reported by the caller; the shape passes through unchanged.
+        Kind::InputVolume { .. } | Kind::InputFlat { .. } => input,
         Kind::Conv {
             filter,
             filters,

@@ -112,7 +112,7 @@ impl<const LEN: usize> Layer for Activation<LEN> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::testutil::{max_rel_error, random_vec};
+    use crate::kernels::testutil::layer_gradient_errors;
 
     #[test]
     fn relu_forward_and_mask() {
@@ -140,33 +140,8 @@ mod tests {
 
     #[test]
     fn gradient_matches_finite_differences() {
-        const LEN: usize = 10;
-        let n = 3;
-        let layer = Activation::<LEN> { act: Act::Relu };
-        let mut x = random_vec(n * LEN, 11);
-        let r = random_vec(n * LEN, 12);
-        let mut y = vec![0.0; n * LEN];
-        layer.forward(n, &x, &mut y, &[], &mut [], &mut []);
-        let mut dy = r.clone();
-        let mut dx = vec![0.0; n * LEN];
-        layer.backward(
-            n,
-            &x,
-            &y,
-            &mut dy,
-            Some(&mut dx),
-            &[],
-            &mut [],
-            &mut [],
-            &mut [],
-            &[],
-        );
-        let err = max_rel_error(&mut x, &dx, |x| {
-            let mut y = vec![0.0; n * LEN];
-            layer.forward(n, x, &mut y, &[], &mut [], &mut []);
-            y.iter().zip(&r).map(|(&y, &r)| y as f64 * r as f64).sum()
-        });
-        println!("activation: max relative error {err:e}");
-        assert!(err < 1e-2, "max relative error {err}");
+        let (ex, _) = layer_gradient_errors(&Activation::<10> { act: Act::Relu }, 3, 11);
+        println!("activation: max relative error {ex:e}");
+        assert!(ex < 1e-2, "max relative error {ex}");
     }
 }

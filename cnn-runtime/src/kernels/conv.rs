@@ -255,7 +255,7 @@ impl<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::testutil::{assert_close, max_rel_error, random_vec};
+    use crate::kernels::testutil::{assert_close, forward, layer_gradient_errors, random_vec};
 
     /// Direct convolution straight from the definition, for comparison.
     fn reference<
@@ -315,13 +315,6 @@ mod tests {
         y
     }
 
-    fn run_forward<L: Layer>(layer: &L, n: usize, x: &[f32], p: &[f32]) -> Vec<f32> {
-        let mut y = vec![0.0; n * L::OUT];
-        let mut scratch = vec![0.0; chunk_count(n) * L::SCRATCH];
-        layer.forward(n, x, &mut y, p, &mut scratch, &mut []);
-        y
-    }
-
     #[test]
     fn forward_matches_direct_convolution() {
         // Odd sizes, stride and padding on both axes, rectangular filter.
@@ -329,7 +322,7 @@ mod tests {
         let n = 5;
         let x = random_vec(n * L::IN, 1);
         let p = random_vec(L::PARAMS, 2);
-        let y = run_forward(&L { act: Act::Identity }, n, &x, &p);
+        let y = forward(&L { act: Act::Identity }, n, &x, &p).0;
         for s in 0..n {
             let want =
                 reference::<3, 7, 9, 4, 3, 2, 2, 3, 1, 2>(&x[s * L::IN..(s + 1) * L::IN], &p);
@@ -347,8 +340,8 @@ mod tests {
         type L = Conv2d<2, 5, 5, 3, 3, 3, 1, 1, 1, 1>;
         let x = random_vec(L::IN, 3);
         let p = random_vec(L::PARAMS, 4);
-        let lin = run_forward(&L { act: Act::Identity }, 1, &x, &p);
-        let relu = run_forward(&L { act: Act::Relu }, 1, &x, &p);
+        let lin = forward(&L { act: Act::Identity }, 1, &x, &p).0;
+        let relu = forward(&L { act: Act::Relu }, 1, &x, &p).0;
         assert!(lin.iter().any(|&v| v < 0.0));
         let want: Vec<f32> = lin.iter().map(|v| v.max(0.0)).collect();
         assert_eq!(relu, want);
@@ -371,37 +364,7 @@ mod tests {
     }
 
     fn check_gradients<L: Layer>(layer: L, n: usize, seed: u64) {
-        let x = random_vec(n * L::IN, seed);
-        let mut p = random_vec(L::PARAMS, seed + 1);
-        let r = random_vec(n * L::OUT, seed + 2);
-        let loss = |x: &[f32], p: &[f32]| -> f64 {
-            run_forward(&layer, n, x, p)
-                .iter()
-                .zip(&r)
-                .map(|(&y, &r)| y as f64 * r as f64)
-                .sum()
-        };
-        let y = run_forward(&layer, n, &x, &p);
-        let mut dy = r.clone();
-        let mut dx = vec![0.0; n * L::IN];
-        let mut dp = vec![0.0; L::PARAMS];
-        let count = chunk_count(n);
-        let mut scratch = vec![0.0; count * L::SCRATCH];
-        let mut partial = vec![0.0; count * L::PARAMS];
-        layer.backward(
-            n,
-            &x,
-            &y,
-            &mut dy,
-            Some(&mut dx),
-            &p,
-            &mut dp,
-            &mut scratch,
-            &mut partial,
-            &[],
-        );
-        let ex = max_rel_error(&mut x.clone(), &dx, |x| loss(x, &p));
-        let ep = max_rel_error(&mut p, &dp, |p| loss(&x, p));
+        let (ex, ep) = layer_gradient_errors(&layer, n, seed);
         println!("conv: max relative error dx {ex:e}, dparams {ep:e}");
         assert!(ex < 1e-2 && ep < 1e-2, "dx {ex}, dparams {ep}");
     }

@@ -109,58 +109,21 @@ impl<const IN: usize, const OUT: usize> Layer for Linear<IN, OUT> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::testutil::{assert_close, max_rel_error, random_vec};
-
-    fn forward<L: Layer>(layer: &L, n: usize, x: &[f32], p: &[f32]) -> Vec<f32> {
-        let mut y = vec![0.0; n * L::OUT];
-        layer.forward(n, x, &mut y, p, &mut [], &mut []);
-        y
-    }
+    use crate::kernels::testutil::{assert_close, forward, layer_gradient_errors};
 
     #[test]
     fn computes_w_x_plus_b() {
         // W = [[1, 2, 3], [-1, 0, 1]], b = [0.5, -4]
         let p = [1.0, 2.0, 3.0, -1.0, 0.0, 1.0, 0.5, -4.0];
         let x = [1.0, 1.0, 1.0, 2.0, 0.0, -1.0];
-        let y = forward(&Linear::<3, 2> { act: Act::Identity }, 2, &x, &p);
+        let y = forward(&Linear::<3, 2> { act: Act::Identity }, 2, &x, &p).0;
         assert_close(&y, &[6.5, -4.0, -0.5, -7.0], 1e-6, "linear");
-        let y = forward(&Linear::<3, 2> { act: Act::Relu }, 2, &x, &p);
+        let y = forward(&Linear::<3, 2> { act: Act::Relu }, 2, &x, &p).0;
         assert_close(&y, &[6.5, 0.0, 0.0, 0.0], 1e-6, "linear + relu");
     }
 
     fn check(act: Act, n: usize, seed: u64) {
-        const IN: usize = 13;
-        const OUT: usize = 7;
-        let layer = Linear::<IN, OUT> { act };
-        let mut x = random_vec(n * IN, seed);
-        let p = random_vec(Linear::<IN, OUT>::PARAMS, seed + 1);
-        let r = random_vec(n * OUT, seed + 2);
-        let loss = |x: &[f32], p: &[f32]| -> f64 {
-            forward(&layer, n, x, p)
-                .iter()
-                .zip(&r)
-                .map(|(&y, &r)| y as f64 * r as f64)
-                .sum()
-        };
-        let y = forward(&layer, n, &x, &p);
-        let mut dy = r.clone();
-        let mut dx = vec![0.0; n * IN];
-        let mut dp = vec![0.0; Linear::<IN, OUT>::PARAMS];
-        let mut partial = vec![0.0; chunk_count(n) * Linear::<IN, OUT>::PARAMS];
-        layer.backward(
-            n,
-            &x,
-            &y,
-            &mut dy,
-            Some(&mut dx),
-            &p,
-            &mut dp,
-            &mut [],
-            &mut partial,
-            &[],
-        );
-        let ep = max_rel_error(&mut p.clone(), &dp, |p| loss(&x, p));
-        let ex = max_rel_error(&mut x, &dx, |x| loss(x, &p));
+        let (ex, ep) = layer_gradient_errors(&Linear::<13, 7> { act }, n, seed);
         println!("linear ({act:?}, n={n}): max relative error dx {ex:e}, dparams {ep:e}");
         assert!(ex < 1e-2 && ep < 1e-2, "dx {ex}, dparams {ep}");
     }

@@ -147,14 +147,7 @@ impl<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::testutil::{max_rel_error, random_vec};
-
-    fn forward<L: Layer>(layer: &L, n: usize, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
-        let mut y = vec![0.0; n * L::OUT];
-        let mut state = vec![0; n * L::STATE];
-        layer.forward(n, x, &mut y, &[], &mut [], &mut state);
-        (y, state)
-    }
+    use crate::kernels::testutil::{forward, layer_gradient_errors};
 
     #[test]
     fn takes_the_window_maximum() {
@@ -166,7 +159,7 @@ mod tests {
             0.0, 0.0, 7.0, 1.0,
             0.0, 9.0, 1.0, 1.0,
         ];
-        let (y, arg) = forward(&L::default(), 1, &x);
+        let (y, arg) = forward(&L::default(), 1, &x, &[]);
         assert_eq!(y, [3.0, 0.0, 9.0, 7.0]);
         assert_eq!(arg, [4, 2, 13, 10]);
     }
@@ -177,7 +170,7 @@ mod tests {
         type L = MaxPool2d<1, 5, 5, 3, 3, 2, 2>;
         let mut x = [0.0f32; 25];
         x[12] = 5.0; // centre: inside all four windows
-        let (y, arg) = forward(&L::default(), 1, &x);
+        let (y, arg) = forward(&L::default(), 1, &x, &[]);
         assert_eq!(y, [5.0; 4]);
         let mut dy = [1.0, 2.0, 3.0, 4.0];
         let mut dx = [0.0; 25];
@@ -199,34 +192,8 @@ mod tests {
 
     #[test]
     fn gradient_matches_finite_differences() {
-        type L = MaxPool2d<3, 6, 8, 2, 3, 2, 1>;
-        let n = 4;
-        let mut x = random_vec(n * L::IN, 7);
-        let r = random_vec(n * L::OUT, 8);
-        let (y, state) = forward(&L::default(), n, &x);
-        let mut dy = r.clone();
-        let mut dx = vec![0.0; n * L::IN];
-        L::default().backward(
-            n,
-            &x,
-            &y,
-            &mut dy,
-            Some(&mut dx),
-            &[],
-            &mut [],
-            &mut [],
-            &mut [],
-            &state,
-        );
-        let err = max_rel_error(&mut x, &dx, |x| {
-            forward(&L::default(), n, x)
-                .0
-                .iter()
-                .zip(&r)
-                .map(|(&y, &r)| y as f64 * r as f64)
-                .sum()
-        });
-        println!("maxpool: max relative error {err:e}");
-        assert!(err < 1e-2, "max relative error {err}");
+        let (ex, _) = layer_gradient_errors(&MaxPool2d::<3, 6, 8, 2, 3, 2, 1>, 4, 7);
+        println!("maxpool: max relative error {ex:e}");
+        assert!(ex < 1e-2, "max relative error {ex}");
     }
 }

@@ -2,6 +2,8 @@
 
 use rand::{RngExt, SeedableRng};
 
+use super::{chunk_count, Layer};
+
 /// `len` values uniform in [-1, 1) from `seed`.
 pub fn random_vec(len: usize, seed: u64) -> Vec<f32> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -55,4 +57,51 @@ pub fn max_rel_error(x: &mut [f32], analytic: &[f32], mut loss: impl FnMut(&[f32
         x.len()
     );
     worst
+}
+
+/// Runs `layer` forward on `n` samples; returns its outputs and the state it keeps.
+pub fn forward<L: Layer>(layer: &L, n: usize, x: &[f32], p: &[f32]) -> (Vec<f32>, Vec<u32>) {
+    let mut y = vec![0.0; n * L::OUT];
+    let mut scratch = vec![0.0; chunk_count(n) * L::SCRATCH];
+    let mut state = vec![0; n * L::STATE];
+    layer.forward(n, x, &mut y, p, &mut scratch, &mut state);
+    (y, state)
+}
+
+/// The largest relative errors of `layer`'s input and parameter gradients against finite
+/// differences, for the loss `Σ y·r` with random `r`, on `n` random samples.
+pub fn layer_gradient_errors<L: Layer>(layer: &L, n: usize, seed: u64) -> (f64, f64) {
+    let x = random_vec(n * L::IN, seed);
+    let p = random_vec(L::PARAMS, seed + 1);
+    let r = random_vec(n * L::OUT, seed + 2);
+    let loss = |x: &[f32], p: &[f32]| -> f64 {
+        forward(layer, n, x, p)
+            .0
+            .iter()
+            .zip(&r)
+            .map(|(&y, &r)| y as f64 * r as f64)
+            .sum()
+    };
+    let (y, state) = forward(layer, n, &x, &p);
+    let mut dy = r.clone();
+    let mut dx = vec![0.0; n * L::IN];
+    let mut dp = vec![0.0; L::PARAMS];
+    let count = chunk_count(n);
+    let mut scratch = vec![0.0; count * L::SCRATCH];
+    let mut partial = vec![0.0; count * L::PARAMS];
+    layer.backward(
+        n,
+        &x,
+        &y,
+        &mut dy,
+        Some(&mut dx),
+        &p,
+        &mut dp,
+        &mut scratch,
+        &mut partial,
+        &state,
+    );
+    let ex = max_rel_error(&mut x.clone(), &dx, |x| loss(x, &p));
+    let ep = max_rel_error(&mut p.clone(), &dp, |p| loss(&x, p));
+    (ex, ep)
 }
