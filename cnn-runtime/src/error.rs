@@ -1,3 +1,5 @@
+use std::path::PathBuf;
+
 use crate::Shape;
 
 /// What went wrong in a runtime call. Every variant says what was expected and what was found.
@@ -53,6 +55,14 @@ pub enum Error {
         expected: usize,
         /// Values given.
         found: usize,
+    },
+    /// A data, weight or checkpoint file could not be read, or is malformed.
+    #[error("{}: {reason}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
     },
     /// An argument is outside its valid range.
     #[error("invalid {name}: {reason}")]

@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod data;
 mod error;
 pub mod init;
 pub mod kernels;

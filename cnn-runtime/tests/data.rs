@@ -1,0 +1,234 @@
+//! The data loaders on small files written here: good ones load, and every malformed one is an
+//! error that names the file and the problem.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use cnn_runtime::data::{load_cifar10, load_mnist, read_idx_images, read_idx_labels};
+use cnn_runtime::{Error, Shape};
+
+fn images_file(count: u32, rows: u32, cols: u32, pixels: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for x in [0x803, count, rows, cols] {
+        v.extend(x.to_be_bytes());
+    }
+    v.extend(pixels);
+    v
+}
+
+fn labels_file(count: u32, labels: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for x in [0x801, count] {
+        v.extend(x.to_be_bytes());
+    }
+    v.extend(labels);
+    v
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// A complete MNIST-style directory: 3 training and 2 test images of 2x3 pixels.
+fn mnist_dir(gz: bool) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let pack = |b: Vec<u8>| if gz { gzip(&b) } else { b };
+    let ext = if gz { ".gz" } else { "" };
+    write(
+        dir.path(),
+        &format!("train-images-idx3-ubyte{ext}"),
+        &pack(images_file(3, 2, 3, &[255; 18])),
+    );
+    write(
+        dir.path(),
+        &format!("train-labels-idx1-ubyte{ext}"),
+        &pack(labels_file(3, &[0, 9, 4])),
+    );
+    write(
+        dir.path(),
+        &format!("t10k-images-idx3-ubyte{ext}"),
+        &pack(images_file(2, 2, 3, &[0; 12])),
+    );
+    write(
+        dir.path(),
+        &format!("t10k-labels-idx1-ubyte{ext}"),
+        &pack(labels_file(2, &[1, 2])),
+    );
+    dir
+}
+
+fn reason(err: Error) -> (PathBuf, String) {
+    match err {
+        Error::File { path, reason } => (path, reason),
+        other => panic!("expected a file error, got {other:?}"),
+    }
+}
+
+#[test]
+fn loads_raw_and_gzip_idx() {
+    for gz in [false, true] {
+        let dir = mnist_dir(gz);
+        let (train, test) = load_mnist(dir.path()).unwrap();
+        assert_eq!((train.len(), test.len()), (3, 2));
+        assert_eq!(train.shape, Shape::volume(3, 2, 1));
+        assert_eq!(train.labels, [0, 9, 4]);
+        assert!(train.images.iter().all(|&v| v == 1.0));
+        assert_eq!(test.sample(1), (&[0.0; 6][..], 2));
+    }
+}
+
+#[test]
+fn each_malformed_idx_file_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cases: Vec<(PathBuf, &str)> = vec![
+        (
+            write(d, "magic", &labels_file(1, &[0])),
+            "magic number 0x00000801, expected 0x00000803",
+        ),
+        (
+            write(d, "short-header", &[0, 0, 8, 3, 0]),
+            "truncated: 5 bytes, an IDX images header needs 16",
+        ),
+        (
+            write(d, "short-data", &images_file(2, 28, 28, &[0; 1000])),
+            "truncated: the header announces 2 images of 28x28 (1568 bytes), the file holds 1000",
+        ),
+        (
+            write(d, "long-data", &images_file(1, 2, 2, &[0; 5])),
+            "5 bytes of pixels, but the header announces 1 images of 2x2",
+        ),
+        (
+            write(d, "zero-size", &images_file(1, 0, 2, &[])),
+            "images of 0x2 pixels",
+        ),
+        // A header announcing 4 billion images of 65535x65535 allocates nothing.
+        (
+            write(
+                d,
+                "absurd",
+                &images_file(u32::MAX, 65_535, 65_535, &[1, 2, 3]),
+            ),
+            "the header announces 4294967295 images",
+        ),
+        (
+            write(d, "bad-gzip", &[0x1f, 0x8b, 8, 0, 1, 2, 3]),
+            "corrupt gzip data",
+        ),
+    ];
+    for (path, want) in cases {
+        let (p, why) = reason(read_idx_images(&path).unwrap_err());
+        assert_eq!(p, path);
+        assert!(why.contains(want), "{}: {why}", path.display());
+    }
+    let (_, why) =
+        reason(read_idx_labels(&write(d, "labels", &labels_file(5, &[1, 2]))).unwrap_err());
+    assert!(
+        why.contains("truncated: the header announces 5 labels, the file holds 2"),
+        "{why}"
+    );
+    let (_, why) = reason(read_idx_images(&d.join("missing")).unwrap_err());
+    assert!(why.contains("cannot open"), "{why}");
+}
+
+#[test]
+fn images_and_labels_must_agree() {
+    let dir = mnist_dir(false);
+    write(
+        dir.path(),
+        "train-labels-idx1-ubyte",
+        &labels_file(2, &[0, 1]),
+    );
+    let (path, why) = reason(load_mnist(dir.path()).unwrap_err());
+    assert!(path.ends_with("train-labels-idx1-ubyte"));
+    assert!(
+        why.contains("2 labels, but") && why.contains("holds 3 images"),
+        "{why}"
+    );
+
+    let dir = mnist_dir(true);
+    write(
+        dir.path(),
+        "t10k-labels-idx1-ubyte.gz",
+        &gzip(&labels_file(2, &[1, 12])),
+    );
+    let (_, why) = reason(load_mnist(dir.path()).unwrap_err());
+    assert_eq!(why, "label 12 of sample 1 is out of range 0..=9");
+
+    let empty = tempfile::tempdir().unwrap();
+    let (path, _) = reason(load_mnist(empty.path()).unwrap_err());
+    assert!(path.ends_with("train-images-idx3-ubyte.gz"));
+}
+
+#[test]
+fn cifar10_binary_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = |label: u8| {
+        let mut r = vec![label];
+        r.extend((0..3072).map(|i| (i % 256) as u8));
+        r
+    };
+    for b in 1..=5 {
+        write(
+            dir.path(),
+            &format!("data_batch_{b}.bin"),
+            &[record(b), record(9)].concat(),
+        );
+    }
+    write(dir.path(), "test_batch.bin", &record(3));
+    let (train, test) = load_cifar10(dir.path()).unwrap();
+    assert_eq!((train.len(), test.len()), (10, 1));
+    assert_eq!(train.shape, Shape::volume(32, 32, 3));
+    assert_eq!(train.labels[..4], [1, 9, 2, 9]);
+    assert_eq!(test.sample(0).0[255], 1.0);
+
+    write(dir.path(), "test_batch.bin", &record(3)[..3000]);
+    let (_, why) = reason(load_cifar10(dir.path()).unwrap_err());
+    assert!(
+        why.contains("3000 bytes is not a whole number of 3073-byte records"),
+        "{why}"
+    );
+    write(dir.path(), "test_batch.bin", &record(10));
+    let (_, why) = reason(load_cifar10(dir.path()).unwrap_err());
+    assert_eq!(why, "label 10 of record 0 is out of range 0..=9");
+}
+
+#[test]
+fn a_data_set_must_fit_the_model() {
+    let (train, _) = load_mnist(mnist_dir(false).path()).unwrap();
+    assert!(train.check_fits(Shape::volume(3, 2, 1), 10).is_ok());
+    assert!(train.check_fits(Shape::vector(6), 10).is_ok());
+    let (_, why) = reason(train.check_fits(Shape::volume(28, 28, 1), 10).unwrap_err());
+    assert_eq!(why, "images are 3x2x1, the model takes 28x28x1");
+    let (_, why) = reason(train.check_fits(Shape::volume(3, 2, 1), 2).unwrap_err());
+    assert_eq!(why, "10 classes, the model has 2 outputs");
+}
+
+#[test]
+fn the_embedded_digits_load_with_a_stratified_split() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist");
+    let (train, test) = load_mnist(&dir).unwrap();
+    assert_eq!((train.len(), test.len()), (8000, 2000));
+    assert_eq!(train.shape, Shape::volume(28, 28, 1));
+    for digit in 0..10 {
+        let a = train.labels.iter().filter(|&&l| l == digit).count();
+        let b = test.labels.iter().filter(|&&l| l == digit).count();
+        let share = b as f64 / (a + b) as f64;
+        assert!(
+            (share - 0.2).abs() < 0.005,
+            "digit {digit}: {b} of {} in the test set",
+            a + b
+        );
+    }
+    // Real digits: mostly background, some ink.
+    let ink = train.images.iter().filter(|&&v| v > 0.5).count() as f64 / train.images.len() as f64;
+    assert!((0.05..0.3).contains(&ink), "ink share {ink}");
+}
