@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod augment;
 pub mod data;
 mod error;
 pub mod init;
