@@ -29,23 +29,9 @@ fn products(c: &mut Criterion) {
         group.throughput(Throughput::Elements((2 * m * n * k) as u64));
         group.bench_function(BenchmarkId::new("cnn", name), |bench| {
             bench.iter(|| {
-                let av = if ta {
-                    Mat::new(&a, k, m).t()
-                } else {
-                    Mat::new(&a, m, k)
-                };
-                let bv = if tb {
-                    Mat::new(&b, n, k).t()
-                } else {
-                    Mat::new(&b, k, n)
-                };
-                gemm(
-                    1.0,
-                    black_box(av),
-                    black_box(bv),
-                    0.0,
-                    MatMut::new(&mut out, m, n),
-                );
+                let av = if ta { Mat::new(&a, k, m).t() } else { Mat::new(&a, m, k) };
+                let bv = if tb { Mat::new(&b, n, k).t() } else { Mat::new(&b, k, n) };
+                gemm(1.0, black_box(av), black_box(bv), 0.0, MatMut::new(&mut out, m, n));
             })
         });
         let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };

@@ -19,9 +19,7 @@ cnn! {
 const BATCH: usize = 64;
 
 fn data() -> (Vec<f32>, Vec<usize>) {
-    let x = (0..BATCH * 784)
-        .map(|i| ((i * 7919) % 255) as f32 / 255.0)
-        .collect();
+    let x = (0..BATCH * 784).map(|i| ((i * 7919) % 255) as f32 / 255.0).collect();
     let y = (0..BATCH).map(|i| i % 10).collect();
     (x, y)
 }
@@ -29,10 +27,7 @@ fn data() -> (Vec<f32>, Vec<usize>) {
 fn lenet5(c: &mut Criterion) {
     let (x, y) = data();
     for threads in [1, 2] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         let mut group = c.benchmark_group(format!("lenet5/{threads}-thread"));
         group.throughput(Throughput::Elements(BATCH as u64));
         let mut model = LeNet5::new();

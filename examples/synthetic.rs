@@ -55,9 +55,7 @@ fn lines(n: usize, seed: u64) -> (Vec<f32>, Vec<usize>) {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let epochs: usize = match std::env::args().nth(1) {
-        Some(arg) => arg
-            .parse()
-            .map_err(|_| format!("EPOCHS must be a whole number, got `{arg}`"))?,
+        Some(arg) => arg.parse().map_err(|_| format!("EPOCHS must be a whole number, got `{arg}`"))?,
         None => 10,
     };
     println!("{}", LineNet::SUMMARY);
@@ -70,10 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for epoch in 1..=epochs {
         let mut total = 0.0;
         let mut steps = 0;
-        for (x, y) in train_x
-            .chunks(batch * LineNet::INPUT_LEN)
-            .zip(train_y.chunks(batch))
-        {
+        for (x, y) in train_x.chunks(batch * LineNet::INPUT_LEN).zip(train_y.chunks(batch)) {
             total += model.train_step(&mut opt, x, y)?;
             steps += 1;
         }
@@ -89,17 +84,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         opt.set_learning_rate(opt.learning_rate() * 0.9);
     }
     let seconds = start.elapsed().as_secs_f64();
-    println!(
-        "{} epochs in {seconds:.2} s ({:.0} samples/s)",
-        epochs,
-        (epochs * train_y.len()) as f64 / seconds
-    );
+    println!("{} epochs in {seconds:.2} s ({:.0} samples/s)", epochs, (epochs * train_y.len()) as f64 / seconds);
     let sample: &[f32; SIDE * SIDE] = test_x[..SIDE * SIDE].try_into()?;
     let probs = model.probabilities(sample);
-    println!(
-        "first test image: {} (true: {}), p = {probs:.3?}",
-        CLASSES[model.classify(sample)],
-        CLASSES[test_y[0]]
-    );
+    println!("first test image: {} (true: {}), p = {probs:.3?}", CLASSES[model.classify(sample)], CLASSES[test_y[0]]);
     Ok(())
 }

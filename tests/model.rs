@@ -25,48 +25,47 @@ fn lenet5_constants_match_the_classic_model() {
     assert_eq!(LeNet5::PARAM_COUNT, 61_706);
     // 2·(6·25·784 + 16·150·100 + 400·120 + 120·84 + 84·10)
     assert_eq!(LeNet5::FLOPS_PER_SAMPLE, 833_040);
-    let shapes: Vec<String> = LeNet5::LAYERS
-        .iter()
-        .map(|l| l.output.to_string())
-        .collect();
+    let shapes: Vec<String> = LeNet5::LAYERS.iter().map(|l| l.output.to_string()).collect();
     assert_eq!(
         shapes,
         [
-            "28x28x1", "28x28x6", "28x28x6", "14x14x6", "10x10x16", "10x10x16", "5x5x16", "120",
-            "120", "84", "84", "10", "10"
+            "28x28x1", "28x28x6", "28x28x6", "14x14x6", "10x10x16", "10x10x16", "5x5x16", "120", "120", "84", "84",
+            "10", "10"
         ]
     );
-    assert_eq!(
-        LeNet5::LAYERS.iter().map(|l| l.params).sum::<usize>(),
-        LeNet5::PARAM_COUNT
-    );
+    assert_eq!(LeNet5::LAYERS.iter().map(|l| l.params).sum::<usize>(), LeNet5::PARAM_COUNT);
     assert_eq!(LeNet5::LAYERS[1].layer, "conv(5x5, 6, pad=2)");
     // Per-layer views into the flat buffers: fc(84) holds 120·84 weights then 84 biases.
-    let offsets: Vec<usize> = LeNet5::LAYERS
-        .iter()
-        .filter(|l| l.params > 0)
-        .map(|l| l.offset)
-        .collect();
+    let offsets: Vec<usize> = LeNet5::LAYERS.iter().filter(|l| l.params > 0).map(|l| l.offset).collect();
     assert_eq!(offsets, [0, 156, 2_572, 50_692, 60_856]);
-    assert!(
-        LeNet5::SUMMARY.contains("Total params: 61,706"),
-        "{}",
-        LeNet5::SUMMARY
-    );
-    assert!(LeNet5::PYTORCH
-        .contains("torch.nn.Conv2d(1, 6, kernel_size=(5, 5), stride=(1, 1), padding=(2, 2))"));
+    assert!(LeNet5::SUMMARY.contains("Total params: 61,706"), "{}", LeNet5::SUMMARY);
+    assert!(LeNet5::PYTORCH.contains("torch.nn.Conv2d(1, 6, kernel_size=(5, 5), stride=(1, 1), padding=(2, 2))"));
     assert!(LeNet5::PYTORCH.contains("torch.nn.Flatten(),\n    torch.nn.Linear(400, 120)"));
     assert_eq!(LeNet5::DSL.split(' ').next(), Some("input(28x28x1)"));
     let model = LeNet5::new();
     assert_eq!(model.params().len(), 61_706);
     assert_eq!(format!("{model:?}"), "LeNet5 { params: 61706, .. }");
-    assert_eq!(
-        model.layer_params(9).unwrap(),
-        &model.params()[50_692..60_856]
-    );
+    assert_eq!(model.layer_params(9).unwrap(), &model.params()[50_692..60_856]);
     assert_eq!(model.layer_params(2).unwrap().len(), 0);
     assert_eq!(model.layer_grads(1).unwrap().len(), 156);
     assert!(model.layer_params(13).is_none());
+    // PyTorch's state_dict of the equivalent Sequential (Flatten is module 6).
+    let tensors: Vec<(&str, &[usize], usize)> = LeNet5::TENSORS.iter().map(|t| (t.name, t.shape, t.offset)).collect();
+    assert_eq!(
+        tensors,
+        [
+            ("0.weight", &[6, 1, 5, 5][..], 0),
+            ("0.bias", &[6][..], 150),
+            ("3.weight", &[16, 6, 5, 5][..], 156),
+            ("3.bias", &[16][..], 2_556),
+            ("7.weight", &[120, 400][..], 2_572),
+            ("7.bias", &[120][..], 50_572),
+            ("9.weight", &[84, 120][..], 50_692),
+            ("9.bias", &[84][..], 60_772),
+            ("11.weight", &[10, 84][..], 60_856),
+            ("11.bias", &[10][..], 61_696),
+        ]
+    );
 }
 
 #[test]
@@ -95,10 +94,7 @@ fn forward_gives_probabilities_independent_of_the_batch() {
         for (a, b) in single.iter().zip(probs) {
             assert!((a - b).abs() < 1e-6, "sample {s}: {a} vs {b}");
         }
-        assert_eq!(
-            model.classify(one),
-            model.predict(&x[s * 784..(s + 1) * 784]).unwrap()[0]
-        );
+        assert_eq!(model.classify(one), model.predict(&x[s * 784..(s + 1) * 784]).unwrap()[0]);
     }
 }
 
@@ -140,16 +136,11 @@ fn gradient_check<M: Model>(model: &mut M, x: &[f32], labels: &[usize], step: us
         let a = analytic[i] as f64;
         let err = (numeric - a).abs() / (numeric.abs() + a.abs()).max(1e-2);
         if err > worst && std::env::var_os("CNN_GRADCHECK_VERBOSE").is_some() {
-            eprintln!(
-                "parameter {i}: numeric {numeric:e}, analytic {a:e}, one-sided {right:e} {left:e}"
-            );
+            eprintln!("parameter {i}: numeric {numeric:e}, analytic {a:e}, one-sided {right:e} {left:e}");
         }
         worst = worst.max(err);
     }
-    assert!(
-        kinks * 20 <= checked,
-        "{kinks} of {checked} parameters on a kink"
-    );
+    assert!(kinks * 20 <= checked, "{kinks} of {checked} parameters on a kink");
     worst
 }
 
@@ -162,10 +153,7 @@ fn whole_network_gradient_matches_finite_differences() {
     model.params_mut().iter_mut().for_each(|p| *p *= 3.0);
     let x = Lcg(9).vec(4 * Odd::INPUT_LEN);
     let err = gradient_check(&mut model, &x, &[0, 2, 1, 2], 1);
-    println!(
-        "Odd: max relative error {err:e} over {} parameters",
-        Odd::PARAM_COUNT
-    );
+    println!("Odd: max relative error {err:e} over {} parameters", Odd::PARAM_COUNT);
     assert!(err < 2e-2, "max relative error {err}");
 
     // LeNet-5 is too large for one loss difference per parameter, and the loss (an f32 near
@@ -190,18 +178,12 @@ fn whole_network_gradient_matches_finite_differences() {
         let mut at = |sign: f64| {
             let p = lenet.params_mut();
             p.copy_from_slice(&base);
-            p[range.clone()]
-                .iter_mut()
-                .zip(g)
-                .for_each(|(p, g)| *p += (sign * h * *g as f64 / norm) as f32);
+            p[range.clone()].iter_mut().zip(g).for_each(|(p, g)| *p += (sign * h * *g as f64 / norm) as f32);
             lenet.loss_and_grad(&x, &labels).unwrap() as f64
         };
         let numeric = (at(1.0) - at(-1.0)) / (2.0 * h);
         let err = (numeric - norm).abs() / (numeric.abs() + norm);
-        println!(
-            "LeNet5 {}: slope along the gradient {numeric:e}, |g| {norm:e}, relative error {err:e}",
-            layer.layer
-        );
+        println!("LeNet5 {}: slope along the gradient {numeric:e}, |g| {norm:e}, relative error {err:e}", layer.layer);
         assert!(err < 1e-2, "{}: relative error {err}", layer.layer);
     }
 }
@@ -235,20 +217,13 @@ fn training_learns_a_synthetic_task() {
     let after = model.evaluate(&tx, &ty, 64).unwrap();
     println!("loss per epoch {epoch_losses:?}; test {before:?} -> {after:?}");
     assert!(epoch_losses[7] < epoch_losses[0] / 4.0, "{epoch_losses:?}");
-    assert!(
-        after.accuracy > 0.9,
-        "accuracy {} (chance is 0.25)",
-        after.accuracy
-    );
+    assert!(after.accuracy > 0.9, "accuracy {} (chance is 0.25)", after.accuracy);
     assert!(after.loss < before.loss / 4.0);
 }
 
 /// Trains a copy of `model` for a few steps on `threads` threads and returns its parameters.
 fn train_on_threads(threads: usize, batch: usize) -> Vec<f32> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     pool.install(|| {
         let mut model = LeNet5::with_seed(11);
         let mut rng = Lcg(77);
@@ -268,17 +243,10 @@ fn same_seed_gives_the_same_bits_on_any_number_of_threads() {
         let one = train_on_threads(1, batch);
         for threads in [2, 3] {
             let many = train_on_threads(threads, batch);
-            let same = one
-                .iter()
-                .zip(&many)
-                .all(|(a, b)| a.to_bits() == b.to_bits());
+            let same = one.iter().zip(&many).all(|(a, b)| a.to_bits() == b.to_bits());
             assert!(same, "batch {batch}: 1 thread and {threads} threads differ");
         }
-        assert_ne!(
-            one,
-            LeNet5::with_seed(11).params(),
-            "training changed nothing"
-        );
+        assert_ne!(one, LeNet5::with_seed(11).params(), "training changed nothing");
     }
 }
 
@@ -286,33 +254,13 @@ fn same_seed_gives_the_same_bits_on_any_number_of_threads() {
 fn bad_input_is_an_error_not_a_panic() {
     let mut model = LeNet5::new();
     let err = model.forward(&[0.0; 783]).unwrap_err();
-    assert!(matches!(
-        err,
-        Error::InputLength {
-            found: 783,
-            per_sample: 784,
-            ..
-        }
-    ));
+    assert!(matches!(err, Error::InputLength { found: 783, per_sample: 784, .. }));
     assert!(err.to_string().contains("28x28x1"), "{err}");
     assert_eq!(model.forward(&[]).unwrap_err(), Error::EmptyBatch);
     let x = vec![0.0; 2 * 784];
-    assert_eq!(
-        model.loss_and_grad(&x, &[1]).unwrap_err(),
-        Error::LabelCount {
-            samples: 2,
-            labels: 1
-        }
-    );
+    assert_eq!(model.loss_and_grad(&x, &[1]).unwrap_err(), Error::LabelCount { samples: 2, labels: 1 });
     let err = model.loss_and_grad(&x, &[1, 10]).unwrap_err();
-    assert_eq!(
-        err,
-        Error::LabelOutOfRange {
-            index: 1,
-            label: 10,
-            classes: 10
-        }
-    );
+    assert_eq!(err, Error::LabelOutOfRange { index: 1, label: 10, classes: 10 });
     assert!(model.predict_into(&x, &mut [0; 3]).is_err());
     assert!(model.evaluate(&x, &[1, 2], 0).is_err());
     // Nothing was lost: the model still works.

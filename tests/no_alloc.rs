@@ -40,16 +40,11 @@ cnn! {
 
 #[test]
 fn training_steps_after_the_first_do_not_allocate() {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .unwrap();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     pool.install(|| {
         let mut model = LeNet5::with_seed(1);
         let mut opt = Sgd::new(0.01, 0.9).unwrap();
-        let x: Vec<f32> = (0..64 * 784)
-            .map(|i| ((i * 7919) % 255) as f32 / 255.0)
-            .collect();
+        let x: Vec<f32> = (0..64 * 784).map(|i| ((i * 7919) % 255) as f32 / 255.0).collect();
         let labels: Vec<usize> = (0..64).map(|i| i % 10).collect();
         let mut out = vec![0; 64];
         model.train_step(&mut opt, &x, &labels).unwrap();
@@ -60,15 +55,8 @@ fn training_steps_after_the_first_do_not_allocate() {
             model.predict_into(&x, &mut out).unwrap();
         }
         // A smaller batch reuses the same buffers.
-        model
-            .train_step(&mut opt, &x[..10 * 784], &labels[..10])
-            .unwrap();
+        model.train_step(&mut opt, &x[..10 * 784], &labels[..10]).unwrap();
         let after = ALLOCATIONS.load(Ordering::Relaxed);
-        assert_eq!(
-            after - before,
-            0,
-            "{} allocations in 21 steps",
-            after - before
-        );
+        assert_eq!(after - before, 0, "{} allocations in 21 steps", after - before);
     });
 }

@@ -39,24 +39,12 @@ fn execs(model: &Model<'_>, shapes: &[Shape]) -> Vec<Exec> {
     let mut i = 1;
     while i < model.layers.len() {
         let input = shapes[i - 1];
-        let fuse = model
-            .layers
-            .get(i + 1)
-            .is_some_and(|l| l.kind == Kind::Relu);
-        let act = if fuse {
-            quote!(#rt::Act::Relu)
-        } else {
-            quote!(#rt::Act::Identity)
-        };
+        let fuse = model.layers.get(i + 1).is_some_and(|l| l.kind == Kind::Relu);
+        let act = if fuse { quote!(#rt::Act::Relu) } else { quote!(#rt::Act::Identity) };
         let (d, h, w) = (lit(input.d), lit(input.h), lit(input.w));
         let mut fused = false;
         match &model.layers[i].kind {
-            Kind::Conv {
-                filter,
-                filters,
-                stride,
-                pad,
-            } => {
+            Kind::Conv { filter, filters, stride, pad } => {
                 let (k, fh, fw, sh, sw, ph, pw) = (
                     lit(*filters),
                     lit(filter[1]),
@@ -80,12 +68,7 @@ fn execs(model: &Model<'_>, shapes: &[Shape]) -> Vec<Exec> {
                 fused = fuse;
             }
             Kind::MaxPool { window, stride } => {
-                let (kh, kw, sh, sw) = (
-                    lit(window[1]),
-                    lit(window[0]),
-                    lit(stride[1]),
-                    lit(stride[0]),
-                );
+                let (kh, kw, sh, sw) = (lit(window[1]), lit(window[0]), lit(stride[1]), lit(stride[0]));
                 out.push(Exec {
                     ty: quote!(#rt::MaxPool2d<#d, #h, #w, #kh, #kw, #sh, #sw>),
                     value: quote!(#rt::MaxPool2d),
@@ -147,27 +130,14 @@ fn summary(model: &Model<'_>, shapes: &[Shape], params: &[u64], total: u64, flop
         .zip(params)
         .map(|((l, s), p)| [l.kind.to_string(), s.to_string(), grouped(*p)])
         .collect();
-    let width = |i: usize, title: &str| {
-        rows.iter()
-            .map(|r| r[i].len())
-            .chain([title.len()])
-            .max()
-            .unwrap_or(0)
-    };
+    let width = |i: usize, title: &str| rows.iter().map(|r| r[i].len()).chain([title.len()]).max().unwrap_or(0);
     let (w0, w1, w2) = (width(0, "Layer"), width(1, "Output"), width(2, "Params"));
     let rule = "-".repeat(w0 + w1 + w2 + 4);
-    let mut text = format!(
-        "{:<w0$}  {:<w1$}  {:>w2$}\n{rule}\n",
-        "Layer", "Output", "Params"
-    );
+    let mut text = format!("{:<w0$}  {:<w1$}  {:>w2$}\n{rule}\n", "Layer", "Output", "Params");
     for [a, b, c] in &rows {
         text.push_str(&format!("{a:<w0$}  {b:<w1$}  {c:>w2$}\n"));
     }
-    text.push_str(&format!(
-        "{rule}\nTotal params: {}\nForward FLOPs per sample: {}\n",
-        grouped(total),
-        grouped(flops)
-    ));
+    text.push_str(&format!("{rule}\nTotal params: {}\nForward FLOPs per sample: {}\n", grouped(total), grouped(flops)));
     text
 }
 
@@ -185,7 +155,10 @@ fn pytorch(model: &Model<'_>, shapes: &[Shape]) -> String {
                 input.d, filter[1], filter[0], stride[1], stride[0], pad[1], pad[0]
             ),
             Kind::MaxPool { window, stride } => {
-                format!("torch.nn.MaxPool2d(kernel_size=({}, {}), stride=({}, {}))", window[1], window[0], stride[1], stride[0])
+                format!(
+                    "torch.nn.MaxPool2d(kernel_size=({}, {}), stride=({}, {}))",
+                    window[1], window[0], stride[1], stride[0]
+                )
             }
             Kind::Fc { out } => format!("torch.nn.Linear({}, {out})", input.len()),
             Kind::Relu => "torch.nn.ReLU()".to_string(),
@@ -195,6 +168,35 @@ fn pytorch(model: &Model<'_>, shapes: &[Shape]) -> String {
     }
     let body: String = lines.iter().map(|l| format!("    {l},\n")).collect();
     format!("torch.nn.Sequential(\n{body})")
+}
+
+/// The parameter tensors as PyTorch names them: `{index}.weight` and `{index}.bias`, where
+/// `index` counts the modules of [`pytorch`]'s `Sequential`, `Flatten` included.
+fn tensors(model: &Model<'_>, shapes: &[Shape]) -> Vec<TokenStream> {
+    let mut out = Vec::new();
+    let (mut index, mut offset) = (0u64, 0u64);
+    for (i, layer) in model.layers.iter().enumerate().skip(1) {
+        let input = shapes[i - 1];
+        if !input.flat && matches!(layer.kind, Kind::Fc { .. } | Kind::Softmax) {
+            index += 1; // Flatten
+        }
+        let weight: Vec<u64> = match &layer.kind {
+            Kind::Conv { filter, filters, .. } => vec![*filters, input.d, filter[1], filter[0]],
+            Kind::Fc { out } => vec![*out, input.len()],
+            _ => Vec::new(),
+        };
+        if let Some(&rows) = weight.first() {
+            for (suffix, dims) in [("weight", weight.clone()), ("bias", vec![rows])] {
+                let name = format!("{index}.{suffix}");
+                let at = lit(offset);
+                offset += dims.iter().product::<u64>();
+                let dims = dims.into_iter().map(lit);
+                out.push(quote!(::cnn::TensorInfo { name: #name, shape: &[#(#dims),*], offset: #at }));
+            }
+        }
+        index += 1;
+    }
+    out
 }
 
 fn shape_tokens(shape: &Shape) -> TokenStream {
@@ -211,10 +213,7 @@ fn shape_tokens(shape: &Shape) -> TokenStream {
 pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, shapes: &[Shape]) -> TokenStream {
     let rt = quote!(::cnn::__private);
     let execs = execs(model, shapes);
-    let name = syntax
-        .name
-        .clone()
-        .unwrap_or_else(|| format_ident!("{}", ANONYMOUS));
+    let name = syntax.name.clone().unwrap_or_else(|| format_ident!("{}", ANONYMOUS));
     let vis = &syntax.vis;
     let attrs = &syntax.attrs;
 
@@ -238,22 +237,13 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, shapes: &[Shape]) -> Toke
     let classes = shapes.last().expect("a checked model has layers").len();
     let summary = summary(model, shapes, &layer_params, param_count, flops);
     let torch = pytorch(model, shapes);
-    let dsl = model
-        .layers
-        .iter()
-        .map(|l| l.kind.to_string())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let dsl = model.layers.iter().map(|l| l.kind.to_string()).collect::<Vec<_>>().join(" ");
     let doc = format!(
         "\n\nGenerated by `cnn!` from `{dsl}`: every shape below was checked while compiling.\n\n```text\n{summary}```\n\nThe same model in PyTorch:\n\n```python\n{torch}\n```\n\nThe methods come from the `cnn::Model` trait, plus `new`, `with_seed`, `classify` and `probabilities`."
     );
 
-    let layer_consts: Vec<Ident> = (0..execs.len())
-        .map(|i| format_ident!("__LAYER{}", i))
-        .collect();
-    let size_consts: Vec<Ident> = (0..execs.len())
-        .map(|i| format_ident!("__SIZES{}", i))
-        .collect();
+    let layer_consts: Vec<Ident> = (0..execs.len()).map(|i| format_ident!("__LAYER{}", i)).collect();
+    let size_consts: Vec<Ident> = (0..execs.len()).map(|i| format_ident!("__SIZES{}", i)).collect();
     let tys: Vec<&TokenStream> = execs.iter().map(|e| &e.ty).collect();
     let values: Vec<&TokenStream> = execs.iter().map(|e| &e.value).collect();
     let checks = execs.iter().zip(&size_consts).map(|(e, s)| {
@@ -273,24 +263,15 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, shapes: &[Shape]) -> Toke
         offsets.push((lit(at), lit(at + e.params)));
         at += e.params;
     }
-    let acts: Vec<Ident> = (0..execs.len())
-        .map(|i| format_ident!("__a{}", i))
-        .collect();
-    let states: Vec<Ident> = (0..execs.len())
-        .map(|i| format_ident!("__s{}", i))
-        .collect();
+    let acts: Vec<Ident> = (0..execs.len()).map(|i| format_ident!("__a{}", i)).collect();
+    let states: Vec<Ident> = (0..execs.len()).map(|i| format_ident!("__s{}", i)).collect();
     let outs: Vec<Literal> = execs.iter().map(|e| lit(e.outputs)).collect();
     let ins: Vec<Literal> = execs.iter().map(|e| lit(e.inputs)).collect();
     let classes_lit = lit(classes);
     let input_lit = lit(input.len());
     let param_lit = lit(param_count);
     let acts_total = lit(execs.iter().map(|e| e.outputs).sum::<u64>() + classes);
-    let grad_max = lit(execs
-        .iter()
-        .flat_map(|e| [e.inputs, e.outputs])
-        .chain([classes])
-        .max()
-        .unwrap_or(0));
+    let grad_max = lit(execs.iter().flat_map(|e| [e.inputs, e.outputs]).chain([classes]).max().unwrap_or(0));
     let inputs_of: Vec<TokenStream> = (0..execs.len())
         .map(|i| {
             if i == 0 {
@@ -305,10 +286,12 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, shapes: &[Shape]) -> Toke
         Some(a) => quote!(&*#a),
         None => quote!(__x),
     };
-    let forward_calls = (0..execs.len()).map(|i| {
-        let (c, x, y, s, (lo, hi)) = (&layer_consts[i], &inputs_of[i], &acts[i], &states[i], &offsets[i]);
-        quote!(#rt::Layer::forward(&Self::#c, __n, #x, #y, &self.__params[#lo..#hi], __ws.scratch, #s);)
-    }).collect::<Vec<_>>();
+    let forward_calls = (0..execs.len())
+        .map(|i| {
+            let (c, x, y, s, (lo, hi)) = (&layer_consts[i], &inputs_of[i], &acts[i], &states[i], &offsets[i]);
+            quote!(#rt::Layer::forward(&Self::#c, __n, #x, #y, &self.__params[#lo..#hi], __ws.scratch, #s);)
+        })
+        .collect::<Vec<_>>();
     let splits = quote! {
         let __rest = __ws.acts;
         #( let (#acts, __rest) = __rest.split_at_mut(__n * #outs); )*
@@ -320,7 +303,11 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, shapes: &[Shape]) -> Toke
     let backward_calls = (0..execs.len()).rev().map(|i| {
         let (c, x, y, s, (lo, hi)) = (&layer_consts[i], &inputs_of[i], &acts[i], &states[i], &offsets[i]);
         let (o, inp) = (&outs[i], &ins[i]);
-        let dx = if i == 0 { quote!(::core::option::Option::None) } else { quote!(::core::option::Option::Some(&mut __spare[..__n * #inp])) };
+        let dx = if i == 0 {
+            quote!(::core::option::Option::None)
+        } else {
+            quote!(::core::option::Option::Some(&mut __spare[..__n * #inp]))
+        };
         quote! {
             #rt::Layer::backward(
                 &Self::#c, __n, #x, &*#y, &mut __dy[..__n * #o], #dx,
@@ -329,31 +316,26 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, shapes: &[Shape]) -> Toke
             ::core::mem::swap(&mut __dy, &mut __spare);
         }
     });
-    let inits = execs.iter().zip(&layer_consts).zip(&offsets).filter(|((e, _), _)| e.params > 0).map(|((_, c), (lo, hi))| {
-        quote!(#rt::Layer::init(&Self::#c, &mut self.__params[#lo..#hi], &mut __rng);)
-    });
-    let flops_sum = if size_consts.is_empty() {
-        quote!(0)
-    } else {
-        quote!(#(Self::#size_consts.flops)+*)
-    };
+    let inits = execs
+        .iter()
+        .zip(&layer_consts)
+        .zip(&offsets)
+        .filter(|((e, _), _)| e.params > 0)
+        .map(|((_, c), (lo, hi))| quote!(#rt::Layer::init(&Self::#c, &mut self.__params[#lo..#hi], &mut __rng);));
+    let flops_sum = if size_consts.is_empty() { quote!(0) } else { quote!(#(Self::#size_consts.flops)+*) };
     let scratch_max = quote!(#rt::max_of(&[0 #(, Self::#size_consts.scratch)*]));
     let state_sum = quote!(0 #(+ Self::#size_consts.state)*);
     let partial_max = quote!(#rt::max_of(&[0 #(, Self::#size_consts.params)*]));
 
     let mut offset = 0;
-    let infos = model
-        .layers
-        .iter()
-        .zip(shapes)
-        .zip(&layer_params)
-        .map(|((l, s), p)| {
-            let (text, shape, at) = (l.kind.to_string(), shape_tokens(s), lit(offset));
-            offset += p;
-            let p = lit(*p);
-            quote!(::cnn::LayerInfo { layer: #text, output: #shape, params: #p, offset: #at })
-        });
+    let infos = model.layers.iter().zip(shapes).zip(&layer_params).map(|((l, s), p)| {
+        let (text, shape, at) = (l.kind.to_string(), shape_tokens(s), lit(offset));
+        offset += p;
+        let p = lit(*p);
+        quote!(::cnn::LayerInfo { layer: #text, output: #shape, params: #p, offset: #at })
+    });
     let input_shape = shape_tokens(&input);
+    let tensor_infos = tensors(model, shapes);
 
     let item = quote! {
         #(#attrs)*
@@ -427,6 +409,7 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, shapes: &[Shape]) -> Toke
             const PARAM_COUNT: usize = #param_lit;
             const FLOPS_PER_SAMPLE: u64 = #flops_sum;
             const LAYERS: &'static [::cnn::LayerInfo] = &[#(#infos),*];
+            const TENSORS: &'static [::cnn::TensorInfo] = &[#(#tensor_infos),*];
             const SUMMARY: &'static str = #summary;
             const PYTORCH: &'static str = #torch;
             const DSL: &'static str = #dsl;

@@ -36,11 +36,7 @@ impl Parse for Header {
 pub fn expand(syntax: Option<&ModelSyntax>, error: syn::Error, input: &TokenStream) -> TokenStream {
     let errors = error.to_compile_error();
     let header = match syntax {
-        Some(s) => Header {
-            attrs: s.attrs.clone(),
-            vis: s.vis.clone(),
-            name: s.name.clone(),
-        },
+        Some(s) => Header { attrs: s.attrs.clone(), vis: s.vis.clone(), name: s.name.clone() },
         None => match syn::parse2::<Header>(input.clone()) {
             Ok(header) => header,
             Err(_) => return errors,
@@ -58,11 +54,7 @@ pub fn expand(syntax: Option<&ModelSyntax>, error: syn::Error, input: &TokenStre
 
 /// Input length and class count, where the layers that give them are well formed.
 fn known_sizes(syntax: &ModelSyntax) -> (Option<u64>, Option<u64>) {
-    let kinds: Vec<Kind> = syntax
-        .layers
-        .iter()
-        .filter_map(|l| crate::model::lower_layer(l).ok())
-        .collect();
+    let kinds: Vec<Kind> = syntax.layers.iter().filter_map(|l| crate::model::lower_layer(l).ok()).collect();
     let input = match kinds.first() {
         Some(Kind::InputVolume { w, h, d }) => w.checked_mul(*h).and_then(|v| v.checked_mul(*d)),
         Some(Kind::InputFlat { n }) => Some(*n),
@@ -76,10 +68,7 @@ fn known_sizes(syntax: &ModelSyntax) -> (Option<u64>, Option<u64>) {
 }
 
 fn stub(header: &Header, input_len: Option<u64>, classes: Option<u64>) -> TokenStream {
-    let name = header
-        .name
-        .clone()
-        .unwrap_or_else(|| format_ident!("{}", ANONYMOUS));
+    let name = header.name.clone().unwrap_or_else(|| format_ident!("{}", ANONYMOUS));
     let vis = &header.vis;
     let docs = header.attrs.iter().filter(|a| a.path().is_ident("doc"));
     let len = |v: Option<u64>| Literal::usize_unsuffixed(v.unwrap_or(0) as usize);
@@ -124,6 +113,7 @@ fn stub(header: &Header, input_len: Option<u64>, classes: Option<u64>) -> TokenS
             const PARAM_COUNT: usize = 0;
             const FLOPS_PER_SAMPLE: u64 = 0;
             const LAYERS: &'static [::cnn::LayerInfo] = &[];
+            const TENSORS: &'static [::cnn::TensorInfo] = &[];
             const SUMMARY: &'static str = "";
             const PYTORCH: &'static str = "";
             const DSL: &'static str = "";

@@ -53,12 +53,7 @@ pub enum Kind {
     /// `input(N)`: a flat vector.
     InputFlat { n: u64 },
     /// `conv(FxG, K, stride=S, pad=P)`.
-    Conv {
-        filter: [u64; 2],
-        filters: u64,
-        stride: [u64; 2],
-        pad: [u64; 2],
-    },
+    Conv { filter: [u64; 2], filters: u64, stride: [u64; 2], pad: [u64; 2] },
     /// `pool(k)` / `maxpool(k)`, with optional `stride=`.
     MaxPool { window: [u64; 2], stride: [u64; 2] },
     /// `fc(N)`.
@@ -91,12 +86,7 @@ impl fmt::Display for Kind {
         match self {
             Kind::InputVolume { w, h, d } => write!(f, "input({w}x{h}x{d})"),
             Kind::InputFlat { n } => write!(f, "input({n})"),
-            Kind::Conv {
-                filter,
-                filters,
-                stride,
-                pad,
-            } => {
+            Kind::Conv { filter, filters, stride, pad } => {
                 write!(f, "conv({}x{}, {filters}", filter[0], filter[1])?;
                 if *stride != [1, 1] {
                     write!(f, ", stride={}", pair(*stride))?;
@@ -127,17 +117,11 @@ impl<'a> Model<'a> {
         let mut layers = Vec::with_capacity(syntax.layers.len());
         for layer in &syntax.layers {
             match lower_layer(layer) {
-                Ok(kind) => layers.push(Layer {
-                    kind,
-                    syntax: layer,
-                }),
+                Ok(kind) => layers.push(Layer { kind, syntax: layer }),
                 Err(error) => errors.push(error),
             }
         }
-        errors.finish(Model {
-            layers,
-            open: syntax.open.span,
-        })
+        errors.finish(Model { layers, open: syntax.open.span })
     }
 }
 
@@ -168,16 +152,8 @@ fn split_args(layer: &LayerSyntax) -> Vec<Arg> {
             }
             _ => None,
         };
-        let value = if named.is_some() {
-            current[2..].iter().cloned().collect()
-        } else {
-            all.clone()
-        };
-        args.push(Arg {
-            name: named,
-            value,
-            all,
-        });
+        let value = if named.is_some() { current[2..].iter().cloned().collect() } else { all.clone() };
+        args.push(Arg { name: named, value, all });
         current.clear();
     };
     for tree in group.stream() {
@@ -199,9 +175,7 @@ fn numbers(value: &TokenStream, what: &str) -> syn::Result<Vec<u64>> {
         _ => {
             return Err(syn::Error::new_spanned(
                 value,
-                format!(
-                    "expected {what}, written as one token such as `5` or `5x5`, found `{value}`"
-                ),
+                format!("expected {what}, written as one token such as `5` or `5x5`, found `{value}`"),
             ))
         }
     };
@@ -232,10 +206,7 @@ fn numbers(value: &TokenStream, what: &str) -> syn::Result<Vec<u64>> {
 fn number(value: &TokenStream, what: &str) -> syn::Result<u64> {
     let v = numbers(value, what)?;
     if v.len() != 1 {
-        return Err(syn::Error::new_spanned(
-            value,
-            format!("expected {what}, a single number, found `{value}`"),
-        ));
+        return Err(syn::Error::new_spanned(value, format!("expected {what}, a single number, found `{value}`")));
     }
     Ok(v[0])
 }
@@ -245,25 +216,15 @@ fn pair_arg(value: &TokenStream, what: &str) -> syn::Result<[u64; 2]> {
     match numbers(value, what)?.as_slice() {
         [v] => Ok([*v, *v]),
         [w, h] => Ok([*w, *h]),
-        _ => Err(syn::Error::new_spanned(
-            value,
-            format!("expected {what} as `N` or `WxH`, found `{value}`"),
-        )),
+        _ => Err(syn::Error::new_spanned(value, format!("expected {what} as `N` or `WxH`, found `{value}`"))),
     }
 }
 
 fn at_least_one(value: &TokenStream, p: &[u64], what: &str) -> syn::Result<()> {
     if p.contains(&0) {
         let text = value.to_string();
-        let hint = if text.starts_with("0x") {
-            " (a size of 0; `0x...` is not a hex number here)"
-        } else {
-            ""
-        };
-        return Err(syn::Error::new_spanned(
-            value,
-            format!("{what} must be at least 1, found `{text}`{hint}"),
-        ));
+        let hint = if text.starts_with("0x") { " (a size of 0; `0x...` is not a hex number here)" } else { "" };
+        return Err(syn::Error::new_spanned(value, format!("{what} must be at least 1, found `{text}`{hint}")));
     }
     Ok(())
 }
@@ -275,23 +236,14 @@ struct Args {
 }
 
 impl Args {
-    fn read(
-        layer: &LayerSyntax,
-        allowed: &[&str],
-        usage: &str,
-        positional: usize,
-    ) -> syn::Result<Args> {
-        let mut args = Args {
-            positional: Vec::new(),
-            named: Vec::new(),
-        };
+    fn read(layer: &LayerSyntax, allowed: &[&str], usage: &str, positional: usize) -> syn::Result<Args> {
+        let mut args = Args { positional: Vec::new(), named: Vec::new() };
         let mut errors = Errors::default();
         for arg in split_args(layer) {
             match &arg.name {
-                None if !args.named.is_empty() => errors.spanned(
-                    &arg.all,
-                    format!("positional arguments come before named ones: `{usage}`"),
-                ),
+                None if !args.named.is_empty() => {
+                    errors.spanned(&arg.all, format!("positional arguments come before named ones: `{usage}`"))
+                }
                 None => args.positional.push(arg),
                 Some(name) => {
                     let key = name.to_string();
@@ -301,19 +253,11 @@ impl Args {
                             None if allowed.is_empty() => format!("; `{}` takes none", layer.name),
                             None => format!("; `{}` accepts {}", layer.name, list(allowed)),
                         };
-                        errors.spanned(
-                            name,
-                            format!("unknown parameter `{key}` for `{}`{hint}", layer.name),
-                        );
-                    } else if args
-                        .named
-                        .iter()
-                        .any(|a| a.name.as_ref().is_some_and(|n| *n == key))
-                    {
+                        errors.spanned(name, format!("unknown parameter `{key}` for `{}`{hint}", layer.name));
+                    } else if args.named.iter().any(|a| a.name.as_ref().is_some_and(|n| *n == key)) {
                         errors.spanned(&arg.all, format!("`{key}` is given twice"));
                     } else if arg.value.is_empty() {
-                        errors
-                            .spanned(&arg.all, format!("`{key}=` needs a value, as in `{key}=2`"));
+                        errors.spanned(&arg.all, format!("`{key}=` needs a value, as in `{key}=2`"));
                     } else {
                         args.named.push(arg);
                     }
@@ -325,11 +269,7 @@ impl Args {
             let found = args.positional.len();
             let message = match positional {
                 0 => format!("`{}` takes no arguments: write `{usage}`", layer.name),
-                _ => format!(
-                    "`{}` takes {}, found {found}: write `{usage}`",
-                    layer.name,
-                    count(positional)
-                ),
+                _ => format!("`{}` takes {}, found {found}: write `{usage}`", layer.name, count(positional)),
             };
             return Err(syn::Error::new_spanned(layer, message));
         }
@@ -337,10 +277,7 @@ impl Args {
     }
 
     fn get(&self, name: &str) -> Option<&TokenStream> {
-        self.named
-            .iter()
-            .find(|a| a.name.as_ref().is_some_and(|n| *n == name))
-            .map(|a| &a.value)
+        self.named.iter().find(|a| a.name.as_ref().is_some_and(|n| *n == name)).map(|a| &a.value)
     }
 }
 
@@ -353,11 +290,7 @@ fn count(n: usize) -> String {
 }
 
 fn list(names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
 }
 
 /// Gives one layer its meaning.
@@ -387,9 +320,7 @@ pub fn lower_layer(layer: &LayerSyntax) -> syn::Result<Kind> {
                 _ => {
                     return Err(syn::Error::new_spanned(
                         f,
-                        format!(
-                            "write the filter size as width x height, such as `5x5`; found `{f}`"
-                        ),
+                        format!("write the filter size as width x height, such as `5x5`; found `{f}`"),
                     ))
                 }
             };
@@ -398,20 +329,14 @@ pub fn lower_layer(layer: &LayerSyntax) -> syn::Result<Kind> {
             let filters = number(k, "the number of filters")?;
             at_least_one(k, &[filters], "the number of filters")?;
             let stride = match args.get("stride") {
-                Some(s) => pair_arg(s, "the stride")
-                    .and_then(|p| at_least_one(s, &p, "the stride").map(|()| p))?,
+                Some(s) => pair_arg(s, "the stride").and_then(|p| at_least_one(s, &p, "the stride").map(|()| p))?,
                 None => [1, 1],
             };
             let pad = match args.get("pad") {
                 Some(p) => pair_arg(p, "the padding")?,
                 None => [0, 0],
             };
-            Ok(Kind::Conv {
-                filter,
-                filters,
-                stride,
-                pad,
-            })
+            Ok(Kind::Conv { filter, filters, stride, pad })
         }
         "pool" | "maxpool" => {
             let args = Args::read(layer, &["stride"], &format!("{name}(2, stride=2)"), 1)?;
@@ -419,8 +344,7 @@ pub fn lower_layer(layer: &LayerSyntax) -> syn::Result<Kind> {
             let window = pair_arg(w, "the pooling window")?;
             at_least_one(w, &window, "the pooling window")?;
             let stride = match args.get("stride") {
-                Some(s) => pair_arg(s, "the stride")
-                    .and_then(|p| at_least_one(s, &p, "the stride").map(|()| p))?,
+                Some(s) => pair_arg(s, "the stride").and_then(|p| at_least_one(s, &p, "the stride").map(|()| p))?,
                 None => window,
             };
             Ok(Kind::MaxPool { window, stride })
@@ -434,16 +358,9 @@ pub fn lower_layer(layer: &LayerSyntax) -> syn::Result<Kind> {
         }
         "relu" | "softmax" => {
             if let Some(group) = &layer.args {
-                return Err(syn::Error::new_spanned(
-                    group,
-                    format!("`{name}` takes no arguments: write `{name}`"),
-                ));
+                return Err(syn::Error::new_spanned(group, format!("`{name}` takes no arguments: write `{name}`")));
             }
-            Ok(if name == "relu" {
-                Kind::Relu
-            } else {
-                Kind::Softmax
-            })
+            Ok(if name == "relu" { Kind::Relu } else { Kind::Softmax })
         }
         _ => {
             let hint = match ALIASES.iter().find(|(a, _)| *a == name) {
@@ -456,10 +373,7 @@ pub fn lower_layer(layer: &LayerSyntax) -> syn::Result<Kind> {
                     None => format!("; the layers are {}", list(&LAYER_NAMES)),
                 },
             };
-            Err(syn::Error::new_spanned(
-                &layer.name,
-                format!("unknown layer `{name}`{hint}"),
-            ))
+            Err(syn::Error::new_spanned(&layer.name, format!("unknown layer `{name}`{hint}")))
         }
     }
 }
@@ -470,9 +384,7 @@ fn suggest<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
     candidates
         .iter()
         .map(|c| (distance(&word, c), *c))
-        .filter(|(d, c)| {
-            (*d <= 2.max(c.len() / 3) && *d < c.len()) || (word.starts_with(*c) && c.len() >= 3)
-        })
+        .filter(|(d, c)| (*d <= 2.max(c.len() / 3) && *d < c.len()) || (word.starts_with(*c) && c.len() >= 3))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
@@ -509,55 +421,26 @@ mod tests {
     }
 
     fn error(text: &str) -> String {
-        lower(text)
-            .err()
-            .unwrap_or_else(|| panic!("`{text}` should not lower"))
-            .to_string()
+        lower(text).err().unwrap_or_else(|| panic!("`{text}` should not lower")).to_string()
     }
 
     #[test]
     fn reads_every_documented_form() {
         let kinds = lower("input(32x16x3) conv(5x3, 8, stride=2, pad=1) relu pool(2) maxpool(3, stride=2) conv(3x3, 4, stride=2x1, pad=0x1) fc(10) softmax").unwrap();
         assert_eq!(kinds[0], Kind::InputVolume { w: 32, h: 16, d: 3 });
-        assert_eq!(
-            kinds[1],
-            Kind::Conv {
-                filter: [5, 3],
-                filters: 8,
-                stride: [2, 2],
-                pad: [1, 1]
-            }
-        );
-        assert_eq!(
-            kinds[3],
-            Kind::MaxPool {
-                window: [2, 2],
-                stride: [2, 2]
-            }
-        );
-        assert_eq!(
-            kinds[4],
-            Kind::MaxPool {
-                window: [3, 3],
-                stride: [2, 2]
-            }
-        );
-        assert_eq!(
-            kinds[5],
-            Kind::Conv {
-                filter: [3, 3],
-                filters: 4,
-                stride: [2, 1],
-                pad: [0, 1]
-            }
-        );
+        assert_eq!(kinds[1], Kind::Conv { filter: [5, 3], filters: 8, stride: [2, 2], pad: [1, 1] });
+        assert_eq!(kinds[3], Kind::MaxPool { window: [2, 2], stride: [2, 2] });
+        assert_eq!(kinds[4], Kind::MaxPool { window: [3, 3], stride: [2, 2] });
+        assert_eq!(kinds[5], Kind::Conv { filter: [3, 3], filters: 4, stride: [2, 1], pad: [0, 1] });
         assert_eq!(kinds[6], Kind::Fc { out: 10 });
         assert_eq!(lower("input(784)").unwrap()[0], Kind::InputFlat { n: 784 });
     }
 
     #[test]
     fn prints_the_canonical_spelling() {
-        let kinds = lower("input(28x28x1) conv(5x5,6,pad=2) pool(2) maxpool(3,stride=2) conv(3x1, 4, stride=2x1) fc(10)").unwrap();
+        let kinds =
+            lower("input(28x28x1) conv(5x5,6,pad=2) pool(2) maxpool(3,stride=2) conv(3x1, 4, stride=2x1) fc(10)")
+                .unwrap();
         let text: Vec<String> = kinds.iter().map(ToString::to_string).collect();
         assert_eq!(
             text,
@@ -613,12 +496,7 @@ mod tests {
     #[test]
     fn reports_every_bad_layer() {
         let syntax: ModelSyntax = syn::parse_str("struct M < input(4) rellu fc(0) >").unwrap();
-        let errors: Vec<String> = Model::lower(&syntax)
-            .err()
-            .unwrap()
-            .into_iter()
-            .map(|e| e.to_string())
-            .collect();
+        let errors: Vec<String> = Model::lower(&syntax).err().unwrap().into_iter().map(|e| e.to_string()).collect();
         assert_eq!(errors.len(), 2, "{errors:?}");
     }
 }

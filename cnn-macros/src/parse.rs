@@ -58,9 +58,9 @@ impl Parse for ModelSyntax {
         } else {
             let vis: Visibility = input.parse()?;
             if !input.peek(Token![struct]) {
-                return Err(input.error(
-                    "expected `struct Name < layers >` (item form) or `< layers >` (expression form)",
-                ));
+                return Err(
+                    input.error("expected `struct Name < layers >` (item form) or `< layers >` (expression form)")
+                );
             }
             input.parse::<Token![struct]>()?;
             let name = input
@@ -69,18 +69,13 @@ impl Parse for ModelSyntax {
             (vis, Some(name))
         };
         if !input.peek(Token![<]) {
-            return Err(input.error(
-                "expected `<` to open the layer list, as in `struct Net < input(28x28x1) ... >`",
-            ));
+            return Err(input.error("expected `<` to open the layer list, as in `struct Net < input(28x28x1) ... >`"));
         }
         let open: Token![<] = input.parse()?;
         let mut layers = Vec::new();
         while !input.peek(Token![>]) {
             if input.is_empty() {
-                return Err(Error::new(
-                    open.span,
-                    "the layer list is never closed: add `>` after the last layer",
-                ));
+                return Err(Error::new(open.span, "the layer list is never closed: add `>` after the last layer"));
             }
             layers.push(input.parse()?);
         }
@@ -91,22 +86,14 @@ impl Parse for ModelSyntax {
         if !input.is_empty() {
             return Err(input.error("unexpected tokens after the `>` that closes the layer list"));
         }
-        Ok(ModelSyntax {
-            attrs,
-            vis,
-            name,
-            open,
-            layers,
-        })
+        Ok(ModelSyntax { attrs, vis, name, open, layers })
     }
 }
 
 impl Parse for LayerSyntax {
     fn parse(input: ParseStream) -> syn::Result<Self> {
         if !input.peek(Ident::peek_any) {
-            return Err(input.error(
-                "expected a layer, such as `conv(3x3, 16)`, `relu`, `pool(2)` or `fc(10)`",
-            ));
+            return Err(input.error("expected a layer, such as `conv(3x3, 16)`, `relu`, `pool(2)` or `fc(10)`"));
         }
         let name = input.call(Ident::parse_any)?;
         let args = match input.cursor().token_tree() {
@@ -116,12 +103,7 @@ impl Parse for LayerSyntax {
                     Some(group)
                 }
                 Delimiter::None => None,
-                _ => {
-                    return Err(Error::new(
-                        group.span(),
-                        format!("layer arguments go in parentheses: `{name}(...)`"),
-                    ))
-                }
+                _ => return Err(Error::new(group.span(), format!("layer arguments go in parentheses: `{name}(...)`"))),
             },
             _ => None,
         };
@@ -145,10 +127,7 @@ mod tests {
 
     #[test]
     fn item_form_with_attributes() {
-        let m = parse(
-            "/// Doc.\n#[derive(Clone)] pub struct LeNet < input(28x28x1) conv(5x5, 6) relu >",
-        )
-        .unwrap();
+        let m = parse("/// Doc.\n#[derive(Clone)] pub struct LeNet < input(28x28x1) conv(5x5, 6) relu >").unwrap();
         assert_eq!(m.attrs.len(), 2);
         assert_eq!(m.name.unwrap().to_string(), "LeNet");
         let names: Vec<_> = m.layers.iter().map(|l| l.name.to_string()).collect();

@@ -28,10 +28,7 @@ pub struct Shift {
 impl Transform for Shift {
     fn apply(&self, image: &mut [f32], shape: Shape, rng: &mut Rng, scratch: &mut [f32]) {
         let m = self.max as i64;
-        let (dx, dy) = (
-            rng.random_range(-m..=m) as isize,
-            rng.random_range(-m..=m) as isize,
-        );
+        let (dx, dy) = (rng.random_range(-m..=m) as isize, rng.random_range(-m..=m) as isize);
         if (dx, dy) == (0, 0) {
             return;
         }
@@ -89,9 +86,7 @@ pub struct RotateScale {
 
 impl Transform for RotateScale {
     fn apply(&self, image: &mut [f32], shape: Shape, rng: &mut Rng, scratch: &mut [f32]) {
-        let angle = rng
-            .random_range(-self.max_degrees..=self.max_degrees)
-            .to_radians();
+        let angle = rng.random_range(-self.max_degrees..=self.max_degrees).to_radians();
         let scale = 1.0 + rng.random_range(-self.max_scale..=self.max_scale);
         rotate_scale(image, shape, angle, scale, scratch);
     }
@@ -178,13 +173,10 @@ pub fn augment_batch(
     if scratch.len() < dst.len() {
         scratch.resize(dst.len(), 0.0);
     }
-    dst.par_chunks_mut(len)
-        .zip(scratch.par_chunks_mut(len))
-        .enumerate()
-        .for_each(|(i, (image, scratch))| {
-            let mut rng = Rng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-            transform.apply(image, shape, &mut rng, scratch);
-        });
+    dst.par_chunks_mut(len).zip(scratch.par_chunks_mut(len)).enumerate().for_each(|(i, (image, scratch))| {
+        let mut rng = Rng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        transform.apply(image, shape, &mut rng, scratch);
+    });
 }
 
 #[cfg(test)]
@@ -204,16 +196,8 @@ mod tests {
     fn shift_moves_every_channel_by_the_same_whole_pixels() {
         for seed in 0..20 {
             let mut img = dot((4, 3));
-            Shift { max: 2 }.apply(
-                &mut img,
-                SHAPE,
-                &mut Rng::seed_from_u64(seed),
-                &mut vec![0.0; SHAPE.len()],
-            );
-            let p = img
-                .iter()
-                .position(|&v| v == 1.0)
-                .expect("the dot stays inside");
+            Shift { max: 2 }.apply(&mut img, SHAPE, &mut Rng::seed_from_u64(seed), &mut vec![0.0; SHAPE.len()]);
+            let p = img.iter().position(|&v| v == 1.0).expect("the dot stays inside");
             let (x, y) = (p % 9, p / 9);
             assert!(x.abs_diff(4) <= 2 && y.abs_diff(3) <= 2);
             assert_eq!(img[63 + p], 2.0);
@@ -224,19 +208,10 @@ mod tests {
     #[test]
     fn noise_has_the_asked_spread() {
         let mut img = vec![0.5; 20_000];
-        Noise { std: 0.1 }.apply(
-            &mut img,
-            Shape::vector(20_000),
-            &mut Rng::seed_from_u64(1),
-            &mut [],
-        );
+        Noise { std: 0.1 }.apply(&mut img, Shape::vector(20_000), &mut Rng::seed_from_u64(1), &mut []);
         let mean = img.iter().sum::<f32>() / 20_000.0;
         let var = img.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 20_000.0;
-        assert!(
-            (mean - 0.5).abs() < 0.005 && (var.sqrt() - 0.1).abs() < 0.005,
-            "mean {mean}, std {}",
-            var.sqrt()
-        );
+        assert!((mean - 0.5).abs() < 0.005 && (var.sqrt() - 0.1).abs() < 0.005, "mean {mean}, std {}", var.sqrt());
     }
 
     #[test]
@@ -245,22 +220,13 @@ mod tests {
         let mut img = vec![0.0; 25];
         img[2] = 1.0; // top centre
         let mut rng = Rng::seed_from_u64(0);
-        let same = RotateScale {
-            max_degrees: 0.0,
-            max_scale: 0.0,
-        };
+        let same = RotateScale { max_degrees: 0.0, max_scale: 0.0 };
         let mut copy = img.clone();
         same.apply(&mut copy, shape, &mut rng, &mut vec![0.0; 25]);
         assert_eq!(copy, img);
         // A clockwise quarter turn takes the top centre to the middle of the right edge.
         let mut r = img.clone();
-        rotate_scale(
-            &mut r,
-            shape,
-            std::f32::consts::FRAC_PI_2,
-            1.0,
-            &mut vec![0.0; 25],
-        );
+        rotate_scale(&mut r, shape, std::f32::consts::FRAC_PI_2, 1.0, &mut vec![0.0; 25]);
         let p = r.iter().position(|&v| v > 0.99).expect("the dot survives");
         assert_eq!((p % 5, p / 5), (4, 2), "{r:?}");
         assert!((r.iter().sum::<f32>() - 1.0).abs() < 1e-4);
@@ -275,14 +241,9 @@ mod tests {
     fn batches_are_reproducible_from_the_seed() {
         let t = Compose::new()
             .then(Shift { max: 2 })
-            .then(RotateScale {
-                max_degrees: 10.0,
-                max_scale: 0.1,
-            })
+            .then(RotateScale { max_degrees: 10.0, max_scale: 0.1 })
             .then(Noise { std: 0.05 });
-        let src: Vec<f32> = (0..4 * SHAPE.len())
-            .map(|i| (i % 13) as f32 / 13.0)
-            .collect();
+        let src: Vec<f32> = (0..4 * SHAPE.len()).map(|i| (i % 13) as f32 / 13.0).collect();
         let run = |seed| {
             let mut dst = vec![0.0; src.len()];
             augment_batch(&t, SHAPE, &src, &mut dst, seed, &mut Vec::new());
@@ -292,11 +253,7 @@ mod tests {
         assert_ne!(run(7), run(8));
         assert_ne!(run(7), src);
         // The same on any number of threads.
-        let one = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap()
-            .install(|| run(7));
+        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| run(7));
         assert_eq!(one, run(7));
     }
 }

@@ -16,6 +16,7 @@ pub mod augment;
 pub mod data;
 mod error;
 pub mod init;
+pub mod io;
 pub mod kernels;
 mod model;
 pub mod optim;
@@ -23,7 +24,7 @@ mod shape;
 mod workspace;
 
 pub use error::Error;
-pub use model::{accuracy, Evaluation, LayerInfo, Model};
+pub use model::{accuracy, Evaluation, LayerInfo, Model, TensorInfo};
 pub use optim::{Optimizer, Sgd};
 pub use shape::{conv_output_len, Shape};
 pub use workspace::{Workspace, WorkspaceParts, WorkspaceSizes};

@@ -18,22 +18,12 @@ pub struct Shape {
 impl Shape {
     /// A `w x h x d` volume.
     pub const fn volume(w: usize, h: usize, d: usize) -> Self {
-        Shape {
-            w,
-            h,
-            d,
-            flat: false,
-        }
+        Shape { w, h, d, flat: false }
     }
 
     /// A flat vector of `n` values.
     pub const fn vector(n: usize) -> Self {
-        Shape {
-            w: n,
-            h: 1,
-            d: 1,
-            flat: true,
-        }
+        Shape { w: n, h: 1, d: 1, flat: true }
     }
 
     /// Number of values.
@@ -63,12 +53,7 @@ impl fmt::Display for Shape {
 ///
 /// This is the rule the `cnn!` macro checks at compile time; it is repeated here for code that
 /// builds shapes at run time.
-pub const fn conv_output_len(
-    input: usize,
-    filter: usize,
-    stride: usize,
-    pad: usize,
-) -> Option<usize> {
+pub const fn conv_output_len(input: usize, filter: usize, stride: usize, pad: usize) -> Option<usize> {
     let padded = input + 2 * pad;
     if stride == 0 || filter == 0 || filter > padded || (padded - filter) % stride != 0 {
         None

@@ -42,26 +42,10 @@ fn mnist_dir(gz: bool) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let pack = |b: Vec<u8>| if gz { gzip(&b) } else { b };
     let ext = if gz { ".gz" } else { "" };
-    write(
-        dir.path(),
-        &format!("train-images-idx3-ubyte{ext}"),
-        &pack(images_file(3, 2, 3, &[255; 18])),
-    );
-    write(
-        dir.path(),
-        &format!("train-labels-idx1-ubyte{ext}"),
-        &pack(labels_file(3, &[0, 9, 4])),
-    );
-    write(
-        dir.path(),
-        &format!("t10k-images-idx3-ubyte{ext}"),
-        &pack(images_file(2, 2, 3, &[0; 12])),
-    );
-    write(
-        dir.path(),
-        &format!("t10k-labels-idx1-ubyte{ext}"),
-        &pack(labels_file(2, &[1, 2])),
-    );
+    write(dir.path(), &format!("train-images-idx3-ubyte{ext}"), &pack(images_file(3, 2, 3, &[255; 18])));
+    write(dir.path(), &format!("train-labels-idx1-ubyte{ext}"), &pack(labels_file(3, &[0, 9, 4])));
+    write(dir.path(), &format!("t10k-images-idx3-ubyte{ext}"), &pack(images_file(2, 2, 3, &[0; 12])));
+    write(dir.path(), &format!("t10k-labels-idx1-ubyte{ext}"), &pack(labels_file(2, &[1, 2])));
     dir
 }
 
@@ -90,14 +74,8 @@ fn each_malformed_idx_file_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let cases: Vec<(PathBuf, &str)> = vec![
-        (
-            write(d, "magic", &labels_file(1, &[0])),
-            "magic number 0x00000801, expected 0x00000803",
-        ),
-        (
-            write(d, "short-header", &[0, 0, 8, 3, 0]),
-            "truncated: 5 bytes, an IDX images header needs 16",
-        ),
+        (write(d, "magic", &labels_file(1, &[0])), "magic number 0x00000801, expected 0x00000803"),
+        (write(d, "short-header", &[0, 0, 8, 3, 0]), "truncated: 5 bytes, an IDX images header needs 16"),
         (
             write(d, "short-data", &images_file(2, 28, 28, &[0; 1000])),
             "truncated: the header announces 2 images of 28x28 (1568 bytes), the file holds 1000",
@@ -106,35 +84,21 @@ fn each_malformed_idx_file_is_an_error_naming_it() {
             write(d, "long-data", &images_file(1, 2, 2, &[0; 5])),
             "5 bytes of pixels, but the header announces 1 images of 2x2",
         ),
-        (
-            write(d, "zero-size", &images_file(1, 0, 2, &[])),
-            "images of 0x2 pixels",
-        ),
+        (write(d, "zero-size", &images_file(1, 0, 2, &[])), "images of 0x2 pixels"),
         // A header announcing 4 billion images of 65535x65535 allocates nothing.
         (
-            write(
-                d,
-                "absurd",
-                &images_file(u32::MAX, 65_535, 65_535, &[1, 2, 3]),
-            ),
+            write(d, "absurd", &images_file(u32::MAX, 65_535, 65_535, &[1, 2, 3])),
             "the header announces 4294967295 images",
         ),
-        (
-            write(d, "bad-gzip", &[0x1f, 0x8b, 8, 0, 1, 2, 3]),
-            "corrupt gzip data",
-        ),
+        (write(d, "bad-gzip", &[0x1f, 0x8b, 8, 0, 1, 2, 3]), "corrupt gzip data"),
     ];
     for (path, want) in cases {
         let (p, why) = reason(read_idx_images(&path).unwrap_err());
         assert_eq!(p, path);
         assert!(why.contains(want), "{}: {why}", path.display());
     }
-    let (_, why) =
-        reason(read_idx_labels(&write(d, "labels", &labels_file(5, &[1, 2]))).unwrap_err());
-    assert!(
-        why.contains("truncated: the header announces 5 labels, the file holds 2"),
-        "{why}"
-    );
+    let (_, why) = reason(read_idx_labels(&write(d, "labels", &labels_file(5, &[1, 2]))).unwrap_err());
+    assert!(why.contains("truncated: the header announces 5 labels, the file holds 2"), "{why}");
     let (_, why) = reason(read_idx_images(&d.join("missing")).unwrap_err());
     assert!(why.contains("cannot open"), "{why}");
 }
@@ -142,24 +106,13 @@ fn each_malformed_idx_file_is_an_error_naming_it() {
 #[test]
 fn images_and_labels_must_agree() {
     let dir = mnist_dir(false);
-    write(
-        dir.path(),
-        "train-labels-idx1-ubyte",
-        &labels_file(2, &[0, 1]),
-    );
+    write(dir.path(), "train-labels-idx1-ubyte", &labels_file(2, &[0, 1]));
     let (path, why) = reason(load_mnist(dir.path()).unwrap_err());
     assert!(path.ends_with("train-labels-idx1-ubyte"));
-    assert!(
-        why.contains("2 labels, but") && why.contains("holds 3 images"),
-        "{why}"
-    );
+    assert!(why.contains("2 labels, but") && why.contains("holds 3 images"), "{why}");
 
     let dir = mnist_dir(true);
-    write(
-        dir.path(),
-        "t10k-labels-idx1-ubyte.gz",
-        &gzip(&labels_file(2, &[1, 12])),
-    );
+    write(dir.path(), "t10k-labels-idx1-ubyte.gz", &gzip(&labels_file(2, &[1, 12])));
     let (_, why) = reason(load_mnist(dir.path()).unwrap_err());
     assert_eq!(why, "label 12 of sample 1 is out of range 0..=9");
 
@@ -177,11 +130,7 @@ fn cifar10_binary_batches() {
         r
     };
     for b in 1..=5 {
-        write(
-            dir.path(),
-            &format!("data_batch_{b}.bin"),
-            &[record(b), record(9)].concat(),
-        );
+        write(dir.path(), &format!("data_batch_{b}.bin"), &[record(b), record(9)].concat());
     }
     write(dir.path(), "test_batch.bin", &record(3));
     let (train, test) = load_cifar10(dir.path()).unwrap();
@@ -192,10 +141,7 @@ fn cifar10_binary_batches() {
 
     write(dir.path(), "test_batch.bin", &record(3)[..3000]);
     let (_, why) = reason(load_cifar10(dir.path()).unwrap_err());
-    assert!(
-        why.contains("3000 bytes is not a whole number of 3073-byte records"),
-        "{why}"
-    );
+    assert!(why.contains("3000 bytes is not a whole number of 3073-byte records"), "{why}");
     write(dir.path(), "test_batch.bin", &record(10));
     let (_, why) = reason(load_cifar10(dir.path()).unwrap_err());
     assert_eq!(why, "label 10 of record 0 is out of range 0..=9");
@@ -222,11 +168,7 @@ fn the_embedded_digits_load_with_a_stratified_split() {
         let a = train.labels.iter().filter(|&&l| l == digit).count();
         let b = test.labels.iter().filter(|&&l| l == digit).count();
         let share = b as f64 / (a + b) as f64;
-        assert!(
-            (share - 0.2).abs() < 0.005,
-            "digit {digit}: {b} of {} in the test set",
-            a + b
-        );
+        assert!((share - 0.2).abs() < 0.005, "digit {digit}: {b} of {} in the test set", a + b);
     }
     // Real digits: mostly background, some ink.
     let ink = train.images.iter().filter(|&&v| v > 0.5).count() as f64 / train.images.len() as f64;

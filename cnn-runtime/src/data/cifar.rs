@@ -14,20 +14,19 @@ fn read_batch(path: &Path, set: &mut Dataset) -> Result<()> {
     if bytes.is_empty() || bytes.len() % RECORD != 0 {
         return Err(file_error(
             path,
-            format!("{} bytes is not a whole number of {RECORD}-byte records (1 label byte + 3x32x32 pixels)", bytes.len()),
+            format!(
+                "{} bytes is not a whole number of {RECORD}-byte records (1 label byte + 3x32x32 pixels)",
+                bytes.len()
+            ),
         ));
     }
     for (i, record) in bytes.chunks_exact(RECORD).enumerate() {
         let label = record[0] as usize;
         if label >= 10 {
-            return Err(file_error(
-                path,
-                format!("label {label} of record {i} is out of range 0..=9"),
-            ));
+            return Err(file_error(path, format!("label {label} of record {i} is out of range 0..=9")));
         }
         set.labels.push(label);
-        set.images
-            .extend(record[1..].iter().map(|&p| p as f32 / 255.0));
+        set.images.extend(record[1..].iter().map(|&p| p as f32 / 255.0));
     }
     Ok(())
 }
@@ -36,11 +35,7 @@ fn read_batch(path: &Path, set: &mut Dataset) -> Result<()> {
 /// `data_batch_1.bin` … `data_batch_5.bin`, the test set from `test_batch.bin`.
 pub fn load_cifar10(dir: &Path) -> Result<(Dataset, Dataset)> {
     let nested = dir.join("cifar-10-batches-bin");
-    let dir = if nested.is_dir() {
-        nested
-    } else {
-        dir.to_path_buf()
-    };
+    let dir = if nested.is_dir() { nested } else { dir.to_path_buf() };
     let empty = |source: PathBuf| Dataset {
         images: Vec::new(),
         labels: Vec::new(),

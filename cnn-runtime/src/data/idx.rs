@@ -39,13 +39,7 @@ fn check_header(path: &Path, bytes: &[u8], magic: u32, header: usize, what: &str
         ));
     }
     if bytes.len() < header {
-        return Err(file_error(
-            path,
-            format!(
-                "truncated: {} bytes, an IDX {what} header needs {header}",
-                bytes.len()
-            ),
-        ));
+        return Err(file_error(path, format!("truncated: {} bytes, an IDX {what} header needs {header}", bytes.len())));
     }
     Ok(())
 }
@@ -54,11 +48,7 @@ fn check_header(path: &Path, bytes: &[u8], magic: u32, header: usize, what: &str
 pub fn read_idx_images(path: &Path) -> Result<IdxImages> {
     let bytes = read_bytes(path)?;
     check_header(path, &bytes, IMAGES_MAGIC, 16, "images")?;
-    let (count, rows, cols) = (
-        be_u32(&bytes, 4) as usize,
-        be_u32(&bytes, 8) as usize,
-        be_u32(&bytes, 12) as usize,
-    );
+    let (count, rows, cols) = (be_u32(&bytes, 4) as usize, be_u32(&bytes, 8) as usize, be_u32(&bytes, 12) as usize);
     if rows == 0 || cols == 0 {
         return Err(file_error(path, format!("images of {rows}x{cols} pixels")));
     }
@@ -67,18 +57,21 @@ pub fn read_idx_images(path: &Path) -> Result<IdxImages> {
     match expected {
         Some(e) if e == found => {}
         Some(e) if e > found => {
-            return Err(file_error(path, format!("truncated: the header announces {count} images of {rows}x{cols} ({e} bytes), the file holds {found}")))
+            return Err(file_error(
+                path,
+                format!(
+                "truncated: the header announces {count} images of {rows}x{cols} ({e} bytes), the file holds {found}"
+            ),
+            ))
         }
         _ => {
-            return Err(file_error(path, format!("{found} bytes of pixels, but the header announces {count} images of {rows}x{cols}")))
+            return Err(file_error(
+                path,
+                format!("{found} bytes of pixels, but the header announces {count} images of {rows}x{cols}"),
+            ))
         }
     }
-    Ok(IdxImages {
-        pixels: bytes[16..].to_vec(),
-        count,
-        rows,
-        cols,
-    })
+    Ok(IdxImages { pixels: bytes[16..].to_vec(), count, rows, cols })
 }
 
 /// Reads an IDX label file (`*-labels-idx1-ubyte`, gzip-compressed or not).
@@ -89,10 +82,7 @@ pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>> {
     let found = bytes.len() - 8;
     if count != found {
         let what = if count > found { "truncated: " } else { "" };
-        return Err(file_error(
-            path,
-            format!("{what}the header announces {count} labels, the file holds {found}"),
-        ));
+        return Err(file_error(path, format!("{what}the header announces {count} labels, the file holds {found}")));
     }
     Ok(bytes[8..].to_vec())
 }
@@ -115,19 +105,11 @@ fn load_pair(images: &Path, labels: &Path) -> Result<Dataset> {
     if lab.len() != img.count {
         return Err(file_error(
             labels,
-            format!(
-                "{} labels, but {} holds {} images",
-                lab.len(),
-                images.display(),
-                img.count
-            ),
+            format!("{} labels, but {} holds {} images", lab.len(), images.display(), img.count),
         ));
     }
     if let Some((i, l)) = lab.iter().enumerate().find(|(_, &l)| l >= 10) {
-        return Err(file_error(
-            labels,
-            format!("label {l} of sample {i} is out of range 0..=9"),
-        ));
+        return Err(file_error(labels, format!("label {l} of sample {i} is out of range 0..=9")));
     }
     Ok(Dataset {
         images: img.pixels.iter().map(|&p| p as f32 / 255.0).collect(),
@@ -142,13 +124,7 @@ fn load_pair(images: &Path, labels: &Path) -> Result<Dataset> {
 /// `train-images-idx3-ubyte` and `train-labels-idx1-ubyte`, the test set from
 /// `t10k-images-idx3-ubyte` and `t10k-labels-idx1-ubyte`, each optionally ending in `.gz`.
 pub fn load_mnist(dir: &Path) -> Result<(Dataset, Dataset)> {
-    let train = load_pair(
-        &find(dir, "train-images-idx3-ubyte"),
-        &find(dir, "train-labels-idx1-ubyte"),
-    )?;
-    let test = load_pair(
-        &find(dir, "t10k-images-idx3-ubyte"),
-        &find(dir, "t10k-labels-idx1-ubyte"),
-    )?;
+    let train = load_pair(&find(dir, "train-images-idx3-ubyte"), &find(dir, "train-labels-idx1-ubyte"))?;
+    let test = load_pair(&find(dir, "t10k-images-idx3-ubyte"), &find(dir, "t10k-labels-idx1-ubyte"))?;
     Ok((train, test))
 }

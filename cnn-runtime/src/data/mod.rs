@@ -74,43 +74,42 @@ impl Dataset {
     /// Checks that the images fit a model's input and its classes fit the model's outputs.
     pub fn check_fits(&self, input: Shape, outputs: usize) -> Result<()> {
         if self.shape.len() != input.len() || (!input.flat && self.shape != input) {
-            return Err(self.error(format!(
-                "images are {}, the model takes {input}",
-                self.shape
-            )));
+            return Err(self.error(format!("images are {}, the model takes {input}", self.shape)));
         }
         if self.classes > outputs {
-            return Err(self.error(format!(
-                "{} classes, the model has {outputs} outputs",
-                self.classes
-            )));
+            return Err(self.error(format!("{} classes, the model has {outputs} outputs", self.classes)));
         }
         Ok(())
     }
 
     fn error(&self, reason: String) -> Error {
-        Error::File {
-            path: self.source.clone(),
-            reason,
-        }
+        Error::File { path: self.source.clone(), reason }
+    }
+}
+
+/// The order in which to visit `len` samples in epoch `epoch`: a permutation drawn from
+/// `(seed, epoch)` alone, written into `order` (reused from epoch to epoch). Resuming training
+/// at an epoch therefore needs only the seed.
+pub fn epoch_order(len: usize, seed: u64, epoch: u64, order: &mut Vec<usize>) {
+    use rand::{RngExt as _, SeedableRng};
+    let mut rng = crate::init::Rng::seed_from_u64(seed ^ epoch.wrapping_add(1).wrapping_mul(0xd6e8_feb8_6659_fd93));
+    order.clear();
+    order.extend(0..len);
+    for i in (1..len).rev() {
+        order.swap(i, rng.random_range(0..=i));
     }
 }
 
 /// The error for `path`.
 pub(crate) fn file_error(path: &Path, reason: impl Into<String>) -> Error {
-    Error::File {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
+    Error::File { path: path.to_path_buf(), reason: reason.into() }
 }
 
 /// The bytes of `path`, decompressed when they are gzip, at most [`MAX_FILE_BYTES`].
 pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     let file = File::open(path).map_err(|e| file_error(path, format!("cannot open: {e}")))?;
     let mut raw = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut raw)
-        .map_err(|e| file_error(path, format!("cannot read: {e}")))?;
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut raw).map_err(|e| file_error(path, format!("cannot read: {e}")))?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(raw.as_slice())
@@ -120,10 +119,7 @@ pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>> {
         raw = out;
     }
     if raw.len() as u64 > MAX_FILE_BYTES {
-        return Err(file_error(
-            path,
-            format!("larger than {MAX_FILE_BYTES} bytes"),
-        ));
+        return Err(file_error(path, format!("larger than {MAX_FILE_BYTES} bytes")));
     }
     Ok(raw)
 }

@@ -75,11 +75,7 @@ impl<const LEN: usize> Layer for Activation<LEN> {
         y[..n * LEN]
             .par_chunks_mut(chunk)
             .zip(x[..n * LEN].par_chunks(chunk))
-            .for_each(|(y, x)| {
-                y.iter_mut()
-                    .zip(x)
-                    .for_each(|(y, &x)| *y = self.act.apply(x))
-            });
+            .for_each(|(y, x)| y.iter_mut().zip(x).for_each(|(y, &x)| *y = self.act.apply(x)));
     }
 
     fn backward(
@@ -123,18 +119,7 @@ mod tests {
         assert_eq!(y, [0.0, 0.5, 2.0, 0.0]);
         let mut dy = [1.0, 2.0, 3.0, 4.0];
         let mut dx = [9.0; 4];
-        layer.backward(
-            1,
-            &x,
-            &y,
-            &mut dy,
-            Some(&mut dx),
-            &[],
-            &mut [],
-            &mut [],
-            &mut [],
-            &[],
-        );
+        layer.backward(1, &x, &y, &mut dy, Some(&mut dx), &[], &mut [], &mut [], &mut [], &[]);
         assert_eq!(dx, [0.0, 2.0, 3.0, 0.0]);
     }
 

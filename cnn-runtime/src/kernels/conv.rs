@@ -153,15 +153,7 @@ impl<
         crate::init::pytorch_default(p, Self::R, rng);
     }
 
-    fn forward(
-        &self,
-        n: usize,
-        x: &[f32],
-        y: &mut [f32],
-        p: &[f32],
-        scratch: &mut [f32],
-        _: &mut [u32],
-    ) {
+    fn forward(&self, n: usize, x: &[f32], y: &mut [f32], p: &[f32], scratch: &mut [f32], _: &mut [u32]) {
         let (w, b) = p[..Self::PARAMS].split_at(Self::WEIGHTS);
         let len = chunk_len(n);
         y[..n * Self::OUT]
@@ -285,10 +277,7 @@ mod tests {
             const PH: usize,
             const PW: usize,
         > = Conv2d<D, H, W, K, FH, FW, SH, SW, PH, PW>;
-        let (oh, ow) = (
-            C::<D, H, W, K, FH, FW, SH, SW, PH, PW>::OH,
-            C::<D, H, W, K, FH, FW, SH, SW, PH, PW>::OW,
-        );
+        let (oh, ow) = (C::<D, H, W, K, FH, FW, SH, SW, PH, PW>::OH, C::<D, H, W, K, FH, FW, SH, SW, PH, PW>::OW);
         let mut y = vec![0.0; K * oh * ow];
         for k in 0..K {
             for oy in 0..oh {
@@ -297,10 +286,8 @@ mod tests {
                     for c in 0..D {
                         for i in 0..FH {
                             for j in 0..FW {
-                                let (iy, ix) = (
-                                    (oy * SH + i) as isize - PH as isize,
-                                    (ox * SW + j) as isize - PW as isize,
-                                );
+                                let (iy, ix) =
+                                    ((oy * SH + i) as isize - PH as isize, (ox * SW + j) as isize - PW as isize);
                                 if iy >= 0 && ix >= 0 && (iy as usize) < H && (ix as usize) < W {
                                     s += x[(c * H + iy as usize) * W + ix as usize] as f64
                                         * p[((k * D + c) * FH + i) * FW + j] as f64;
@@ -324,14 +311,8 @@ mod tests {
         let p = random_vec(L::PARAMS, 2);
         let y = forward(&L { act: Act::Identity }, n, &x, &p).0;
         for s in 0..n {
-            let want =
-                reference::<3, 7, 9, 4, 3, 2, 2, 3, 1, 2>(&x[s * L::IN..(s + 1) * L::IN], &p);
-            assert_close(
-                &y[s * L::OUT..(s + 1) * L::OUT],
-                &want,
-                1e-5,
-                &format!("sample {s}"),
-            );
+            let want = reference::<3, 7, 9, 4, 3, 2, 2, 3, 1, 2>(&x[s * L::IN..(s + 1) * L::IN], &p);
+            assert_close(&y[s * L::OUT..(s + 1) * L::OUT], &want, 1e-5, &format!("sample {s}"));
         }
     }
 
@@ -371,26 +352,10 @@ mod tests {
 
     #[test]
     fn gradients_match_finite_differences() {
-        check_gradients(
-            Conv2d::<2, 6, 6, 3, 3, 3, 1, 1, 0, 0> { act: Act::Identity },
-            2,
-            10,
-        );
-        check_gradients(
-            Conv2d::<2, 7, 8, 3, 3, 2, 2, 3, 1, 2> { act: Act::Identity },
-            3,
-            20,
-        );
-        check_gradients(
-            Conv2d::<1, 8, 8, 2, 5, 5, 1, 1, 2, 2> { act: Act::Relu },
-            2,
-            30,
-        );
+        check_gradients(Conv2d::<2, 6, 6, 3, 3, 3, 1, 1, 0, 0> { act: Act::Identity }, 2, 10);
+        check_gradients(Conv2d::<2, 7, 8, 3, 3, 2, 2, 3, 1, 2> { act: Act::Identity }, 3, 20);
+        check_gradients(Conv2d::<1, 8, 8, 2, 5, 5, 1, 1, 2, 2> { act: Act::Relu }, 2, 30);
         // More samples than chunks, so several samples share a chunk.
-        check_gradients(
-            Conv2d::<1, 5, 5, 2, 3, 3, 2, 2, 1, 1> { act: Act::Relu },
-            37,
-            40,
-        );
+        check_gradients(Conv2d::<1, 5, 5, 2, 3, 3, 2, 2, 1, 1> { act: Act::Relu }, 37, 40);
     }
 }

@@ -24,29 +24,13 @@ pub struct Mat<'a> {
 impl<'a> Mat<'a> {
     /// A `rows x cols` row-major matrix over the first `rows * cols` values of `data`.
     pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        assert!(
-            data.len() >= rows * cols,
-            "matrix {rows}x{cols} over {} values",
-            data.len()
-        );
-        Mat {
-            data: &data[..rows * cols],
-            rows,
-            cols,
-            rs: cols,
-            cs: 1,
-        }
+        assert!(data.len() >= rows * cols, "matrix {rows}x{cols} over {} values", data.len());
+        Mat { data: &data[..rows * cols], rows, cols, rs: cols, cs: 1 }
     }
 
     /// The transpose, as a view of the same data.
     pub fn t(self) -> Self {
-        Mat {
-            rows: self.cols,
-            cols: self.rows,
-            rs: self.cs,
-            cs: self.rs,
-            ..self
-        }
+        Mat { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ..self }
     }
 
     /// Number of rows.
@@ -71,16 +55,8 @@ pub struct MatMut<'a> {
 impl<'a> MatMut<'a> {
     /// A `rows x cols` row-major matrix over the first `rows * cols` values of `data`.
     pub fn new(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
-        assert!(
-            data.len() >= rows * cols,
-            "matrix {rows}x{cols} over {} values",
-            data.len()
-        );
-        MatMut {
-            data: &mut data[..rows * cols],
-            rows,
-            cols,
-        }
+        assert!(data.len() >= rows * cols, "matrix {rows}x{cols} over {} values", data.len());
+        MatMut { data: &mut data[..rows * cols], rows, cols }
     }
 }
 
@@ -90,15 +66,10 @@ impl<'a> MatMut<'a> {
 /// When the shapes do not fit; kernels call it with shapes fixed at compile time.
 pub fn gemm(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: MatMut<'_>) {
     assert_eq!(a.cols, b.rows, "gemm: inner dimensions differ");
-    assert_eq!(
-        (a.rows, b.cols),
-        (c.rows, c.cols),
-        "gemm: output shape differs"
-    );
+    assert_eq!((a.rows, b.cols), (c.rows, c.cols), "gemm: output shape differs");
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: the processor supports the features the function is compiled for.
             unsafe { gemm_avx2_fma(alpha, a, b, beta, c) };
             return;
@@ -124,13 +95,7 @@ fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
 }
 
 #[inline(always)]
-fn gemm_impl<const FMA: bool, const NR: usize>(
-    alpha: f32,
-    a: Mat<'_>,
-    b: Mat<'_>,
-    beta: f32,
-    c: MatMut<'_>,
-) {
+fn gemm_impl<const FMA: bool, const NR: usize>(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: MatMut<'_>) {
     let (m, n, k) = (c.rows, c.cols, a.cols);
     if m == 0 || n == 0 {
         return;
@@ -163,13 +128,7 @@ fn gemm_impl<const FMA: bool, const NR: usize>(
 /// runs over the inner dimension, each step broadcasting `MR` values of `A` against one row
 /// segment of `B`.
 #[inline(always)]
-fn rows_of_b<const FMA: bool, const NR: usize>(
-    alpha: f32,
-    a: Mat<'_>,
-    b: Mat<'_>,
-    c: &mut [f32],
-    n: usize,
-) {
+fn rows_of_b<const FMA: bool, const NR: usize>(alpha: f32, a: Mat<'_>, b: Mat<'_>, c: &mut [f32], n: usize) {
     let m = a.rows;
     for i0 in (0..m).step_by(MR) {
         let mr = MR.min(m - i0);
@@ -252,25 +211,14 @@ fn dots<const FMA: bool>(alpha: f32, a: Mat<'_>, b: Mat<'_>, c: &mut [f32], n: u
     let col = |j: usize| &b.data[j * b.cs..j * b.cs + k];
     let mut i = 0;
     while i < m {
-        let rows = if i + 2 <= m {
-            [row(i), row(i + 1)]
-        } else {
-            [row(i), row(i)]
-        };
+        let rows = if i + 2 <= m { [row(i), row(i + 1)] } else { [row(i), row(i)] };
         let mut j = 0;
         while j < n {
-            let cols = if j + 4 <= n {
-                [col(j), col(j + 1), col(j + 2), col(j + 3)]
-            } else {
-                [col(j); 4]
-            };
+            let cols = if j + 4 <= n { [col(j), col(j + 1), col(j + 2), col(j + 3)] } else { [col(j); 4] };
             let d = dot_block::<FMA>(rows, cols);
             for (r, d) in d.iter().enumerate().take(if i + 2 <= m { 2 } else { 1 }) {
                 let width = if j + 4 <= n { 4 } else { 1 };
-                for (o, d) in c[(i + r) * n + j..(i + r) * n + j + width]
-                    .iter_mut()
-                    .zip(d)
-                {
+                for (o, d) in c[(i + r) * n + j..(i + r) * n + j + width].iter_mut().zip(d) {
                     *o = madd::<FMA>(alpha, *d, *o);
                 }
             }
@@ -335,39 +283,19 @@ mod tests {
 
     #[test]
     fn matches_the_reference_at_odd_sizes_and_transposes() {
-        for &(m, n, k) in &[
-            (1, 1, 1),
-            (3, 5, 7),
-            (17, 9, 33),
-            (63, 65, 67),
-            (2, 130, 3),
-            (4, 16, 8),
-            (8, 32, 1),
-            (5, 3, 0),
-        ] {
+        for &(m, n, k) in
+            &[(1, 1, 1), (3, 5, 7), (17, 9, 33), (63, 65, 67), (2, 130, 3), (4, 16, 8), (8, 32, 1), (5, 3, 0)]
+        {
             let a = random_vec(m * k, 1);
             let b = random_vec(k * n, 2);
             let at = random_vec(k * m, 3);
             let bt = random_vec(n * k, 4);
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-                let av = if ta {
-                    Mat::new(&at, k, m).t()
-                } else {
-                    Mat::new(&a, m, k)
-                };
-                let bv = if tb {
-                    Mat::new(&bt, n, k).t()
-                } else {
-                    Mat::new(&b, k, n)
-                };
+                let av = if ta { Mat::new(&at, k, m).t() } else { Mat::new(&a, m, k) };
+                let bv = if tb { Mat::new(&bt, n, k).t() } else { Mat::new(&b, k, n) };
                 let mut c = vec![f32::NAN; m * n];
                 gemm(1.0, av, bv, 0.0, MatMut::new(&mut c, m, n));
-                assert_close(
-                    &c,
-                    &reference(av, bv),
-                    1e-5,
-                    &format!("{m}x{n}x{k} t={ta},{tb}"),
-                );
+                assert_close(&c, &reference(av, bv), 1e-5, &format!("{m}x{n}x{k} t={ta},{tb}"));
             }
         }
     }
@@ -378,17 +306,8 @@ mod tests {
         let a = random_vec(m * k, 5);
         let b = random_vec(k * n, 6);
         let mut c = vec![1.0; m * n];
-        gemm(
-            2.0,
-            Mat::new(&a, m, k),
-            Mat::new(&b, k, n),
-            1.0,
-            MatMut::new(&mut c, m, n),
-        );
-        let want: Vec<f32> = reference(Mat::new(&a, m, k), Mat::new(&b, k, n))
-            .iter()
-            .map(|v| 2.0 * v + 1.0)
-            .collect();
+        gemm(2.0, Mat::new(&a, m, k), Mat::new(&b, k, n), 1.0, MatMut::new(&mut c, m, n));
+        let want: Vec<f32> = reference(Mat::new(&a, m, k), Mat::new(&b, k, n)).iter().map(|v| 2.0 * v + 1.0).collect();
         assert_close(&c, &want, 1e-5, "beta = 1");
     }
 }

@@ -31,25 +31,14 @@ impl<const IN: usize, const OUT: usize> Layer for Linear<IN, OUT> {
     fn forward(&self, n: usize, x: &[f32], y: &mut [f32], p: &[f32], _: &mut [f32], _: &mut [u32]) {
         let (w, b) = p[..Self::PARAMS].split_at(Self::WEIGHTS);
         let len = chunk_len(n);
-        y[..n * OUT]
-            .par_chunks_mut(len * OUT)
-            .zip(x[..n * IN].par_chunks(len * IN))
-            .for_each(|(y, x)| {
-                let m = x.len() / IN;
-                // shape: [m, IN] x [IN, OUT] -> [m, OUT]
-                gemm(
-                    1.0,
-                    Mat::new(x, m, IN),
-                    Mat::new(w, OUT, IN).t(),
-                    0.0,
-                    MatMut::new(y, m, OUT),
-                );
-                for row in y.chunks_exact_mut(OUT) {
-                    row.iter_mut()
-                        .zip(b)
-                        .for_each(|(v, &bias)| *v = self.act.apply(*v + bias));
-                }
-            });
+        y[..n * OUT].par_chunks_mut(len * OUT).zip(x[..n * IN].par_chunks(len * IN)).for_each(|(y, x)| {
+            let m = x.len() / IN;
+            // shape: [m, IN] x [IN, OUT] -> [m, OUT]
+            gemm(1.0, Mat::new(x, m, IN), Mat::new(w, OUT, IN).t(), 0.0, MatMut::new(y, m, OUT));
+            for row in y.chunks_exact_mut(OUT) {
+                row.iter_mut().zip(b).for_each(|(v, &bias)| *v = self.act.apply(*v + bias));
+            }
+        });
     }
 
     fn backward(
@@ -80,26 +69,14 @@ impl<const IN: usize, const OUT: usize> Layer for Linear<IN, OUT> {
                 self.act.backward_in_place(y, dz);
                 let (dw, db) = part.split_at_mut(Self::WEIGHTS);
                 // dW [OUT, IN] = dz^T [OUT, m] x x [m, IN]
-                gemm(
-                    1.0,
-                    Mat::new(dz, m, OUT).t(),
-                    Mat::new(x, m, IN),
-                    0.0,
-                    MatMut::new(dw, OUT, IN),
-                );
+                gemm(1.0, Mat::new(dz, m, OUT).t(), Mat::new(x, m, IN), 0.0, MatMut::new(dw, OUT, IN));
                 db.fill(0.0);
                 for row in dz.chunks_exact(OUT) {
                     db.iter_mut().zip(row).for_each(|(g, &v)| *g += v);
                 }
                 if let Some(dx) = dx {
                     // dx [m, IN] = dz [m, OUT] x W [OUT, IN]
-                    gemm(
-                        1.0,
-                        Mat::new(dz, m, OUT),
-                        Mat::new(w, OUT, IN),
-                        0.0,
-                        MatMut::new(dx, m, IN),
-                    );
+                    gemm(1.0, Mat::new(dz, m, OUT), Mat::new(w, OUT, IN), 0.0, MatMut::new(dx, m, IN));
                 }
             });
         reduce_partials(n, &partial[..count * Self::PARAMS], &mut dp[..Self::PARAMS]);

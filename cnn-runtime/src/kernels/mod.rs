@@ -71,15 +71,7 @@ pub trait Layer: Sync {
     /// Computes `y` from `x`.
     ///
     /// `scratch` holds [`chunk_count`]`(n) * SCRATCH` values, `state` `n * STATE`.
-    fn forward(
-        &self,
-        n: usize,
-        x: &[f32],
-        y: &mut [f32],
-        p: &[f32],
-        scratch: &mut [f32],
-        state: &mut [u32],
-    );
+    fn forward(&self, n: usize, x: &[f32], y: &mut [f32], p: &[f32], scratch: &mut [f32], state: &mut [u32]);
 
     /// Back-propagates `dy` (the loss gradient with respect to `y`, which the call may
     /// overwrite) into `dx` (when asked for) and the parameter gradient `dp` (overwritten).

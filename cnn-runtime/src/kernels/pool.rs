@@ -76,25 +76,15 @@ impl<
     const STATE: usize = Self::OUT;
     const FLOPS: u64 = 0;
 
-    fn forward(
-        &self,
-        n: usize,
-        x: &[f32],
-        y: &mut [f32],
-        _: &[f32],
-        _: &mut [f32],
-        state: &mut [u32],
-    ) {
+    fn forward(&self, n: usize, x: &[f32], y: &mut [f32], _: &[f32], _: &mut [f32], state: &mut [u32]) {
         let len = chunk_len(n);
         y[..n * Self::OUT]
             .par_chunks_mut(len * Self::OUT)
             .zip(x[..n * Self::IN].par_chunks(len * Self::IN))
             .zip(state[..n * Self::STATE].par_chunks_mut(len * Self::STATE))
             .for_each(|((y, x), arg)| {
-                for ((y, x), arg) in y
-                    .chunks_exact_mut(Self::OUT)
-                    .zip(x.chunks_exact(Self::IN))
-                    .zip(arg.chunks_exact_mut(Self::STATE))
+                for ((y, x), arg) in
+                    y.chunks_exact_mut(Self::OUT).zip(x.chunks_exact(Self::IN)).zip(arg.chunks_exact_mut(Self::STATE))
                 {
                     Self::pool_sample(x, y, arg);
                 }
@@ -117,30 +107,24 @@ impl<
         let Some(dx) = dx else { return };
         let len = chunk_len(n);
         let plane_out = Self::OH * Self::OW;
-        dx_chunks(
-            Some(&mut dx[..n * Self::IN]),
-            len * Self::IN,
-            chunk_count(n),
-        )
-        .zip(dy[..n * Self::OUT].par_chunks(len * Self::OUT))
-        .zip(state[..n * Self::STATE].par_chunks(len * Self::STATE))
-        .for_each(|((dx, dy), arg)| {
-            let dx = dx.expect("dx was given");
-            dx.fill(0.0);
-            for ((dx, dy), arg) in dx
-                .chunks_exact_mut(Self::IN)
-                .zip(dy.chunks_exact(Self::OUT))
-                .zip(arg.chunks_exact(Self::STATE))
-            {
-                for c in 0..D {
-                    let plane = &mut dx[c * H * W..(c + 1) * H * W];
-                    let range = c * plane_out..(c + 1) * plane_out;
-                    for (&g, &at) in dy[range.clone()].iter().zip(&arg[range]) {
-                        plane[at as usize] += g;
+        dx_chunks(Some(&mut dx[..n * Self::IN]), len * Self::IN, chunk_count(n))
+            .zip(dy[..n * Self::OUT].par_chunks(len * Self::OUT))
+            .zip(state[..n * Self::STATE].par_chunks(len * Self::STATE))
+            .for_each(|((dx, dy), arg)| {
+                let dx = dx.expect("dx was given");
+                dx.fill(0.0);
+                for ((dx, dy), arg) in
+                    dx.chunks_exact_mut(Self::IN).zip(dy.chunks_exact(Self::OUT)).zip(arg.chunks_exact(Self::STATE))
+                {
+                    for c in 0..D {
+                        let plane = &mut dx[c * H * W..(c + 1) * H * W];
+                        let range = c * plane_out..(c + 1) * plane_out;
+                        for (&g, &at) in dy[range.clone()].iter().zip(&arg[range]) {
+                            plane[at as usize] += g;
+                        }
                     }
                 }
-            }
-        });
+            });
     }
 }
 
@@ -174,18 +158,7 @@ mod tests {
         assert_eq!(y, [5.0; 4]);
         let mut dy = [1.0, 2.0, 3.0, 4.0];
         let mut dx = [0.0; 25];
-        L::default().backward(
-            1,
-            &x,
-            &y,
-            &mut dy,
-            Some(&mut dx),
-            &[],
-            &mut [],
-            &mut [],
-            &mut [],
-            &arg,
-        );
+        L::default().backward(1, &x, &y, &mut dy, Some(&mut dx), &[], &mut [], &mut [], &mut [], &arg);
         assert_eq!(dx[12], 10.0);
         assert_eq!(dx.iter().sum::<f32>(), 10.0);
     }

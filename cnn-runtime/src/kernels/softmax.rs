@@ -7,20 +7,17 @@ use rayon::prelude::*;
 /// maximum so that no `exp` overflows.
 pub fn softmax_forward(n: usize, classes: usize, logits: &[f32], probs: &mut [f32]) {
     let len = chunk_len(n) * classes;
-    probs[..n * classes]
-        .par_chunks_mut(len)
-        .zip(logits[..n * classes].par_chunks(len))
-        .for_each(|(p, z)| {
-            for (p, z) in p.chunks_exact_mut(classes).zip(z.chunks_exact(classes)) {
-                let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0.0;
-                for (p, &z) in p.iter_mut().zip(z) {
-                    *p = (z - max).exp();
-                    sum += *p;
-                }
-                p.iter_mut().for_each(|p| *p /= sum);
+    probs[..n * classes].par_chunks_mut(len).zip(logits[..n * classes].par_chunks(len)).for_each(|(p, z)| {
+        for (p, z) in p.chunks_exact_mut(classes).zip(z.chunks_exact(classes)) {
+            let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0;
+            for (p, &z) in p.iter_mut().zip(z) {
+                *p = (z - max).exp();
+                sum += *p;
             }
-        });
+            p.iter_mut().for_each(|p| *p /= sum);
+        }
+    });
 }
 
 /// Mean cross-entropy of `n` samples and its gradient with respect to the logits, fused:
@@ -43,11 +40,7 @@ pub fn softmax_cross_entropy(
         let z = &logits[i * classes..(i + 1) * classes];
         let p = &probs[i * classes..(i + 1) * classes];
         let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let lse = max as f64
-            + z.iter()
-                .map(|&v| ((v - max) as f64).exp())
-                .sum::<f64>()
-                .ln();
+        let lse = max as f64 + z.iter().map(|&v| ((v - max) as f64).exp()).sum::<f64>().ln();
         total += lse - z[label] as f64;
         let d = &mut dlogits[i * classes..(i + 1) * classes];
         for (d, &p) in d.iter_mut().zip(p) {
@@ -88,10 +81,7 @@ mod tests {
     #[test]
     fn gradient_matches_finite_differences() {
         let (n, c) = (4, 6);
-        let mut z = random_vec(n * c, 3)
-            .iter()
-            .map(|v| v * 3.0)
-            .collect::<Vec<_>>();
+        let mut z = random_vec(n * c, 3).iter().map(|v| v * 3.0).collect::<Vec<_>>();
         let labels = [0, 5, 2, 2];
         let mut p = vec![0.0; n * c];
         softmax_forward(n, c, &z, &mut p);

@@ -14,10 +14,7 @@ pub fn random_vec(len: usize, seed: u64) -> Vec<f32> {
 pub fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: lengths differ");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol * w.abs().max(1.0),
-            "{what}: index {i}: got {g}, want {w}"
-        );
+        assert!((g - w).abs() <= tol * w.abs().max(1.0), "{what}: index {i}: got {g}, want {w}");
     }
 }
 
@@ -51,11 +48,7 @@ pub fn max_rel_error(x: &mut [f32], analytic: &[f32], mut loss: impl FnMut(&[f32
         }
         worst = worst.max(err);
     }
-    assert!(
-        kinks * 20 <= x.len(),
-        "{kinks} of {} coordinates sit on a kink",
-        x.len()
-    );
+    assert!(kinks * 20 <= x.len(), "{kinks} of {} coordinates sit on a kink", x.len());
     worst
 }
 
@@ -75,12 +68,7 @@ pub fn layer_gradient_errors<L: Layer>(layer: &L, n: usize, seed: u64) -> (f64, 
     let p = random_vec(L::PARAMS, seed + 1);
     let r = random_vec(n * L::OUT, seed + 2);
     let loss = |x: &[f32], p: &[f32]| -> f64 {
-        forward(layer, n, x, p)
-            .0
-            .iter()
-            .zip(&r)
-            .map(|(&y, &r)| y as f64 * r as f64)
-            .sum()
+        forward(layer, n, x, p).0.iter().zip(&r).map(|(&y, &r)| y as f64 * r as f64).sum()
     };
     let (y, state) = forward(layer, n, &x, &p);
     let mut dy = r.clone();
@@ -89,18 +77,7 @@ pub fn layer_gradient_errors<L: Layer>(layer: &L, n: usize, seed: u64) -> (f64, 
     let count = chunk_count(n);
     let mut scratch = vec![0.0; count * L::SCRATCH];
     let mut partial = vec![0.0; count * L::PARAMS];
-    layer.backward(
-        n,
-        &x,
-        &y,
-        &mut dy,
-        Some(&mut dx),
-        &p,
-        &mut dp,
-        &mut scratch,
-        &mut partial,
-        &state,
-    );
+    layer.backward(n, &x, &y, &mut dy, Some(&mut dx), &p, &mut dp, &mut scratch, &mut partial, &state);
     let ex = max_rel_error(&mut x.clone(), &dx, |x| loss(x, &p));
     let ep = max_rel_error(&mut p.clone(), &dp, |p| loss(&x, p));
     (ex, ep)

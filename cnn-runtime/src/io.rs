@@ -1,0 +1,218 @@
+//! Weights and checkpoints in safetensors format, with the tensor names and layouts of the
+//! equivalent `torch.nn.Sequential`, so that files move both ways between this crate and
+//! PyTorch (`model.load_state_dict(safetensors.torch.load_file(path))`).
+//!
+//! Every file carries metadata: the model's layer list (`cnn.model`), the crate version and,
+//! for checkpoints, the optimizer, its state, the epoch, the step and the seed. Writes go to a
+//! temporary file that is renamed over the target, so a crash while saving leaves the previous
+//! file intact. Loading checks everything before it changes the model.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensors};
+
+use crate::data::file_error;
+use crate::{Error, Model, Optimizer, Result};
+
+/// Metadata key of the model's layer list.
+pub const MODEL_KEY: &str = "cnn.model";
+const VERSION_KEY: &str = "cnn.version";
+const KIND_KEY: &str = "cnn.kind";
+const OPTIMIZER_PREFIX: &str = "optimizer.";
+
+/// Where training stands, saved with a checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// Epochs completed.
+    pub epoch: u64,
+    /// Optimizer steps taken.
+    pub step: u64,
+    /// The seed that, with the epoch, determines the data order and augmentation of every
+    /// epoch to come: the state of the training loop's random generator.
+    pub seed: u64,
+}
+
+fn le_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// The model's tensors as safetensors bytes, with `extra` tensors and `metadata` added.
+fn to_bytes<M: Model>(model: &M, extra: &[(String, &[f32])], mut metadata: HashMap<String, String>) -> Result<Vec<u8>> {
+    metadata.insert(MODEL_KEY.into(), M::DSL.into());
+    metadata.insert(VERSION_KEY.into(), env!("CARGO_PKG_VERSION").into());
+    let params = model.params();
+    let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = M::TENSORS
+        .iter()
+        .map(|t| (t.name.to_string(), t.shape.to_vec(), le_bytes(&params[t.offset..t.offset + t.len()])))
+        .collect();
+    owned.extend(extra.iter().map(|(name, values)| (name.clone(), vec![values.len()], le_bytes(values))));
+    let views = owned
+        .iter()
+        .map(|(name, shape, bytes)| {
+            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes).map(|view| (name.as_str(), view))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::InvalidArgument { name: "tensor", reason: e.to_string() })?;
+    safetensors::serialize(views, Some(metadata))
+        .map_err(|e| Error::InvalidArgument { name: "tensor", reason: e.to_string() })
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path.file_name().ok_or_else(|| file_error(path, "not a file name"))?;
+    let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+    let result = (|| {
+        let mut file = fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        file_error(path, format!("cannot write: {e}"))
+    })
+}
+
+/// Saves the model's parameters to `path`.
+pub fn save_weights<M: Model>(model: &M, path: &Path) -> Result<()> {
+    let metadata = HashMap::from([(KIND_KEY.to_string(), "weights".to_string())]);
+    write_atomic(path, &to_bytes(model, &[], metadata)?)
+}
+
+/// A parsed file and its metadata.
+struct Parsed<'a> {
+    tensors: SafeTensors<'a>,
+    metadata: HashMap<String, String>,
+}
+
+fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<Parsed<'a>> {
+    let not_safetensors = |e: safetensors::SafeTensorError| file_error(path, format!("not a safetensors file: {e}"));
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(not_safetensors)?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let tensors = SafeTensors::deserialize(bytes).map_err(not_safetensors)?;
+    Ok(Parsed { tensors, metadata })
+}
+
+/// The values of tensor `name`, checked to be `f32` of `shape`.
+fn tensor_values(path: &Path, parsed: &Parsed<'_>, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+    let view = parsed.tensors.tensor(name).map_err(|_| file_error(path, format!("tensor `{name}` is missing")))?;
+    if view.dtype() != Dtype::F32 {
+        return Err(file_error(path, format!("tensor `{name}` holds {:?} values, expected F32", view.dtype())));
+    }
+    if view.shape() != shape {
+        return Err(file_error(
+            path,
+            format!("tensor `{name}` has shape {:?}, the model expects {shape:?}", view.shape()),
+        ));
+    }
+    Ok(view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+}
+
+/// Reads and checks the model's tensors (and no others outside `allowed_extra`) from a parsed
+/// file, without touching the model.
+fn read_params<M: Model>(path: &Path, parsed: &Parsed<'_>, allowed_extra: &str) -> Result<Vec<f32>> {
+    if let Some(written_for) = parsed.metadata.get(MODEL_KEY) {
+        if written_for != M::DSL {
+            return Err(file_error(
+                path,
+                format!("the file was written for the model\n    {written_for}\nnot for this one\n    {}", M::DSL),
+            ));
+        }
+    }
+    let mut params = vec![0.0; M::PARAM_COUNT];
+    for t in M::TENSORS {
+        let values = tensor_values(path, parsed, t.name, t.shape)?;
+        params[t.offset..t.offset + t.len()].copy_from_slice(&values);
+    }
+    let mut names = parsed.tensors.names();
+    names.sort();
+    if let Some(extra) = names.into_iter().find(|n| {
+        !M::TENSORS.iter().any(|t| t.name == *n) && (allowed_extra.is_empty() || !n.starts_with(allowed_extra))
+    }) {
+        return Err(file_error(path, format!("unexpected tensor `{extra}`: the model has no such parameter")));
+    }
+    Ok(params)
+}
+
+/// Loads parameters saved by [`save_weights`] (or [`save_checkpoint`]) or by PyTorch (a `state_dict` of the equivalent
+/// `Sequential` saved with `safetensors.torch.save_file`). Every tensor must be present, with
+/// its name, shape and dtype; on any error the model is left as it was.
+pub fn load_weights<M: Model>(model: &mut M, path: &Path) -> Result<()> {
+    let bytes = fs::read(path).map_err(|e| file_error(path, format!("cannot read: {e}")))?;
+    let parsed = parse(path, &bytes)?;
+    // A checkpoint's optimizer state is not a parameter; it is skipped here.
+    let checkpoint = parsed.metadata.get(KIND_KEY).map(String::as_str) == Some("checkpoint");
+    let params = read_params::<M>(path, &parsed, if checkpoint { OPTIMIZER_PREFIX } else { "" })?;
+    model.params_mut().copy_from_slice(&params);
+    Ok(())
+}
+
+/// Saves a checkpoint: parameters, the optimizer's state and description, and `progress`.
+pub fn save_checkpoint<M: Model, O: Optimizer + ?Sized>(
+    path: &Path,
+    model: &M,
+    opt: &O,
+    progress: Progress,
+) -> Result<()> {
+    let state = opt.state();
+    let extra: Vec<(String, &[f32])> =
+        state.iter().map(|(name, values)| (format!("{OPTIMIZER_PREFIX}{name}"), *values)).collect();
+    let metadata = HashMap::from([
+        (KIND_KEY.to_string(), "checkpoint".to_string()),
+        ("cnn.optimizer".to_string(), opt.describe()),
+        ("cnn.learning_rate".to_string(), opt.learning_rate().to_string()),
+        ("cnn.epoch".to_string(), progress.epoch.to_string()),
+        ("cnn.step".to_string(), progress.step.to_string()),
+        ("cnn.seed".to_string(), progress.seed.to_string()),
+    ]);
+    write_atomic(path, &to_bytes(model, &extra, metadata)?)
+}
+
+/// Loads a checkpoint written by [`save_checkpoint`] into `model` and `opt` and returns the
+/// progress it recorded. The optimizer must be of the same kind; on any error neither the
+/// model nor the optimizer changes.
+pub fn load_checkpoint<M: Model, O: Optimizer + ?Sized>(path: &Path, model: &mut M, opt: &mut O) -> Result<Progress> {
+    let bytes = fs::read(path).map_err(|e| file_error(path, format!("cannot read: {e}")))?;
+    let parsed = parse(path, &bytes)?;
+    if parsed.metadata.get(KIND_KEY).map(String::as_str) != Some("checkpoint") {
+        return Err(file_error(
+            path,
+            "not a checkpoint (no `cnn.kind = checkpoint` in its metadata): load it with load_weights",
+        ));
+    }
+    let params = read_params::<M>(path, &parsed, OPTIMIZER_PREFIX)?;
+    let number = |key: &str| -> Result<u64> {
+        let text = parsed.metadata.get(key).ok_or_else(|| file_error(path, format!("metadata `{key}` is missing")))?;
+        text.parse().map_err(|_| file_error(path, format!("metadata `{key}` is `{text}`, not a whole number")))
+    };
+    let progress = Progress { epoch: number("cnn.epoch")?, step: number("cnn.step")?, seed: number("cnn.seed")? };
+    let lr: f32 = parsed
+        .metadata
+        .get("cnn.learning_rate")
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| file_error(path, "metadata `cnn.learning_rate` is missing or not a number"))?;
+    let mut state = Vec::new();
+    for name in parsed.tensors.names() {
+        if let Some(key) = name.strip_prefix(OPTIMIZER_PREFIX) {
+            state.push((key.to_string(), tensor_values(path, &parsed, name, &[M::PARAM_COUNT])?));
+        }
+    }
+    let (saved, current) = (parsed.metadata.get("cnn.optimizer").cloned().unwrap_or_default(), opt.describe());
+    if kind_of(&saved) != kind_of(&current) {
+        return Err(file_error(path, format!("the checkpoint was written by {saved}, not by {current}")));
+    }
+    for (name, values) in &state {
+        opt.load_state(name, values).map_err(|e| file_error(path, e.to_string()))?;
+    }
+    opt.set_learning_rate(lr);
+    model.params_mut().copy_from_slice(&params);
+    Ok(progress)
+}
+
+/// The optimizer's name in a description such as `Sgd(lr=...)`.
+fn kind_of(description: &str) -> &str {
+    description.split('(').next().unwrap_or_default()
+}
