@@ -222,18 +222,18 @@ mod tests {
         let mut rng = Rng::seed_from_u64(0);
         let same = RotateScale { max_degrees: 0.0, max_scale: 0.0 };
         let mut copy = img.clone();
-        same.apply(&mut copy, shape, &mut rng, &mut vec![0.0; 25]);
+        same.apply(&mut copy, shape, &mut rng, &mut [0.0; 25]);
         assert_eq!(copy, img);
         // A clockwise quarter turn takes the top centre to the middle of the right edge.
         let mut r = img.clone();
-        rotate_scale(&mut r, shape, std::f32::consts::FRAC_PI_2, 1.0, &mut vec![0.0; 25]);
+        rotate_scale(&mut r, shape, std::f32::consts::FRAC_PI_2, 1.0, &mut [0.0; 25]);
         let p = r.iter().position(|&v| v > 0.99).expect("the dot survives");
         assert_eq!((p % 5, p / 5), (4, 2), "{r:?}");
         assert!((r.iter().sum::<f32>() - 1.0).abs() < 1e-4);
         // Doubling the size about the centre moves (3, 2) to (4, 2).
         let mut dot = vec![0.0; 25];
         dot[2 * 5 + 3] = 1.0;
-        rotate_scale(&mut dot, shape, 0.0, 2.0, &mut vec![0.0; 25]);
+        rotate_scale(&mut dot, shape, 0.0, 2.0, &mut [0.0; 25]);
         assert_eq!(dot[2 * 5 + 4], 1.0);
     }
 
