@@ -1,0 +1,226 @@
+//! Trains the README's LeNet-5 on real MNIST digits and leaves behind files a user can use.
+//!
+//! ```text
+//! cargo run --release --example lenet5                      # the 8,000 / 2,000 digits in data/mnist
+//! cargo run --release --example lenet5 -- --data ~/mnist    # the full MNIST, or Fashion-MNIST
+//! cargo run --release --example lenet5 -- --help
+//! ```
+//!
+//! Mini-batch SGD with momentum and a cosine learning-rate decay, with random shifts, small
+//! rotations and scalings of the training digits. Pixels are scaled to [0, 1] and standardised
+//! with MNIST's mean and standard deviation ([`MEAN`], [`STD`]), as torchvision's recipe does;
+//! `predict` and the PyTorch snippet in the README do the same. Writes to `--out`:
+//! `lenet5.safetensors` (the weights, loadable into the equivalent PyTorch model),
+//! `checkpoint.safetensors` (after every epoch; `--resume` continues from it), `curves.png`,
+//! `filters.png` and `misclassified.png`.
+
+mod plots;
+
+use std::error::Error;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Parser;
+use cnn::augment::{augment_batch, Compose, RotateScale, Shift, Transform};
+use cnn::data::{epoch_order, load_mnist, Dataset};
+use cnn::io::{load_checkpoint, save_checkpoint, save_weights, Progress};
+use cnn::{cnn, Model, Optimizer, Sgd};
+use indicatif::{ProgressBar, ProgressStyle};
+
+cnn! {
+    /// LeNet-style classifier for 28x28 grey digits.
+    pub struct LeNet5 <
+        input(28x28x1)
+        conv(5x5, 6, pad=2) relu pool(2)
+        conv(5x5, 16) relu pool(2)
+        fc(120) relu fc(84) relu fc(10) softmax
+    >
+}
+
+/// Mean of MNIST's training pixels in [0, 1].
+pub const MEAN: f32 = 0.1307;
+/// Standard deviation of MNIST's training pixels in [0, 1].
+pub const STD: f32 = 0.3081;
+
+/// Train LeNet-5 on MNIST-format digits.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 20)]
+    epochs: u64,
+    /// Samples per mini-batch.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Peak learning rate (decays to 0 along a cosine).
+    #[arg(long, default_value_t = 0.02)]
+    lr: f32,
+    /// Momentum of SGD.
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f32,
+    /// Seed of the initialisation, the data order and the augmentation.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Worker threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Directory of MNIST IDX files (gzip or not).
+    #[arg(long, default_value = "data/mnist")]
+    data: PathBuf,
+    /// Directory for the weights, the checkpoint and the pictures.
+    #[arg(long, default_value = "out/lenet5")]
+    out: PathBuf,
+    /// Train on the digits as they are, without random shifts, rotations and scalings.
+    #[arg(long)]
+    no_augment: bool,
+    /// Continue from `checkpoint.safetensors` in the output directory.
+    #[arg(long)]
+    resume: bool,
+}
+
+/// Standardises pixels in [0, 1] with MNIST's statistics.
+fn standardise(values: &mut [f32]) {
+    values.iter_mut().for_each(|v| *v = (*v - MEAN) / STD);
+}
+
+/// The learning rate at `step` of `total`: cosine decay from `peak` to 0.
+fn cosine(peak: f32, step: u64, total: u64) -> f32 {
+    peak * 0.5 * (1.0 + (std::f32::consts::PI * step as f32 / total.max(1) as f32).cos())
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let args = Args::parse();
+    if args.batch_size == 0 {
+        return Err("--batch-size must be at least 1".into());
+    }
+    if args.threads > 0 {
+        rayon::ThreadPoolBuilder::new().num_threads(args.threads).build_global()?;
+    }
+    let (train, mut test) = load_mnist(&args.data)?;
+    train.check_fits(LeNet5::INPUT, LeNet5::OUTPUT_LEN)?;
+    test.check_fits(LeNet5::INPUT, LeNet5::OUTPUT_LEN)?;
+    standardise(&mut test.images);
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let checkpoint = args.out.join("checkpoint.safetensors");
+    println!("{}", LeNet5::SUMMARY);
+    println!(
+        "{} training and {} test digits from {}, {} threads",
+        train.len(),
+        test.len(),
+        args.data.display(),
+        rayon::current_num_threads()
+    );
+
+    let mut model = LeNet5::with_seed(args.seed);
+    let mut opt = Sgd::new(args.lr, args.momentum)?;
+    let mut progress = Progress { epoch: 0, step: 0, seed: args.seed };
+    let mut history = Vec::new();
+    if args.resume {
+        progress = load_checkpoint(&checkpoint, &mut model, &mut opt)?;
+        println!("resumed from {} after epoch {}", checkpoint.display(), progress.epoch);
+    }
+    let augment = Compose::new().then(Shift { max: 2 }).then(RotateScale { max_degrees: 10.0, max_scale: 0.1 });
+    let steps_per_epoch = train.len().div_ceil(args.batch_size) as u64;
+    let total_steps = args.epochs * steps_per_epoch;
+    let started = Instant::now();
+    while progress.epoch < args.epochs {
+        let loss = train_epoch(&args, &train, &mut model, &mut opt, &augment, &mut progress, total_steps)?;
+        let eval = model.evaluate(&test.images, &test.labels, 500)?;
+        progress.epoch += 1;
+        println!(
+            "epoch {:>2}/{}  train loss {loss:.4}  test loss {:.4}  test accuracy {:.2} %  ({:.1} s)",
+            progress.epoch,
+            args.epochs,
+            eval.loss,
+            100.0 * eval.accuracy,
+            started.elapsed().as_secs_f64()
+        );
+        history.push((progress.epoch, loss, eval.accuracy));
+        save_checkpoint(&checkpoint, &model, &opt, progress)?;
+    }
+
+    let predictions = model.predict(&test.images)?;
+    let confusion = confusion(&predictions, &test.labels);
+    print_confusion(&confusion);
+    let correct = predictions.iter().zip(&test.labels).filter(|(p, l)| p == l).count();
+    println!("test accuracy {:.2} % ({correct} of {})", 100.0 * correct as f64 / test.len() as f64, test.len());
+
+    let weights = args.out.join("lenet5.safetensors");
+    save_weights(&model, &weights)?;
+    if !history.is_empty() {
+        plots::curves(&args.out.join("curves.png"), &history)?;
+    }
+    let filters = model.layer_params(1).ok_or("LeNet5 has a first convolution")?;
+    plots::filters(&args.out.join("filters.png"), &filters[..6 * 25], 6, 5)?;
+    let wrong: Vec<(usize, usize, usize)> = (0..test.len())
+        .filter(|&i| predictions[i] != test.labels[i])
+        .map(|i| (i, predictions[i], test.labels[i]))
+        .collect();
+    plots::misclassified(&args.out.join("misclassified.png"), &test, &wrong, MEAN, STD)?;
+    println!("wrote {} and its pictures (curves, filters, misclassified) to {}", weights.display(), args.out.display());
+    Ok(())
+}
+
+/// One pass over the training set in the order `epoch_order` gives; returns the mean loss.
+fn train_epoch(
+    args: &Args,
+    train: &Dataset,
+    model: &mut LeNet5,
+    opt: &mut Sgd,
+    augment: &dyn Transform,
+    progress: &mut Progress,
+    total_steps: u64,
+) -> Result<f32, Box<dyn Error>> {
+    let len = LeNet5::INPUT_LEN;
+    let mut order = Vec::new();
+    epoch_order(train.len(), progress.seed, progress.epoch, &mut order);
+    let (mut raw, mut batch, mut labels, mut scratch) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let bar = ProgressBar::new(train.len() as u64);
+    bar.set_style(ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} {per_sec} ETA {eta}")?);
+    bar.set_prefix(format!("{}/{}", progress.epoch + 1, args.epochs));
+    let (mut total, mut count) = (0.0f64, 0usize);
+    for indices in order.chunks(args.batch_size) {
+        raw.clear();
+        labels.clear();
+        for &i in indices {
+            let (image, label) = train.sample(i);
+            raw.extend_from_slice(image);
+            labels.push(label);
+        }
+        batch.resize(raw.len(), 0.0);
+        if args.no_augment {
+            batch.copy_from_slice(&raw);
+        } else {
+            let seed = progress.seed ^ progress.step.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            augment_batch(augment, train.shape, &raw, &mut batch, seed, &mut scratch);
+        }
+        standardise(&mut batch);
+        opt.set_learning_rate(cosine(args.lr, progress.step, total_steps));
+        let loss = model.train_step(opt, &batch, &labels)?;
+        progress.step += 1;
+        total += loss as f64 * labels.len() as f64;
+        count += labels.len();
+        bar.inc(labels.len() as u64);
+        bar.set_message(format!("loss {:.4}", total / count as f64));
+        debug_assert_eq!(batch.len(), labels.len() * len);
+    }
+    bar.finish_and_clear();
+    Ok((total / count.max(1) as f64) as f32)
+}
+
+/// `matrix[true][predicted]` counts.
+fn confusion(predictions: &[usize], labels: &[usize]) -> [[usize; 10]; 10] {
+    let mut m = [[0; 10]; 10];
+    for (&p, &l) in predictions.iter().zip(labels) {
+        m[l][p] += 1;
+    }
+    m
+}
+
+fn print_confusion(m: &[[usize; 10]; 10]) {
+    println!("confusion matrix (rows: true digit, columns: predicted)");
+    println!("      {}", (0..10).map(|d| format!("{d:>5}")).collect::<String>());
+    for (digit, row) in m.iter().enumerate() {
+        println!("  {digit:>2}  {}", row.iter().map(|c| format!("{c:>5}")).collect::<String>());
+    }
+}
