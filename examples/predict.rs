@@ -13,8 +13,8 @@ use std::error::Error;
 use std::path::PathBuf;
 
 use clap::Parser;
-use cnn::io::load_weights;
 use cnn::cnn;
+use cnn::io::load_weights;
 use image::imageops::FilterType;
 
 cnn! {

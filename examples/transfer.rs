@@ -44,7 +44,8 @@ const STD: f32 = 0.3081;
 fn main() -> Result<(), Box<dyn Error>> {
     let weights = Path::new("out/lenet5/lenet5.safetensors");
     let mut source = LeNet5::new();
-    load_weights(&mut source, weights).map_err(|e| format!("{e}\n(run `cargo run --release --example lenet5` first)"))?;
+    load_weights(&mut source, weights)
+        .map_err(|e| format!("{e}\n(run `cargo run --release --example lenet5` first)"))?;
 
     let mut model = Parity::with_seed(7);
     // Copy the convolutional layers: LAYERS 1 and 4 in both models.

@@ -28,7 +28,8 @@ fn lenet5_learns_real_digits_from_a_slice_of_the_embedded_data() {
     let mut model = LeNet5::with_seed(1);
     let mut opt = Sgd::new(0.02, 0.9).unwrap();
     let augment = Compose::new().then(Shift { max: 1 });
-    let (mut order, mut raw, mut batch, mut labels, mut scratch) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut order, mut raw, mut batch, mut labels, mut scratch) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for epoch in 0..3 {
         epoch_order(train.len(), 5, epoch, &mut order);
         for (step, indices) in order.chunks(32).enumerate() {
