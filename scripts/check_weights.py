@@ -34,11 +34,11 @@ def test_set(directory: Path) -> tuple[np.ndarray, np.ndarray]:
     return (images.astype(np.float32) / 255.0 - MEAN) / STD, labels
 
 
-def with_torch(weights: Path, x: np.ndarray) -> np.ndarray:
+def lenet5_torch():
+    """The equivalent torch.nn.Sequential of LeNet5 (its PYTORCH constant)."""
     import torch
-    from safetensors.torch import load_file as load_torch
 
-    model = torch.nn.Sequential(
+    return torch.nn.Sequential(
         torch.nn.Conv2d(1, 6, kernel_size=(5, 5), stride=(1, 1), padding=(2, 2)),
         torch.nn.ReLU(),
         torch.nn.MaxPool2d(kernel_size=(2, 2), stride=(2, 2)),
@@ -53,6 +53,13 @@ def with_torch(weights: Path, x: np.ndarray) -> np.ndarray:
         torch.nn.Linear(84, 10),
         torch.nn.Softmax(dim=1),
     )
+
+
+def with_torch(weights: Path, x: np.ndarray) -> np.ndarray:
+    import torch
+    from safetensors.torch import load_file as load_torch
+
+    model = lenet5_torch()
     model.load_state_dict(load_torch(str(weights)), strict=True)
     with torch.no_grad():
         return model(torch.from_numpy(x)).argmax(dim=1).numpy()

@@ -19,27 +19,13 @@ import torch
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).parent))
-from check_weights import read_idx, test_set  # noqa: E402
+from check_weights import lenet5_torch, read_idx, test_set  # noqa: E402
 
 
 def main() -> None:
     directory, out = Path(sys.argv[1]), Path(sys.argv[2])
     torch.manual_seed(0)
-    model = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 6, kernel_size=(5, 5), stride=(1, 1), padding=(2, 2)),
-        torch.nn.ReLU(),
-        torch.nn.MaxPool2d(kernel_size=(2, 2), stride=(2, 2)),
-        torch.nn.Conv2d(6, 16, kernel_size=(5, 5), stride=(1, 1), padding=(0, 0)),
-        torch.nn.ReLU(),
-        torch.nn.MaxPool2d(kernel_size=(2, 2), stride=(2, 2)),
-        torch.nn.Flatten(),
-        torch.nn.Linear(400, 120),
-        torch.nn.ReLU(),
-        torch.nn.Linear(120, 84),
-        torch.nn.ReLU(),
-        torch.nn.Linear(84, 10),
-        torch.nn.Softmax(dim=1),
-    )
+    model = lenet5_torch()
     images = read_idx(directory / "train-images-idx3-ubyte.gz", 16).reshape(-1, 1, 28, 28)[:500]
     labels = read_idx(directory / "train-labels-idx1-ubyte.gz", 8)[:500]
     x = torch.from_numpy((images.astype("float32") / 255.0 - 0.1307) / 0.3081)
