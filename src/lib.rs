@@ -13,7 +13,7 @@ pub mod __private {
     pub use cnn_runtime::init::rng;
     pub use cnn_runtime::kernels::{
         argmax, max_of, sizes_of, softmax_cross_entropy, softmax_forward, Act, Activation, Conv2d, Layer, LayerSizes,
-        Linear, MaxPool2d,
+        Linear, MaxPool2d, Mode,
     };
     pub use cnn_runtime::{Workspace, WorkspaceSizes};
 }

@@ -289,7 +289,7 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, shapes: &[Shape]) -> Toke
     let forward_calls = (0..execs.len())
         .map(|i| {
             let (c, x, y, s, (lo, hi)) = (&layer_consts[i], &inputs_of[i], &acts[i], &states[i], &offsets[i]);
-            quote!(#rt::Layer::forward(&Self::#c, __n, #x, #y, &self.__params[#lo..#hi], __ws.scratch, #s);)
+            quote!(#rt::Layer::forward(&Self::#c, __n, #x, #y, &self.__params[#lo..#hi], &mut [], __ws.scratch, #s, #rt::Mode::Eval);)
         })
         .collect::<Vec<_>>();
     let splits = quote! {
@@ -316,12 +316,9 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, shapes: &[Shape]) -> Toke
             ::core::mem::swap(&mut __dy, &mut __spare);
         }
     });
-    let inits = execs
-        .iter()
-        .zip(&layer_consts)
-        .zip(&offsets)
-        .filter(|((e, _), _)| e.params > 0)
-        .map(|((_, c), (lo, hi))| quote!(#rt::Layer::init(&Self::#c, &mut self.__params[#lo..#hi], &mut __rng);));
+    let inits = execs.iter().zip(&layer_consts).zip(&offsets).filter(|((e, _), _)| e.params > 0).map(
+        |((_, c), (lo, hi))| quote!(#rt::Layer::init(&Self::#c, &mut self.__params[#lo..#hi], &mut [], &mut __rng);),
+    );
     let flops_sum = if size_consts.is_empty() { quote!(0) } else { quote!(#(Self::#size_consts.flops)+*) };
     let scratch_max = quote!(#rt::max_of(&[0 #(, Self::#size_consts.scratch)*]));
     let state_sum = quote!(0 #(+ Self::#size_consts.state)*);

@@ -1,18 +1,35 @@
 //! Element-wise activations, fused into the layer before them or standing alone.
 
-use super::{chunk_len, Layer};
+use super::{chunk_len, Layer, Mode};
 use rayon::prelude::*;
 
 /// An element-wise activation function.
 ///
 /// Its derivative is computed from the activation's output `y`, so a layer that applies it keeps
-/// no extra state: the backward pass of ReLU is the mask `y > 0`.
+/// no extra state: the backward pass of ReLU is the mask `y > 0`, that of the sigmoid `y(1 − y)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Act {
     /// `y = x`.
     Identity,
     /// `y = max(x, 0)`.
     Relu,
+    /// `y = x` for `x > 0`, else `a·x`, with a slope `a ≥ 0` (PyTorch's `LeakyReLU(a)`).
+    LeakyRelu(f32),
+    /// `y = 1 / (1 + e^−x)`.
+    Sigmoid,
+    /// `y = tanh(x)`.
+    Tanh,
+}
+
+/// The logistic function, without overflow for large `|x|`.
+#[inline(always)]
+pub fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
 }
 
 impl Act {
@@ -22,6 +39,15 @@ impl Act {
         match self {
             Act::Identity => x,
             Act::Relu => x.max(0.0),
+            Act::LeakyRelu(a) => {
+                if x > 0.0 {
+                    x
+                } else {
+                    a * x
+                }
+            }
+            Act::Sigmoid => sigmoid(x),
+            Act::Tanh => x.tanh(),
         }
     }
 
@@ -37,6 +63,25 @@ impl Act {
                     0.0
                 }
             }
+            Act::LeakyRelu(a) => {
+                if y > 0.0 {
+                    1.0
+                } else {
+                    a
+                }
+            }
+            Act::Sigmoid => y * (1.0 - y),
+            Act::Tanh => 1.0 - y * y,
+        }
+    }
+
+    /// Applies `f` to every value of `v` in place.
+    #[inline]
+    pub fn apply_in_place(self, v: &mut [f32]) {
+        match self {
+            Act::Identity => {}
+            Act::Relu => v.iter_mut().for_each(|v| *v = v.max(0.0)),
+            _ => v.iter_mut().for_each(|v| *v = self.apply(*v)),
         }
     }
 
@@ -50,6 +95,7 @@ impl Act {
                     *g = 0.0
                 }
             }),
+            _ => dy.iter_mut().zip(y).for_each(|(g, &y)| *g *= self.derivative_from_output(y)),
         }
     }
 }
@@ -70,7 +116,17 @@ impl<const LEN: usize> Layer for Activation<LEN> {
     const STATE: usize = 0;
     const FLOPS: u64 = 0;
 
-    fn forward(&self, n: usize, x: &[f32], y: &mut [f32], _: &[f32], _: &mut [f32], _: &mut [u32]) {
+    fn forward(
+        &self,
+        n: usize,
+        x: &[f32],
+        y: &mut [f32],
+        _: &[f32],
+        _: &mut [f32],
+        _: &mut [f32],
+        _: &mut [u32],
+        _: Mode,
+    ) {
         let chunk = chunk_len(n) * LEN;
         y[..n * LEN]
             .par_chunks_mut(chunk)
@@ -115,7 +171,7 @@ mod tests {
         let layer = Activation::<4> { act: Act::Relu };
         let x = [-1.0, 0.5, 2.0, -0.1];
         let mut y = [0.0; 4];
-        layer.forward(1, &x, &mut y, &[], &mut [], &mut []);
+        layer.forward(1, &x, &mut y, &[], &mut [], &mut [], &mut [], Mode::Eval);
         assert_eq!(y, [0.0, 0.5, 2.0, 0.0]);
         let mut dy = [1.0, 2.0, 3.0, 4.0];
         let mut dx = [9.0; 4];
@@ -125,8 +181,22 @@ mod tests {
 
     #[test]
     fn gradient_matches_finite_differences() {
-        let (ex, _) = layer_gradient_errors(&Activation::<10> { act: Act::Relu }, 3, 11);
-        println!("activation: max relative error {ex:e}");
-        assert!(ex < 1e-2, "max relative error {ex}");
+        for act in [Act::Relu, Act::LeakyRelu(0.01), Act::LeakyRelu(0.3), Act::Sigmoid, Act::Tanh, Act::Identity] {
+            let (ex, _) = layer_gradient_errors(&Activation::<10> { act }, 3, 11);
+            println!("{act:?}: max relative error {ex:e}");
+            assert!(ex < 1e-2, "{act:?}: max relative error {ex}");
+        }
+    }
+
+    #[test]
+    fn values_match_their_definitions() {
+        for x in [-30.0f32, -2.0, -0.5, 0.0, 0.5, 2.0, 30.0] {
+            let want = 1.0 / (1.0 + (-(x as f64)).exp());
+            assert!((Act::Sigmoid.apply(x) as f64 - want).abs() < 1e-7, "sigmoid({x})");
+            assert!((Act::Tanh.apply(x) - x.tanh()).abs() < 1e-7);
+            assert_eq!(Act::LeakyRelu(0.1).apply(x), if x > 0.0 { x } else { 0.1 * x });
+        }
+        assert_eq!(Act::Sigmoid.apply(-1000.0), 0.0);
+        assert_eq!(Act::Sigmoid.apply(1000.0), 1.0);
     }
 }

@@ -1,6 +1,6 @@
 //! 2-D convolution by im2col and GEMM, with bias and activation fused into one pass.
 
-use super::{chunk_count, chunk_len, dx_chunks, gemm, reduce_partials, Act, Layer, Mat, MatMut};
+use super::{chunk_count, chunk_len, dx_chunks, gemm, reduce_partials, Act, Layer, Mat, MatMut, Mode};
 use rayon::prelude::*;
 
 /// Convolution of a `D x H x W` input (channels, rows, columns) with `K` filters of `FH x FW`,
@@ -149,11 +149,21 @@ impl<
     const STATE: usize = 0;
     const FLOPS: u64 = 2 * (K * Self::R * Self::N) as u64;
 
-    fn init(&self, p: &mut [f32], rng: &mut crate::init::Rng) {
+    fn init(&self, p: &mut [f32], _: &mut [f32], rng: &mut crate::init::Rng) {
         crate::init::pytorch_default(p, Self::R, rng);
     }
 
-    fn forward(&self, n: usize, x: &[f32], y: &mut [f32], p: &[f32], scratch: &mut [f32], _: &mut [u32]) {
+    fn forward(
+        &self,
+        n: usize,
+        x: &[f32],
+        y: &mut [f32],
+        p: &[f32],
+        _: &mut [f32],
+        scratch: &mut [f32],
+        _: &mut [u32],
+        _: Mode,
+    ) {
         let (w, b) = p[..Self::PARAMS].split_at(Self::WEIGHTS);
         let len = chunk_len(n);
         y[..n * Self::OUT]

@@ -1,6 +1,6 @@
 //! Fully connected layer: one GEMM per chunk of samples, bias and activation fused.
 
-use super::{chunk_count, chunk_len, dx_chunks, gemm, reduce_partials, Act, Layer, Mat, MatMut};
+use super::{chunk_count, chunk_len, dx_chunks, gemm, reduce_partials, Act, Layer, Mat, MatMut, Mode};
 use rayon::prelude::*;
 
 /// `y = act(W x + b)` with `W` of shape `[OUT, IN]` and `b` of `[OUT]`, as in `torch.nn.Linear`.
@@ -24,11 +24,21 @@ impl<const IN: usize, const OUT: usize> Layer for Linear<IN, OUT> {
     const STATE: usize = 0;
     const FLOPS: u64 = 2 * (IN * OUT) as u64;
 
-    fn init(&self, p: &mut [f32], rng: &mut crate::init::Rng) {
+    fn init(&self, p: &mut [f32], _: &mut [f32], rng: &mut crate::init::Rng) {
         crate::init::pytorch_default(p, IN, rng);
     }
 
-    fn forward(&self, n: usize, x: &[f32], y: &mut [f32], p: &[f32], _: &mut [f32], _: &mut [u32]) {
+    fn forward(
+        &self,
+        n: usize,
+        x: &[f32],
+        y: &mut [f32],
+        p: &[f32],
+        _: &mut [f32],
+        _: &mut [f32],
+        _: &mut [u32],
+        _: Mode,
+    ) {
         let (w, b) = p[..Self::PARAMS].split_at(Self::WEIGHTS);
         let len = chunk_len(n);
         y[..n * OUT].par_chunks_mut(len * OUT).zip(x[..n * IN].par_chunks(len * IN)).for_each(|(y, x)| {

@@ -45,10 +45,34 @@ pub const fn chunk_count(n: usize) -> usize {
     n.div_ceil(chunk_len(n))
 }
 
+/// Whether a forward pass trains or evaluates.
+///
+/// Dropout and batch normalisation behave differently in the two: in training, dropout draws a
+/// fresh mask from `seed` and batch normalisation uses (and records) the batch's statistics; in
+/// evaluation, dropout does nothing and batch normalisation uses its running statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// A training pass; `seed` is unique to the step and the layer.
+    Train {
+        /// Seed of this layer's random draws in this step.
+        seed: u64,
+    },
+    /// An evaluation (inference) pass.
+    Eval,
+}
+
+impl Mode {
+    /// Whether this is a training pass.
+    pub const fn is_train(self) -> bool {
+        matches!(self, Mode::Train { .. })
+    }
+}
+
 /// A layer of a generated model: its sizes and its batched forward and backward passes.
 ///
 /// `x` holds `n` input samples of `IN` values, `y` `n` outputs of `OUT` values, `p` the layer's
-/// `PARAMS` parameters in PyTorch's layout (weights, then biases).
+/// `PARAMS` parameters in PyTorch's layout (weights, then biases), `b` its `BUFFERS` values of
+/// non-trained state kept with the model (batch normalisation's running statistics).
 pub trait Layer: Sync {
     /// Values per input sample.
     const IN: usize;
@@ -62,16 +86,30 @@ pub trait Layer: Sync {
     const STATE: usize;
     /// Multiply-adds times two of one sample's forward pass.
     const FLOPS: u64;
+    /// Values of non-trained state kept with the model and saved with its weights.
+    const BUFFERS: usize = 0;
 
-    /// Fills `p` with PyTorch's default initialisation.
-    fn init(&self, p: &mut [f32], rng: &mut crate::init::Rng) {
-        let _ = (p, rng);
+    /// Fills `p` (and `b`) with PyTorch's default initialisation.
+    fn init(&self, p: &mut [f32], b: &mut [f32], rng: &mut crate::init::Rng) {
+        let _ = (p, b, rng);
     }
 
     /// Computes `y` from `x`.
     ///
-    /// `scratch` holds [`chunk_count`]`(n) * SCRATCH` values, `state` `n * STATE`.
-    fn forward(&self, n: usize, x: &[f32], y: &mut [f32], p: &[f32], scratch: &mut [f32], state: &mut [u32]);
+    /// `scratch` holds [`chunk_count`]`(n) * SCRATCH` values, `state` `n * STATE`. A training
+    /// pass may update `b`.
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &self,
+        n: usize,
+        x: &[f32],
+        y: &mut [f32],
+        p: &[f32],
+        b: &mut [f32],
+        scratch: &mut [f32],
+        state: &mut [u32],
+        mode: Mode,
+    );
 
     /// Back-propagates `dy` (the loss gradient with respect to `y`, which the call may
     /// overwrite) into `dx` (when asked for) and the parameter gradient `dp` (overwritten).
@@ -108,6 +146,8 @@ pub struct LayerSizes {
     pub state: usize,
     /// [`Layer::FLOPS`].
     pub flops: u64,
+    /// [`Layer::BUFFERS`].
+    pub buffers: usize,
 }
 
 /// The sizes of `layer`'s type.
@@ -119,6 +159,7 @@ pub const fn sizes_of<L: Layer>(_layer: &L) -> LayerSizes {
         scratch: L::SCRATCH,
         state: L::STATE,
         flops: L::FLOPS,
+        buffers: L::BUFFERS,
     }
 }
 

@@ -1,6 +1,6 @@
 //! Max pooling, keeping the argmax of each window for the backward pass.
 
-use super::{chunk_count, chunk_len, dx_chunks, Layer};
+use super::{chunk_count, chunk_len, dx_chunks, Layer, Mode};
 use rayon::prelude::*;
 
 /// Max pooling of a `D x H x W` input over `KH x KW` windows with strides `SH`/`SW`.
@@ -76,7 +76,17 @@ impl<
     const STATE: usize = Self::OUT;
     const FLOPS: u64 = 0;
 
-    fn forward(&self, n: usize, x: &[f32], y: &mut [f32], _: &[f32], _: &mut [f32], state: &mut [u32]) {
+    fn forward(
+        &self,
+        n: usize,
+        x: &[f32],
+        y: &mut [f32],
+        _: &[f32],
+        _: &mut [f32],
+        _: &mut [f32],
+        state: &mut [u32],
+        _: Mode,
+    ) {
         let len = chunk_len(n);
         y[..n * Self::OUT]
             .par_chunks_mut(len * Self::OUT)

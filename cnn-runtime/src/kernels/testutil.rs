@@ -2,7 +2,7 @@
 
 use rand::{RngExt, SeedableRng};
 
-use super::{chunk_count, Layer};
+use super::{chunk_count, Layer, Mode};
 
 /// `len` values uniform in [-1, 1) from `seed`.
 pub fn random_vec(len: usize, seed: u64) -> Vec<f32> {
@@ -54,10 +54,23 @@ pub fn max_rel_error(x: &mut [f32], analytic: &[f32], mut loss: impl FnMut(&[f32
 
 /// Runs `layer` forward on `n` samples; returns its outputs and the state it keeps.
 pub fn forward<L: Layer>(layer: &L, n: usize, x: &[f32], p: &[f32]) -> (Vec<f32>, Vec<u32>) {
+    forward_in(layer, n, x, p, &mut vec![0.0; L::BUFFERS], Mode::Train { seed: 7 })
+}
+
+/// Runs `layer` forward on `n` samples in `mode` with buffers `b`; returns its outputs and
+/// the state it keeps.
+pub fn forward_in<L: Layer>(
+    layer: &L,
+    n: usize,
+    x: &[f32],
+    p: &[f32],
+    b: &mut [f32],
+    mode: Mode,
+) -> (Vec<f32>, Vec<u32>) {
     let mut y = vec![0.0; n * L::OUT];
     let mut scratch = vec![0.0; chunk_count(n) * L::SCRATCH];
     let mut state = vec![0; n * L::STATE];
-    layer.forward(n, x, &mut y, p, &mut scratch, &mut state);
+    layer.forward(n, x, &mut y, p, b, &mut scratch, &mut state, mode);
     (y, state)
 }
 
