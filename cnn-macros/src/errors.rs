@@ -24,11 +24,6 @@ impl Errors {
         }
     }
 
-    /// Whether any error was recorded.
-    pub fn is_empty(&self) -> bool {
-        self.errors.is_none()
-    }
-
     /// `Ok(value)` when nothing was recorded, else every error.
     pub fn finish<T>(self, value: T) -> syn::Result<T> {
         match self.errors {

@@ -60,10 +60,15 @@ fn known_sizes(syntax: &ModelSyntax) -> (Option<u64>, Option<u64>) {
         Some(Kind::InputFlat { n }) => Some(*n),
         _ => None,
     };
-    let classes = kinds.iter().rev().find_map(|k| match k {
-        Kind::Fc { out } => Some(*out),
-        _ => None,
-    });
+    // The outputs are the last `fc`'s when only element-wise layers follow it.
+    let classes = kinds
+        .iter()
+        .rev()
+        .find(|k| !matches!(k, Kind::Act(_) | Kind::Softmax | Kind::Loss(_) | Kind::Dropout { .. } | Kind::BatchNorm))
+        .and_then(|k| match k {
+            Kind::Fc { out } => Some(*out),
+            _ => None,
+        });
     (input, classes)
 }
 
@@ -110,7 +115,9 @@ fn stub(header: &Header, input_len: Option<u64>, classes: Option<u64>) -> TokenS
             const INPUT: ::cnn::Shape = ::cnn::Shape::vector(#input_lit);
             const INPUT_LEN: usize = #input_lit;
             const OUTPUT_LEN: usize = #classes_lit;
+            const LOSS: ::cnn::Loss = ::cnn::Loss::CrossEntropy;
             const PARAM_COUNT: usize = 0;
+            const BUFFER_COUNT: usize = 0;
             const FLOPS_PER_SAMPLE: u64 = 0;
             const LAYERS: &'static [::cnn::LayerInfo] = &[];
             const TENSORS: &'static [::cnn::TensorInfo] = &[];
@@ -129,13 +136,31 @@ fn stub(header: &Header, input_len: Option<u64>, classes: Option<u64>) -> TokenS
             fn params_and_grads(&mut self) -> (&mut [f32], &[f32]) {
                 ::core::unreachable!()
             }
+            fn buffers(&self) -> &[f32] {
+                ::core::unreachable!()
+            }
+            fn buffers_mut(&mut self) -> &mut [f32] {
+                ::core::unreachable!()
+            }
+            fn trainable(&self) -> &::cnn::__private::Trainable {
+                ::core::unreachable!()
+            }
+            fn trainable_mut(&mut self) -> &mut ::cnn::__private::Trainable {
+                ::core::unreachable!()
+            }
+            fn noise(&self) -> ::cnn::__private::Noise {
+                ::core::unreachable!()
+            }
+            fn set_noise(&mut self, noise: ::cnn::__private::Noise) {
+                ::core::unreachable!()
+            }
             fn init(&mut self, seed: u64) {
                 ::core::unreachable!()
             }
             fn forward_unchecked(&mut self, n: usize, x: &[f32]) -> &[f32] {
                 ::core::unreachable!()
             }
-            fn backward_unchecked(&mut self, n: usize, x: &[f32], labels: &[usize]) -> f32 {
+            fn backward_unchecked(&mut self, n: usize, x: &[f32], targets: ::cnn::Targets<'_>) -> f32 {
                 ::core::unreachable!()
             }
         }

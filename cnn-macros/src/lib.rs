@@ -30,12 +30,12 @@ fn expand(input: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
         Ok(syntax) => syntax,
         Err(error) => return fallback::expand(None, error, &input),
     };
-    let checked = model::Model::lower(&syntax).and_then(|model| {
-        let shapes = shape::check(&model)?;
-        Ok((model, shapes))
+    let checked = model::Model::lower(&syntax).and_then(|mut model| {
+        let loss = shape::check(&mut model)?;
+        Ok((model, loss))
     });
     match checked {
-        Ok((model, shapes)) => codegen::expand(&syntax, &model, &shapes),
+        Ok((model, loss)) => codegen::expand(&syntax, &model, loss),
         Err(error) => fallback::expand(Some(&syntax), error, &input),
     }
 }

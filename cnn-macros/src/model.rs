@@ -7,16 +7,35 @@ use proc_macro2::{Spacing, TokenStream, TokenTree};
 use quote::ToTokens;
 
 use crate::errors::Errors;
-use crate::parse::{LayerSyntax, ModelSyntax};
+use crate::parse::{LayerSyntax, ModelSyntax, RESIDUAL};
+use crate::shape::Shape;
 
 /// Largest size accepted for any single number (a width, a filter count, ...).
 pub const MAX_NUMBER: u64 = 1 << 24;
 
 /// The names of every layer, for errors and suggestions.
-const LAYER_NAMES: [&str; 7] = ["input", "conv", "pool", "maxpool", "fc", "relu", "softmax"];
+const LAYER_NAMES: [&str; 17] = [
+    "input",
+    "conv",
+    "pool",
+    "maxpool",
+    "avgpool",
+    "l2pool",
+    "fc",
+    "relu",
+    "leaky_relu",
+    "sigmoid",
+    "tanh",
+    "softmax",
+    "dropout",
+    "batchnorm",
+    "lrn",
+    "residual",
+    "loss",
+];
 
 /// Names other libraries use, mapped to ours.
-const ALIASES: [(&str, &str); 10] = [
+const ALIASES: [(&str, &str); 27] = [
     ("conv2d", "conv"),
     ("convolution", "conv"),
     ("dense", "fc"),
@@ -25,8 +44,25 @@ const ALIASES: [(&str, &str); 10] = [
     ("maxpool2d", "maxpool"),
     ("max_pool", "maxpool"),
     ("max_pool2d", "maxpool"),
+    ("avgpool2d", "avgpool"),
+    ("avg_pool", "avgpool"),
+    ("avg_pool2d", "avgpool"),
+    ("average_pool", "avgpool"),
+    ("lppool", "l2pool"),
+    ("lppool2d", "l2pool"),
+    ("leakyrelu", "leaky_relu"),
+    ("batch_norm", "batchnorm"),
+    ("batchnorm1d", "batchnorm"),
+    ("batchnorm2d", "batchnorm"),
+    ("bn", "batchnorm"),
+    ("localresponsenorm", "lrn"),
+    ("local_response_norm", "lrn"),
+    ("resblock", "residual"),
     ("flatten", "fc"),
     ("log_softmax", "softmax"),
+    ("mse", "loss(mse)"),
+    ("cross_entropy", "loss(cross_entropy)"),
+    ("bce", "loss(bce)"),
 ];
 
 /// A checked model: the layers in order, the first of which is normally `input`.
@@ -37,13 +73,95 @@ pub struct Model<'a> {
     pub open: proc_macro2::Span,
 }
 
-/// One layer with its meaning and its original tokens.
+/// One layer with its meaning, its original tokens and (once [`crate::shape`] has run) its
+/// input and output shapes.
 pub struct Layer<'a> {
     /// What the layer is.
     pub kind: Kind,
     /// The tokens it was written with, for errors.
     pub syntax: &'a LayerSyntax,
+    /// The layers of a `residual` block.
+    pub block: Option<Block<'a>>,
+    /// The shape it reads.
+    pub input: Shape,
+    /// The shape it gives.
+    pub output: Shape,
 }
+
+/// The inside of a `residual` block.
+pub struct Block<'a> {
+    /// The layers whose output is added to the shortcut's.
+    pub body: Vec<Layer<'a>>,
+    /// The layers projecting the block's input (the identity when empty).
+    pub shortcut: Vec<Layer<'a>>,
+}
+
+/// A number written with a fraction, such as a dropout rate; compared by its bits.
+#[derive(Clone, Copy, Debug)]
+pub struct Float(pub f32);
+
+impl PartialEq for Float {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Float {}
+
+impl fmt::Display for Float {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The reduction of a pooling layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolOp {
+    /// The largest value of the window.
+    Max,
+    /// The mean of the window.
+    Avg,
+    /// The square root of the sum of squares of the window.
+    L2,
+}
+
+/// An element-wise activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActKind {
+    /// `relu`.
+    Relu,
+    /// `leaky_relu(a)`.
+    LeakyRelu(Float),
+    /// `sigmoid`.
+    Sigmoid,
+    /// `tanh`.
+    Tanh,
+}
+
+/// A training loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossKind {
+    /// Softmax cross-entropy.
+    CrossEntropy,
+    /// Binary cross-entropy on sigmoid outputs.
+    Bce,
+    /// Mean squared error.
+    Mse,
+}
+
+impl LossKind {
+    /// The DSL's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            LossKind::CrossEntropy => "cross_entropy",
+            LossKind::Bce => "bce",
+            LossKind::Mse => "mse",
+        }
+    }
+}
+
+/// PyTorch's `LocalResponseNorm` defaults.
+pub const LRN_DEFAULTS: [f32; 3] = [1e-4, 0.75, 1.0];
 
 /// What a layer is, with every argument resolved. Pairs are `[width, height]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,20 +172,35 @@ pub enum Kind {
     InputFlat { n: u64 },
     /// `conv(FxG, K, stride=S, pad=P)`.
     Conv { filter: [u64; 2], filters: u64, stride: [u64; 2], pad: [u64; 2] },
-    /// `pool(k)` / `maxpool(k)`, with optional `stride=`.
-    MaxPool { window: [u64; 2], stride: [u64; 2] },
+    /// `pool(k)` / `maxpool(k)`, `avgpool(k)`, `l2pool(k)`, with optional `stride=`.
+    Pool { op: PoolOp, window: [u64; 2], stride: [u64; 2] },
     /// `fc(N)`.
     Fc { out: u64 },
-    /// `relu`.
-    Relu,
+    /// `relu`, `leaky_relu(a)`, `sigmoid`, `tanh`.
+    Act(ActKind),
     /// `softmax`.
     Softmax,
+    /// `dropout(p)`.
+    Dropout { p: Float },
+    /// `batchnorm`.
+    BatchNorm,
+    /// `lrn(size, alpha=, beta=, k=)`.
+    Lrn { size: u64, alpha: Float, beta: Float, k: Float },
+    /// `residual(...)`; its layers are in [`Layer::block`].
+    Residual,
+    /// `loss(name)`.
+    Loss(LossKind),
 }
 
 impl Kind {
     /// Whether this is an `input(...)` layer.
     pub fn is_input(&self) -> bool {
         matches!(self, Kind::InputVolume { .. } | Kind::InputFlat { .. })
+    }
+
+    /// Whether this is an element-wise activation.
+    pub fn is_act(&self) -> bool {
+        matches!(self, Kind::Act(_))
     }
 }
 
@@ -96,33 +229,88 @@ impl fmt::Display for Kind {
                 }
                 write!(f, ")")
             }
-            Kind::MaxPool { window, stride } => {
-                write!(f, "pool({}", pair(*window))?;
+            Kind::Pool { op, window, stride } => {
+                let name = match op {
+                    PoolOp::Max => "pool",
+                    PoolOp::Avg => "avgpool",
+                    PoolOp::L2 => "l2pool",
+                };
+                write!(f, "{name}({}", pair(*window))?;
                 if stride != window {
                     write!(f, ", stride={}", pair(*stride))?;
                 }
                 write!(f, ")")
             }
             Kind::Fc { out } => write!(f, "fc({out})"),
-            Kind::Relu => write!(f, "relu"),
+            Kind::Act(ActKind::Relu) => write!(f, "relu"),
+            Kind::Act(ActKind::LeakyRelu(a)) => write!(f, "leaky_relu({a})"),
+            Kind::Act(ActKind::Sigmoid) => write!(f, "sigmoid"),
+            Kind::Act(ActKind::Tanh) => write!(f, "tanh"),
             Kind::Softmax => write!(f, "softmax"),
+            Kind::Dropout { p } => write!(f, "dropout({p})"),
+            Kind::BatchNorm => write!(f, "batchnorm"),
+            Kind::Lrn { size, alpha, beta, k } => {
+                write!(f, "lrn({size}")?;
+                for (name, value, default) in
+                    [("alpha", alpha, LRN_DEFAULTS[0]), ("beta", beta, LRN_DEFAULTS[1]), ("k", k, LRN_DEFAULTS[2])]
+                {
+                    if value.0 != default {
+                        write!(f, ", {name}={value}")?;
+                    }
+                }
+                write!(f, ")")
+            }
+            Kind::Residual => write!(f, "residual"),
+            Kind::Loss(loss) => write!(f, "loss({})", loss.name()),
         }
     }
+}
+
+impl Layer<'_> {
+    /// The layer in the DSL's canonical spelling, a block with its layers.
+    pub fn text(&self) -> String {
+        match &self.block {
+            Some(block) => {
+                let mut text = format!("residual({}", list_text(&block.body));
+                if !block.shortcut.is_empty() {
+                    text.push_str(&format!(", shortcut={}", list_text(&block.shortcut)));
+                }
+                text.push(')');
+                text
+            }
+            None => self.kind.to_string(),
+        }
+    }
+}
+
+/// Layers in the DSL's canonical spelling, separated by spaces.
+pub fn list_text(layers: &[Layer<'_>]) -> String {
+    layers.iter().map(Layer::text).collect::<Vec<_>>().join(" ")
 }
 
 impl<'a> Model<'a> {
     /// Gives each layer of `syntax` its meaning, reporting every bad layer at once.
     pub fn lower(syntax: &'a ModelSyntax) -> syn::Result<Self> {
         let mut errors = Errors::default();
-        let mut layers = Vec::with_capacity(syntax.layers.len());
-        for layer in &syntax.layers {
-            match lower_layer(layer) {
-                Ok(kind) => layers.push(Layer { kind, syntax: layer }),
-                Err(error) => errors.push(error),
-            }
-        }
+        let layers = lower_list(&syntax.layers, &mut errors);
         errors.finish(Model { layers, open: syntax.open.span })
     }
+}
+
+/// Lowers a list of layers, blocks included, recording each bad layer in `errors`.
+fn lower_list<'a>(syntax: &'a [LayerSyntax], errors: &mut Errors) -> Vec<Layer<'a>> {
+    let mut layers = Vec::with_capacity(syntax.len());
+    for layer in syntax {
+        let block = layer.block.as_ref().map(|b| Block {
+            body: lower_list(&b.body, errors),
+            shortcut: b.shortcut.as_ref().map(|(_, s)| lower_list(s, errors)).unwrap_or_default(),
+        });
+        match lower_layer(layer) {
+            Ok(kind) => layers.push(Layer { kind, syntax: layer, block, input: Shape::NONE, output: Shape::NONE }),
+            Err(error) => errors.push(error),
+        }
+    }
+    layers
 }
 
 /// One argument: `value` or `name = value`.
@@ -209,6 +397,33 @@ fn number(value: &TokenStream, what: &str) -> syn::Result<u64> {
         return Err(syn::Error::new_spanned(value, format!("expected {what}, a single number, found `{value}`")));
     }
     Ok(v[0])
+}
+
+/// Reads a number that may have a fraction or an exponent, such as `0.5` or `1e-4`.
+fn float(value: &TokenStream, what: &str) -> syn::Result<f32> {
+    let trees: Vec<TokenTree> = value.clone().into_iter().collect();
+    let (negative, lit) = match trees.as_slice() {
+        [TokenTree::Literal(lit)] => (false, lit),
+        [TokenTree::Punct(minus), TokenTree::Literal(lit)] if minus.as_char() == '-' => (true, lit),
+        _ => return Err(syn::Error::new_spanned(value, format!("expected {what}, a number such as `0.5`, found `{value}`"))),
+    };
+    let text = lit.to_string();
+    let digits = text.strip_suffix("f32").or_else(|| text.strip_suffix("f64")).unwrap_or(&text).replace('_', "");
+    match digits.parse::<f64>() {
+        Ok(v) if v.is_finite() && v.abs() <= MAX_NUMBER as f64 && digits.bytes().all(|b| b.is_ascii_digit() || b"eE.+-".contains(&b)) => {
+            Ok(if negative { -v } else { v } as f32)
+        }
+        _ => Err(syn::Error::new_spanned(value, format!("expected {what}, a number such as `0.5`, found `{value}`"))),
+    }
+}
+
+/// Reads a [`float`] that must lie in `range` (described as `within`).
+fn float_in(value: &TokenStream, what: &str, ok: impl Fn(f32) -> bool, within: &str) -> syn::Result<Float> {
+    let v = float(value, what)?;
+    if !ok(v) {
+        return Err(syn::Error::new_spanned(value, format!("{what} must be {within}, found `{value}`")));
+    }
+    Ok(Float(v))
 }
 
 /// Reads `N` or `WxH` into a `[width, height]` pair.
@@ -338,7 +553,7 @@ pub fn lower_layer(layer: &LayerSyntax) -> syn::Result<Kind> {
             };
             Ok(Kind::Conv { filter, filters, stride, pad })
         }
-        "pool" | "maxpool" => {
+        "pool" | "maxpool" | "avgpool" | "l2pool" => {
             let args = Args::read(layer, &["stride"], &format!("{name}(2, stride=2)"), 1)?;
             let w = &args.positional[0].value;
             let window = pair_arg(w, "the pooling window")?;
@@ -347,7 +562,12 @@ pub fn lower_layer(layer: &LayerSyntax) -> syn::Result<Kind> {
                 Some(s) => pair_arg(s, "the stride").and_then(|p| at_least_one(s, &p, "the stride").map(|()| p))?,
                 None => window,
             };
-            Ok(Kind::MaxPool { window, stride })
+            let op = match name.as_str() {
+                "avgpool" => PoolOp::Avg,
+                "l2pool" => PoolOp::L2,
+                _ => PoolOp::Max,
+            };
+            Ok(Kind::Pool { op, window, stride })
         }
         "fc" => {
             let args = Args::read(layer, &[], "fc(10)", 1)?;
@@ -356,16 +576,74 @@ pub fn lower_layer(layer: &LayerSyntax) -> syn::Result<Kind> {
             at_least_one(v, &[out], "the number of outputs")?;
             Ok(Kind::Fc { out })
         }
-        "relu" | "softmax" => {
+        "relu" | "softmax" | "sigmoid" | "tanh" | "batchnorm" => {
             if let Some(group) = &layer.args {
                 return Err(syn::Error::new_spanned(group, format!("`{name}` takes no arguments: write `{name}`")));
             }
-            Ok(if name == "relu" { Kind::Relu } else { Kind::Softmax })
+            Ok(match name.as_str() {
+                "relu" => Kind::Act(ActKind::Relu),
+                "sigmoid" => Kind::Act(ActKind::Sigmoid),
+                "tanh" => Kind::Act(ActKind::Tanh),
+                "batchnorm" => Kind::BatchNorm,
+                _ => Kind::Softmax,
+            })
+        }
+        "leaky_relu" => {
+            if layer.args.is_none() {
+                return Ok(Kind::Act(ActKind::LeakyRelu(Float(0.01))));
+            }
+            let args = Args::read(layer, &[], "leaky_relu(0.01)", 1)?;
+            let v = &args.positional[0].value;
+            let slope = float_in(v, "the negative slope", |a| a >= 0.0, "at least 0")?;
+            Ok(Kind::Act(ActKind::LeakyRelu(slope)))
+        }
+        "dropout" => {
+            let args = Args::read(layer, &[], "dropout(0.5)", 1)?;
+            let v = &args.positional[0].value;
+            let p = float_in(v, "the dropout rate", |p| (0.0..1.0).contains(&p), "in [0, 1) (the fraction of values dropped)")?;
+            Ok(Kind::Dropout { p })
+        }
+        "lrn" => {
+            let usage = "lrn(5, alpha=0.0001, beta=0.75, k=2)";
+            let args = Args::read(layer, &["alpha", "beta", "k"], usage, 1)?;
+            let v = &args.positional[0].value;
+            let size = number(v, "the number of channels to sum over")?;
+            at_least_one(v, &[size], "the size")?;
+            let get = |key: &str, default: f32, ok: fn(f32) -> bool, within: &str| match args.get(key) {
+                Some(v) => float_in(v, &format!("`{key}`"), ok, within),
+                None => Ok(Float(default)),
+            };
+            let alpha = get("alpha", LRN_DEFAULTS[0], |a| a >= 0.0, "at least 0")?;
+            let beta = get("beta", LRN_DEFAULTS[1], |b| b >= 0.0, "at least 0")?;
+            let k = get("k", LRN_DEFAULTS[2], |k| k > 0.0, "greater than 0")?;
+            Ok(Kind::Lrn { size, alpha, beta, k })
+        }
+        RESIDUAL => match &layer.block {
+            Some(block) if !block.body.is_empty() => Ok(Kind::Residual),
+            _ => Err(syn::Error::new_spanned(
+                layer,
+                "`residual` needs the layers of its block, as in `residual(conv(3x3, 16, pad=1) relu conv(3x3, 16, pad=1))`",
+            )),
+        },
+        "loss" => {
+            let usage = "loss(cross_entropy), loss(bce) or loss(mse)";
+            let args = Args::read(layer, &[], usage, 1)?;
+            let v = &args.positional[0].value;
+            let loss = match v.to_string().as_str() {
+                "cross_entropy" | "crossentropy" | "ce" => LossKind::CrossEntropy,
+                "bce" | "binary_cross_entropy" => LossKind::Bce,
+                "mse" | "mean_squared_error" => LossKind::Mse,
+                _ => return Err(syn::Error::new_spanned(v, format!("unknown loss `{v}`: write {usage}"))),
+            };
+            Ok(Kind::Loss(loss))
         }
         _ => {
-            let hint = match ALIASES.iter().find(|(a, _)| *a == name) {
+            let hint = match ALIASES.iter().find(|(a, _)| *a == name.to_ascii_lowercase()) {
                 Some((_, ours)) if name == "flatten" => {
                     format!("; flattening is implicit before the first `{ours}`")
+                }
+                Some((_, ours)) if ours.starts_with("loss") => {
+                    format!("; a loss is written `{ours}` at the end of the model")
                 }
                 Some((_, ours)) => format!("; did you mean `{ours}`?"),
                 None => match suggest(&name, &LAYER_NAMES) {
@@ -429,11 +707,54 @@ mod tests {
         let kinds = lower("input(32x16x3) conv(5x3, 8, stride=2, pad=1) relu pool(2) maxpool(3, stride=2) conv(3x3, 4, stride=2x1, pad=0x1) fc(10) softmax").unwrap();
         assert_eq!(kinds[0], Kind::InputVolume { w: 32, h: 16, d: 3 });
         assert_eq!(kinds[1], Kind::Conv { filter: [5, 3], filters: 8, stride: [2, 2], pad: [1, 1] });
-        assert_eq!(kinds[3], Kind::MaxPool { window: [2, 2], stride: [2, 2] });
-        assert_eq!(kinds[4], Kind::MaxPool { window: [3, 3], stride: [2, 2] });
+        assert_eq!(kinds[3], Kind::Pool { op: PoolOp::Max, window: [2, 2], stride: [2, 2] });
+        assert_eq!(kinds[4], Kind::Pool { op: PoolOp::Max, window: [3, 3], stride: [2, 2] });
         assert_eq!(kinds[5], Kind::Conv { filter: [3, 3], filters: 4, stride: [2, 1], pad: [0, 1] });
         assert_eq!(kinds[6], Kind::Fc { out: 10 });
         assert_eq!(lower("input(784)").unwrap()[0], Kind::InputFlat { n: 784 });
+    }
+
+    #[test]
+    fn reads_the_course_layers() {
+        let kinds = lower("input(8x8x3) avgpool(2) l2pool(3, stride=1) leaky_relu leaky_relu(0.2) sigmoid tanh dropout(0.5) batchnorm lrn(5, k=2) lrn(3, alpha=1e-3, beta=0.5) loss(mse)").unwrap();
+        assert_eq!(kinds[1], Kind::Pool { op: PoolOp::Avg, window: [2, 2], stride: [2, 2] });
+        assert_eq!(kinds[2], Kind::Pool { op: PoolOp::L2, window: [3, 3], stride: [1, 1] });
+        assert_eq!(kinds[3], Kind::Act(ActKind::LeakyRelu(Float(0.01))));
+        assert_eq!(kinds[4], Kind::Act(ActKind::LeakyRelu(Float(0.2))));
+        assert_eq!(kinds[7], Kind::Dropout { p: Float(0.5) });
+        assert_eq!(kinds[9], Kind::Lrn { size: 5, alpha: Float(1e-4), beta: Float(0.75), k: Float(2.0) });
+        assert_eq!(kinds[11], Kind::Loss(LossKind::Mse));
+        let text: Vec<String> = kinds.iter().map(ToString::to_string).collect();
+        assert_eq!(text[1..3], ["avgpool(2)", "l2pool(3, stride=1)"]);
+        assert_eq!(text[3..8], ["leaky_relu(0.01)", "leaky_relu(0.2)", "sigmoid", "tanh", "dropout(0.5)"]);
+        assert_eq!(text[9..], ["lrn(5, k=2)", "lrn(3, alpha=0.001, beta=0.5)", "loss(mse)"]);
+    }
+
+    #[test]
+    fn rejects_bad_rates_and_slopes() {
+        assert!(error("dropout(1.0)").contains("dropout rate must be in [0, 1)"));
+        assert!(error("dropout(-0.1)").contains("dropout rate must be in [0, 1)"));
+        assert!(error("dropout(1)").contains("dropout rate must be in [0, 1)"));
+        assert!(error("dropout(half)").contains("a number such as `0.5`"));
+        assert!(error("dropout").contains("takes one argument"));
+        assert!(error("leaky_relu(-0.1)").contains("at least 0"));
+        assert!(error("lrn(5, k=0)").contains("greater than 0"));
+        assert!(error("lrn(0)").contains("at least 1"));
+        assert!(error("loss(hinge)").contains("unknown loss `hinge`"));
+        assert!(error("residual").contains("needs the layers of its block"));
+        assert!(error("residual()").contains("needs the layers of its block"));
+        assert!(error("BatchNorm2d").contains("did you mean `batchnorm`?"));
+        assert!(error("mse").contains("`loss(mse)` at the end"));
+    }
+
+    #[test]
+    fn blocks_print_with_their_layers() {
+        let syntax: ModelSyntax =
+            syn::parse_str("struct M < input(8x8x4) residual(conv(3x3,8,pad=1) relu, shortcut=conv(1x1,8)) >").unwrap();
+        let model = Model::lower(&syntax).unwrap();
+        assert_eq!(list_text(&model.layers), "input(8x8x4) residual(conv(3x3, 8, pad=1) relu, shortcut=conv(1x1, 8))");
+        let syntax: ModelSyntax = syn::parse_str("struct M < input(4) residual(fc(4) rellu) >").unwrap();
+        assert!(Model::lower(&syntax).err().unwrap().to_string().contains("did you mean `relu`"));
     }
 
     #[test]

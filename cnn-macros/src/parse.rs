@@ -5,6 +5,7 @@
 //! cnn! { #[attr]* vis struct Name < layer* > }     item form
 //! cnn!( < layer* > )                               expression form
 //! layer := name | name ( tokens )
+//!          | residual ( layer* )  |  residual ( layer* , shortcut = layer* )
 //! ```
 
 use proc_macro2::{Delimiter, Group, Ident, TokenStream, TokenTree};
@@ -33,6 +34,51 @@ pub struct LayerSyntax {
     pub name: Ident,
     /// The parenthesised arguments, if any.
     pub args: Option<Group>,
+    /// The layers inside a `residual(...)` block.
+    pub block: Option<BlockSyntax>,
+}
+
+/// The inside of `residual( body , shortcut = layers )`.
+pub struct BlockSyntax {
+    /// The block's layers, whose output is added to the shortcut's.
+    pub body: Vec<LayerSyntax>,
+    /// The `shortcut` keyword and the layers that project the block's input, if given.
+    pub shortcut: Option<(Ident, Vec<LayerSyntax>)>,
+}
+
+/// The name of the block layer.
+pub const RESIDUAL: &str = "residual";
+
+impl Parse for BlockSyntax {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let layers = |input: ParseStream| -> syn::Result<Vec<LayerSyntax>> {
+            let mut layers = Vec::new();
+            while !input.is_empty() && !input.peek(Token![,]) {
+                layers.push(input.parse()?);
+            }
+            Ok(layers)
+        };
+        let body = layers(input)?;
+        if input.is_empty() {
+            return Ok(BlockSyntax { body, shortcut: None });
+        }
+        input.parse::<Token![,]>()?;
+        let key = input.call(Ident::parse_any).ok().filter(|k| k == "shortcut");
+        let Some(key) = key.filter(|_| input.peek(Token![=])) else {
+            return Err(input.error(
+                "after the block's layers, a comma introduces its projection: `residual(conv(3x3, 32, stride=2, pad=1) relu conv(3x3, 32, pad=1), shortcut=conv(1x1, 32, stride=2))`",
+            ));
+        };
+        input.parse::<Token![=]>()?;
+        let shortcut = layers(input)?;
+        if shortcut.is_empty() {
+            return Err(syn::Error::new(key.span(), "`shortcut=` needs at least one layer, such as `conv(1x1, 32, stride=2)`"));
+        }
+        if !input.is_empty() {
+            return Err(input.error("unexpected tokens after the shortcut's layers"));
+        }
+        Ok(BlockSyntax { body, shortcut: Some((key, shortcut)) })
+    }
 }
 
 impl LayerSyntax {
@@ -107,7 +153,11 @@ impl Parse for LayerSyntax {
             },
             _ => None,
         };
-        Ok(LayerSyntax { name, args })
+        let block = match &args {
+            Some(group) if name == RESIDUAL => Some(syn::parse2(group.stream())?),
+            _ => None,
+        };
+        Ok(LayerSyntax { name, args, block })
     }
 }
 
@@ -152,5 +202,20 @@ mod tests {
         assert!(err("struct M < input(4) > extra").contains("unexpected tokens"));
         assert!(err("#[doc = \"x\"] < input(4) >").contains("item form"));
         assert!(err("fn M < >").contains("expected `struct Name"));
+        assert!(err("struct M < input(4) residual(fc(4), conv(1x1, 4)) >").contains("introduces its projection"));
+        assert!(err("struct M < input(4) residual(fc(4), shortcut=) >").contains("at least one layer"));
+        assert!(err("struct M < input(4) residual(fc(4), shortcut=fc(4), x) >").contains("unexpected tokens"));
+    }
+
+    #[test]
+    fn residual_blocks_nest() {
+        let m = parse("struct M < input(8x8x4) residual(conv(3x3, 4, pad=1) relu residual(relu)) residual(conv(3x3, 8, pad=1), shortcut=conv(1x1, 8) batchnorm) >").unwrap();
+        let block = m.layers[1].block.as_ref().unwrap();
+        assert_eq!(block.body.len(), 3);
+        assert!(block.shortcut.is_none());
+        assert_eq!(block.body[2].block.as_ref().unwrap().body.len(), 1);
+        let (key, shortcut) = m.layers[2].block.as_ref().unwrap().shortcut.as_ref().unwrap();
+        assert_eq!(key.to_string(), "shortcut");
+        assert_eq!(shortcut.len(), 2);
     }
 }

@@ -5,7 +5,9 @@
 use std::fmt;
 
 use crate::errors::Errors;
-use crate::model::{Kind, Layer, Model};
+use crate::model::{ActKind, Kind, Layer, LossKind, Model};
+#[cfg(test)]
+use crate::parse::ModelSyntax;
 
 /// Largest number of values a layer may output per sample, or hold as parameters.
 pub const MAX_VALUES: u64 = 1 << 31;
@@ -29,11 +31,16 @@ impl Shape {
         self.w * self.h * self.d
     }
 
-    fn vector(n: u64) -> Self {
+    /// The shape of a layer not yet checked, or whose input is unknown.
+    pub const NONE: Shape = Shape { w: 0, h: 1, d: 1, flat: true };
+
+    /// A flat vector of `n` values.
+    pub fn vector(n: u64) -> Self {
         Shape { w: n, h: 1, d: 1, flat: true }
     }
 
-    fn volume(w: u64, h: u64, d: u64) -> Self {
+    /// A `w x h x d` volume.
+    pub fn volume(w: u64, h: u64, d: u64) -> Self {
         Shape { w, h, d, flat: false }
     }
 }
@@ -48,74 +55,202 @@ impl fmt::Display for Shape {
     }
 }
 
-/// Every layer's output shape, in layer order, or every mistake found.
+/// Records every layer's input and output shape in the model, and returns the loss it trains
+/// with, or every mistake found.
 ///
 /// After a layer whose shape cannot be computed, the layers below it are not shape-checked
 /// (their input is unknown), so one mistake gives one error.
-pub fn check(model: &Model<'_>) -> syn::Result<Vec<Shape>> {
+pub fn check(model: &mut Model<'_>) -> syn::Result<LossKind> {
     let mut errors = Errors::default();
-    let Some(first) = model.layers.first() else {
+    let Some(first) = model.layers.first_mut() else {
         return Err(syn::Error::new(model.open, "the model has no layers: start with `input(WxHxD)` or `input(N)`"));
     };
     let mut current = match first.kind {
         Kind::InputVolume { w, h, d } => Some(Shape::volume(w, h, d)),
         Kind::InputFlat { n } => Some(Shape::vector(n)),
         _ => {
-            errors.spanned(first, format!("a model starts with `input(WxHxD)` or `input(N)`, found `{}`", first.kind));
+            errors.spanned(&*first, format!("a model starts with `input(WxHxD)` or `input(N)`, found `{}`", first.kind));
             None
         }
     };
     if let Some(shape) = current {
         if shape.len() > MAX_VALUES {
             errors.spanned(
-                first,
+                &*first,
                 format!("the input holds {} values; the most a layer may hold is {MAX_VALUES}", shape.len()),
             );
             current = None;
         }
+        first.input = shape;
+        first.output = shape;
     }
-    let mut shapes = vec![current.unwrap_or(Shape::vector(0))];
-    for (i, layer) in model.layers.iter().enumerate().skip(1) {
-        if layer.kind.is_input() {
-            errors.spanned(layer, "`input` may appear only once, as the first layer");
-        } else if layer.kind == Kind::Softmax && i + 1 < model.layers.len() {
-            let next = &model.layers[i + 1];
-            errors.spanned(layer, format!("`softmax` must be the last layer, but `{}` follows it", next.kind));
+    let before = first.kind.to_string();
+    check_list(&mut model.layers[1..], current, &before, true, &mut errors);
+    let loss = head(&model.layers, &mut errors);
+    errors.finish(loss.unwrap_or(LossKind::Mse))
+}
+
+/// The loss the model trains with, from its last layers, or the error saying why the named
+/// loss does not fit them.
+fn head(layers: &[Layer<'_>], errors: &mut Errors) -> Option<LossKind> {
+    let last = layers.len() - 1;
+    for (i, layer) in layers.iter().enumerate() {
+        if i < last && matches!(layer.kind, Kind::Loss(_)) {
+            errors.spanned(layer, format!("`{}` ends the model, but `{}` follows it", layer.kind, layers[i + 1].text()));
+            return None;
         }
-        if let Some(input) = current.filter(|_| !layer.kind.is_input()) {
-            current = match output(layer, &describe(&model.layers[..i]), input) {
-                Ok(shape) => Some(shape),
-                Err(message) => {
-                    errors.spanned(layer, message);
-                    None
-                }
-            };
+        if layer.kind == Kind::Softmax && i < last && !matches!(layers[i + 1].kind, Kind::Loss(_)) {
+            errors.spanned(layer, format!("`softmax` must be the last layer, but `{}` follows it", layers[i + 1].text()));
+            return None;
         }
-        shapes.push(current.unwrap_or(Shape::vector(0)));
     }
-    let last = model.layers.last().expect("the model has a layer");
-    if errors.is_empty() && last.kind != Kind::Softmax {
-        let what = if last.kind.is_input() {
-            "has no layers after its input".to_string()
-        } else {
-            format!("ends with `{}`", last.kind)
+    let (named, output) = match &layers[last].kind {
+        Kind::Loss(loss) => (Some((*loss, &layers[last])), last - 1),
+        _ => (None, last),
+    };
+    if output == 0 {
+        errors.spanned(&layers[last], "the model has no layers after its input: add the layers it computes, such as `fc(10) softmax`");
+        return None;
+    }
+    let final_kind = &layers[output].kind;
+    let (loss, fits) = match (final_kind, named.map(|(l, _)| l)) {
+        (Kind::Softmax, None | Some(LossKind::CrossEntropy)) => (LossKind::CrossEntropy, Ok(())),
+        (Kind::Softmax, Some(other)) => (other, Err(format!(
+            "`loss({})` does not fit a `softmax` output: softmax is trained with `loss(cross_entropy)`, the default; for {} end the model without `softmax`{}",
+            other.name(),
+            if other == LossKind::Mse { "mean squared error," } else { "binary cross-entropy," },
+            if other == LossKind::Bce { " and with `sigmoid`" } else { "" },
+        ))),
+        (Kind::Act(ActKind::Sigmoid), None | Some(LossKind::Bce)) => (LossKind::Bce, Ok(())),
+        (Kind::Act(ActKind::Sigmoid), Some(LossKind::Mse)) => (LossKind::Mse, Ok(())),
+        (_, None | Some(LossKind::Mse)) => (LossKind::Mse, Ok(())),
+        (_, Some(LossKind::CrossEntropy)) => (LossKind::CrossEntropy, Err(format!(
+            "`loss(cross_entropy)` needs class probabilities, but the model ends with `{}`: end it with `fc(N) softmax`, N being the number of classes{}",
+            layers[output].text(),
+            if *final_kind == Kind::Act(ActKind::Sigmoid) { ", or train the sigmoid outputs with `loss(bce)`" } else { "" }
+        ))),
+        (_, Some(LossKind::Bce)) => (LossKind::Bce, Err(format!(
+            "`loss(bce)` needs probabilities from `sigmoid`, but the model ends with `{}`: add `sigmoid` before the loss",
+            layers[output].text()
+        ))),
+    };
+    match fits {
+        Ok(()) => Some(loss),
+        Err(message) => {
+            let (_, at) = named.expect("only a named loss can misfit");
+            errors.spanned(at, message);
+            None
+        }
+    }
+}
+
+/// Checks `layers`, which read `input` (described by `before`), recording each layer's shapes;
+/// returns the shape of the last one, or `None` when it is unknown. `top` is false inside a
+/// `residual` block.
+fn check_list(
+    layers: &mut [Layer<'_>],
+    mut current: Option<Shape>,
+    before: &str,
+    top: bool,
+    errors: &mut Errors,
+) -> Option<Shape> {
+    for i in 0..layers.len() {
+        let prev = if i == 0 { before.to_string() } else { describe(&layers[..i]) };
+        let prev_kind = i.checked_sub(1).map(|j| layers[j].kind.clone());
+        let layer = &mut layers[i];
+        let misplaced = match &layer.kind {
+            k if k.is_input() => Some("`input` may appear only once, as the first layer".to_string()),
+            Kind::Softmax | Kind::Loss(_) if !top => {
+                Some(format!("`{}` belongs at the end of the model, not inside a `residual` block", layer.kind))
+            }
+            Kind::BatchNorm if top && i == 0 => Some(
+                "`batchnorm` normalises what a layer computes; straight after `input` it would only standardise the data, which is better done once when loading it: put `batchnorm` after a `conv` or `fc`".to_string(),
+            ),
+            Kind::BatchNorm if prev_kind == Some(Kind::BatchNorm) => {
+                Some("`batchnorm` follows another `batchnorm`, which has already normalised its input: remove one".to_string())
+            }
+            _ => None,
         };
-        errors.spanned(
-            last,
-            format!("the model {what}: end it with `softmax` after `fc(N)` (N = number of classes), so that it gives class probabilities to train on"),
-        );
+        if let Some(message) = misplaced {
+            errors.spanned(&*layer, message);
+            if layer.kind.is_input() {
+                continue;
+            }
+        }
+        let Some(input) = current else {
+            if let Some(block) = &mut layer.block {
+                check_list(&mut block.body, None, "", false, errors);
+                check_list(&mut block.shortcut, None, "", false, errors);
+            }
+            continue;
+        };
+        layer.input = input;
+        let result = if layer.kind == Kind::Residual { residual(layer, input, errors) } else { output(layer, &prev, input) };
+        current = match result {
+            Ok(shape) => {
+                layer.output = shape;
+                Some(shape)
+            }
+            Err(message) => {
+                if !message.is_empty() {
+                    errors.spanned(&*layer, message);
+                }
+                None
+            }
+        };
     }
-    errors.finish(shapes)
+    current
+}
+
+/// The output of a `residual` block reading `input`: its layers' output, which its shortcut
+/// (the identity, or the layers given) must match. An empty error means the error is already
+/// recorded inside the block.
+fn residual(layer: &mut Layer<'_>, input: Shape, errors: &mut Errors) -> Result<Shape, String> {
+    let block = layer.block.as_mut().expect("a residual layer has a block");
+    let body = check_list(&mut block.body, Some(input), "the block's input", false, errors);
+    let shortcut =
+        if block.shortcut.is_empty() { Some(input) } else { check_list(&mut block.shortcut, Some(input), "the block's input", false, errors) };
+    let (Some(body), Some(shortcut)) = (body, shortcut) else {
+        return Err(String::new());
+    };
+    if body == shortcut {
+        return Ok(body);
+    }
+    if !block.shortcut.is_empty() {
+        return Err(format!(
+            "`residual` adds its shortcut to its layers' output, but its layers give {body} and its shortcut gives {shortcut}: both must give the same shape"
+        ));
+    }
+    let projection = if body.flat || input.flat {
+        Some(format!("fc({})", body.len()))
+    } else {
+        let stride = |from: u64, to: u64| (1..=from).find(|s| (from - 1) / s + 1 == to);
+        match (stride(input.w, body.w), stride(input.h, body.h)) {
+            (Some(sw), Some(sh)) => {
+                let s = if sw == sh { sw.to_string() } else { format!("{sw}x{sh}") };
+                Some(if s == "1" { format!("conv(1x1, {})", body.d) } else { format!("conv(1x1, {}, stride={s})", body.d) })
+            }
+            _ => None,
+        }
+    };
+    let layers = crate::model::list_text(&block.body);
+    let fix = match projection {
+        Some(p) => format!(": project the shortcut the same way, as in `residual({layers}, shortcut={p})`"),
+        None => format!(": add a `shortcut=` that gives {body}, as in `residual({layers}, shortcut=...)`"),
+    };
+    Err(format!(
+        "`residual` adds its input to its layers' output, but its layers turn {input} into {body}{fix}"
+    ))
 }
 
 /// The last layer of `layers` as the user wrote it, with the activation before it if it ends
 /// in one, such as `fc(100) relu`.
 fn describe(layers: &[Layer<'_>]) -> String {
     match layers {
-        [.., before, last] if last.kind == Kind::Relu && before.kind != Kind::Relu && !before.kind.is_input() => {
-            format!("{} {}", before.kind, last.kind)
+        [.., before, last] if last.kind.is_act() && !before.kind.is_act() && !before.kind.is_input() => {
+            format!("{} {}", before.text(), last.text())
         }
-        [.., last] => last.kind.to_string(),
+        [.., last] => last.text(),
         [] => String::new(),
     }
 }
@@ -138,7 +273,7 @@ fn output(layer: &Layer<'_>, prev: &str, input: Shape) -> Result<Shape, String> 
             }
             out
         }
-        Kind::MaxPool { window, stride } => {
+        Kind::Pool { window, stride, .. } => {
             needs_volume(&layer.kind, prev, input)?;
             windows(&layer.kind, input, *window, *stride, [0, 0], input.d)?
         }
@@ -153,7 +288,9 @@ fn output(layer: &Layer<'_>, prev: &str, input: Shape) -> Result<Shape, String> 
             }
             Shape::vector(*out)
         }
-        Kind::Relu => input,
+        Kind::Act(_) | Kind::Dropout { .. } | Kind::BatchNorm | Kind::Lrn { .. } | Kind::Loss(_) | Kind::Residual => {
+            input
+        }
         Kind::Softmax => {
             if !input.flat && (input.w, input.h) != (1, 1) {
                 return Err(format!(
@@ -210,10 +347,13 @@ impl Axis {
         self.input + 2 * self.pad
     }
 
-    /// `(W − F + 2P)/S + 1` when it is a whole number of at least 1.
+    /// `(W − F + 2P)/S + 1`, rounded down when the rest of the division only skips padding or
+    /// a gap the stride skips anyway (`(W − F + 2P) mod S ≤ P + max(S − F, 0)`), as in
+    /// ResNet's `conv(3x3, K, stride=2, pad=1)` on an even input; `None` when the windows would
+    /// leave input values at the edge unread.
     fn output(&self) -> Option<u64> {
         let padded = self.padded();
-        (self.window <= padded && (padded - self.window) % self.stride == 0)
+        (self.window <= padded && (padded - self.window) % self.stride <= self.pad + self.stride.saturating_sub(self.window))
             .then(|| (padded - self.window) / self.stride + 1)
     }
 
@@ -267,7 +407,10 @@ fn windows(
                 break;
             }
         }
-        format!("`{kind}` does not tile its {input} input: {}, not a whole number", parts.join("; "))
+        format!(
+            "`{kind}` does not tile its {input} input: {}, not a whole number: the windows would leave the last input values unread",
+            parts.join("; ")
+        )
     };
     let fixes = fixes(kind, input, axes, depth);
     if !fixes.is_empty() {
@@ -306,12 +449,12 @@ fn fixes(kind: &Kind, input: Shape, axes: [Axis; 2], depth: u64) -> Vec<String> 
                 candidates.push(Kind::Conv { filter: f, filters: *filters, stride: *stride, pad: *pad });
             }
         }
-        Kind::MaxPool { window, stride } => {
+        Kind::Pool { op, window, stride } => {
             if let Some(s) = per_axis(&|a, v| Axis { stride: v, ..a }, &|a| a.stride, 1) {
-                candidates.push(Kind::MaxPool { window: *window, stride: s });
+                candidates.push(Kind::Pool { op: *op, window: *window, stride: s });
             }
             if let Some(w) = per_axis(&|a, v| Axis { window: v, ..a }, &|a| a.window, 1) {
-                candidates.push(Kind::MaxPool { window: w, stride: *stride });
+                candidates.push(Kind::Pool { op: *op, window: w, stride: *stride });
             }
         }
         _ => {}
@@ -322,7 +465,7 @@ fn fixes(kind: &Kind, input: Shape, axes: [Axis; 2], depth: u64) -> Vec<String> 
         .filter_map(|c| {
             let (window, stride, pad) = match &c {
                 Kind::Conv { filter, stride, pad, .. } => (*filter, *stride, *pad),
-                Kind::MaxPool { window, stride } => (*window, *stride, [0, 0]),
+                Kind::Pool { window, stride, .. } => (*window, *stride, [0, 0]),
                 _ => return None,
             };
             let w = Axis { input: input.w, window: window[0], stride: stride[0], pad: pad[0] }.output()?;
@@ -335,13 +478,12 @@ fn fixes(kind: &Kind, input: Shape, axes: [Axis; 2], depth: u64) -> Vec<String> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::ModelSyntax;
 
     fn shapes(text: &str) -> Result<Vec<String>, Vec<String>> {
         let syntax: ModelSyntax = syn::parse_str(&format!("struct M < {text} >")).unwrap();
-        let model = Model::lower(&syntax).unwrap();
-        check(&model)
-            .map(|s| s.iter().map(ToString::to_string).collect())
+        let mut model = Model::lower(&syntax).unwrap();
+        check(&mut model)
+            .map(|_| model.layers.iter().map(|l| l.output.to_string()).collect())
             .map_err(|e| e.into_iter().map(|e| e.to_string()).collect())
     }
 
@@ -387,10 +529,11 @@ mod tests {
     fn a_fixing_pad_is_offered_when_one_exists() {
         let e = error("input(32x32x3) conv(3x3, 8, stride=3) fc(10) softmax");
         assert!(e.contains("(32 − 3 + 2·0)/3 + 1 = 10.67"), "{e}");
-        assert!(e.contains("`conv(3x3, 8, stride=3, pad=2)` gives 12x12x8"), "{e}");
-        // With stride 2 no padding can make 32 − 3 + 2P even: no pad is offered.
+        assert!(e.contains("`conv(3x3, 8, stride=3, pad=1)` gives 11x11x8"), "{e}");
+        // With stride 2, pad 1 leaves only padding unread, as in ResNet.
         let e = error("input(32x32x3) conv(3x3, 8, stride=2) fc(10) softmax");
-        assert!(!e.contains("pad="), "{e}");
+        assert!(e.contains("`conv(3x3, 8, stride=2, pad=1)` gives 16x16x8"), "{e}");
+        assert!(e.contains("the last input values unread"), "{e}");
     }
 
     #[test]
@@ -417,8 +560,8 @@ mod tests {
         assert!(
             error("input(4) fc(2) softmax fc(2)").contains("`softmax` must be the last layer, but `fc(2)` follows it")
         );
-        assert!(error("input(4) fc(2)").contains("ends with `fc(2)`"));
         assert!(error("input(4)").contains("no layers after its input"));
+        assert!(error("input(4) loss(mse)").contains("no layers after its input"));
         assert!(error("input(784) conv(3x3, 2) fc(2) softmax").contains("such as `input(28x28x1)`"));
         assert!(
             error("input(8x8x1) fc(10) conv(3x3, 2) softmax").contains("but `fc(10)` gives a flat vector of 10 values")
@@ -426,6 +569,65 @@ mod tests {
         assert!(error("input(8x8x1) conv(3x3, 2) softmax").contains("put `fc(N)` before it"));
         assert!(error("input(100000x100000x1) fc(2) softmax").contains("the most a layer may hold"));
         assert!(error("input(4096x4096x1) fc(4096) softmax").contains("parameters"));
+    }
+
+    #[test]
+    fn windows_may_skip_only_padding_or_what_the_stride_skips() {
+        // ResNet's downsampling: (32 − 3 + 2·1)/2 + 1 = 16.5, only padding is left unread.
+        let s = shapes("input(32x32x3) conv(3x3, 8, stride=2, pad=1) conv(1x1, 8, stride=2) fc(2) softmax").unwrap();
+        assert_eq!(s[1..3], ["16x16x8", "8x8x8"]);
+        // Overlapping pooling on an even input would leave the last column unread.
+        let e = error("input(32x32x3) maxpool(3, stride=2) fc(2) softmax");
+        assert!(e.contains("(32 − 3)/2 + 1 = 15.5"), "{e}");
+        let s = shapes("input(31x31x3) maxpool(3, stride=2) avgpool(3, stride=2) l2pool(3, stride=2) fc(2) softmax").unwrap();
+        assert_eq!(s[1..4], ["15x15x3", "7x7x3", "3x3x3"]);
+    }
+
+    #[test]
+    fn the_loss_follows_the_last_layer_or_must_fit_it() {
+        let loss = |text: &str| {
+            let syntax: ModelSyntax = syn::parse_str(&format!("struct M < {text} >")).unwrap();
+            check(&mut Model::lower(&syntax).unwrap()).map_err(|e| e.to_string())
+        };
+        assert_eq!(loss("input(4) fc(3) softmax"), Ok(LossKind::CrossEntropy));
+        assert_eq!(loss("input(4) fc(3) softmax loss(cross_entropy)"), Ok(LossKind::CrossEntropy));
+        assert_eq!(loss("input(4) fc(1) sigmoid"), Ok(LossKind::Bce));
+        assert_eq!(loss("input(4) fc(1) sigmoid loss(mse)"), Ok(LossKind::Mse));
+        assert_eq!(loss("input(4) fc(2)"), Ok(LossKind::Mse));
+        assert_eq!(loss("input(8x8x1) conv(3x3, 1, pad=1) tanh"), Ok(LossKind::Mse));
+        assert!(error("input(4) fc(3) softmax loss(mse)").contains("`loss(mse)` does not fit a `softmax` output"));
+        assert!(error("input(4) fc(3) loss(cross_entropy)").contains("end it with `fc(N) softmax`"));
+        assert!(error("input(4) fc(3) sigmoid loss(cross_entropy)").contains("`loss(bce)`"));
+        assert!(error("input(4) fc(3) loss(bce)").contains("add `sigmoid` before the loss"));
+        assert!(error("input(4) loss(mse) fc(3)").contains("`loss(mse)` ends the model, but `fc(3)` follows it"));
+        assert!(error("input(4) fc(4) residual(fc(4) softmax)").contains("not inside a `residual` block"));
+    }
+
+    #[test]
+    fn batchnorm_must_follow_a_layer() {
+        assert!(error("input(4) batchnorm fc(2)").contains("straight after `input`"));
+        assert!(error("input(4) fc(4) batchnorm batchnorm fc(2)").contains("follows another `batchnorm`"));
+        let s = shapes("input(8x8x2) conv(3x3, 4) batchnorm relu fc(4) batchnorm fc(2)").unwrap();
+        assert_eq!(s[2], "6x6x4");
+    }
+
+    #[test]
+    fn residual_blocks_check_both_paths() {
+        let s = shapes("input(8x8x4) residual(conv(3x3, 4, pad=1) relu conv(3x3, 4, pad=1)) relu residual(conv(3x3, 8, stride=2, pad=1), shortcut=conv(1x1, 8, stride=2)) fc(2)").unwrap();
+        assert_eq!(s[1..4], ["8x8x4", "8x8x4", "4x4x8"]);
+        let e = error("input(8x8x4) residual(conv(3x3, 8, stride=2, pad=1) relu conv(3x3, 8, pad=1)) fc(2)");
+        assert!(e.contains("its layers turn 8x8x4 into 4x4x8"), "{e}");
+        assert!(e.contains("shortcut=conv(1x1, 8, stride=2))`"), "{e}");
+        let e = error("input(8x8x4) residual(conv(3x3, 8, pad=1), shortcut=conv(1x1, 8, stride=2)) fc(2)");
+        assert!(e.contains("its layers give 8x8x8 and its shortcut gives 4x4x8"), "{e}");
+        let e = error("input(8) residual(fc(4)) fc(2)");
+        assert!(e.contains("shortcut=fc(4)"), "{e}");
+        // A mistake inside a block is reported once, at its layer.
+        let e = error("input(8x8x4) residual(conv(3x3, 4, stride=2)) fc(2)");
+        assert!(e.contains("does not tile"), "{e}");
+        // Blocks nest.
+        let s = shapes("input(6x6x2) residual(residual(conv(3x3, 2, pad=1)) relu) fc(2)").unwrap();
+        assert_eq!(s[1], "6x6x2");
     }
 
     #[test]
