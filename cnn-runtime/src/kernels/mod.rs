@@ -8,17 +8,23 @@
 //! number of threads.
 
 mod activation;
+mod batchnorm;
 mod conv;
 mod gemm;
 mod linear;
+mod lrn;
 mod pool;
+mod residual;
 mod softmax;
 
 pub use activation::{Act, Activation};
+pub use batchnorm::BatchNorm;
 pub use conv::{col2im, im2col, Conv2d};
 pub use gemm::{gemm, Mat, MatMut};
 pub use linear::Linear;
+pub use lrn::Lrn;
 pub use pool::MaxPool2d;
+pub use residual::{add_assign, add_forward};
 pub use softmax::{softmax_cross_entropy, softmax_forward};
 
 pub use crate::init::rng;

@@ -1,0 +1,305 @@
+//! Batch normalisation over the channels of a volume or the features of a vector.
+
+use super::{chunk_len, Act, Layer, Mode};
+use rayon::prelude::*;
+
+/// Batch normalisation of `C` channels of `S` values each per sample, as in
+/// `torch.nn.BatchNorm2d(C)` (`S = H·W`) or `torch.nn.BatchNorm1d(C)` (`S = 1`) with their
+/// defaults: `eps = 1e-5`, `momentum = 0.1`, affine, tracking running statistics.
+///
+/// `y = act(γ·(x − μ)/√(σ² + eps) + β)` per channel, where a training pass takes `μ` and the
+/// biased `σ²` over the batch's `n·S` values of the channel and an evaluation pass the running
+/// statistics. Parameters: `γ` (weight) then `β` (bias), `C` each. Buffers: `running_mean` and
+/// `running_var`, `C` each, then `num_batches_tracked` as one `f32`.
+///
+/// The statistics are summed in `f64`, one channel per task and the samples in order, so they
+/// have the same bits whatever the number of threads.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchNorm<const C: usize, const S: usize> {
+    /// Activation fused into the output pass.
+    pub act: Act,
+}
+
+impl<const C: usize, const S: usize> BatchNorm<C, S> {
+    /// Added to the variance before its square root.
+    pub const EPS: f64 = 1e-5;
+    /// Weight of the batch statistics in the update of the running statistics.
+    pub const MOMENTUM: f64 = 0.1;
+
+    /// The values of channel `c` in the first `n` samples of `v`, samples in order.
+    fn channel(v: &[f32], n: usize, c: usize) -> impl Iterator<Item = &f32> {
+        v[..n * C * S].chunks_exact(C * S).flat_map(move |sample| &sample[c * S..(c + 1) * S])
+    }
+
+    /// Mean and biased variance of channel `c` over `n` samples of `x`, in two passes.
+    fn stats(x: &[f32], n: usize, c: usize) -> (f64, f64) {
+        let m = (n * S) as f64;
+        let mean = Self::channel(x, n, c).map(|&v| v as f64).sum::<f64>() / m;
+        let var = Self::channel(x, n, c).map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / m;
+        (mean, var)
+    }
+
+    /// `1/√(var + eps)`.
+    fn inv_std(var: f64) -> f64 {
+        1.0 / (var + Self::EPS).sqrt()
+    }
+}
+
+impl<const C: usize, const S: usize> Layer for BatchNorm<C, S> {
+    const IN: usize = C * S;
+    const OUT: usize = C * S;
+    const PARAMS: usize = 2 * C;
+    /// Each channel's mean and inverse standard deviation (in the first chunk's part).
+    const SCRATCH: usize = 2 * C;
+    const STATE: usize = 0;
+    /// Two per value: the normalisation `(x − μ)·scale + β` counted as one multiply-add. The
+    /// batch statistics of a training pass are not counted, as they are not at inference.
+    const FLOPS: u64 = 2 * (C * S) as u64;
+    const BUFFERS: usize = 2 * C + 1;
+
+    fn init(&self, p: &mut [f32], b: &mut [f32], _: &mut crate::init::Rng) {
+        let (gamma, beta) = p[..2 * C].split_at_mut(C);
+        gamma.fill(1.0);
+        beta.fill(0.0);
+        let (mean, rest) = b[..2 * C + 1].split_at_mut(C);
+        mean.fill(0.0);
+        rest[..C].fill(1.0);
+        rest[C] = 0.0;
+    }
+
+    fn forward(
+        &self,
+        n: usize,
+        x: &[f32],
+        y: &mut [f32],
+        p: &[f32],
+        b: &mut [f32],
+        scratch: &mut [f32],
+        _: &mut [u32],
+        mode: Mode,
+    ) {
+        if n == 0 {
+            return;
+        }
+        let (gamma, beta) = p[..2 * C].split_at(C);
+        let stats = &mut scratch[..2 * C];
+        let (running_mean, rest) = b[..2 * C + 1].split_at_mut(C);
+        let (running_var, tracked) = rest.split_at_mut(C);
+        if mode.is_train() {
+            let m = n * S;
+            let unbias = if m > 1 { m as f64 / (m - 1) as f64 } else { 1.0 };
+            let keep = 1.0 - Self::MOMENTUM;
+            stats
+                .par_chunks_mut(2)
+                .zip(running_mean.par_iter_mut())
+                .zip(running_var.par_iter_mut())
+                .enumerate()
+                .for_each(|(c, ((st, rm), rv))| {
+                    let (mean, var) = Self::stats(x, n, c);
+                    st[0] = mean as f32;
+                    st[1] = Self::inv_std(var) as f32;
+                    *rm = (keep * *rm as f64 + Self::MOMENTUM * mean) as f32;
+                    *rv = (keep * *rv as f64 + Self::MOMENTUM * var * unbias) as f32;
+                });
+            tracked[0] += 1.0;
+        } else {
+            for (c, st) in stats.chunks_exact_mut(2).enumerate() {
+                st[0] = running_mean[c];
+                st[1] = Self::inv_std(running_var[c] as f64) as f32;
+            }
+        }
+        let stats = &*stats;
+        let len = chunk_len(n) * C * S;
+        y[..n * C * S].par_chunks_mut(len).zip(x[..n * C * S].par_chunks(len)).for_each(|(y, x)| {
+            for (i, (y, x)) in y.chunks_exact_mut(S).zip(x.chunks_exact(S)).enumerate() {
+                let c = i % C;
+                let (mean, scale, shift) = (stats[2 * c], gamma[c] * stats[2 * c + 1], beta[c]);
+                for (y, &x) in y.iter_mut().zip(x) {
+                    *y = self.act.apply((x - mean) * scale + shift);
+                }
+            }
+        });
+    }
+
+    fn backward(
+        &self,
+        n: usize,
+        x: &[f32],
+        y: &[f32],
+        dy: &mut [f32],
+        dx: Option<&mut [f32]>,
+        p: &[f32],
+        dp: &mut [f32],
+        scratch: &mut [f32],
+        _: &mut [f32],
+        _: &[u32],
+    ) {
+        let dp = &mut dp[..2 * C];
+        if n == 0 {
+            dp.fill(0.0);
+            return;
+        }
+        let len = chunk_len(n) * C * S;
+        let dy = &mut dy[..n * C * S];
+        dy.par_chunks_mut(len)
+            .zip(y[..n * C * S].par_chunks(len))
+            .for_each(|(dy, y)| self.act.backward_in_place(y, dy));
+        let dy = &*dy;
+        // Per channel: the batch statistics again, dγ = Σ dy·x̂ and dβ = Σ dy.
+        let stats = &mut scratch[..2 * C];
+        let (dgamma, dbeta) = dp.split_at_mut(C);
+        stats.par_chunks_mut(2).zip(dgamma.par_iter_mut()).zip(dbeta.par_iter_mut()).enumerate().for_each(
+            |(c, ((st, dg), db))| {
+                let (mean, var) = Self::stats(x, n, c);
+                let inv = Self::inv_std(var);
+                let (mut sum, mut dot) = (0.0f64, 0.0f64);
+                for (&x, &g) in Self::channel(x, n, c).zip(Self::channel(dy, n, c)) {
+                    sum += g as f64;
+                    dot += g as f64 * (x as f64 - mean) * inv;
+                }
+                st[0] = mean as f32;
+                st[1] = inv as f32;
+                *dg = dot as f32;
+                *db = sum as f32;
+            },
+        );
+        let Some(dx) = dx else { return };
+        // dx = γ/√(σ² + eps) · (dy − Σdy/M − x̂·Σ(dy·x̂)/M), with M = n·S.
+        let (stats, dp, gamma) = (&*stats, &*dp, &p[..C]);
+        let m = (n * S) as f32;
+        dx[..n * C * S].par_chunks_mut(len).zip(dy.par_chunks(len)).zip(x[..n * C * S].par_chunks(len)).for_each(
+            |((dx, dy), x)| {
+                for (i, ((dx, dy), x)) in
+                    dx.chunks_exact_mut(S).zip(dy.chunks_exact(S)).zip(x.chunks_exact(S)).enumerate()
+                {
+                    let c = i % C;
+                    let (mean, inv) = (stats[2 * c], stats[2 * c + 1]);
+                    let (scale, dgamma, dbeta) = (gamma[c] * inv, dp[c] / m, dp[C + c] / m);
+                    for ((dx, &dy), &x) in dx.iter_mut().zip(dy).zip(x) {
+                        *dx = scale * (dy - dbeta - (x - mean) * inv * dgamma);
+                    }
+                }
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::chunk_count;
+    use crate::kernels::testutil::{forward, forward_in, layer_gradient_errors, random_vec};
+
+    /// Runs a training forward pass and a backward pass; returns `y`, buffers, `dx` and `dp`.
+    fn train_step<const C: usize, const S: usize>(layer: &BatchNorm<C, S>, n: usize, seed: u64) -> [Vec<f32>; 4] {
+        let x = random_vec(n * C * S, seed);
+        let p = random_vec(2 * C, seed + 1);
+        let mut b = random_vec(2 * C + 1, seed + 2).iter().map(|v| v.abs()).collect::<Vec<_>>();
+        let (y, _) = forward_in(layer, n, &x, &p, &mut b, Mode::Train { seed: 0 });
+        let mut dy = random_vec(n * C * S, seed + 3);
+        let mut dx = vec![0.0; n * C * S];
+        let mut dp = vec![0.0; 2 * C];
+        let count = chunk_count(n);
+        let (mut scratch, mut partial) = (vec![0.0; count * 2 * C], vec![0.0; count * 2 * C]);
+        layer.backward(n, &x, &y, &mut dy, Some(&mut dx), &p, &mut dp, &mut scratch, &mut partial, &[]);
+        [y, b, dx, dp]
+    }
+
+    #[test]
+    fn init_matches_pytorch() {
+        let (mut p, mut b) = (vec![9.0; 6], vec![9.0; 7]);
+        BatchNorm::<3, 4> { act: Act::Identity }.init(&mut p, &mut b, &mut crate::init::rng(0));
+        assert_eq!(p, [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]);
+        assert_eq!(b, [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0]);
+    }
+
+    #[test]
+    fn training_output_has_mean_beta_and_std_gamma() {
+        const C: usize = 3;
+        const S: usize = 4;
+        let n = 9;
+        let x: Vec<f32> = random_vec(n * C * S, 5).iter().enumerate().map(|(i, v)| 3.0 * v + (i % 7) as f32).collect();
+        let p = [0.5, 2.0, 1.5, -1.0, 0.0, 3.0];
+        let y = forward(&BatchNorm::<C, S> { act: Act::Identity }, n, &x, &p).0;
+        for c in 0..C {
+            let v: Vec<f64> = BatchNorm::<C, S>::channel(&y, n, c).map(|&v| v as f64).collect();
+            let mean = v.iter().sum::<f64>() / v.len() as f64;
+            let std = (v.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+            assert!((mean - p[C + c] as f64).abs() < 1e-5, "channel {c}: mean {mean}");
+            assert!((std - p[c] as f64).abs() < 1e-4, "channel {c}: std {std}");
+        }
+    }
+
+    #[test]
+    fn running_statistics_follow_the_update_rule() {
+        const C: usize = 2;
+        const S: usize = 3;
+        let n = 4;
+        let layer = BatchNorm::<C, S> { act: Act::Relu };
+        let p = [1.0, 1.0, 0.0, 0.0];
+        let mut b = vec![0.0; 2 * C + 1];
+        layer.init(&mut p.clone(), &mut b, &mut crate::init::rng(0));
+        let (mut rm, mut rv) = (vec![0.0f64; C], vec![1.0f64; C]);
+        for step in 1..=2 {
+            let x = random_vec(n * C * S, step);
+            forward_in(&layer, n, &x, &p, &mut b, Mode::Train { seed: step });
+            for c in 0..C {
+                let v: Vec<f64> = BatchNorm::<C, S>::channel(&x, n, c).map(|&v| v as f64).collect();
+                let m = v.len() as f64;
+                let mean = v.iter().sum::<f64>() / m;
+                let unbiased = v.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (m - 1.0);
+                rm[c] = 0.9 * rm[c] + 0.1 * mean;
+                rv[c] = 0.9 * rv[c] + 0.1 * unbiased;
+                assert!((b[c] as f64 - rm[c]).abs() < 1e-6, "step {step}: running_mean[{c}] {}", b[c]);
+                assert!((b[C + c] as f64 - rv[c]).abs() < 1e-6, "step {step}: running_var[{c}] {}", b[C + c]);
+            }
+            assert_eq!(b[2 * C], step as f32);
+        }
+        // A single value per channel: the variance update uses the biased estimate, zero.
+        let mut b = vec![0.0, 1.0, 0.0];
+        forward_in(&BatchNorm::<1, 1> { act: Act::Identity }, 1, &[2.0], &[1.0, 0.0], &mut b, Mode::Train { seed: 0 });
+        assert_eq!(b, [0.2, 0.9, 1.0]);
+    }
+
+    #[test]
+    fn evaluation_uses_running_statistics_and_keeps_them() {
+        const C: usize = 2;
+        const S: usize = 3;
+        let n = 3;
+        let x = random_vec(n * C * S, 11);
+        let p = [0.5, -2.0, 0.25, 0.1];
+        let mut b = vec![0.3, -0.2, 0.5, 2.0, 7.0];
+        let before = b.clone();
+        let y = forward_in(&BatchNorm::<C, S> { act: Act::Relu }, n, &x, &p, &mut b, Mode::Eval).0;
+        assert_eq!(b, before);
+        for (i, (&y, &x)) in y.iter().zip(&x).enumerate() {
+            let c = i / S % C;
+            let want =
+                (p[c] as f64 * (x as f64 - b[c] as f64) / (b[C + c] as f64 + 1e-5).sqrt() + p[C + c] as f64).max(0.0);
+            assert!((y as f64 - want).abs() < 1e-6, "index {i}: got {y}, want {want}");
+        }
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        for act in [Act::Identity, Act::Relu, Act::Tanh] {
+            let (ex, ep) = layer_gradient_errors(&BatchNorm::<5, 1> { act }, 4, 21);
+            println!("batchnorm C=5 S=1 ({act:?}, n=4): max relative error dx {ex:e}, dparams {ep:e}");
+            assert!(ex < 1e-2 && ep < 1e-2, "{act:?}: dx {ex}, dparams {ep}");
+            let (ex, ep) = layer_gradient_errors(&BatchNorm::<3, 6> { act }, 3, 22);
+            println!("batchnorm C=3 S=6 ({act:?}, n=3): max relative error dx {ex:e}, dparams {ep:e}");
+            assert!(ex < 1e-2 && ep < 1e-2, "{act:?}: dx {ex}, dparams {ep}");
+        }
+    }
+
+    #[test]
+    fn same_bits_for_any_thread_count() -> Result<(), rayon::ThreadPoolBuildError> {
+        let layer = BatchNorm::<4, 5> { act: Act::Relu };
+        let run = |threads| -> Result<_, rayon::ThreadPoolBuildError> {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+            Ok(pool.install(|| train_step(&layer, 37, 3)).map(|v| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>()))
+        };
+        assert_eq!(run(1)?, run(3)?);
+        Ok(())
+    }
+}
