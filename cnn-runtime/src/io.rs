@@ -15,7 +15,7 @@ use std::path::Path;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::data::file_error;
-use crate::{Error, Model, Optimizer, Result};
+use crate::{Error, Model, Noise, Optimizer, Result, TensorKind};
 
 /// Metadata key of the model's layer list.
 pub const MODEL_KEY: &str = "cnn.model";
@@ -43,16 +43,26 @@ fn le_bytes(values: &[f32]) -> Vec<u8> {
 fn to_bytes<M: Model>(model: &M, extra: &[(String, &[f32])], mut metadata: HashMap<String, String>) -> Result<Vec<u8>> {
     metadata.insert(MODEL_KEY.into(), M::DSL.into());
     metadata.insert(VERSION_KEY.into(), env!("CARGO_PKG_VERSION").into());
-    let params = model.params();
-    let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = M::TENSORS
+    let (params, buffers) = (model.params(), model.buffers());
+    let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = M::TENSORS
         .iter()
-        .map(|t| (t.name.to_string(), t.shape.to_vec(), le_bytes(&params[t.offset..t.offset + t.len()])))
+        .map(|t| {
+            let (name, shape, range) = (t.name.to_string(), t.shape.to_vec(), t.offset..t.offset + t.len());
+            match t.kind {
+                TensorKind::Count => {
+                    let bytes = buffers[range].iter().flat_map(|&v| (v as i64).to_le_bytes()).collect();
+                    (name, Dtype::I64, shape, bytes)
+                }
+                TensorKind::Statistic => (name, Dtype::F32, shape, le_bytes(&buffers[range])),
+                _ => (name, Dtype::F32, shape, le_bytes(&params[range])),
+            }
+        })
         .collect();
-    owned.extend(extra.iter().map(|(name, values)| (name.clone(), vec![values.len()], le_bytes(values))));
+    owned.extend(extra.iter().map(|(name, values)| (name.clone(), Dtype::F32, vec![values.len()], le_bytes(values))));
     let views = owned
         .iter()
-        .map(|(name, shape, bytes)| {
-            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes).map(|view| (name.as_str(), view))
+        .map(|(name, dtype, shape, bytes)| {
+            safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes).map(|view| (name.as_str(), view))
         })
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::InvalidArgument { name: "tensor", reason: e.to_string() })?;
@@ -96,24 +106,40 @@ fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<Parsed<'a>> {
     Ok(Parsed { tensors, metadata })
 }
 
-/// The values of tensor `name`, checked to be `f32` of `shape`.
-fn tensor_values(path: &Path, parsed: &Parsed<'_>, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+/// The values of tensor `name`, checked to be of `shape` and `f32` (a count: `i64`, as
+/// PyTorch stores `num_batches_tracked`, or `f32`).
+fn tensor_values(path: &Path, parsed: &Parsed<'_>, name: &str, shape: &[usize], count: bool) -> Result<Vec<f32>> {
     let view = parsed.tensors.tensor(name).map_err(|_| file_error(path, format!("tensor `{name}` is missing")))?;
-    if view.dtype() != Dtype::F32 {
-        return Err(file_error(path, format!("tensor `{name}` holds {:?} values, expected F32", view.dtype())));
-    }
     if view.shape() != shape {
         return Err(file_error(
             path,
             format!("tensor `{name}` has shape {:?}, the model expects {shape:?}", view.shape()),
         ));
     }
-    Ok(view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    match view.dtype() {
+        Dtype::F32 => Ok(view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()),
+        Dtype::I64 if count => view
+            .data()
+            .chunks_exact(8)
+            .map(|b| {
+                let v = i64::from_le_bytes(b.try_into().expect("8 bytes"));
+                if (0..=1 << 24).contains(&v) {
+                    Ok(v as f32)
+                } else {
+                    Err(file_error(path, format!("tensor `{name}` counts {v} batches, not a count this model keeps")))
+                }
+            })
+            .collect(),
+        other => {
+            let want = if count { "I64 or F32" } else { "F32" };
+            Err(file_error(path, format!("tensor `{name}` holds {other:?} values, expected {want}")))
+        }
+    }
 }
 
 /// Reads and checks the model's tensors (and no others outside `allowed_extra`) from a parsed
 /// file, without touching the model.
-fn read_params<M: Model>(path: &Path, parsed: &Parsed<'_>, allowed_extra: &str) -> Result<Vec<f32>> {
+fn read_params<M: Model>(path: &Path, parsed: &Parsed<'_>, allowed_extra: &str) -> Result<(Vec<f32>, Vec<f32>)> {
     if let Some(written_for) = parsed.metadata.get(MODEL_KEY) {
         if written_for != M::DSL {
             return Err(file_error(
@@ -122,10 +148,11 @@ fn read_params<M: Model>(path: &Path, parsed: &Parsed<'_>, allowed_extra: &str) 
             ));
         }
     }
-    let mut params = vec![0.0; M::PARAM_COUNT];
+    let (mut params, mut buffers) = (vec![0.0; M::PARAM_COUNT], vec![0.0; M::BUFFER_COUNT]);
     for t in M::TENSORS {
-        let values = tensor_values(path, parsed, t.name, t.shape)?;
-        params[t.offset..t.offset + t.len()].copy_from_slice(&values);
+        let values = tensor_values(path, parsed, t.name, t.shape, t.kind == TensorKind::Count)?;
+        let into = if t.kind.is_param() { &mut params } else { &mut buffers };
+        into[t.offset..t.offset + t.len()].copy_from_slice(&values);
     }
     let mut names = parsed.tensors.names();
     names.sort();
@@ -134,7 +161,7 @@ fn read_params<M: Model>(path: &Path, parsed: &Parsed<'_>, allowed_extra: &str) 
     }) {
         return Err(file_error(path, format!("unexpected tensor `{extra}`: the model has no such parameter")));
     }
-    Ok(params)
+    Ok((params, buffers))
 }
 
 /// Loads parameters saved by [`save_weights`] (or [`save_checkpoint`]) or by PyTorch (a `state_dict` of the equivalent
@@ -145,8 +172,9 @@ pub fn load_weights<M: Model>(model: &mut M, path: &Path) -> Result<()> {
     let parsed = parse(path, &bytes)?;
     // A checkpoint's optimizer state is not a parameter; it is skipped here.
     let checkpoint = parsed.metadata.get(KIND_KEY).map(String::as_str) == Some("checkpoint");
-    let params = read_params::<M>(path, &parsed, if checkpoint { OPTIMIZER_PREFIX } else { "" })?;
+    let (params, buffers) = read_params::<M>(path, &parsed, if checkpoint { OPTIMIZER_PREFIX } else { "" })?;
     model.params_mut().copy_from_slice(&params);
+    model.buffers_mut().copy_from_slice(&buffers);
     Ok(())
 }
 
@@ -160,14 +188,20 @@ pub fn save_checkpoint<M: Model, O: Optimizer + ?Sized>(
     let state = opt.state();
     let extra: Vec<(String, &[f32])> =
         state.iter().map(|(name, values)| (format!("{OPTIMIZER_PREFIX}{name}"), *values)).collect();
-    let metadata = HashMap::from([
+    let noise = model.noise();
+    let mut metadata = HashMap::from([
         (KIND_KEY.to_string(), "checkpoint".to_string()),
+        ("cnn.noise_seed".to_string(), noise.seed.to_string()),
+        ("cnn.noise_step".to_string(), noise.step.to_string()),
         ("cnn.optimizer".to_string(), opt.describe()),
         ("cnn.learning_rate".to_string(), opt.learning_rate().to_string()),
         ("cnn.epoch".to_string(), progress.epoch.to_string()),
         ("cnn.step".to_string(), progress.step.to_string()),
         ("cnn.seed".to_string(), progress.seed.to_string()),
     ]);
+    for (name, value) in opt.counters() {
+        metadata.insert(format!("{OPTIMIZER_PREFIX}{name}"), value.to_string());
+    }
     write_atomic(path, &to_bytes(model, &extra, metadata)?)
 }
 
@@ -183,12 +217,19 @@ pub fn load_checkpoint<M: Model, O: Optimizer + ?Sized>(path: &Path, model: &mut
             "not a checkpoint (no `cnn.kind = checkpoint` in its metadata): load it with load_weights",
         ));
     }
-    let params = read_params::<M>(path, &parsed, OPTIMIZER_PREFIX)?;
+    let (params, buffers) = read_params::<M>(path, &parsed, OPTIMIZER_PREFIX)?;
     let number = |key: &str| -> Result<u64> {
         let text = parsed.metadata.get(key).ok_or_else(|| file_error(path, format!("metadata `{key}` is missing")))?;
         text.parse().map_err(|_| file_error(path, format!("metadata `{key}` is `{text}`, not a whole number")))
     };
     let progress = Progress { epoch: number("cnn.epoch")?, step: number("cnn.step")?, seed: number("cnn.seed")? };
+    let noise = Noise { seed: number("cnn.noise_seed")?, step: number("cnn.noise_step")? };
+    let mut counters = Vec::new();
+    for key in parsed.metadata.keys() {
+        if let Some(name) = key.strip_prefix(OPTIMIZER_PREFIX) {
+            counters.push((name.to_string(), number(key)?));
+        }
+    }
     let lr: f32 = parsed
         .metadata
         .get("cnn.learning_rate")
@@ -197,18 +238,32 @@ pub fn load_checkpoint<M: Model, O: Optimizer + ?Sized>(path: &Path, model: &mut
     let mut state = Vec::new();
     for name in parsed.tensors.names() {
         if let Some(key) = name.strip_prefix(OPTIMIZER_PREFIX) {
-            state.push((key.to_string(), tensor_values(path, &parsed, name, &[M::PARAM_COUNT])?));
+            state.push((key.to_string(), tensor_values(path, &parsed, name, &[M::PARAM_COUNT], false)?));
         }
     }
     let (saved, current) = (parsed.metadata.get("cnn.optimizer").cloned().unwrap_or_default(), opt.describe());
     if kind_of(&saved) != kind_of(&current) {
         return Err(file_error(path, format!("the checkpoint was written by {saved}, not by {current}")));
     }
+    // Every name is checked before anything is loaded, so that a bad file changes nothing.
+    let known = opt.state_names();
+    if let Some((name, _)) = state.iter().find(|(name, _)| !known.contains(&name.as_str())) {
+        return Err(file_error(path, format!("the optimizer {current} has no state `{name}`")));
+    }
+    let known = opt.counter_names();
+    if let Some((name, _)) = counters.iter().find(|(name, _)| !known.contains(&name.as_str())) {
+        return Err(file_error(path, format!("the optimizer {current} has no counter `{name}`")));
+    }
     for (name, values) in &state {
         opt.load_state(name, values).map_err(|e| file_error(path, e.to_string()))?;
     }
+    for (name, value) in &counters {
+        opt.load_counter(name, *value).map_err(|e| file_error(path, e.to_string()))?;
+    }
     opt.set_learning_rate(lr);
     model.params_mut().copy_from_slice(&params);
+    model.buffers_mut().copy_from_slice(&buffers);
+    model.set_noise(noise);
     Ok(progress)
 }
 

@@ -100,6 +100,19 @@ impl Act {
     }
 }
 
+/// Multiplies the gradient `dy` of `n` samples of `len` values by `act'` at the outputs `y`,
+/// in place (the backward pass of an activation fused into a residual addition).
+pub fn act_backward(n: usize, len: usize, act: Act, y: &[f32], dy: &mut [f32]) {
+    if act == Act::Identity {
+        return;
+    }
+    let chunk = (chunk_len(n) * len).max(1);
+    dy[..n * len]
+        .par_chunks_mut(chunk)
+        .zip(y[..n * len].par_chunks(chunk))
+        .for_each(|(dy, y)| act.backward_in_place(y, dy));
+}
+
 /// An activation on its own, for the places where no layer before it can absorb it (after a
 /// pooling layer or straight after the input). `LEN` values per sample.
 #[derive(Clone, Copy, Debug)]

@@ -17,7 +17,7 @@ mod pool;
 mod residual;
 mod softmax;
 
-pub use activation::{Act, Activation};
+pub use activation::{act_backward, sigmoid, Act, Activation};
 pub use batchnorm::BatchNorm;
 pub use conv::{col2im, im2col, Conv2d};
 pub use gemm::{gemm, Mat, MatMut};
