@@ -20,12 +20,14 @@ pub mod io;
 pub mod kernels;
 mod model;
 pub mod optim;
+pub mod schedule;
 mod shape;
 mod workspace;
 
 pub use error::Error;
 pub use model::{accuracy, Evaluation, LayerInfo, Model, TensorInfo};
-pub use optim::{Optimizer, Sgd};
+pub use optim::{Adam, AdamW, Optimizer, Segment, Sgd};
+pub use schedule::Schedule;
 pub use shape::{conv_output_len, Shape};
 pub use workspace::{Workspace, WorkspaceParts, WorkspaceSizes};
 

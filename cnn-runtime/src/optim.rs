@@ -1,14 +1,44 @@
 //! Optimizers: update rules over a model's flat parameter and gradient buffers.
+//!
+//! [`Sgd`], [`Adam`] and [`AdamW`] follow the formulas of `torch.optim.SGD`, `torch.optim.Adam` and
+//! `torch.optim.AdamW`, in PyTorch's order of operations. One difference: weight decay applies only
+//! to the [`Segment`]s marked `decay` (a model marks its convolution and fully connected weights,
+//! not its biases or normalisation parameters), where PyTorch's default decays every parameter.
+//! Passing [`whole`] as the segments decays everything, as PyTorch does.
 
 use crate::{Error, Result};
+
+/// A run of parameters `start..end` that an optimizer updates, and whether weight decay applies to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Index of the first parameter of the run.
+    pub start: usize,
+    /// One past the index of the last parameter of the run.
+    pub end: usize,
+    /// Whether weight decay (L2, L1 or decoupled) applies to the run.
+    pub decay: bool,
+}
+
+/// One segment covering all `len` parameters, with weight decay: the layout for a plain slice, under
+/// which weight decay applies to every parameter as in PyTorch's default.
+pub fn whole(len: usize) -> [Segment; 1] {
+    [Segment { start: 0, end: len, decay: true }]
+}
 
 /// An update rule applied to a model's parameters from their gradient.
 ///
 /// Optimizers see the flat buffers of [`Model`](crate::Model), so one implementation serves
-/// every generated model. State (such as momentum) is allocated on the first step and reused.
+/// every generated model. State buffers (such as momentum) span all the parameters; they are
+/// allocated on the first step, or when the number of parameters changes, and reused otherwise.
 pub trait Optimizer {
-    /// Updates `params` in place from `grads` (both the same length).
-    fn step(&mut self, params: &mut [f32], grads: &[f32]);
+    /// Updates the parameters of `segments` in place from `grads` (same length as `params`);
+    /// parameters outside every segment (frozen ones) are left alone, state included.
+    ///
+    /// # Panics
+    ///
+    /// When `grads` and `params` differ in length, or the segments are not in increasing order,
+    /// disjoint and within `params`.
+    fn step(&mut self, params: &mut [f32], grads: &[f32], segments: &[Segment]);
 
     /// The current learning rate.
     fn learning_rate(&self) -> f32;
@@ -16,7 +46,7 @@ pub trait Optimizer {
     /// Sets the learning rate, for decay schedules.
     fn set_learning_rate(&mut self, lr: f32);
 
-    /// A description with every hyperparameter, such as `Sgd(lr=0.05, momentum=0.9)`, kept in
+    /// A description with every hyperparameter, such as `Sgd(lr=0.05, momentum=0.9, ...)`, kept in
     /// checkpoints.
     fn describe(&self) -> String;
 
@@ -33,19 +63,104 @@ pub trait Optimizer {
             reason: format!("`{name}` is not part of this optimizer"),
         })
     }
+
+    /// Scalars of the state (Adam's step count), for checkpoints. Default: none.
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+
+    /// Restores the state scalar `name` from a checkpoint.
+    fn load_counter(&mut self, name: &str, value: u64) -> Result<()> {
+        let _ = value;
+        Err(Error::InvalidArgument {
+            name: "optimizer counter",
+            reason: format!("`{name}` is not part of this optimizer"),
+        })
+    }
 }
 
-/// Mini-batch stochastic gradient descent with momentum, as the course writes it:
+/// Checks the arguments of [`Optimizer::step`].
+fn check_layout(params: usize, grads: usize, segments: &[Segment]) {
+    assert_eq!(params, grads, "parameters and gradients differ in length");
+    let mut end = 0;
+    for s in segments {
+        assert!(
+            end <= s.start && s.start <= s.end && s.end <= params,
+            "segment {s:?} is out of order, overlaps another or lies beyond the {params} parameters"
+        );
+        end = s.end;
+    }
+}
+
+/// Fails unless `lr` is finite and positive.
+fn check_lr(lr: f32) -> Result<()> {
+    if lr.is_finite() && lr > 0.0 {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument { name: "learning rate", reason: format!("must be finite and positive, got {lr}") })
+    }
+}
+
+/// Fails unless `value` is finite and not negative.
+fn check_non_negative(name: &'static str, value: f32) -> Result<()> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument { name, reason: format!("must be finite and not negative, got {value}") })
+    }
+}
+
+/// Fails unless `value` is in `[0, 1)`.
+fn check_unit(name: &'static str, value: f32) -> Result<()> {
+    if (0.0..1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument { name, reason: format!("must be in [0, 1), got {value}") })
+    }
+}
+
+/// `x` as Python prints a float in PyTorch's descriptions: `0.001`, but `1e-8`.
+fn num(x: f32) -> String {
+    if x != 0.0 && (x.abs() < 1e-4 || x.abs() >= 1e16) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
+    }
+}
+
+/// The `f64` of the shortest decimal that reads back as `x`: `0.9f32` gives `0.9`, the Python float a
+/// PyTorch user writes, where `f64::from` gives `0.899999976…`. Adam's bias correction works in `f64`
+/// on these, as PyTorch's does on Python floats.
+fn widen(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(f64::from(x))
+}
+
+/// The sign of `w`, with `sign(0) = 0`.
+fn sign(w: f32) -> f32 {
+    if w > 0.0 {
+        1.0
+    } else if w < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
+/// Mini-batch stochastic gradient descent with momentum, as `torch.optim.SGD` (dampening 0):
 ///
-/// `Δ ← κ·Δ + ∇L`, then `w ← w − γ·Δ`,
+/// `g ← ∇L + λ₂·w + λ₁·sign(w)` (the decay terms on decaying segments only), then with momentum
+/// `μ > 0`: `b ← μ·b + g` (`b = g` on the first step), `g ← g + μ·b` with Nesterov or `g ← b`
+/// without; finally `w ← w − γ·g`.
 ///
-/// with learning rate `γ` and momentum `κ` (`κ = 0` is plain SGD). This is PyTorch's
-/// `torch.optim.SGD(lr=γ, momentum=κ)` update.
+/// The course's form `Δ ← κ·Δ + ∇L`, `w ← w − γ·Δ` is the momentum case. Without momentum the
+/// optimizer keeps no state.
 #[derive(Clone, Debug)]
 pub struct Sgd {
     lr: f32,
     momentum: f32,
+    nesterov: bool,
     weight_decay: f32,
+    l1: f32,
     velocity: Vec<f32>,
 }
 
@@ -54,59 +169,74 @@ impl Sgd {
     ///
     /// Fails when `lr` is not finite and positive, or `momentum` is not in `[0, 1)`.
     pub fn new(lr: f32, momentum: f32) -> Result<Self> {
-        if !(lr.is_finite() && lr > 0.0) {
-            return Err(Error::InvalidArgument {
-                name: "learning rate",
-                reason: format!("must be finite and positive, got {lr}"),
-            });
-        }
-        if !(0.0..1.0).contains(&momentum) {
-            return Err(Error::InvalidArgument {
-                name: "momentum",
-                reason: format!("must be in [0, 1), got {momentum}"),
-            });
-        }
-        Ok(Sgd { lr, momentum, weight_decay: 0.0, velocity: Vec::new() })
+        check_lr(lr)?;
+        check_unit("momentum", momentum)?;
+        Ok(Sgd { lr, momentum, nesterov: false, weight_decay: 0.0, l1: 0.0, velocity: Vec::new() })
     }
 
-    /// Adds L2 weight decay `λ`: the gradient becomes `∇L + λ·w` before the momentum step
-    /// (PyTorch's `weight_decay`, applied to every parameter). Fails unless `λ` is finite and
-    /// not negative.
-    pub fn with_weight_decay(mut self, weight_decay: f32) -> Result<Self> {
-        if !(weight_decay.is_finite() && weight_decay >= 0.0) {
-            return Err(Error::InvalidArgument {
-                name: "weight decay",
-                reason: format!("must be finite and not negative, got {weight_decay}"),
-            });
+    /// Turns Nesterov momentum on or off. Fails when turning it on without momentum.
+    pub fn with_nesterov(mut self, nesterov: bool) -> Result<Self> {
+        if nesterov && self.momentum == 0.0 {
+            return Err(Error::InvalidArgument { name: "nesterov", reason: "requires a momentum above 0".into() });
         }
+        self.nesterov = nesterov;
+        Ok(self)
+    }
+
+    /// Adds L2 weight decay `λ`: the gradient becomes `∇L + λ·w` on decaying segments (PyTorch's
+    /// `weight_decay`). Fails unless `λ` is finite and not negative.
+    pub fn with_weight_decay(mut self, weight_decay: f32) -> Result<Self> {
+        check_non_negative("weight decay", weight_decay)?;
         self.weight_decay = weight_decay;
         Ok(self)
     }
 
-    /// The momentum `κ`.
+    /// Adds L1 regularisation `λ` ("gradual forgetting"): the gradient becomes `∇L + λ·sign(w)`
+    /// on decaying segments, with `sign(0) = 0`. Fails unless `λ` is finite and not negative.
+    pub fn with_l1(mut self, l1: f32) -> Result<Self> {
+        check_non_negative("L1 regularisation", l1)?;
+        self.l1 = l1;
+        Ok(self)
+    }
+
+    /// The momentum `μ`.
     pub fn momentum(&self) -> f32 {
         self.momentum
     }
 }
 
 impl Optimizer for Sgd {
-    fn step(&mut self, params: &mut [f32], grads: &[f32]) {
-        assert_eq!(params.len(), grads.len(), "parameters and gradients differ in length");
-        let (lr, momentum, decay) = (self.lr, self.momentum, self.weight_decay);
-        if momentum == 0.0 {
-            params.iter_mut().zip(grads).for_each(|(w, g)| *w -= lr * (g + decay * *w));
-            return;
-        }
-        let first = self.velocity.len() != params.len();
-        if first {
+    fn step(&mut self, params: &mut [f32], grads: &[f32], segments: &[Segment]) {
+        check_layout(params.len(), grads.len(), segments);
+        let (lr, momentum, nesterov) = (self.lr, self.momentum, self.nesterov);
+        if momentum != 0.0 && self.velocity.len() != params.len() {
             self.velocity.clear();
             self.velocity.resize(params.len(), 0.0);
         }
-        for ((w, g), v) in params.iter_mut().zip(grads).zip(&mut self.velocity) {
-            let g = g + decay * *w;
-            // The buffer starts at the first gradient, as PyTorch's does.
-            *v = if first { g } else { momentum * *v + g };
-            *w -= lr * *v;
+        for s in segments {
+            let (l2, l1) = if s.decay { (self.weight_decay, self.l1) } else { (0.0, 0.0) };
+            let regularised = |g: f32, w: f32| {
+                let g = if l2 != 0.0 { g + l2 * w } else { g };
+                if l1 != 0.0 {
+                    g + l1 * sign(w)
+                } else {
+                    g
+                }
+            };
+            let (w, g) = (&mut params[s.start..s.end], &grads[s.start..s.end]);
+            if momentum == 0.0 {
+                for (w, &g) in w.iter_mut().zip(g) {
+                    *w -= lr * regularised(g, *w);
+                }
+                continue;
+            }
+            for ((w, &g), b) in w.iter_mut().zip(g).zip(&mut self.velocity[s.start..s.end]) {
+                let g = regularised(g, *w);
+                // The buffer starts at zero, so the first step sets it to `g`, as PyTorch's.
+                *b = momentum * *b + g;
+                let d = if nesterov { g + momentum * *b } else { *b };
+                *w -= lr * d;
+            }
         }
     }
 
@@ -119,7 +249,14 @@ impl Optimizer for Sgd {
     }
 
     fn describe(&self) -> String {
-        format!("Sgd(lr={}, momentum={}, weight_decay={})", self.lr, self.momentum, self.weight_decay)
+        format!(
+            "Sgd(lr={}, momentum={}, nesterov={}, weight_decay={}, l1={})",
+            num(self.lr),
+            num(self.momentum),
+            self.nesterov,
+            num(self.weight_decay),
+            num(self.l1)
+        )
     }
 
     fn state(&self) -> Vec<(&'static str, &[f32])> {
@@ -131,10 +268,10 @@ impl Optimizer for Sgd {
     }
 
     fn load_state(&mut self, name: &str, values: &[f32]) -> Result<()> {
-        if name != "momentum_buffer" {
+        if name != "momentum_buffer" || self.momentum == 0.0 {
             return Err(Error::InvalidArgument {
                 name: "optimizer state",
-                reason: format!("Sgd has no state `{name}`"),
+                reason: format!("{} has no state `{name}`", self.describe()),
             });
         }
         self.velocity = values.to_vec();
@@ -142,55 +279,608 @@ impl Optimizer for Sgd {
     }
 }
 
+/// The state and hyperparameters shared by [`Adam`] and [`AdamW`].
+#[derive(Clone, Debug)]
+struct AdamCore {
+    lr: f32,
+    betas: (f32, f32),
+    eps: f32,
+    weight_decay: f32,
+    /// `lr`, `betas` and `weight_decay` widened to `f64`, for the bias correction.
+    wide: (f64, f64, f64, f64),
+    step: u64,
+    exp_avg: Vec<f32>,
+    exp_avg_sq: Vec<f32>,
+}
+
+impl AdamCore {
+    fn new(lr: f32, weight_decay: f32) -> Result<Self> {
+        check_lr(lr)?;
+        let mut core = AdamCore {
+            lr,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay,
+            wide: (0.0, 0.0, 0.0, 0.0),
+            step: 0,
+            exp_avg: Vec::new(),
+            exp_avg_sq: Vec::new(),
+        };
+        core.widen();
+        Ok(core)
+    }
+
+    fn widen(&mut self) {
+        self.wide = (widen(self.lr), widen(self.betas.0), widen(self.betas.1), widen(self.weight_decay));
+    }
+
+    fn set_betas(&mut self, beta1: f32, beta2: f32) -> Result<()> {
+        check_unit("beta1", beta1)?;
+        check_unit("beta2", beta2)?;
+        self.betas = (beta1, beta2);
+        self.widen();
+        Ok(())
+    }
+
+    fn set_eps(&mut self, eps: f32) -> Result<()> {
+        if !(eps.is_finite() && eps > 0.0) {
+            return Err(Error::InvalidArgument {
+                name: "eps",
+                reason: format!("must be finite and positive, got {eps}"),
+            });
+        }
+        self.eps = eps;
+        Ok(())
+    }
+
+    fn set_weight_decay(&mut self, weight_decay: f32) -> Result<()> {
+        check_non_negative("weight decay", weight_decay)?;
+        self.weight_decay = weight_decay;
+        self.widen();
+        Ok(())
+    }
+
+    fn set_lr(&mut self, lr: f32) {
+        self.lr = lr;
+        self.widen();
+    }
+
+    fn describe(&self, kind: &str) -> String {
+        format!(
+            "{kind}(lr={}, betas=({}, {}), eps={}, weight_decay={})",
+            num(self.lr),
+            num(self.betas.0),
+            num(self.betas.1),
+            num(self.eps),
+            num(self.weight_decay)
+        )
+    }
+
+    /// One step of `torch.optim.Adam` (single-tensor, without amsgrad), with the weight decay
+    /// added to the gradient, or `decoupled` as in `torch.optim.AdamW`.
+    fn step(&mut self, params: &mut [f32], grads: &[f32], segments: &[Segment], decoupled: bool) {
+        check_layout(params.len(), grads.len(), segments);
+        let n = params.len();
+        if self.exp_avg.len() != n || self.exp_avg_sq.len() != n {
+            for buffer in [&mut self.exp_avg, &mut self.exp_avg_sq] {
+                buffer.clear();
+                buffer.resize(n, 0.0);
+            }
+            self.step = 0;
+        }
+        self.step += 1;
+        let (lr, beta1, beta2, weight_decay) = self.wide;
+        // Python floats in PyTorch, cast to `f32` where they meet the tensors.
+        let t = self.step as f64;
+        let bias_correction1 = 1.0 - beta1.powf(t);
+        let bias_correction2 = 1.0 - beta2.powf(t);
+        let step_size = (lr / bias_correction1) as f32;
+        let bias_correction2_sqrt = bias_correction2.powf(0.5) as f32;
+        let (one_minus_beta1, beta2_f, one_minus_beta2) = ((1.0 - beta1) as f32, beta2 as f32, (1.0 - beta2) as f32);
+        let shrink = (1.0 - lr * weight_decay) as f32;
+        let (eps, l2) = (self.eps, self.weight_decay);
+        for s in segments {
+            let decay = s.decay && l2 != 0.0;
+            let range = s.start..s.end;
+            let moments = self.exp_avg[range.clone()].iter_mut().zip(&mut self.exp_avg_sq[range.clone()]);
+            for ((w, &g), (m, v)) in params[range.clone()].iter_mut().zip(&grads[range]).zip(moments) {
+                let g = if decay && !decoupled { g + l2 * *w } else { g };
+                if decay && decoupled {
+                    *w *= shrink;
+                }
+                // `lerp(m, g, 1 − β₁)` with PyTorch's formula for a weight below 0.5.
+                *m += one_minus_beta1 * (g - *m);
+                *v = *v * beta2_f + one_minus_beta2 * g * g;
+                let denom = v.sqrt() / bias_correction2_sqrt + eps;
+                *w -= step_size * *m / denom;
+            }
+        }
+    }
+
+    fn state(&self) -> Vec<(&'static str, &[f32])> {
+        if self.exp_avg.is_empty() {
+            Vec::new()
+        } else {
+            vec![("exp_avg", &self.exp_avg), ("exp_avg_sq", &self.exp_avg_sq)]
+        }
+    }
+
+    fn load_state(&mut self, kind: &str, name: &str, values: &[f32]) -> Result<()> {
+        let len = self.exp_avg.len();
+        if !self.exp_avg.is_empty() && values.len() != len {
+            return Err(Error::InvalidArgument {
+                name: "optimizer state",
+                reason: format!("{kind} state `{name}` has {} values, the other buffers {len}", values.len()),
+            });
+        }
+        let (target, other) = match name {
+            "exp_avg" => (&mut self.exp_avg, &mut self.exp_avg_sq),
+            "exp_avg_sq" => (&mut self.exp_avg_sq, &mut self.exp_avg),
+            _ => {
+                return Err(Error::InvalidArgument {
+                    name: "optimizer state",
+                    reason: format!("{kind} has no state `{name}` (it has `exp_avg` and `exp_avg_sq`)"),
+                })
+            }
+        };
+        target.clear();
+        target.extend_from_slice(values);
+        // A buffer not loaded yet starts at zero, as on a first step.
+        other.resize(values.len(), 0.0);
+        Ok(())
+    }
+
+    fn load_counter(&mut self, kind: &str, name: &str, value: u64) -> Result<()> {
+        if name != "step" {
+            return Err(Error::InvalidArgument {
+                name: "optimizer counter",
+                reason: format!("{kind} has no counter `{name}` (it has `step`)"),
+            });
+        }
+        self.step = value;
+        Ok(())
+    }
+}
+
+/// Adam, as `torch.optim.Adam` (without amsgrad), in PyTorch's order of operations:
+///
+/// `g ← ∇L + λ·w` (on decaying segments), `t ← t + 1`, `m ← m + (1 − β₁)(g − m)`,
+/// `v ← β₂·v + (1 − β₂)·g²`, then `w ← w − (γ / (1 − β₁ᵗ))·m / (√v / √(1 − β₂ᵗ) + ε)`.
+///
+/// The bias corrections are computed in `f64`, the rest in `f32`. The step count `t` is one
+/// counter for all parameters (PyTorch keeps one per tensor, which differs only for tensors
+/// that were frozen for a while and then trained).
+#[derive(Clone, Debug)]
+pub struct Adam(AdamCore);
+
+impl Adam {
+    /// Adam with learning rate `lr`, betas `(0.9, 0.999)`, `eps = 1e-8` and no weight decay.
+    /// Fails unless `lr` is finite and positive.
+    pub fn new(lr: f32) -> Result<Self> {
+        AdamCore::new(lr, 0.0).map(Adam)
+    }
+
+    /// Sets the decay rates of the moment estimates. Fails unless both are in `[0, 1)`.
+    pub fn with_betas(mut self, beta1: f32, beta2: f32) -> Result<Self> {
+        self.0.set_betas(beta1, beta2)?;
+        Ok(self)
+    }
+
+    /// Sets `ε`, added to the denominator. Fails unless it is finite and positive.
+    pub fn with_eps(mut self, eps: f32) -> Result<Self> {
+        self.0.set_eps(eps)?;
+        Ok(self)
+    }
+
+    /// Adds L2 weight decay `λ` to the gradient (`∇L + λ·w`) on decaying segments, as
+    /// `torch.optim.Adam`'s `weight_decay`. Fails unless `λ` is finite and not negative.
+    pub fn with_weight_decay(mut self, weight_decay: f32) -> Result<Self> {
+        self.0.set_weight_decay(weight_decay)?;
+        Ok(self)
+    }
+
+    /// The step count `t`.
+    pub fn steps(&self) -> u64 {
+        self.0.step
+    }
+}
+
+/// AdamW, as `torch.optim.AdamW`: Adam whose weight decay is decoupled from the gradient.
+/// On decaying segments, `w ← w·(1 − γ·λ)` comes before the [`Adam`] update, which then runs
+/// without weight decay.
+#[derive(Clone, Debug)]
+pub struct AdamW(AdamCore);
+
+impl AdamW {
+    /// AdamW with learning rate `lr` and PyTorch's defaults: weight decay `0.01`, betas
+    /// `(0.9, 0.999)`, `eps = 1e-8`. Fails unless `lr` is finite and positive.
+    pub fn new(lr: f32) -> Result<Self> {
+        AdamCore::new(lr, 0.01).map(AdamW)
+    }
+
+    /// Sets the decay rates of the moment estimates. Fails unless both are in `[0, 1)`.
+    pub fn with_betas(mut self, beta1: f32, beta2: f32) -> Result<Self> {
+        self.0.set_betas(beta1, beta2)?;
+        Ok(self)
+    }
+
+    /// Sets `ε`, added to the denominator. Fails unless it is finite and positive.
+    pub fn with_eps(mut self, eps: f32) -> Result<Self> {
+        self.0.set_eps(eps)?;
+        Ok(self)
+    }
+
+    /// Sets the decoupled weight decay `λ`. Fails unless it is finite and not negative.
+    pub fn with_weight_decay(mut self, weight_decay: f32) -> Result<Self> {
+        self.0.set_weight_decay(weight_decay)?;
+        Ok(self)
+    }
+
+    /// The step count `t`.
+    pub fn steps(&self) -> u64 {
+        self.0.step
+    }
+}
+
+/// Implements [`Optimizer`] for a wrapper of [`AdamCore`].
+macro_rules! adam_optimizer {
+    ($kind:ident, $decoupled:expr) => {
+        impl Optimizer for $kind {
+            fn step(&mut self, params: &mut [f32], grads: &[f32], segments: &[Segment]) {
+                self.0.step(params, grads, segments, $decoupled);
+            }
+
+            fn learning_rate(&self) -> f32 {
+                self.0.lr
+            }
+
+            fn set_learning_rate(&mut self, lr: f32) {
+                self.0.set_lr(lr);
+            }
+
+            fn describe(&self) -> String {
+                self.0.describe(stringify!($kind))
+            }
+
+            fn state(&self) -> Vec<(&'static str, &[f32])> {
+                self.0.state()
+            }
+
+            fn load_state(&mut self, name: &str, values: &[f32]) -> Result<()> {
+                self.0.load_state(stringify!($kind), name, values)
+            }
+
+            fn counters(&self) -> Vec<(&'static str, u64)> {
+                vec![("step", self.0.step)]
+            }
+
+            fn load_counter(&mut self, name: &str, value: u64) -> Result<()> {
+                self.0.load_counter(stringify!($kind), name, value)
+            }
+        }
+    };
+}
+
+adam_optimizer!(Adam, false);
+adam_optimizer!(AdamW, true);
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn momentum_follows_the_update_formula_step_by_step() {
-        let mut opt = Sgd::new(0.1, 0.9).unwrap();
-        let mut w = vec![1.0f32, -2.0];
-        let g1 = [0.5, 1.0];
-        let g2 = [-1.0, 2.0];
-        opt.step(&mut w, &g1);
-        // Δ = g1; w = w - 0.1 g1
-        assert_eq!(w, vec![1.0 - 0.1 * 0.5, -2.0 - 0.1 * 1.0]);
-        opt.step(&mut w, &g2);
-        // Δ = 0.9 g1 + g2
-        let d = [0.9f32 * 0.5 - 1.0, 0.9 * 1.0 + 2.0];
-        assert_eq!(w, vec![1.0 - 0.1 * 0.5 - 0.1 * d[0], -2.0 - 0.1 * 1.0 - 0.1 * d[1]]);
+    fn assert_close(found: &[f32], expected: &[f64], tolerance: f64) {
+        assert_eq!(found.len(), expected.len());
+        for (i, (&f, &e)) in found.iter().zip(expected).enumerate() {
+            assert!((f64::from(f) - e).abs() <= tolerance * e.abs().max(1.0), "parameter {i}: found {f}, expected {e}");
+        }
+    }
+
+    const GRADS: [[f32; 4]; 3] = [[0.5, -1.0, 0.25, 2.0], [-0.3, 0.8, 0.0, 1.5], [0.1, -0.2, -0.7, -0.4]];
+    const START: [f32; 4] = [1.0, -2.0, 0.0, 0.5];
+
+    /// Runs `opt` over `GRADS` from `START` and returns the parameters after each step.
+    fn run(opt: &mut dyn Optimizer, segments: &[Segment]) -> Vec<Vec<f32>> {
+        let mut w = START.to_vec();
+        GRADS
+            .iter()
+            .map(|g| {
+                opt.step(&mut w, g, segments);
+                w.clone()
+            })
+            .collect()
     }
 
     #[test]
-    fn plain_sgd_without_momentum() {
+    fn plain_sgd_without_momentum_is_stateless() {
         let mut opt = Sgd::new(0.5, 0.0).unwrap();
         let mut w = vec![1.0f32];
-        opt.step(&mut w, &[2.0]);
-        opt.step(&mut w, &[2.0]);
+        opt.step(&mut w, &[2.0], &whole(1));
+        opt.step(&mut w, &[2.0], &whole(1));
         assert_eq!(w, vec![-1.0]);
+        assert!(opt.state().is_empty());
+        assert!(opt.load_state("momentum_buffer", &[0.0]).is_err());
         opt.set_learning_rate(0.25);
         assert_eq!(opt.learning_rate(), 0.25);
     }
 
     #[test]
-    fn weight_decay_adds_lambda_w_to_the_gradient() {
-        let mut opt = Sgd::new(0.1, 0.9).unwrap().with_weight_decay(0.01).unwrap();
-        let mut w = vec![2.0f32];
-        opt.step(&mut w, &[0.5]);
-        // Δ = 0.5 + 0.01·2 = 0.52
-        assert_eq!(w, vec![2.0 - 0.1 * 0.52]);
-        let w1 = w[0];
-        opt.step(&mut w, &[0.5]);
-        let d = 0.9 * 0.52 + (0.5 + 0.01 * w1);
-        assert!((w[0] - (w1 - 0.1 * d)).abs() < 1e-7);
-        assert!(Sgd::new(0.1, 0.0).unwrap().with_weight_decay(-1.0).is_err());
+    fn sgd_momentum_follows_the_update_formula_step_by_step() {
+        let (lr, mu) = (0.1, 0.9);
+        let mut opt = Sgd::new(lr as f32, mu as f32).unwrap();
+        let steps = run(&mut opt, &whole(4));
+        let mut w: Vec<f64> = START.iter().map(|&x| x.into()).collect();
+        let mut b = [0.0f64; 4];
+        for (t, g) in GRADS.iter().enumerate() {
+            for i in 0..4 {
+                let g = f64::from(g[i]);
+                b[i] = if t == 0 { g } else { mu * b[i] + g };
+                w[i] -= lr * b[i];
+            }
+            assert_close(&steps[t], &w, 1e-6);
+        }
     }
 
     #[test]
-    fn rejects_bad_hyperparameters() {
+    fn sgd_nesterov_follows_the_update_formula_step_by_step() {
+        let (lr, mu) = (0.05, 0.8);
+        let mut opt = Sgd::new(lr as f32, mu as f32).unwrap().with_nesterov(true).unwrap();
+        let steps = run(&mut opt, &whole(4));
+        let mut w: Vec<f64> = START.iter().map(|&x| x.into()).collect();
+        let mut b = [0.0f64; 4];
+        for (t, g) in GRADS.iter().enumerate() {
+            for i in 0..4 {
+                let g = f64::from(g[i]);
+                b[i] = if t == 0 { g } else { mu * b[i] + g };
+                w[i] -= lr * (g + mu * b[i]);
+            }
+            assert_close(&steps[t], &w, 1e-6);
+        }
+    }
+
+    #[test]
+    fn sgd_l2_and_l1_regularise_the_gradient() {
+        let (lr, mu, l2, l1) = (0.1, 0.5, 0.01, 0.02);
+        let mut opt =
+            Sgd::new(lr as f32, mu as f32).unwrap().with_weight_decay(l2 as f32).unwrap().with_l1(l1 as f32).unwrap();
+        assert_eq!(opt.describe(), "Sgd(lr=0.1, momentum=0.5, nesterov=false, weight_decay=0.01, l1=0.02)");
+        let steps = run(&mut opt, &whole(4));
+        let mut w: Vec<f64> = START.iter().map(|&x| x.into()).collect();
+        let mut b = [0.0f64; 4];
+        for (t, g) in GRADS.iter().enumerate() {
+            for i in 0..4 {
+                let sign = if w[i] > 0.0 {
+                    1.0
+                } else if w[i] < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                };
+                let g = f64::from(g[i]) + l2 * w[i] + l1 * sign;
+                b[i] = if t == 0 { g } else { mu * b[i] + g };
+                w[i] -= lr * b[i];
+            }
+            assert_close(&steps[t], &w, 1e-6);
+        }
+        // The zero weight gets no L1 (nor L2) pull on the first step: only its gradient moves it.
+        assert_eq!(steps[0][2], -(0.1f32 * 0.25));
+    }
+
+    #[test]
+    fn sgd_respects_segments() {
+        let mut opt = Sgd::new(0.1, 0.9).unwrap().with_weight_decay(0.5).unwrap().with_l1(0.1).unwrap();
+        let mut plain = Sgd::new(0.1, 0.9).unwrap();
+        let segments = [Segment { start: 0, end: 1, decay: true }, Segment { start: 2, end: 4, decay: false }];
+        let steps = run(&mut opt, &segments);
+        let undecayed = run(&mut plain, &whole(4));
+        for (with, without) in steps.iter().zip(&undecayed) {
+            assert_eq!(with[1], START[1], "a frozen parameter moved");
+            assert_eq!(&with[2..], &without[2..], "a non-decaying segment was decayed");
+            assert!(with[0] < without[0], "the decaying weight was not pulled towards zero");
+        }
+        assert_eq!(opt.state()[0].1[1], 0.0, "a frozen parameter's state changed");
+    }
+
+    #[test]
+    fn sgd_state_round_trip_continues_identically() {
+        let new = || Sgd::new(0.1, 0.9).unwrap().with_nesterov(true).unwrap();
+        let mut a = new();
+        let mut w = START.to_vec();
+        a.step(&mut w, &GRADS[0], &whole(4));
+        a.step(&mut w, &GRADS[1], &whole(4));
+        let mut b = new();
+        for (name, values) in a.state() {
+            b.load_state(name, values).unwrap();
+        }
+        let mut w2 = w.clone();
+        a.step(&mut w, &GRADS[2], &whole(4));
+        b.step(&mut w2, &GRADS[2], &whole(4));
+        assert_eq!(w, w2);
+        assert!(b.load_state("exp_avg", &[0.0; 4]).is_err());
+    }
+
+    #[test]
+    fn sgd_rejects_bad_hyperparameters() {
         assert!(Sgd::new(0.0, 0.9).unwrap_err().to_string().contains("learning rate"));
         assert!(Sgd::new(f32::NAN, 0.9).is_err());
         assert!(Sgd::new(0.1, 1.0).unwrap_err().to_string().contains("momentum"));
         assert!(Sgd::new(0.1, -0.5).is_err());
+        assert!(Sgd::new(0.1, 0.0).unwrap().with_nesterov(true).unwrap_err().to_string().contains("nesterov"));
+        assert!(Sgd::new(0.1, 0.0).unwrap().with_weight_decay(-1.0).is_err());
+        assert!(Sgd::new(0.1, 0.0).unwrap().with_l1(f32::INFINITY).is_err());
+        assert_eq!(
+            Sgd::new(0.05, 0.9).unwrap().with_nesterov(true).unwrap().describe(),
+            "Sgd(lr=0.05, momentum=0.9, nesterov=true, weight_decay=0, l1=0)"
+        );
+    }
+
+    /// Adam as the paper writes it, in `f64`: bias-corrected moments `m̂ = m / (1 − β₁ᵗ)` and
+    /// `v̂ = v / (1 − β₂ᵗ)`, then `w ← w − γ·m̂ / (√v̂ + ε)`; `decay` is `(λ, decoupled)`.
+    fn adam_reference(lr: f64, (b1, b2): (f64, f64), eps: f64, decay: (f64, bool)) -> Vec<Vec<f64>> {
+        let mut w: Vec<f64> = START.iter().map(|&x| x.into()).collect();
+        let (mut m, mut v) = ([0.0f64; 4], [0.0f64; 4]);
+        let mut out = Vec::new();
+        for (t, g) in GRADS.iter().enumerate() {
+            let t = t as i32 + 1;
+            for i in 0..4 {
+                let mut g = f64::from(g[i]);
+                if decay.1 {
+                    w[i] *= 1.0 - lr * decay.0;
+                } else {
+                    g += decay.0 * w[i];
+                }
+                m[i] = b1 * m[i] + (1.0 - b1) * g;
+                v[i] = b2 * v[i] + (1.0 - b2) * g * g;
+                let m_hat = m[i] / (1.0 - b1.powi(t));
+                let v_hat = v[i] / (1.0 - b2.powi(t));
+                w[i] -= lr * m_hat / (v_hat.sqrt() + eps);
+            }
+            out.push(w.clone());
+        }
+        out
+    }
+
+    #[test]
+    fn adam_bias_correction_moves_each_early_step_by_the_learning_rate() {
+        // With a constant gradient, m̂ = g and v̂ = g², so every step moves by γ·g / (|g| + ε).
+        let mut opt = Adam::new(0.01).unwrap();
+        let mut w = vec![1.0f32, -1.0, 0.0];
+        let g = [0.5f32, -2.0, 1e-3];
+        for t in 1..=3 {
+            opt.step(&mut w, &g, &whole(3));
+            let moved = |g: f64| 0.01 * t as f64 * g / (g.abs() + 1e-8);
+            assert_close(&w, &[1.0 - moved(0.5), -1.0 - moved(-2.0), -moved(1e-3)], 1e-6);
+        }
+        assert_eq!(opt.steps(), 3);
+    }
+
+    #[test]
+    fn adam_follows_the_update_formula_step_by_step() {
+        let mut opt = Adam::new(0.01).unwrap();
+        assert_eq!(opt.describe(), "Adam(lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0)");
+        let steps = run(&mut opt, &whole(4));
+        let reference = adam_reference(0.01, (0.9, 0.999), 1e-8, (0.0, false));
+        for (found, expected) in steps.iter().zip(&reference) {
+            assert_close(found, expected, 1e-6);
+        }
+        // Hand-computed first step: m̂ = g and v̂ = g², so w − 0.01·g/(|g| + 1e-8).
+        assert_close(&steps[0], &[0.99, -1.99, -0.01, 0.49], 1e-6);
+    }
+
+    #[test]
+    fn adam_l2_weight_decay_and_custom_hyperparameters() {
+        let mut opt = Adam::new(0.05)
+            .unwrap()
+            .with_betas(0.8, 0.99)
+            .unwrap()
+            .with_eps(1e-3)
+            .unwrap()
+            .with_weight_decay(0.1)
+            .unwrap();
+        assert_eq!(opt.describe(), "Adam(lr=0.05, betas=(0.8, 0.99), eps=0.001, weight_decay=0.1)");
+        let steps = run(&mut opt, &whole(4));
+        let reference = adam_reference(0.05, (0.8, 0.99), 1e-3, (0.1, false));
+        for (found, expected) in steps.iter().zip(&reference) {
+            assert_close(found, expected, 1e-6);
+        }
+        assert!(Adam::new(0.1).unwrap().state().is_empty());
+    }
+
+    #[test]
+    fn adamw_decays_weights_decoupled_from_the_gradient() {
+        let mut opt = AdamW::new(0.01).unwrap().with_weight_decay(0.5).unwrap();
+        let steps = run(&mut opt, &whole(4));
+        let reference = adam_reference(0.01, (0.9, 0.999), 1e-8, (0.5, true));
+        for (found, expected) in steps.iter().zip(&reference) {
+            assert_close(found, expected, 1e-6);
+        }
+        assert_eq!(
+            AdamW::new(0.001).unwrap().describe(),
+            "AdamW(lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)"
+        );
+    }
+
+    #[test]
+    fn adam_and_adamw_respect_segments() {
+        let segments = [Segment { start: 0, end: 1, decay: true }, Segment { start: 2, end: 4, decay: false }];
+        let optimizers: [(Box<dyn Optimizer>, Box<dyn Optimizer>); 2] = [
+            (Box::new(Adam::new(0.01).unwrap().with_weight_decay(0.5).unwrap()), Box::new(Adam::new(0.01).unwrap())),
+            (
+                Box::new(AdamW::new(0.01).unwrap().with_weight_decay(0.5).unwrap()),
+                Box::new(AdamW::new(0.01).unwrap().with_weight_decay(0.0).unwrap()),
+            ),
+        ];
+        for (mut opt, mut plain) in optimizers {
+            let steps = run(opt.as_mut(), &segments);
+            let undecayed = run(plain.as_mut(), &whole(4));
+            for (with, without) in steps.iter().zip(&undecayed) {
+                assert_eq!(with[1], START[1], "a frozen parameter moved");
+                assert_eq!(&with[2..], &without[2..], "a non-decaying segment was decayed");
+            }
+            // Adam's first step is scale-free, so the decay shows from the second step on.
+            assert_ne!(steps[2][0], undecayed[2][0], "the decaying weight was not decayed");
+            for (_, buffer) in opt.state() {
+                assert_eq!(buffer[1], 0.0, "a frozen parameter's state changed");
+            }
+        }
+    }
+
+    #[test]
+    fn adam_state_round_trip_continues_identically() {
+        let mut a = AdamW::new(0.01).unwrap();
+        let mut w = START.to_vec();
+        a.step(&mut w, &GRADS[0], &whole(4));
+        a.step(&mut w, &GRADS[1], &whole(4));
+        let mut b = AdamW::new(0.01).unwrap();
+        for (name, values) in a.state() {
+            b.load_state(name, values).unwrap();
+        }
+        for (name, value) in a.counters() {
+            b.load_counter(name, value).unwrap();
+        }
+        assert_eq!(b.steps(), 2);
+        let mut w2 = w.clone();
+        a.step(&mut w, &GRADS[2], &whole(4));
+        b.step(&mut w2, &GRADS[2], &whole(4));
+        assert_eq!(w, w2);
+        assert_eq!(a.state(), b.state());
+    }
+
+    #[test]
+    fn adam_rejects_bad_state() {
+        let mut opt = Adam::new(0.01).unwrap();
+        assert!(opt.load_state("momentum_buffer", &[0.0; 4]).unwrap_err().to_string().contains("exp_avg"));
+        opt.load_state("exp_avg_sq", &[0.0; 4]).unwrap();
+        let err = opt.load_state("exp_avg", &[0.0; 3]).unwrap_err().to_string();
+        assert!(err.contains("3 values") && err.contains("4"), "{err}");
+        assert!(opt.load_counter("steps", 1).is_err());
+        assert!(Sgd::new(0.1, 0.9).unwrap().load_counter("step", 1).is_err());
+    }
+
+    #[test]
+    fn adam_rejects_bad_hyperparameters() {
+        assert!(Adam::new(-0.1).unwrap_err().to_string().contains("learning rate"));
+        assert!(AdamW::new(f32::INFINITY).is_err());
+        assert!(Adam::new(0.1).unwrap().with_betas(1.0, 0.999).unwrap_err().to_string().contains("beta1"));
+        assert!(Adam::new(0.1).unwrap().with_betas(0.9, -0.1).unwrap_err().to_string().contains("beta2"));
+        assert!(Adam::new(0.1).unwrap().with_eps(0.0).unwrap_err().to_string().contains("eps"));
+        assert!(AdamW::new(0.1).unwrap().with_eps(f32::NAN).is_err());
+        assert!(Adam::new(0.1).unwrap().with_weight_decay(-0.1).is_err());
+        assert!(AdamW::new(0.1).unwrap().with_weight_decay(f32::NAN).is_err());
+    }
+
+    #[test]
+    #[should_panic(expected = "out of order")]
+    fn overlapping_segments_are_refused() {
+        let segments = [Segment { start: 0, end: 3, decay: true }, Segment { start: 2, end: 4, decay: true }];
+        Sgd::new(0.1, 0.0).unwrap().step(&mut [0.0; 4], &[0.0; 4], &segments);
+    }
+
+    #[test]
+    fn widen_reads_the_decimal_the_user_wrote() {
+        assert_eq!(widen(0.9), 0.9);
+        assert_eq!(widen(0.999), 0.999);
+        assert_eq!(widen(1e-8), 1e-8);
+        assert_eq!(num(1e-8), "1e-8");
+        assert_eq!(num(0.001), "0.001");
     }
 }
