@@ -25,7 +25,8 @@ mod shape;
 mod workspace;
 
 pub use error::Error;
-pub use model::{accuracy, Evaluation, LayerInfo, Model, TensorInfo};
+pub use kernels::{Loss, Targets};
+pub use model::{accuracy, mode, Evaluation, LayerInfo, Model, Noise, TensorInfo, TensorKind, Trainable};
 pub use optim::{Adam, AdamW, Optimizer, Segment, Sgd};
 pub use schedule::Schedule;
 pub use shape::{conv_output_len, Shape};

@@ -55,6 +55,16 @@ pub trait Optimizer {
         Vec::new()
     }
 
+    /// The names [`load_state`](Optimizer::load_state) accepts.
+    fn state_names(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
+    /// The names [`load_counter`](Optimizer::load_counter) accepts.
+    fn counter_names(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
     /// Restores the state buffer `name` from a checkpoint.
     fn load_state(&mut self, name: &str, values: &[f32]) -> Result<()> {
         let _ = values;
@@ -264,6 +274,14 @@ impl Optimizer for Sgd {
             Vec::new()
         } else {
             vec![("momentum_buffer", &self.velocity)]
+        }
+    }
+
+    fn state_names(&self) -> Vec<&'static str> {
+        if self.momentum == 0.0 {
+            Vec::new()
+        } else {
+            vec!["momentum_buffer"]
         }
     }
 
@@ -552,6 +570,14 @@ macro_rules! adam_optimizer {
 
             fn counters(&self) -> Vec<(&'static str, u64)> {
                 vec![("step", self.0.step)]
+            }
+
+            fn state_names(&self) -> Vec<&'static str> {
+                vec!["exp_avg", "exp_avg_sq"]
+            }
+
+            fn counter_names(&self) -> Vec<&'static str> {
+                vec!["step"]
             }
 
             fn load_counter(&mut self, name: &str, value: u64) -> Result<()> {

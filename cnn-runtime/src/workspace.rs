@@ -6,7 +6,7 @@
 pub struct WorkspaceSizes {
     /// Sum of every layer's output size: all activations of one sample.
     pub acts: usize,
-    /// Largest input or output of any layer: one sample's gradient buffer.
+    /// All gradient buffers of one sample (each as large as the largest activation).
     pub grad: usize,
     /// Sum of every layer's kept state (max-pool argmax).
     pub state: usize,
@@ -24,8 +24,7 @@ pub struct WorkspaceSizes {
 pub struct Workspace {
     batch: usize,
     acts: Vec<f32>,
-    grad_a: Vec<f32>,
-    grad_b: Vec<f32>,
+    grad: Vec<f32>,
     state: Vec<u32>,
     scratch: Vec<f32>,
     partial: Vec<f32>,
@@ -36,10 +35,8 @@ pub struct Workspace {
 pub struct WorkspaceParts<'a> {
     /// All activations, layer after layer, each `n * out` values.
     pub acts: &'a mut [f32],
-    /// First gradient buffer.
-    pub grad_a: &'a mut [f32],
-    /// Second gradient buffer.
-    pub grad_b: &'a mut [f32],
+    /// The gradient buffers.
+    pub grad: &'a mut [f32],
     /// Kept state, layer after layer, each `n * state` values.
     pub state: &'a mut [u32],
     /// Per-chunk scratch.
@@ -54,8 +51,7 @@ impl Workspace {
         Workspace {
             batch: 0,
             acts: Vec::new(),
-            grad_a: Vec::new(),
-            grad_b: Vec::new(),
+            grad: Vec::new(),
             state: Vec::new(),
             scratch: Vec::new(),
             partial: Vec::new(),
@@ -72,8 +68,7 @@ impl Workspace {
                 }
             };
             grow(&mut self.acts, n * sizes.acts);
-            grow(&mut self.grad_a, n * sizes.grad);
-            grow(&mut self.grad_b, n * sizes.grad);
+            grow(&mut self.grad, n * sizes.grad);
             self.state.resize(n * sizes.state, 0);
             // A smaller batch can have more chunks than a larger one, so size for the most.
             let most = crate::kernels::MAX_CHUNKS.max(chunks);
@@ -83,8 +78,7 @@ impl Workspace {
         }
         WorkspaceParts {
             acts: &mut self.acts[..n * sizes.acts],
-            grad_a: &mut self.grad_a[..n * sizes.grad],
-            grad_b: &mut self.grad_b[..n * sizes.grad],
+            grad: &mut self.grad[..n * sizes.grad],
             state: &mut self.state[..n * sizes.state],
             scratch: &mut self.scratch[..chunks * sizes.scratch],
             partial: &mut self.partial[..chunks * sizes.partial],
