@@ -55,8 +55,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         model.params_mut()[info.offset..info.offset + info.params].copy_from_slice(&from);
     }
     // Everything before the first fully connected layer stays frozen.
-    let first_trainable = Parity::LAYERS.iter().find(|l| l.layer.starts_with("fc")).ok_or("a head")?.offset;
-    println!("{}frozen: {first_trainable} of {} parameters", Parity::SUMMARY, Parity::PARAM_COUNT);
+    let head = Parity::LAYERS.iter().position(|l| l.layer.starts_with("fc")).ok_or("a head")?;
+    model.freeze(..head)?;
+    let first_trainable = Parity::LAYERS[head].offset;
+    println!("{}frozen: layers 0..{head}, {first_trainable} of {} parameters", Parity::SUMMARY, Parity::PARAM_COUNT);
 
     let (train, test) = load_mnist(Path::new("data/mnist"))?;
     let standardise = |v: &[f32]| v.iter().map(|x| (x - MEAN) / STD).collect::<Vec<f32>>();
@@ -68,9 +70,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut opt = Sgd::new(0.02, 0.9)?;
     for epoch in 1..=3 {
         for (xb, yb) in x.chunks(64 * Parity::INPUT_LEN).zip(y.chunks(64)) {
-            model.loss_and_grad(xb, yb)?;
-            let (params, grads) = model.params_and_grads();
-            opt.step(&mut params[first_trainable..], &grads[first_trainable..]);
+            model.train_step(&mut opt, xb, yb)?;
         }
         let eval = model.evaluate(&tx, &ty, 500)?;
         println!("epoch {epoch}: even/odd test accuracy {:.2} %", 100.0 * eval.accuracy);

@@ -24,7 +24,8 @@ use clap::Parser;
 use cnn::augment::{augment_batch, Compose, RotateScale, Shift, Transform};
 use cnn::data::{epoch_order, load_mnist, Dataset};
 use cnn::io::{load_checkpoint, save_checkpoint, save_weights, Progress};
-use cnn::{cnn, Model, Optimizer, Sgd};
+use cnn::schedule::Cosine;
+use cnn::{cnn, Model, Optimizer, Schedule, Sgd};
 use indicatif::{ProgressBar, ProgressStyle};
 
 cnn! {
@@ -83,11 +84,6 @@ fn standardise(values: &mut [f32]) {
     values.iter_mut().for_each(|v| *v = (*v - MEAN) / STD);
 }
 
-/// The learning rate at `step` of `total`: cosine decay from `peak` to 0.
-fn cosine(peak: f32, step: u64, total: u64) -> f32 {
-    peak * 0.5 * (1.0 + (std::f32::consts::PI * step as f32 / total.max(1) as f32).cos())
-}
-
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
     if args.batch_size == 0 {
@@ -122,9 +118,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     let augment = Compose::new().then(Shift { max: 2 }).then(RotateScale { max_degrees: 10.0, max_scale: 0.1 });
     let steps_per_epoch = train.len().div_ceil(args.batch_size) as u64;
     let total_steps = args.epochs * steps_per_epoch;
+    let schedule = Cosine::new(args.lr, 0.0, total_steps.max(1) as usize)?;
     let started = Instant::now();
     while progress.epoch < args.epochs {
-        let loss = train_epoch(&args, &train, &mut model, &mut opt, &augment, &mut progress, total_steps)?;
+        let loss = train_epoch(&args, &train, &mut model, &mut opt, &augment, &mut progress, &schedule)?;
         let eval = model.evaluate(&test.images, &test.labels, 500)?;
         progress.epoch += 1;
         println!(
@@ -169,7 +166,7 @@ fn train_epoch(
     opt: &mut Sgd,
     augment: &dyn Transform,
     progress: &mut Progress,
-    total_steps: u64,
+    schedule: &Cosine,
 ) -> Result<f32, Box<dyn Error>> {
     let len = LeNet5::INPUT_LEN;
     let mut order = Vec::new();
@@ -195,7 +192,7 @@ fn train_epoch(
             augment_batch(augment, train.shape, &raw, &mut batch, seed, &mut scratch);
         }
         standardise(&mut batch);
-        opt.set_learning_rate(cosine(args.lr, progress.step, total_steps));
+        schedule.apply(opt, progress.step as usize);
         let loss = model.train_step(opt, &batch, &labels)?;
         progress.step += 1;
         total += loss as f64 * labels.len() as f64;

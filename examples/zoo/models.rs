@@ -1,0 +1,67 @@
+//! The networks of an introductory CNN course, each declared in one `cnn!` and shape-checked
+//! while compiling. Their summary tables are in the README.
+
+use cnn::cnn;
+
+cnn! {
+    /// Rosenblatt's perceptron in its logistic form: one weighted sum of two inputs and a
+    /// sigmoid, trained with binary cross-entropy.
+    pub struct Perceptron < input(2) fc(1) sigmoid >
+}
+
+cnn! {
+    /// A multilayer perceptron for 28x28 digits: two hidden layers of tanh units and dropout.
+    pub struct Mlp <
+        input(784)
+        fc(128) tanh dropout(0.2)
+        fc(64) tanh
+        fc(10) softmax
+    >
+}
+
+cnn! {
+    /// LeNet-5 for 28x28 digits, with ReLU and max pooling.
+    pub struct LeNet5 <
+        input(28x28x1)
+        conv(5x5, 6, pad=2) relu pool(2)
+        conv(5x5, 16) relu pool(2)
+        fc(120) relu fc(84) relu fc(10) softmax
+    >
+}
+
+cnn! {
+    /// AlexNet's design scaled to 32x32 colour images: large first filters with a stride,
+    /// local response normalisation, overlapping 3/2 max pooling, three stacked 3x3
+    /// convolutions and a classifier regularised by dropout.
+    pub struct AlexNet32 <
+        input(32x32x3)
+        conv(5x5, 64, stride=2, pad=1) relu lrn(5, k=2) maxpool(3, stride=2)
+        conv(5x5, 192, pad=2) relu lrn(5, k=2) maxpool(3, stride=2)
+        conv(3x3, 384, pad=1) relu
+        conv(3x3, 256, pad=1) relu
+        conv(3x3, 256, pad=1) relu
+        fc(1024) relu dropout(0.5)
+        fc(1024) relu dropout(0.5)
+        fc(10) softmax
+    >
+}
+
+cnn! {
+    /// A small ResNet for 32x32 colour images: a 3x3 stem, three residual stages (identity
+    /// shortcut, then two projections that halve the resolution and double the width), batch
+    /// normalisation throughout, global average pooling.
+    pub struct ResNet8 <
+        input(32x32x3)
+        conv(3x3, 16, pad=1) batchnorm relu
+        residual(conv(3x3, 16, pad=1) batchnorm relu conv(3x3, 16, pad=1) batchnorm) relu
+        residual(
+            conv(3x3, 32, stride=2, pad=1) batchnorm relu conv(3x3, 32, pad=1) batchnorm,
+            shortcut=conv(1x1, 32, stride=2) batchnorm
+        ) relu
+        residual(
+            conv(3x3, 64, stride=2, pad=1) batchnorm relu conv(3x3, 64, pad=1) batchnorm,
+            shortcut=conv(1x1, 64, stride=2) batchnorm
+        ) relu
+        avgpool(8) fc(10) softmax
+    >
+}

@@ -1,0 +1,270 @@
+//! The course's layers, losses and training modes, checked through whole generated models:
+//! gradients against finite differences, training against evaluation behaviour, freezing.
+
+mod common;
+
+use cnn::{cnn, Model, Optimizer, Segment, Sgd, TensorKind};
+use common::Lcg;
+
+cnn! {
+    /// Every new layer at once: batch normalisation after conv and fc, leaky ReLU, tanh,
+    /// sigmoid, an identity and a projected residual block, LRN, average and L2 pooling,
+    /// dropout.
+    struct Mix <
+        input(8x7x2)
+        conv(3x3, 4, pad=1) batchnorm leaky_relu(0.1)
+        residual(conv(3x3, 4, pad=1) tanh conv(3x3, 4, pad=1) batchnorm) relu
+        residual(conv(3x3, 6, stride=2, pad=1) sigmoid, shortcut=conv(1x1, 6, stride=2))
+        lrn(3, alpha=0.1, k=1.5)
+        avgpool(2, stride=1) l2pool(2, stride=1)
+        fc(8) batchnorm tanh dropout(0.3)
+        fc(3) softmax
+    >
+}
+
+cnn! {
+    /// Residual blocks nested in one another, with a fused activation after each.
+    struct Nested <
+        input(6x6x3)
+        residual(conv(3x3, 3, pad=1) relu residual(conv(3x3, 3, pad=1) tanh) sigmoid) tanh
+        residual(residual(fc(5) relu, shortcut=fc(5)) leaky_relu(0.2), shortcut=fc(5))
+        fc(2) softmax
+    >
+}
+
+cnn! { struct Regression < input(6) fc(5) tanh fc(3) > }
+cnn! { struct MultiLabel < input(6) fc(4) relu fc(3) sigmoid > }
+cnn! { struct Binary < input(6) fc(1) sigmoid > }
+cnn! { struct SigmoidMse < input(6) fc(2) sigmoid loss(mse) > }
+cnn! { struct Denoise < input(6x6x1) conv(3x3, 4, pad=1) relu conv(3x3, 1, pad=1) > }
+
+/// Largest relative error between `loss_and_grad`'s gradient and central differences of the
+/// loss, over every parameter; the dropout masks are the same for every evaluation.
+fn gradient_error<M: Model>(model: &mut M, x: &[f32], targets: cnn::Targets<'_>) -> f64 {
+    let noise = model.noise();
+    let mut loss = |model: &mut M| {
+        model.set_noise(noise);
+        model.loss_and_grad_targets_of(x, targets).unwrap() as f64
+    };
+    let base = loss(model);
+    let analytic = model.grads().to_vec();
+    let h = 1e-3f32;
+    let (mut worst, mut kinks) = (0.0f64, 0);
+    for i in 0..M::PARAM_COUNT {
+        let orig = model.params()[i];
+        model.params_mut()[i] = orig + h;
+        let up = loss(model);
+        model.params_mut()[i] = orig - h;
+        let down = loss(model);
+        model.params_mut()[i] = orig;
+        let (right, left) = ((up - base) / h as f64, (base - down) / h as f64);
+        if (right - left).abs() > 0.1 * (right.abs() + left.abs()).max(1e-2) {
+            kinks += 1;
+            continue;
+        }
+        let numeric = (up - down) / (2.0 * h as f64);
+        let a = analytic[i] as f64;
+        let err = (numeric - a).abs() / (numeric.abs() + a.abs()).max(1e-2);
+        if err > 1e-2 {
+            eprintln!("parameter {i}: numeric {numeric:e}, analytic {a:e}");
+        }
+        worst = worst.max(err);
+    }
+    assert!(kinks * 20 <= M::PARAM_COUNT, "{kinks} of {} parameters on a kink", M::PARAM_COUNT);
+    worst
+}
+
+#[test]
+fn every_layer_and_block_has_the_gradient_of_its_loss() {
+    let mut model = Mix::with_seed(3);
+    model.params_mut().iter_mut().for_each(|p| *p *= 2.0);
+    let x = Lcg(5).vec(5 * Mix::INPUT_LEN);
+    let err = gradient_error(&mut model, &x, cnn::Targets::Labels(&[0, 2, 1, 1, 0]));
+    println!("Mix: max relative error {err:e} over {} parameters", Mix::PARAM_COUNT);
+    assert!(err < 2e-2, "max relative error {err}");
+
+    let mut model = Nested::with_seed(4);
+    let x = Lcg(6).vec(3 * Nested::INPUT_LEN);
+    let err = gradient_error(&mut model, &x, cnn::Targets::Labels(&[1, 0, 1]));
+    println!("Nested: max relative error {err:e} over {} parameters", Nested::PARAM_COUNT);
+    assert!(err < 2e-2, "max relative error {err}");
+}
+
+#[test]
+fn every_loss_has_its_gradient() {
+    let mut rng = Lcg(11);
+    let x = rng.vec(4 * 6);
+    let dense: Vec<f32> = (0..12).map(|_| rng.next_f32()).collect();
+    let bits: Vec<f32> = (0..12).map(|i| (i % 3 == 1) as u8 as f32).collect();
+    let cases: [(&str, f64); 6] = [
+        ("mse, dense", gradient_error(&mut Regression::with_seed(1), &x, cnn::Targets::Dense(&dense))),
+        ("mse, labels", gradient_error(&mut Regression::with_seed(1), &x, cnn::Targets::Labels(&[0, 2, 1, 2]))),
+        ("bce, multi-label", gradient_error(&mut MultiLabel::with_seed(2), &x, cnn::Targets::Dense(&bits))),
+        ("bce, one output", gradient_error(&mut Binary::with_seed(3), &x, cnn::Targets::Labels(&[0, 1, 1, 0]))),
+        ("sigmoid + mse", gradient_error(&mut SigmoidMse::with_seed(4), &x, cnn::Targets::Dense(&dense[..8]))),
+        ("denoising mse", {
+            let x = Lcg(12).vec(2 * 36);
+            let clean: Vec<f32> = x.iter().map(|v| v.signum()).collect();
+            gradient_error(&mut Denoise::with_seed(5), &x, cnn::Targets::Dense(&clean))
+        }),
+    ];
+    for (name, err) in cases {
+        println!("{name}: max relative error {err:e}");
+        assert!(err < 1e-2, "{name}: max relative error {err}");
+    }
+}
+
+#[test]
+fn losses_follow_their_definitions() {
+    // MSE: the mean over every output of every sample, as torch.nn.MSELoss.
+    let mut model = Regression::with_seed(1);
+    let x = Lcg(3).vec(2 * 6);
+    let t = [0.5, -0.5, 0.0, 1.0, 0.25, -1.0];
+    let y = model.forward(&x).unwrap().to_vec();
+    let want = y.iter().zip(&t).map(|(y, t)| ((y - t) * (y - t)) as f64).sum::<f64>() / 6.0;
+    let loss = model.loss_and_grad_targets(&x, &t).unwrap() as f64;
+    assert!((loss - want).abs() < 1e-6, "{loss} vs {want}");
+    // BCE with one sigmoid output: labels are 0 or 1, a probability above 0.5 predicts 1.
+    let mut model = Binary::with_seed(2);
+    assert_eq!(Binary::classes(), 2);
+    let p = model.forward(&x).unwrap().to_vec();
+    let want = -((1.0 - p[0] as f64).ln() + (p[1] as f64).ln()) / 2.0;
+    let loss = model.loss_and_grad(&x, &[0, 1]).unwrap() as f64;
+    assert!((loss - want).abs() < 1e-5, "{loss} vs {want}");
+    assert_eq!(model.predict(&x).unwrap(), p.iter().map(|&p| usize::from(p > 0.5)).collect::<Vec<_>>());
+    assert!(model.loss_and_grad(&x, &[0, 2]).is_err());
+    // Targets are checked: count, range, finiteness.
+    let mut multi = MultiLabel::new();
+    assert!(multi.loss_and_grad_targets(&x, &[0.0; 5]).is_err());
+    assert!(multi.loss_and_grad_targets(&x, &[0.0, 1.0, 2.0, 0.0, 0.0, 0.0]).is_err());
+    assert!(model.loss_and_grad_targets(&x, &[f32::NAN, 0.0]).is_err());
+}
+
+cnn! { struct Drop < input(64) dropout(0.25) fc(1) > }
+
+#[test]
+fn dropout_drops_in_training_only() {
+    let mut model = Drop::with_seed(9);
+    // fc = plain sum of its inputs.
+    model.params_mut()[..64].fill(1.0);
+    model.params_mut()[64] = 0.0;
+    let x: Vec<f32> = (0..64).map(|i| 1.0 + i as f32 / 64.0).collect();
+    let sum: f32 = x.iter().sum();
+    // Evaluation: no dropout, the same output every time.
+    for _ in 0..2 {
+        assert!((model.forward(&x).unwrap()[0] - sum).abs() < 1e-4);
+    }
+    // Training: the weight gradient 2(y − t)·x_i/(1 − p) shows which inputs were kept.
+    let mut masks = Vec::new();
+    for _ in 0..3 {
+        model.loss_and_grad_targets(&x, &[0.0]).unwrap();
+        let g = model.grads()[..64].to_vec();
+        let kept: Vec<bool> = g.iter().map(|&g| g != 0.0).collect();
+        let y: f32 = x.iter().zip(&kept).map(|(x, &k)| if k { x / 0.75 } else { 0.0 }).sum();
+        for i in 0..64 {
+            if kept[i] {
+                let want = 2.0 * y * x[i] / 0.75;
+                assert!((g[i] - want).abs() <= 1e-3 * want.abs(), "input {i}: {} vs {want}", g[i]);
+            }
+        }
+        let dropped = kept.iter().filter(|&&k| !k).count();
+        assert!((4..=30).contains(&dropped), "{dropped} of 64 dropped at p = 0.25");
+        masks.push(kept);
+    }
+    assert!(masks[0] != masks[1] && masks[1] != masks[2], "each training pass draws a new mask");
+    // The same seed and step give the same mask.
+    let mut again = Drop::with_seed(9);
+    again.params_mut().copy_from_slice(model.params());
+    again.loss_and_grad_targets(&x, &[0.0]).unwrap();
+    let kept: Vec<bool> = again.grads()[..64].iter().map(|&g| g != 0.0).collect();
+    assert_eq!(kept, masks[0]);
+    assert_eq!(model.noise().step, 3);
+}
+
+cnn! { struct Norm < input(3) fc(3) batchnorm > }
+
+#[test]
+fn batchnorm_uses_batch_statistics_in_training_and_running_ones_in_evaluation() {
+    let mut model = Norm::new();
+    assert_eq!(Norm::BUFFER_COUNT, 7);
+    assert_eq!(model.buffers(), [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0]);
+    // fc = identity, so batchnorm sees x itself.
+    let identity = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0];
+    model.params_mut()[..12].copy_from_slice(&identity);
+    let x = [1.0, 10.0, -2.0, 3.0, 20.0, -2.0, 5.0, 30.0, -2.0, 7.0, 40.0, -2.0];
+    // Training: each feature normalised over the batch; the target equals it, so the loss is 0.
+    let normalised: Vec<f32> = {
+        let mut out = vec![0.0; 12];
+        for f in 0..3 {
+            let col: Vec<f64> = (0..4).map(|s| x[s * 3 + f] as f64).collect();
+            let mean = col.iter().sum::<f64>() / 4.0;
+            let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 4.0;
+            for s in 0..4 {
+                out[s * 3 + f] = ((col[s] - mean) / (var + 1e-5).sqrt()) as f32;
+            }
+        }
+        out
+    };
+    let loss = model.loss_and_grad_targets(&x, &normalised).unwrap();
+    assert!(loss < 1e-8, "training normalises with the batch's statistics: loss {loss}");
+    // Running statistics: 0.9·old + 0.1·batch (unbiased variance), one batch counted.
+    let b = model.buffers().to_vec();
+    let want = [0.4, 2.5, -0.2, 0.9 + 0.1 * 20.0 / 3.0, 0.9 + 0.1 * 500.0 / 3.0, 0.9, 1.0];
+    for (i, (g, w)) in b.iter().zip(want).enumerate() {
+        assert!((g - w).abs() < 1e-4 * w.abs().max(1.0), "buffer {i}: {g} vs {w}");
+    }
+    // Evaluation: the running statistics, and the buffers stay.
+    let y = model.forward(&x[..3]).unwrap().to_vec();
+    for f in 0..3 {
+        let want = (x[f] - b[f]) / (b[3 + f] + 1e-5).sqrt();
+        assert!((y[f] - want).abs() < 1e-5, "feature {f}: {} vs {want}", y[f]);
+    }
+    assert_eq!(model.buffers(), b);
+    // Batch normalisation's scale and shift are trained but not decayed.
+    let kinds: Vec<TensorKind> = Norm::TENSORS.iter().map(|t| t.kind).collect();
+    use TensorKind::*;
+    assert_eq!(kinds, [Weight, Bias, Norm, Norm, Statistic, Statistic, Count]);
+    assert_eq!(
+        model.segments(),
+        [Segment { start: 0, end: 9, decay: true }, Segment { start: 9, end: 18, decay: false }]
+    );
+}
+
+#[test]
+fn frozen_layers_keep_their_parameters() {
+    let mut model = Mix::with_seed(1);
+    let x = Lcg(2).vec(4 * Mix::INPUT_LEN);
+    let labels = [0, 1, 2, 0];
+    // Freeze the stem and the first residual block (its row covers the whole block).
+    let block = Mix::LAYERS.iter().position(|l| l.layer == "residual").unwrap();
+    assert_eq!(Mix::LAYERS[block + 1].depth, 1);
+    model.freeze(..=block).unwrap();
+    let frozen_end = Mix::LAYERS[block].offset + Mix::LAYERS[block].params;
+    assert!(model.is_frozen(1) && model.is_frozen(block) && !model.is_frozen(block + 6));
+    let before = model.params().to_vec();
+    let mut opt = Sgd::new(0.1, 0.9).unwrap();
+    for _ in 0..3 {
+        model.train_step(&mut opt, &x, &labels).unwrap();
+    }
+    assert_eq!(model.params()[..frozen_end], before[..frozen_end]);
+    assert!(model.params()[frozen_end..].iter().zip(&before[frozen_end..]).any(|(a, b)| a != b));
+    model.unfreeze(..).unwrap();
+    model.train_step(&mut opt, &x, &labels).unwrap();
+    assert!(model.params()[..frozen_end].iter().zip(&before[..frozen_end]).any(|(a, b)| a != b));
+    assert!(model.freeze(3..1000).is_err());
+    assert_eq!(opt.learning_rate(), 0.1);
+}
+
+#[test]
+fn the_layer_table_shows_blocks_and_pytorch_names() {
+    let rows: Vec<(&str, &str, usize)> = Nested::LAYERS.iter().map(|l| (l.layer, l.path, l.depth)).collect();
+    assert_eq!(rows[1], ("residual", "0", 0));
+    assert_eq!(rows[2], ("conv(3x3, 3, pad=1)", "0.body.0", 1));
+    assert_eq!(rows[4], ("residual", "0.body.2", 1));
+    assert!(rows.contains(&("shortcut: fc(5)", "2.body.0.shortcut.0", 2)), "{rows:?}");
+    let names: Vec<&str> = Nested::TENSORS.iter().map(|t| t.name).collect();
+    assert!(names.contains(&"0.body.2.body.0.weight"), "{names:?}");
+    assert!(Nested::PYTORCH.starts_with("class Residual(torch.nn.Module):"));
+    assert!(Nested::PYTORCH.contains("Residual(torch.nn.Sequential("));
+    assert!(Mix::SUMMARY.contains("Buffers (running statistics): 28"), "{}", Mix::SUMMARY);
+}
