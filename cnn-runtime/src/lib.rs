@@ -24,6 +24,7 @@ mod shape;
 mod workspace;
 
 pub use error::Error;
+pub use kernels::{Loss, Targets};
 pub use model::{accuracy, Evaluation, LayerInfo, Model, TensorInfo};
 pub use optim::{Optimizer, Sgd};
 pub use shape::{conv_output_len, Shape};

@@ -9,16 +9,20 @@
 
 mod activation;
 mod conv;
+mod dropout;
 mod gemm;
 mod linear;
+mod loss;
 mod pool;
 mod softmax;
 
 pub use activation::{Act, Activation};
 pub use conv::{col2im, im2col, Conv2d};
+pub use dropout::Dropout;
 pub use gemm::{gemm, Mat, MatMut};
 pub use linear::Linear;
-pub use pool::MaxPool2d;
+pub use loss::{Loss, Targets};
+pub use pool::{AvgPool2d, L2Pool2d, MaxPool2d};
 pub use softmax::{softmax_cross_entropy, softmax_forward};
 
 pub use crate::init::rng;
