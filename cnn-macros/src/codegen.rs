@@ -107,6 +107,22 @@ impl Program {
         let mut program = Program { nodes: vec![model.layers[0].output.len()], ops: Vec::new(), params: 0, buffers: 0 };
         let last_real = model.layers.iter().rposition(|l| !matches!(l.kind, Kind::Loss(_))).unwrap_or(0);
         program.list(&model.layers[1..], 0, loss, last_real.checked_sub(1));
+        if program.ops.is_empty() {
+            // The loss reads its input from the workspace: an identity layer copies it there.
+            let rt = rt();
+            let len = program.nodes[0];
+            let l = lit(len);
+            let kernel = Kernel {
+                ty: quote!(#rt::Activation<#l>),
+                value: quote!(#rt::Activation { act: #rt::Act::Identity }),
+                inputs: len,
+                outputs: len,
+                params: 0,
+                buffers: 0,
+            };
+            let output = program.node(len);
+            program.ops.push(Op::Layer { kernel, input: 0, output, params: 0, buffers: 0 });
+        }
         program
     }
 
@@ -704,6 +720,8 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, loss: LossKind) -> TokenS
         let _ = __rest;
     };
     let logits = act(final_node);
+    let z_offset = lit(program.nodes[1..final_node].iter().sum::<u64>());
+    let out_offset = lit(program.nodes[1..].iter().sum::<u64>());
 
     let item = quote! {
         #(#attrs)*
@@ -728,6 +746,15 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, loss: LossKind) -> TokenS
                 scratch: #scratch_max,
                 partial: #partial_max,
             };
+
+            /// The forward pass over `n` samples, in training mode when `train` holds the pass's
+            /// seed; leaves every activation and the outputs in the workspace.
+            fn __forward(&mut self, __n: usize, __x: &[f32], __train: ::core::option::Option<u64>) {
+                let __ws = self.__workspace.parts(__n, &Self::__WORKSPACE);
+                #splits
+                #(#forward_calls)*
+                #loss_value.output(__n, #outputs_lit, #logits, __out);
+            }
 
             /// A model initialised as PyTorch initialises it by default, from seed 0.
             #vis fn new() -> Self {
@@ -837,22 +864,21 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, loss: LossKind) -> TokenS
                 self.__noise = #rt::Noise::new(seed);
             }
 
-            fn forward_unchecked(&mut self, __n: usize, __x: &[f32]) -> &[f32] {
-                let __train: ::core::option::Option<u64> = ::core::option::Option::None;
-                let __ws = self.__workspace.parts(__n, &Self::__WORKSPACE);
-                #splits
-                #(#forward_calls)*
-                #loss_value.output(__n, #outputs_lit, #logits, __out);
-                __out
+            fn forward_pair_unchecked(&mut self, __n: usize, __x: &[f32]) -> (&[f32], &[f32]) {
+                self.__forward(__n, __x, ::core::option::Option::None);
+                let __acts = self.__workspace.acts();
+                (
+                    &__acts[__n * #z_offset..__n * (#z_offset + #outputs_lit)],
+                    &__acts[__n * #out_offset..__n * (#out_offset + #outputs_lit)],
+                )
             }
 
             fn backward_unchecked(&mut self, __n: usize, __x: &[f32], __targets: ::cnn::Targets<'_>) -> f32 {
-                let __train = ::core::option::Option::Some(self.__noise.next_step());
+                let __train = self.__noise.next_step();
+                self.__forward(__n, __x, ::core::option::Option::Some(__train));
                 let __ws = self.__workspace.parts(__n, &Self::__WORKSPACE);
                 #splits
                 #grad_slots
-                #(#forward_calls)*
-                #loss_value.output(__n, #outputs_lit, #logits, __out);
                 let __loss = #loss_value.loss_and_grad(__n, #outputs_lit, #logits, __out, __targets, #final_grad);
                 #(#backward_calls)*
                 __loss

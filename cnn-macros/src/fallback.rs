@@ -157,7 +157,7 @@ fn stub(header: &Header, input_len: Option<u64>, classes: Option<u64>) -> TokenS
             fn init(&mut self, seed: u64) {
                 ::core::unreachable!()
             }
-            fn forward_unchecked(&mut self, n: usize, x: &[f32]) -> &[f32] {
+            fn forward_pair_unchecked(&mut self, n: usize, x: &[f32]) -> (&[f32], &[f32]) {
                 ::core::unreachable!()
             }
             fn backward_unchecked(&mut self, n: usize, x: &[f32], targets: ::cnn::Targets<'_>) -> f32 {

@@ -40,6 +40,26 @@ pub enum Error {
         /// Number of classes (outputs) of the model.
         classes: usize,
     },
+    /// Dense targets are not one row of the model's outputs per sample.
+    #[error("{found} target values for {samples} samples of {outputs} outputs: expected {}", .samples * .outputs)]
+    TargetLength {
+        /// Samples in the input.
+        samples: usize,
+        /// Outputs per sample.
+        outputs: usize,
+        /// Target values given.
+        found: usize,
+    },
+    /// A dense target value is not one the loss can train towards.
+    #[error("invalid target {output} of sample {sample}: {reason}")]
+    InvalidTarget {
+        /// Index of the sample in the batch.
+        sample: usize,
+        /// Index of the output within the sample.
+        output: usize,
+        /// The value found and why the loss cannot use it.
+        reason: String,
+    },
     /// A parameter buffer has the wrong length.
     #[error("expected {expected} parameters, found {found}")]
     ParamCount {

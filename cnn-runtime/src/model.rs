@@ -144,9 +144,16 @@ pub trait Model: Clone + Send + Sync {
     fn set_noise(&mut self, noise: Noise);
 
     /// Forward pass over `n` samples without checks, in evaluation mode; returns the
+    /// `n * OUTPUT_LEN` values before the output function (softmax, sigmoid) and the outputs.
+    #[doc(hidden)]
+    fn forward_pair_unchecked(&mut self, n: usize, x: &[f32]) -> (&[f32], &[f32]);
+
+    /// Forward pass over `n` samples without checks, in evaluation mode; returns the
     /// `n * OUTPUT_LEN` outputs. Use [`forward`](Model::forward).
     #[doc(hidden)]
-    fn forward_unchecked(&mut self, n: usize, x: &[f32]) -> &[f32];
+    fn forward_unchecked(&mut self, n: usize, x: &[f32]) -> &[f32] {
+        self.forward_pair_unchecked(n, x).1
+    }
     /// Forward and backward pass over `n` samples without checks, in training mode; returns
     /// the mean loss. Use [`loss_and_grad`](Model::loss_and_grad).
     #[doc(hidden)]
@@ -323,8 +330,8 @@ pub trait Model: Clone + Send + Sync {
                 Targets::Labels(l) => Targets::Labels(&l[range.clone()]),
                 Targets::Dense(t) => Targets::Dense(&t[range.start * k..range.end * k]),
             };
-            let out = self.forward_unchecked(m, xs);
-            loss += Self::LOSS.loss_sum(m, k, out, part);
+            let (z, out) = self.forward_pair_unchecked(m, xs);
+            loss += Self::LOSS.loss_sum(m, k, z, out, part);
             for (i, row) in out.chunks_exact(k).enumerate() {
                 let want = match part {
                     Targets::Labels(l) => l[i],

@@ -58,6 +58,11 @@ impl Workspace {
         }
     }
 
+    /// Every activation buffer, as the last [`parts`](Workspace::parts) laid them out.
+    pub fn acts(&self) -> &[f32] {
+        &self.acts
+    }
+
     /// Grows the buffers for a batch of `n` samples (if needed) and lends them out.
     pub fn parts(&mut self, n: usize, sizes: &WorkspaceSizes) -> WorkspaceParts<'_> {
         let chunks = crate::kernels::chunk_count(n);

@@ -10,8 +10,10 @@
 mod activation;
 mod batchnorm;
 mod conv;
+mod dropout;
 mod gemm;
 mod linear;
+mod loss;
 mod lrn;
 mod pool;
 mod residual;
@@ -20,10 +22,12 @@ mod softmax;
 pub use activation::{act_backward, sigmoid, Act, Activation};
 pub use batchnorm::BatchNorm;
 pub use conv::{col2im, im2col, Conv2d};
+pub use dropout::Dropout;
 pub use gemm::{gemm, Mat, MatMut};
 pub use linear::Linear;
+pub use loss::{Loss, Targets};
 pub use lrn::Lrn;
-pub use pool::MaxPool2d;
+pub use pool::{AvgPool2d, L2Pool2d, MaxPool2d};
 pub use residual::{add_assign, add_forward};
 pub use softmax::{softmax_cross_entropy, softmax_forward};
 

@@ -1,14 +1,152 @@
-//! Max pooling, keeping the argmax of each window for the backward pass.
+//! Max, average and L2 pooling over `KH x KW` windows, sharing one window loop.
+//!
+//! There is no padding: a `D x H x W` input gives `D x OH x OW` outputs with
+//! `OH = (H - KH) / SH + 1` and `OW = (W - KW) / SW + 1` (floor division, as in PyTorch), so the
+//! last rows or columns are left unread (and get a zero gradient) when the strides do not fit
+//! the input exactly. Windows overlap when a stride is smaller than the window; the backward
+//! pass then adds up the gradients an input receives from each window holding it.
 
-use super::{chunk_count, chunk_len, dx_chunks, Layer, Mode};
+use super::{chunk_count, chunk_len, Layer, Mode};
 use rayon::prelude::*;
 
-/// Max pooling of a `D x H x W` input over `KH x KW` windows with strides `SH`/`SW`.
+/// How a pooling layer reduces a window, and how it hands the window's gradient back.
 ///
-/// The forward pass records, per output, the index of the winning input inside its channel
-/// plane; the backward pass routes each output gradient to that input alone.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct MaxPool2d<
+/// A window is `KH` rows of `KW` values, `W` apart in its channel plane, starting at `at`.
+trait PoolOp {
+    /// `u32` values kept per output from the forward to the backward pass.
+    const STATE: usize;
+    /// Floating-point operations per window value.
+    const FLOPS_PER_VALUE: u64;
+
+    /// The window's output and the state to keep for it (ignored when `STATE` is 0).
+    fn reduce<const W: usize, const KH: usize, const KW: usize>(plane: &[f32], at: usize) -> (f32, u32);
+
+    /// Adds the gradient `g` of the window's output `y` to the window's inputs in `dx`.
+    fn spread<const W: usize, const KH: usize, const KW: usize>(
+        plane: &[f32],
+        dx: &mut [f32],
+        at: usize,
+        y: f32,
+        g: f32,
+        state: u32,
+    );
+}
+
+/// The window maximum; the state is the winner's index in its plane.
+enum Max {}
+
+impl PoolOp for Max {
+    const STATE: usize = 1;
+    const FLOPS_PER_VALUE: u64 = 0;
+
+    #[inline(always)]
+    fn reduce<const W: usize, const KH: usize, const KW: usize>(plane: &[f32], at: usize) -> (f32, u32) {
+        let (mut best, mut arg) = (f32::NEG_INFINITY, at);
+        for i in 0..KH {
+            let row = at + i * W;
+            for (j, &v) in plane[row..row + KW].iter().enumerate() {
+                // `>` keeps the first maximum, as PyTorch does; NaN wins so it propagates.
+                if v > best || v.is_nan() {
+                    best = v;
+                    arg = row + j;
+                }
+            }
+        }
+        (best, arg as u32)
+    }
+
+    #[inline(always)]
+    fn spread<const W: usize, const KH: usize, const KW: usize>(
+        _: &[f32],
+        dx: &mut [f32],
+        _: usize,
+        _: f32,
+        g: f32,
+        state: u32,
+    ) {
+        dx[state as usize] += g;
+    }
+}
+
+/// The window mean.
+enum Avg {}
+
+impl PoolOp for Avg {
+    const STATE: usize = 0;
+    const FLOPS_PER_VALUE: u64 = 1;
+
+    #[inline(always)]
+    fn reduce<const W: usize, const KH: usize, const KW: usize>(plane: &[f32], at: usize) -> (f32, u32) {
+        let mut sum = 0.0f32;
+        for i in 0..KH {
+            let row = at + i * W;
+            sum += plane[row..row + KW].iter().sum::<f32>();
+        }
+        (sum / (KH * KW) as f32, 0)
+    }
+
+    #[inline(always)]
+    fn spread<const W: usize, const KH: usize, const KW: usize>(
+        _: &[f32],
+        dx: &mut [f32],
+        at: usize,
+        _: f32,
+        g: f32,
+        _: u32,
+    ) {
+        let share = g / (KH * KW) as f32;
+        for i in 0..KH {
+            let row = at + i * W;
+            dx[row..row + KW].iter_mut().for_each(|d| *d += share);
+        }
+    }
+}
+
+/// The window's Euclidean norm.
+enum L2 {}
+
+impl PoolOp for L2 {
+    const STATE: usize = 0;
+    const FLOPS_PER_VALUE: u64 = 2;
+
+    #[inline(always)]
+    fn reduce<const W: usize, const KH: usize, const KW: usize>(plane: &[f32], at: usize) -> (f32, u32) {
+        let mut sum = 0.0f32;
+        for i in 0..KH {
+            let row = at + i * W;
+            sum += plane[row..row + KW].iter().map(|&v| v * v).sum::<f32>();
+        }
+        (sum.sqrt(), 0)
+    }
+
+    #[inline(always)]
+    fn spread<const W: usize, const KH: usize, const KW: usize>(
+        plane: &[f32],
+        dx: &mut [f32],
+        at: usize,
+        y: f32,
+        g: f32,
+        _: u32,
+    ) {
+        // dy/dx = x / y; the norm is not differentiable at 0, where PyTorch's gradient is 0 too.
+        if y <= 0.0 {
+            return;
+        }
+        let scale = g / y;
+        for i in 0..KH {
+            let row = at + i * W;
+            for (d, &v) in dx[row..row + KW].iter_mut().zip(&plane[row..row + KW]) {
+                *d += scale * v;
+            }
+        }
+    }
+}
+
+/// Pools one sample `x` (`[D, H, W]`) into `y` (`[D, OH, OW]`), keeping `P::STATE` values per
+/// output in `state`.
+#[inline(always)]
+fn pool_sample<
+    P: PoolOp,
     const D: usize,
     const H: usize,
     const W: usize,
@@ -16,50 +154,264 @@ pub struct MaxPool2d<
     const KW: usize,
     const SH: usize,
     const SW: usize,
->;
-
-impl<
-        const D: usize,
-        const H: usize,
-        const W: usize,
-        const KH: usize,
-        const KW: usize,
-        const SH: usize,
-        const SW: usize,
-    > MaxPool2d<D, H, W, KH, KW, SH, SW>
-{
-    /// Output height: `(H - KH) / SH + 1`.
-    pub const OH: usize = (H - KH) / SH + 1;
-    /// Output width: `(W - KW) / SW + 1`.
-    pub const OW: usize = (W - KW) / SW + 1;
-
-    /// Pools one sample, writing the maxima to `y` and their in-plane indices to `arg`.
-    pub fn pool_sample(x: &[f32], y: &mut [f32], arg: &mut [u32]) {
-        for c in 0..D {
-            let plane = &x[c * H * W..(c + 1) * H * W];
-            for oy in 0..Self::OH {
-                for ox in 0..Self::OW {
-                    let (mut best, mut at) = (f32::NEG_INFINITY, oy * SH * W + ox * SW);
-                    for i in 0..KH {
-                        let row = (oy * SH + i) * W + ox * SW;
-                        for (j, &v) in plane[row..row + KW].iter().enumerate() {
-                            // `>` keeps the first maximum, as PyTorch does; NaN wins so it propagates.
-                            if v > best || v.is_nan() {
-                                best = v;
-                                at = row + j;
-                            }
-                        }
-                    }
-                    let o = (c * Self::OH + oy) * Self::OW + ox;
-                    y[o] = best;
-                    arg[o] = at as u32;
+>(
+    x: &[f32],
+    y: &mut [f32],
+    state: &mut [u32],
+) {
+    let (oh, ow) = ((H - KH) / SH + 1, (W - KW) / SW + 1);
+    for c in 0..D {
+        let plane = &x[c * H * W..(c + 1) * H * W];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let (v, s) = P::reduce::<W, KH, KW>(plane, oy * SH * W + ox * SW);
+                let o = (c * oh + oy) * ow + ox;
+                y[o] = v;
+                if P::STATE > 0 {
+                    state[o] = s;
                 }
             }
         }
     }
 }
 
-impl<
+/// Adds the gradient of one sample's outputs `y` (gradient `dy`) to its input gradient `dx`.
+#[inline(always)]
+fn unpool_sample<
+    P: PoolOp,
+    const D: usize,
+    const H: usize,
+    const W: usize,
+    const KH: usize,
+    const KW: usize,
+    const SH: usize,
+    const SW: usize,
+>(
+    x: &[f32],
+    y: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    state: &[u32],
+) {
+    let (oh, ow) = ((H - KH) / SH + 1, (W - KW) / SW + 1);
+    for c in 0..D {
+        let range = c * H * W..(c + 1) * H * W;
+        let (plane, dx) = (&x[range.clone()], &mut dx[range]);
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let o = (c * oh + oy) * ow + ox;
+                let s = if P::STATE > 0 { state[o] } else { 0 };
+                P::spread::<W, KH, KW>(plane, dx, oy * SH * W + ox * SW, y[o], dy[o], s);
+            }
+        }
+    }
+}
+
+/// Per-chunk slices of `state` (`len` values each), or empty slices when `len` is 0.
+fn state_chunks<T: Send + Sync>(
+    state: &mut [T],
+    len: usize,
+    count: usize,
+) -> impl IndexedParallelIterator<Item = &mut [T]> {
+    if len == 0 {
+        rayon::iter::Either::Right((0..count).into_par_iter().map(|_| -> &mut [T] { &mut [] }))
+    } else {
+        rayon::iter::Either::Left(state.par_chunks_mut(len))
+    }
+}
+
+/// Defines a pooling layer type reducing its windows with the [`PoolOp`] `$op`.
+macro_rules! pool_layer {
+    ($(#[$doc:meta])* $name:ident, $op:ty) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Default)]
+        pub struct $name<
+            const D: usize,
+            const H: usize,
+            const W: usize,
+            const KH: usize,
+            const KW: usize,
+            const SH: usize,
+            const SW: usize,
+        >;
+
+        impl<
+                const D: usize,
+                const H: usize,
+                const W: usize,
+                const KH: usize,
+                const KW: usize,
+                const SH: usize,
+                const SW: usize,
+            > $name<D, H, W, KH, KW, SH, SW>
+        {
+            /// Output height: `(H - KH) / SH + 1`.
+            pub const OH: usize = (H - KH) / SH + 1;
+            /// Output width: `(W - KW) / SW + 1`.
+            pub const OW: usize = (W - KW) / SW + 1;
+
+            /// Pools one sample `x` into `y`, writing the state the backward pass needs (one
+            /// value per output for max pooling, none otherwise) to `state`.
+            pub fn pool_sample(x: &[f32], y: &mut [f32], state: &mut [u32]) {
+                pool_sample::<$op, D, H, W, KH, KW, SH, SW>(x, y, state);
+            }
+        }
+
+        impl<
+                const D: usize,
+                const H: usize,
+                const W: usize,
+                const KH: usize,
+                const KW: usize,
+                const SH: usize,
+                const SW: usize,
+            > Layer for $name<D, H, W, KH, KW, SH, SW>
+        {
+            const IN: usize = D * H * W;
+            const OUT: usize = D * Self::OH * Self::OW;
+            const PARAMS: usize = 0;
+            const SCRATCH: usize = 0;
+            const STATE: usize = <$op as PoolOp>::STATE * Self::OUT;
+            const FLOPS: u64 = <$op as PoolOp>::FLOPS_PER_VALUE * (Self::OUT * KH * KW) as u64;
+
+            fn forward(
+                &self,
+                n: usize,
+                x: &[f32],
+                y: &mut [f32],
+                _: &[f32],
+                _: &mut [f32],
+                _: &mut [f32],
+                state: &mut [u32],
+                _: Mode,
+            ) {
+                let len = chunk_len(n);
+                let (input, output, kept) = (Self::IN, Self::OUT, Self::STATE);
+                y[..n * output]
+                    .par_chunks_mut(len * output)
+                    .zip(x[..n * input].par_chunks(len * input))
+                    .zip(state_chunks(&mut state[..n * kept], len * kept, chunk_count(n)))
+                    .for_each(|((y, x), state)| {
+                        for (s, (y, x)) in y.chunks_exact_mut(output).zip(x.chunks_exact(input)).enumerate() {
+                            Self::pool_sample(x, y, &mut state[s * kept..(s + 1) * kept]);
+                        }
+                    });
+            }
+
+            fn backward(
+                &self,
+                n: usize,
+                x: &[f32],
+                y: &[f32],
+                dy: &mut [f32],
+                dx: Option<&mut [f32]>,
+                _: &[f32],
+                _: &mut [f32],
+                _: &mut [f32],
+                _: &mut [f32],
+                state: &[u32],
+            ) {
+                let Some(dx) = dx else { return };
+                let len = chunk_len(n);
+                let (input, output, kept) = (Self::IN, Self::OUT, Self::STATE);
+                dx[..n * input]
+                    .par_chunks_mut(len * input)
+                    .zip(x[..n * input].par_chunks(len * input))
+                    .zip(y[..n * output].par_chunks(len * output))
+                    .zip(dy[..n * output].par_chunks(len * output))
+                    .enumerate()
+                    .for_each(|(c, (((dx, x), y), dy))| {
+                        dx.fill(0.0);
+                        for (s, (dx, x)) in dx.chunks_exact_mut(input).zip(x.chunks_exact(input)).enumerate() {
+                            let out = s * output..(s + 1) * output;
+                            let sample = c * len + s;
+                            unpool_sample::<$op, D, H, W, KH, KW, SH, SW>(
+                                x,
+                                &y[out.clone()],
+                                &dy[out],
+                                dx,
+                                &state[sample * kept..(sample + 1) * kept],
+                            );
+                        }
+                    });
+            }
+        }
+    };
+}
+
+pool_layer!(
+    /// Max pooling of a `D x H x W` input over `KH x KW` windows with strides `SH`/`SW`, like
+    /// `torch.nn.MaxPool2d` without padding.
+    ///
+    /// The forward pass records, per output, the index of the winning input inside its channel
+    /// plane; the backward pass routes each output gradient to that input alone.
+    MaxPool2d,
+    Max
+);
+
+pool_layer!(
+    /// Average pooling of a `D x H x W` input over `KH x KW` windows with strides `SH`/`SW`, like
+    /// `torch.nn.AvgPool2d` without padding.
+    ///
+    /// The backward pass shares each output gradient equally among the window's inputs.
+    AvgPool2d,
+    Avg
+);
+
+pool_layer!(
+    /// L2 pooling of a `D x H x W` input over `KH x KW` windows with strides `SH`/`SW`: each
+    /// output is the window's Euclidean norm `sqrt(Σ x²)`, like `torch.nn.LPPool2d(2, ...)`.
+    ///
+    /// The backward pass gives each input `dy·x/y`, and nothing when the window is all zeros.
+    L2Pool2d,
+    L2
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testutil::{assert_close, forward, layer_gradient_errors, random_vec};
+
+    /// Which reference a test computes.
+    #[derive(Clone, Copy, Debug)]
+    enum Op {
+        Max,
+        Avg,
+        L2,
+    }
+
+    /// Pooling of `n` samples of `[d, h, w]` straight from the definition, in f64.
+    fn reference(
+        op: Op,
+        n: usize,
+        [d, h, w]: [usize; 3],
+        [kh, kw]: [usize; 2],
+        [sh, sw]: [usize; 2],
+        x: &[f32],
+    ) -> Vec<f32> {
+        let (oh, ow) = ((h - kh) / sh + 1, (w - kw) / sw + 1);
+        let mut y = Vec::new();
+        for s in 0..n {
+            for c in 0..d {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let window = (0..kh)
+                            .flat_map(|i| (0..kw).map(move |j| (oy * sh + i, ox * sw + j)))
+                            .map(|(r, col)| x[((s * d + c) * h + r) * w + col] as f64);
+                        y.push(match op {
+                            Op::Max => window.fold(f64::NEG_INFINITY, f64::max),
+                            Op::Avg => window.sum::<f64>() / (kh * kw) as f64,
+                            Op::L2 => window.map(|v| v * v).sum::<f64>().sqrt(),
+                        } as f32);
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    /// Checks the three pools of one geometry against [`reference`] on `n` random samples.
+    fn check_against_reference<
         const D: usize,
         const H: usize,
         const W: usize,
@@ -67,81 +419,19 @@ impl<
         const KW: usize,
         const SH: usize,
         const SW: usize,
-    > Layer for MaxPool2d<D, H, W, KH, KW, SH, SW>
-{
-    const IN: usize = D * H * W;
-    const OUT: usize = D * Self::OH * Self::OW;
-    const PARAMS: usize = 0;
-    const SCRATCH: usize = 0;
-    const STATE: usize = Self::OUT;
-    const FLOPS: u64 = 0;
-
-    fn forward(
-        &self,
+    >(
         n: usize,
-        x: &[f32],
-        y: &mut [f32],
-        _: &[f32],
-        _: &mut [f32],
-        _: &mut [f32],
-        state: &mut [u32],
-        _: Mode,
     ) {
-        let len = chunk_len(n);
-        y[..n * Self::OUT]
-            .par_chunks_mut(len * Self::OUT)
-            .zip(x[..n * Self::IN].par_chunks(len * Self::IN))
-            .zip(state[..n * Self::STATE].par_chunks_mut(len * Self::STATE))
-            .for_each(|((y, x), arg)| {
-                for ((y, x), arg) in
-                    y.chunks_exact_mut(Self::OUT).zip(x.chunks_exact(Self::IN)).zip(arg.chunks_exact_mut(Self::STATE))
-                {
-                    Self::pool_sample(x, y, arg);
-                }
-            });
+        let x = random_vec(n * D * H * W, 5);
+        let geometry = ([D, H, W], [KH, KW], [SH, SW]);
+        let want = |op| reference(op, n, geometry.0, geometry.1, geometry.2, &x);
+        let (max, _) = forward(&MaxPool2d::<D, H, W, KH, KW, SH, SW>, n, &x, &[]);
+        assert_eq!(max, want(Op::Max), "max pooling, geometry {geometry:?}");
+        let (avg, _) = forward(&AvgPool2d::<D, H, W, KH, KW, SH, SW>, n, &x, &[]);
+        assert_close(&avg, &want(Op::Avg), 1e-6, "average pooling");
+        let (l2, _) = forward(&L2Pool2d::<D, H, W, KH, KW, SH, SW>, n, &x, &[]);
+        assert_close(&l2, &want(Op::L2), 1e-6, "L2 pooling");
     }
-
-    fn backward(
-        &self,
-        n: usize,
-        _: &[f32],
-        _: &[f32],
-        dy: &mut [f32],
-        dx: Option<&mut [f32]>,
-        _: &[f32],
-        _: &mut [f32],
-        _: &mut [f32],
-        _: &mut [f32],
-        state: &[u32],
-    ) {
-        let Some(dx) = dx else { return };
-        let len = chunk_len(n);
-        let plane_out = Self::OH * Self::OW;
-        dx_chunks(Some(&mut dx[..n * Self::IN]), len * Self::IN, chunk_count(n))
-            .zip(dy[..n * Self::OUT].par_chunks(len * Self::OUT))
-            .zip(state[..n * Self::STATE].par_chunks(len * Self::STATE))
-            .for_each(|((dx, dy), arg)| {
-                let dx = dx.expect("dx was given");
-                dx.fill(0.0);
-                for ((dx, dy), arg) in
-                    dx.chunks_exact_mut(Self::IN).zip(dy.chunks_exact(Self::OUT)).zip(arg.chunks_exact(Self::STATE))
-                {
-                    for c in 0..D {
-                        let plane = &mut dx[c * H * W..(c + 1) * H * W];
-                        let range = c * plane_out..(c + 1) * plane_out;
-                        for (&g, &at) in dy[range.clone()].iter().zip(&arg[range]) {
-                            plane[at as usize] += g;
-                        }
-                    }
-                }
-            });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::kernels::testutil::{forward, layer_gradient_errors};
 
     #[test]
     fn takes_the_window_maximum() {
@@ -159,6 +449,35 @@ mod tests {
     }
 
     #[test]
+    fn averages_and_norms_of_a_known_input() {
+        // Windows 2x2, stride 2x1: columns overlap, the last row is left unread.
+        #[rustfmt::skip]
+        let x = [
+            3.0, 4.0, 0.0,
+            0.0, 0.0, 0.0,
+            9.0, 9.0, 9.0,
+        ];
+        let (avg, state) = forward(&AvgPool2d::<1, 3, 3, 2, 2, 2, 1>, 1, &x, &[]);
+        assert_eq!((avg, state), (vec![1.75, 1.0], vec![]));
+        let (l2, _) = forward(&L2Pool2d::<1, 3, 3, 2, 2, 2, 1>, 1, &x, &[]);
+        assert_eq!(l2, [5.0, 4.0]);
+    }
+
+    #[test]
+    fn forward_matches_a_naive_reference() {
+        // Overlap along the height, floor along the width (column 4 unread), several channels.
+        check_against_reference::<3, 7, 5, 3, 2, 2, 2>(3);
+        // Overlap in both directions, and both the last row and column unread.
+        check_against_reference::<2, 8, 6, 3, 3, 2, 2>(3);
+        // AlexNet's 3x3 windows with stride 2, rectangular input, and stride 2x1 windows.
+        check_against_reference::<4, 13, 11, 3, 3, 2, 2>(2);
+        check_against_reference::<3, 7, 5, 3, 2, 2, 1>(3);
+        // Non-overlapping and a window covering the whole input.
+        check_against_reference::<2, 6, 4, 2, 2, 2, 2>(5);
+        check_against_reference::<2, 5, 3, 5, 3, 1, 1>(2);
+    }
+
+    #[test]
     fn overlapping_windows_route_gradients_to_each_winner() {
         // 3x3 windows with stride 2 overlap; a shared maximum collects both gradients.
         type L = MaxPool2d<1, 5, 5, 3, 3, 2, 2>;
@@ -173,10 +492,83 @@ mod tests {
         assert_eq!(dx.iter().sum::<f32>(), 10.0);
     }
 
+    /// Runs `layer` forward and backward on `x` with output gradient 1 everywhere, starting from
+    /// a `dx` full of garbage; returns `dx`.
+    fn input_gradient<L: Layer>(layer: &L, n: usize, x: &[f32]) -> Vec<f32> {
+        let (y, state) = forward(layer, n, x, &[]);
+        let mut dy = vec![1.0; y.len()];
+        let mut dx = vec![f32::NAN; x.len()];
+        layer.backward(n, x, &y, &mut dy, Some(&mut dx), &[], &mut [], &mut [], &mut [], &state);
+        dx
+    }
+
+    #[test]
+    fn overlapping_average_windows_accumulate_and_unread_inputs_get_no_gradient() {
+        // 5x6 input, 3x3 windows, stride 2: rows 0..5 read (row 2 by two windows), column 5 unread.
+        type L = AvgPool2d<1, 5, 6, 3, 3, 2, 2>;
+        let dx = input_gradient(&L::default(), 1, &random_vec(30, 1));
+        let mut want = [0.0f32; 30];
+        for (oy, ox) in (0..L::OH).flat_map(|oy| (0..L::OW).map(move |ox| (oy, ox))) {
+            for (i, j) in (0..3).flat_map(|i| (0..3).map(move |j| (i, j))) {
+                want[(2 * oy + i) * 6 + 2 * ox + j] += 1.0 / 9.0;
+            }
+        }
+        assert_close(&dx, &want, 1e-6, "average pooling input gradient");
+        assert!((0..5).all(|r| dx[r * 6 + 5] == 0.0), "column 5 is never read");
+        assert!((dx[2 * 6 + 2] - 4.0 / 9.0).abs() < 1e-6, "row 2, column 2 is in all four windows");
+    }
+
+    #[test]
+    fn unread_edges_get_zero_gradient() {
+        // 3 channels of 8x7 with 3x2 windows and stride 2x2: row 7 and column 6 are never read.
+        let x = random_vec(2 * 3 * 8 * 7, 3);
+        let grads = [
+            input_gradient(&MaxPool2d::<3, 8, 7, 3, 2, 2, 2>, 2, &x),
+            input_gradient(&AvgPool2d::<3, 8, 7, 3, 2, 2, 2>, 2, &x),
+            input_gradient(&L2Pool2d::<3, 8, 7, 3, 2, 2, 2>, 2, &x),
+        ];
+        for dx in grads {
+            assert!(dx.iter().all(|g| g.is_finite()), "every input gradient is written");
+            for (i, &g) in dx.iter().enumerate() {
+                let (r, c) = ((i / 7) % 8, i % 7);
+                if r == 7 || c == 6 {
+                    assert_eq!(g, 0.0, "input {i} (row {r}, column {c})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn l2_gradient_is_zero_for_an_all_zero_window() {
+        let mut x = [0.0f32; 8];
+        x[6] = 2.0;
+        // Two 2x2 windows over a 2x4 plane: the first is all zeros.
+        let dx = input_gradient(&L2Pool2d::<1, 2, 4, 2, 2, 2, 2>, 1, &x);
+        assert_eq!(dx, [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+    }
+
     #[test]
     fn gradient_matches_finite_differences() {
-        let (ex, _) = layer_gradient_errors(&MaxPool2d::<3, 6, 8, 2, 3, 2, 1>, 4, 7);
-        println!("maxpool: max relative error {ex:e}");
-        assert!(ex < 1e-2, "max relative error {ex}");
+        macro_rules! check {
+            ($($layer:expr),* $(,)?) => {$(
+                let (ex, _) = layer_gradient_errors(&$layer, 3, 7);
+                println!("{}: max relative error {ex:e}", stringify!($layer));
+                assert!(ex < 1e-2, "{}: max relative error {ex}", stringify!($layer));
+            )*};
+        }
+        check!(
+            // Non-overlapping, rectangular windows.
+            MaxPool2d::<3, 6, 8, 2, 3, 2, 1>,
+            AvgPool2d::<3, 6, 8, 2, 3, 2, 1>,
+            L2Pool2d::<3, 6, 8, 2, 3, 2, 1>,
+            // Overlapping windows, with the last row and column unread.
+            MaxPool2d::<2, 8, 6, 3, 3, 2, 2>,
+            AvgPool2d::<2, 8, 6, 3, 3, 2, 2>,
+            L2Pool2d::<2, 8, 6, 3, 3, 2, 2>,
+            // Overlapping rectangular windows, unread last column.
+            MaxPool2d::<3, 7, 5, 3, 2, 2, 2>,
+            AvgPool2d::<3, 7, 5, 3, 2, 2, 2>,
+            L2Pool2d::<3, 7, 5, 3, 2, 2, 2>,
+        );
     }
 }

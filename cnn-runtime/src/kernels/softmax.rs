@@ -1,6 +1,6 @@
 //! Softmax and its fused cross-entropy gradient.
 
-use super::chunk_len;
+use super::{chunk_len, Loss, Targets};
 use rayon::prelude::*;
 
 /// Row-wise softmax of `n` rows of `classes` logits into `probs`, shifted by each row's
@@ -25,7 +25,8 @@ pub fn softmax_forward(n: usize, classes: usize, logits: &[f32], probs: &mut [f3
 ///
 /// `probs` must hold `softmax(logits)` (from [`softmax_forward`]); the loss itself is computed
 /// from the logits by log-sum-exp, so it stays finite when a probability underflows to 0.
-/// Labels must be below `classes`.
+/// Labels must be below `classes`. The same as [`Loss::CrossEntropy`]'s
+/// [`loss_and_grad`](Loss::loss_and_grad) with [`Targets::Labels`].
 pub fn softmax_cross_entropy(
     n: usize,
     classes: usize,
@@ -34,21 +35,7 @@ pub fn softmax_cross_entropy(
     labels: &[usize],
     dlogits: &mut [f32],
 ) -> f32 {
-    let scale = 1.0 / n as f32;
-    let mut total = 0.0f64;
-    for (i, &label) in labels[..n].iter().enumerate() {
-        let z = &logits[i * classes..(i + 1) * classes];
-        let p = &probs[i * classes..(i + 1) * classes];
-        let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let lse = max as f64 + z.iter().map(|&v| ((v - max) as f64).exp()).sum::<f64>().ln();
-        total += lse - z[label] as f64;
-        let d = &mut dlogits[i * classes..(i + 1) * classes];
-        for (d, &p) in d.iter_mut().zip(p) {
-            *d = p * scale;
-        }
-        d[label] -= scale;
-    }
-    (total / n as f64) as f32
+    Loss::CrossEntropy.loss_and_grad(n, classes, logits, probs, Targets::Labels(labels), dlogits)
 }
 
 #[cfg(test)]
