@@ -16,7 +16,7 @@ use std::path::Path;
 
 use cnn::data::load_mnist;
 use cnn::io::load_weights;
-use cnn::{cnn, Model, Optimizer, Sgd};
+use cnn::{cnn, Model, Sgd};
 
 cnn! {
     /// The model the `lenet5` example trained.

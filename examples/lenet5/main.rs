@@ -25,7 +25,7 @@ use cnn::augment::{augment_batch, Compose, RotateScale, Shift, Transform};
 use cnn::data::{epoch_order, load_mnist, Dataset};
 use cnn::io::{load_checkpoint, save_checkpoint, save_weights, Progress};
 use cnn::schedule::Cosine;
-use cnn::{cnn, Model, Optimizer, Schedule, Sgd};
+use cnn::{cnn, Model, Schedule, Sgd};
 use indicatif::{ProgressBar, ProgressStyle};
 
 cnn! {
