@@ -78,8 +78,8 @@ fn absorbed(layer: &Layer<'_>, loss: LossKind, is_last: bool) -> bool {
 fn sizes(layer: &Layer<'_>) -> (u64, u64) {
     let input = layer.input;
     match &layer.kind {
-        Kind::Conv { filter, filters, .. } => (filters * (input.d * filter[0] * filter[1] + 1), 0),
-        Kind::Fc { out } => (out * (input.len() + 1), 0),
+        Kind::Conv { filter, filters, bias, .. } => (filters * (input.d * filter[0] * filter[1] + u64::from(*bias)), 0),
+        Kind::Fc { out, bias } => (out * (input.len() + u64::from(*bias)), 0),
         Kind::BatchNorm => {
             let c = channels(input).0;
             (2 * c, 2 * c + 1)
@@ -152,7 +152,7 @@ impl Program {
             let input = layer.input;
             let (d, h, w) = (lit(input.d), lit(input.h), lit(input.w));
             let kernel = match &layer.kind {
-                Kind::Conv { filter, filters, stride, pad } => {
+                Kind::Conv { filter, filters, stride, pad, bias } => {
                     let (k, fh, fw, sh, sw, ph, pw) = (
                         lit(*filters),
                         lit(filter[1]),
@@ -163,7 +163,7 @@ impl Program {
                         lit(pad[0]),
                     );
                     Some((
-                        quote!(#rt::Conv2d<#d, #h, #w, #k, #fh, #fw, #sh, #sw, #ph, #pw>),
+                        quote!(#rt::Conv2d<#d, #h, #w, #k, #fh, #fw, #sh, #sw, #ph, #pw, #bias>),
                         quote!(#rt::Conv2d { act: #act }),
                     ))
                 }
@@ -176,9 +176,9 @@ impl Program {
                     };
                     Some((quote!(#rt::#name<#d, #h, #w, #kh, #kw, #sh, #sw>), quote!(#rt::#name)))
                 }
-                Kind::Fc { out } => {
+                Kind::Fc { out, bias } => {
                     let (inputs, outputs) = (lit(input.len()), lit(*out));
-                    Some((quote!(#rt::Linear<#inputs, #outputs>), quote!(#rt::Linear { act: #act })))
+                    Some((quote!(#rt::Linear<#inputs, #outputs, #bias>), quote!(#rt::Linear { act: #act })))
                 }
                 Kind::Act(a) => {
                     let (len, a) = (lit(input.len()), act_tokens(a));
@@ -299,12 +299,21 @@ impl Description {
             });
             let (c, _) = channels(input);
             let line = match &layer.kind {
-                Kind::Conv { filter, filters, stride, pad } => {
+                Kind::Conv { filter, filters, stride, pad, bias } => {
                     self.tensor(&here, "weight", &[*filters, input.d, filter[1], filter[0]], quote!(Weight));
-                    self.tensor(&here, "bias", &[*filters], quote!(Bias));
+                    if *bias {
+                        self.tensor(&here, "bias", &[*filters], quote!(Bias));
+                    }
                     format!(
-                        "torch.nn.Conv2d({}, {filters}, kernel_size=({}, {}), stride=({}, {}), padding=({}, {}))",
-                        input.d, filter[1], filter[0], stride[1], stride[0], pad[1], pad[0]
+                        "torch.nn.Conv2d({}, {filters}, kernel_size=({}, {}), stride=({}, {}), padding=({}, {}){})",
+                        input.d,
+                        filter[1],
+                        filter[0],
+                        stride[1],
+                        stride[0],
+                        pad[1],
+                        pad[0],
+                        if *bias { "" } else { ", bias=False" }
                     )
                 }
                 Kind::Pool { op, window, stride } => {
@@ -315,10 +324,14 @@ impl Description {
                         PoolOp::L2 => format!("torch.nn.LPPool2d(2, kernel_size=({kh}, {kw}), stride=({sh}, {sw}))"),
                     }
                 }
-                Kind::Fc { out } => {
+                Kind::Fc { out, bias } => {
                     self.tensor(&here, "weight", &[*out, input.len()], quote!(Weight));
-                    self.tensor(&here, "bias", &[*out], quote!(Bias));
-                    format!("torch.nn.Linear({}, {out})", input.len())
+                    if *bias {
+                        self.tensor(&here, "bias", &[*out], quote!(Bias));
+                        format!("torch.nn.Linear({}, {out})", input.len())
+                    } else {
+                        format!("torch.nn.Linear({}, {out}, bias=False)", input.len())
+                    }
                 }
                 Kind::Act(ActKind::Relu) => "torch.nn.ReLU()".into(),
                 Kind::Act(ActKind::LeakyRelu(a)) => format!("torch.nn.LeakyReLU({a})"),
@@ -436,7 +449,7 @@ fn flops(layers: &[Layer<'_>]) -> u64 {
             Kind::Conv { filter, filters, .. } => {
                 2 * filters * l.input.d * filter[0] * filter[1] * l.output.w * l.output.h
             }
-            Kind::Fc { out } => 2 * l.input.len() * out,
+            Kind::Fc { out, .. } => 2 * l.input.len() * out,
             Kind::Residual => {
                 let block = l.block.as_ref().expect("a residual layer has a block");
                 flops(&block.body) + flops(&block.shortcut)

@@ -66,7 +66,7 @@ fn known_sizes(syntax: &ModelSyntax) -> (Option<u64>, Option<u64>) {
         .rev()
         .find(|k| !matches!(k, Kind::Act(_) | Kind::Softmax | Kind::Loss(_) | Kind::Dropout { .. } | Kind::BatchNorm))
         .and_then(|k| match k {
-            Kind::Fc { out } => Some(*out),
+            Kind::Fc { out, .. } => Some(*out),
             _ => None,
         });
     (input, classes)

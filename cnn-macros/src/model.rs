@@ -170,12 +170,12 @@ pub enum Kind {
     InputVolume { w: u64, h: u64, d: u64 },
     /// `input(N)`: a flat vector.
     InputFlat { n: u64 },
-    /// `conv(FxG, K, stride=S, pad=P)`.
-    Conv { filter: [u64; 2], filters: u64, stride: [u64; 2], pad: [u64; 2] },
+    /// `conv(FxG, K, stride=S, pad=P, bias=B)`.
+    Conv { filter: [u64; 2], filters: u64, stride: [u64; 2], pad: [u64; 2], bias: bool },
     /// `pool(k)` / `maxpool(k)`, `avgpool(k)`, `l2pool(k)`, with optional `stride=`.
     Pool { op: PoolOp, window: [u64; 2], stride: [u64; 2] },
-    /// `fc(N)`.
-    Fc { out: u64 },
+    /// `fc(N, bias=B)`.
+    Fc { out: u64, bias: bool },
     /// `relu`, `leaky_relu(a)`, `sigmoid`, `tanh`.
     Act(ActKind),
     /// `softmax`.
@@ -219,13 +219,16 @@ impl fmt::Display for Kind {
         match self {
             Kind::InputVolume { w, h, d } => write!(f, "input({w}x{h}x{d})"),
             Kind::InputFlat { n } => write!(f, "input({n})"),
-            Kind::Conv { filter, filters, stride, pad } => {
+            Kind::Conv { filter, filters, stride, pad, bias } => {
                 write!(f, "conv({}x{}, {filters}", filter[0], filter[1])?;
                 if *stride != [1, 1] {
                     write!(f, ", stride={}", pair(*stride))?;
                 }
                 if *pad != [0, 0] {
                     write!(f, ", pad={}", pair(*pad))?;
+                }
+                if !bias {
+                    write!(f, ", bias=false")?;
                 }
                 write!(f, ")")
             }
@@ -241,7 +244,8 @@ impl fmt::Display for Kind {
                 }
                 write!(f, ")")
             }
-            Kind::Fc { out } => write!(f, "fc({out})"),
+            Kind::Fc { out, bias: true } => write!(f, "fc({out})"),
+            Kind::Fc { out, bias: false } => write!(f, "fc({out}, bias=false)"),
             Kind::Act(ActKind::Relu) => write!(f, "relu"),
             Kind::Act(ActKind::LeakyRelu(a)) => write!(f, "leaky_relu({a})"),
             Kind::Act(ActKind::Sigmoid) => write!(f, "sigmoid"),
@@ -494,6 +498,18 @@ impl Args {
     fn get(&self, name: &str) -> Option<&TokenStream> {
         self.named.iter().find(|a| a.name.as_ref().is_some_and(|n| *n == name)).map(|a| &a.value)
     }
+
+    /// A `name=true` / `name=false` argument, or `default` when absent.
+    fn flag(&self, name: &str, default: bool) -> syn::Result<bool> {
+        match self.get(name).map(|v| (v, v.to_string())) {
+            None => Ok(default),
+            Some((_, text)) if text == "true" => Ok(true),
+            Some((_, text)) if text == "false" => Ok(false),
+            Some((v, text)) => {
+                Err(syn::Error::new_spanned(v, format!("`{name}=` takes `true` or `false`, found `{text}`")))
+            }
+        }
+    }
 }
 
 fn count(n: usize) -> String {
@@ -528,7 +544,7 @@ pub fn lower_layer(layer: &LayerSyntax) -> syn::Result<Kind> {
         }
         "conv" => {
             let usage = "conv(5x5, 16, stride=1, pad=0)";
-            let args = Args::read(layer, &["stride", "pad"], usage, 2)?;
+            let args = Args::read(layer, &["stride", "pad", "bias"], usage, 2)?;
             let f = &args.positional[0].value;
             let filter = match numbers(f, "the filter size")?.as_slice() {
                 [w, h] => [*w, *h],
@@ -551,7 +567,8 @@ pub fn lower_layer(layer: &LayerSyntax) -> syn::Result<Kind> {
                 Some(p) => pair_arg(p, "the padding")?,
                 None => [0, 0],
             };
-            Ok(Kind::Conv { filter, filters, stride, pad })
+            let bias = args.flag("bias", true)?;
+            Ok(Kind::Conv { filter, filters, stride, pad, bias })
         }
         "pool" | "maxpool" | "avgpool" | "l2pool" => {
             let args = Args::read(layer, &["stride"], &format!("{name}(2, stride=2)"), 1)?;
@@ -570,11 +587,12 @@ pub fn lower_layer(layer: &LayerSyntax) -> syn::Result<Kind> {
             Ok(Kind::Pool { op, window, stride })
         }
         "fc" => {
-            let args = Args::read(layer, &[], "fc(10)", 1)?;
+            let args = Args::read(layer, &["bias"], "fc(10)", 1)?;
             let v = &args.positional[0].value;
             let out = number(v, "the number of outputs")?;
             at_least_one(v, &[out], "the number of outputs")?;
-            Ok(Kind::Fc { out })
+            let bias = args.flag("bias", true)?;
+            Ok(Kind::Fc { out, bias })
         }
         "relu" | "softmax" | "sigmoid" | "tanh" | "batchnorm" => {
             if let Some(group) = &layer.args {
@@ -706,11 +724,15 @@ mod tests {
     fn reads_every_documented_form() {
         let kinds = lower("input(32x16x3) conv(5x3, 8, stride=2, pad=1) relu pool(2) maxpool(3, stride=2) conv(3x3, 4, stride=2x1, pad=0x1) fc(10) softmax").unwrap();
         assert_eq!(kinds[0], Kind::InputVolume { w: 32, h: 16, d: 3 });
-        assert_eq!(kinds[1], Kind::Conv { filter: [5, 3], filters: 8, stride: [2, 2], pad: [1, 1] });
+        assert_eq!(kinds[1], Kind::Conv { filter: [5, 3], filters: 8, stride: [2, 2], pad: [1, 1], bias: true });
         assert_eq!(kinds[3], Kind::Pool { op: PoolOp::Max, window: [2, 2], stride: [2, 2] });
         assert_eq!(kinds[4], Kind::Pool { op: PoolOp::Max, window: [3, 3], stride: [2, 2] });
-        assert_eq!(kinds[5], Kind::Conv { filter: [3, 3], filters: 4, stride: [2, 1], pad: [0, 1] });
-        assert_eq!(kinds[6], Kind::Fc { out: 10 });
+        assert_eq!(kinds[5], Kind::Conv { filter: [3, 3], filters: 4, stride: [2, 1], pad: [0, 1], bias: true });
+        assert_eq!(kinds[6], Kind::Fc { out: 10, bias: true });
+        let kinds = lower("input(8x8x1) conv(3x3, 4, bias=false) fc(2, bias=false)").unwrap();
+        assert_eq!(kinds[1].to_string(), "conv(3x3, 4, bias=false)");
+        assert_eq!(kinds[2], Kind::Fc { out: 2, bias: false });
+        assert!(error("fc(2, bias=no)").contains("takes `true` or `false`"));
         assert_eq!(lower("input(784)").unwrap()[0], Kind::InputFlat { n: 784 });
     }
 

@@ -261,7 +261,7 @@ fn output(layer: &Layer<'_>, prev: &str, input: Shape) -> Result<Shape, String> 
     let shape = match &layer.kind {
         // A repeated `input` is reported by the caller; the shape passes through unchanged.
         Kind::InputVolume { .. } | Kind::InputFlat { .. } => input,
-        Kind::Conv { filter, filters, stride, pad } => {
+        Kind::Conv { filter, filters, stride, pad, .. } => {
             needs_volume(&layer.kind, prev, input)?;
             let out = windows(&layer.kind, input, *filter, *stride, *pad, *filters)?;
             let params = filter[0] * filter[1] * input.d * filters + filters;
@@ -277,7 +277,7 @@ fn output(layer: &Layer<'_>, prev: &str, input: Shape) -> Result<Shape, String> 
             needs_volume(&layer.kind, prev, input)?;
             windows(&layer.kind, input, *window, *stride, [0, 0], input.d)?
         }
-        Kind::Fc { out } => {
+        Kind::Fc { out, .. } => {
             let params = (input.len() + 1) * out;
             if params > MAX_VALUES {
                 return Err(format!(
@@ -438,15 +438,16 @@ fn fixes(kind: &Kind, input: Shape, axes: [Axis; 2], depth: u64) -> Vec<String> 
     };
     let mut candidates = Vec::new();
     match kind {
-        Kind::Conv { filter, filters, stride, pad } => {
+        Kind::Conv { filter, filters, stride, pad, bias } => {
+            let bias = *bias;
             if let Some(p) = per_axis(&|a, v| Axis { pad: v, ..a }, &|a| a.pad, 0) {
-                candidates.push(Kind::Conv { filter: *filter, filters: *filters, stride: *stride, pad: p });
+                candidates.push(Kind::Conv { filter: *filter, filters: *filters, stride: *stride, pad: p, bias });
             }
             if let Some(s) = per_axis(&|a, v| Axis { stride: v, ..a }, &|a| a.stride, 1) {
-                candidates.push(Kind::Conv { filter: *filter, filters: *filters, stride: s, pad: *pad });
+                candidates.push(Kind::Conv { filter: *filter, filters: *filters, stride: s, pad: *pad, bias });
             }
             if let Some(f) = per_axis(&|a, v| Axis { window: v, ..a }, &|a| a.window, 1) {
-                candidates.push(Kind::Conv { filter: f, filters: *filters, stride: *stride, pad: *pad });
+                candidates.push(Kind::Conv { filter: f, filters: *filters, stride: *stride, pad: *pad, bias });
             }
         }
         Kind::Pool { op, window, stride } => {

@@ -49,18 +49,24 @@ cnn! {
 cnn! {
     /// A small ResNet for 32x32 colour images: a 3x3 stem, three residual stages (identity
     /// shortcut, then two projections that halve the resolution and double the width), batch
-    /// normalisation throughout, global average pooling.
+    /// normalisation after every convolution (which therefore has no bias, as in PyTorch's
+    /// ResNets), global average pooling.
     pub struct ResNet8 <
         input(32x32x3)
-        conv(3x3, 16, pad=1) batchnorm relu
-        residual(conv(3x3, 16, pad=1) batchnorm relu conv(3x3, 16, pad=1) batchnorm) relu
+        conv(3x3, 16, pad=1, bias=false) batchnorm relu
         residual(
-            conv(3x3, 32, stride=2, pad=1) batchnorm relu conv(3x3, 32, pad=1) batchnorm,
-            shortcut=conv(1x1, 32, stride=2) batchnorm
+            conv(3x3, 16, pad=1, bias=false) batchnorm relu
+            conv(3x3, 16, pad=1, bias=false) batchnorm
         ) relu
         residual(
-            conv(3x3, 64, stride=2, pad=1) batchnorm relu conv(3x3, 64, pad=1) batchnorm,
-            shortcut=conv(1x1, 64, stride=2) batchnorm
+            conv(3x3, 32, stride=2, pad=1, bias=false) batchnorm relu
+            conv(3x3, 32, pad=1, bias=false) batchnorm,
+            shortcut=conv(1x1, 32, stride=2, bias=false) batchnorm
+        ) relu
+        residual(
+            conv(3x3, 64, stride=2, pad=1, bias=false) batchnorm relu
+            conv(3x3, 64, pad=1, bias=false) batchnorm,
+            shortcut=conv(1x1, 64, stride=2, bias=false) batchnorm
         ) relu
         avgpool(8) fc(10) softmax
     >

@@ -6,7 +6,8 @@ use rayon::prelude::*;
 /// Convolution of a `D x H x W` input (channels, rows, columns) with `K` filters of `FH x FW`,
 /// strides `SH`/`SW` and zero padding `PH`/`PW`, followed by an activation.
 ///
-/// Parameters: weights `[K, D, FH, FW]` then biases `[K]`, as in `torch.nn.Conv2d`.
+/// Parameters: weights `[K, D, FH, FW]` then, when `BIAS`, biases `[K]`, as in
+/// `torch.nn.Conv2d(..., bias=BIAS)`.
 #[derive(Clone, Copy, Debug)]
 pub struct Conv2d<
     const D: usize,
@@ -19,6 +20,7 @@ pub struct Conv2d<
     const SW: usize,
     const PH: usize,
     const PW: usize,
+    const BIAS: bool = true,
 > {
     /// Activation fused into the output pass.
     pub act: Act,
@@ -35,7 +37,8 @@ impl<
         const SW: usize,
         const PH: usize,
         const PW: usize,
-    > Conv2d<D, H, W, K, FH, FW, SH, SW, PH, PW>
+        const BIAS: bool,
+    > Conv2d<D, H, W, K, FH, FW, SH, SW, PH, PW, BIAS>
 {
     /// Output height: `(H - FH + 2 PH) / SH + 1`.
     pub const OH: usize = (H + 2 * PH - FH) / SH + 1;
@@ -140,11 +143,12 @@ impl<
         const SW: usize,
         const PH: usize,
         const PW: usize,
-    > Layer for Conv2d<D, H, W, K, FH, FW, SH, SW, PH, PW>
+        const BIAS: bool,
+    > Layer for Conv2d<D, H, W, K, FH, FW, SH, SW, PH, PW, BIAS>
 {
     const IN: usize = D * H * W;
     const OUT: usize = K * Self::N;
-    const PARAMS: usize = Self::WEIGHTS + K;
+    const PARAMS: usize = Self::WEIGHTS + if BIAS { K } else { 0 };
     const SCRATCH: usize = Self::R * Self::N;
     const STATE: usize = 0;
     const FLOPS: u64 = 2 * (K * Self::R * Self::N) as u64;
@@ -181,7 +185,8 @@ impl<
                         0.0,
                         MatMut::new(y, K, Self::N),
                     );
-                    for (row, &bias) in y.chunks_exact_mut(Self::N).zip(b) {
+                    for (k, row) in y.chunks_exact_mut(Self::N).enumerate() {
+                        let bias = if BIAS { b[k] } else { 0.0 };
                         row.iter_mut().for_each(|v| *v = self.act.apply(*v + bias));
                     }
                 }
@@ -367,5 +372,18 @@ mod tests {
         check_gradients(Conv2d::<1, 8, 8, 2, 5, 5, 1, 1, 2, 2> { act: Act::Relu }, 2, 30);
         // More samples than chunks, so several samples share a chunk.
         check_gradients(Conv2d::<1, 5, 5, 2, 3, 3, 2, 2, 1, 1> { act: Act::Relu }, 37, 40);
+        check_gradients(Conv2d::<2, 6, 5, 3, 3, 3, 2, 1, 1, 1, false> { act: Act::Tanh }, 3, 50);
+    }
+
+    #[test]
+    fn without_bias_is_with_a_zero_bias() {
+        type Biased = Conv2d<2, 5, 6, 3, 3, 2, 1, 2, 1, 0>;
+        type Unbiased = Conv2d<2, 5, 6, 3, 3, 2, 1, 2, 1, 0, false>;
+        assert_eq!(Unbiased::PARAMS + 3, Biased::PARAMS);
+        let (x, mut p) = (random_vec(2 * Biased::IN, 8), random_vec(Biased::PARAMS, 9));
+        p[Unbiased::PARAMS..].fill(0.0);
+        let act = Act::Sigmoid;
+        let want = forward(&Biased { act }, 2, &x, &p).0;
+        assert_eq!(forward(&Unbiased { act }, 2, &x, &p[..Unbiased::PARAMS]).0, want);
     }
 }

@@ -3,23 +3,24 @@
 use super::{chunk_count, chunk_len, dx_chunks, gemm, reduce_partials, Act, Layer, Mat, MatMut, Mode};
 use rayon::prelude::*;
 
-/// `y = act(W x + b)` with `W` of shape `[OUT, IN]` and `b` of `[OUT]`, as in `torch.nn.Linear`.
+/// `y = act(W x + b)` with `W` of shape `[OUT, IN]` and, when `BIAS`, `b` of `[OUT]`, as in
+/// `torch.nn.Linear(IN, OUT, bias=BIAS)`.
 ///
 /// A volume input is read flat in NCHW order, which is what `torch.flatten` gives.
 #[derive(Clone, Copy, Debug)]
-pub struct Linear<const IN: usize, const OUT: usize> {
+pub struct Linear<const IN: usize, const OUT: usize, const BIAS: bool = true> {
     /// Activation fused into the output pass.
     pub act: Act,
 }
 
-impl<const IN: usize, const OUT: usize> Linear<IN, OUT> {
+impl<const IN: usize, const OUT: usize, const BIAS: bool> Linear<IN, OUT, BIAS> {
     const WEIGHTS: usize = OUT * IN;
 }
 
-impl<const IN: usize, const OUT: usize> Layer for Linear<IN, OUT> {
+impl<const IN: usize, const OUT: usize, const BIAS: bool> Layer for Linear<IN, OUT, BIAS> {
     const IN: usize = IN;
     const OUT: usize = OUT;
-    const PARAMS: usize = Self::WEIGHTS + OUT;
+    const PARAMS: usize = Self::WEIGHTS + if BIAS { OUT } else { 0 };
     const SCRATCH: usize = 0;
     const STATE: usize = 0;
     const FLOPS: u64 = 2 * (IN * OUT) as u64;
@@ -46,7 +47,11 @@ impl<const IN: usize, const OUT: usize> Layer for Linear<IN, OUT> {
             // shape: [m, IN] x [IN, OUT] -> [m, OUT]
             gemm(1.0, Mat::new(x, m, IN), Mat::new(w, OUT, IN).t(), 0.0, MatMut::new(y, m, OUT));
             for row in y.chunks_exact_mut(OUT) {
-                row.iter_mut().zip(b).for_each(|(v, &bias)| *v = self.act.apply(*v + bias));
+                if BIAS {
+                    row.iter_mut().zip(b).for_each(|(v, &bias)| *v = self.act.apply(*v + bias));
+                } else {
+                    self.act.apply_in_place(row);
+                }
             }
         });
     }
@@ -107,6 +112,17 @@ mod tests {
         assert_close(&y, &[6.5, -4.0, -0.5, -7.0], 1e-6, "linear");
         let y = forward(&Linear::<3, 2> { act: Act::Relu }, 2, &x, &p).0;
         assert_close(&y, &[6.5, 0.0, 0.0, 0.0], 1e-6, "linear + relu");
+    }
+
+    #[test]
+    fn without_bias() {
+        let p = [1.0, 2.0, 3.0, -1.0, 0.5, -2.0];
+        let x = [1.0, 1.0, 1.0, 2.0, 0.0, -1.0];
+        let y = forward(&Linear::<3, 2, false> { act: Act::Tanh }, 2, &x, &p).0;
+        let want: Vec<f32> = [6.0f32, -2.5, -1.0, 0.0].iter().map(|v| v.tanh()).collect();
+        assert_close(&y, &want, 1e-6, "linear without bias");
+        let (ex, ep) = layer_gradient_errors(&Linear::<5, 4, false> { act: Act::Sigmoid }, 3, 4);
+        assert!(ex < 1e-2 && ep < 1e-2, "dx {ex}, dparams {ep}");
     }
 
     fn check(act: Act, n: usize, seed: u64) {
