@@ -12,8 +12,8 @@ pub use cnn_runtime::{
 pub mod __private {
     pub use cnn_runtime::init::rng;
     pub use cnn_runtime::kernels::{
-        act_backward, add_assign, add_forward, argmax, max_of, sizes_of, Act, Activation, AvgPool2d, BatchNorm,
-        Conv2d, Dropout, L2Pool2d, Layer, LayerSizes, Linear, Lrn, MaxPool2d, Mode,
+        act_backward, add_assign, add_forward, argmax, max_of, sizes_of, Act, Activation, AvgPool2d, BatchNorm, Conv2d,
+        Dropout, L2Pool2d, Layer, LayerSizes, Linear, Lrn, MaxPool2d, Mode,
     };
     pub use cnn_runtime::{mode, Noise, Trainable, Workspace, WorkspaceSizes};
 }

@@ -279,3 +279,20 @@ fn the_layer_table_shows_blocks_and_pytorch_names() {
     assert!(Nested::PYTORCH.contains("Residual(torch.nn.Sequential("));
     assert!(Mix::SUMMARY.contains("Buffers (running statistics): 35"), "{}", Mix::SUMMARY);
 }
+
+#[test]
+fn he_initialisation_redraws_the_weights_only() {
+    let mut model = Mix::with_seed(1);
+    let before = model.params().to_vec();
+    cnn::init::he_uniform(&mut model, 5);
+    for t in Mix::TENSORS.iter().filter(|t| t.kind.is_param()) {
+        let (new, old) = (&model.params()[t.offset..t.offset + t.len()], &before[t.offset..t.offset + t.len()]);
+        if t.kind == TensorKind::Weight {
+            let bound = (6.0 / (t.len() / t.shape[0]) as f32).sqrt();
+            assert!(new.iter().all(|w| w.abs() <= bound) && new != old, "{}", t.name);
+            assert!(new.iter().any(|w| w.abs() > 0.8 * bound), "{} spans its bound", t.name);
+        } else {
+            assert_eq!(new, old, "{}", t.name);
+        }
+    }
+}

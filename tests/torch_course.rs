@@ -88,7 +88,8 @@ fn train_like_pytorch(opt: &mut dyn Optimizer, steps: usize, losses: &[f32], aft
         assert!((loss - want).abs() < 1e-5, "step {step}: loss {loss}, PyTorch {want}");
     }
     let torch = torch_model(after);
-    let (p, b) = (largest_difference(model.params(), torch.params()), largest_difference(model.buffers(), torch.buffers()));
+    let (p, b) =
+        (largest_difference(model.params(), torch.params()), largest_difference(model.buffers(), torch.buffers()));
     println!("{}: largest difference from PyTorch: parameters {p:e}, buffers {b:e}", opt.describe());
     assert!(p < 2e-5 && b < 2e-5, "parameters {p}, buffers {b}");
 }

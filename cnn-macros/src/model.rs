@@ -409,12 +409,21 @@ fn float(value: &TokenStream, what: &str) -> syn::Result<f32> {
     let (negative, lit) = match trees.as_slice() {
         [TokenTree::Literal(lit)] => (false, lit),
         [TokenTree::Punct(minus), TokenTree::Literal(lit)] if minus.as_char() == '-' => (true, lit),
-        _ => return Err(syn::Error::new_spanned(value, format!("expected {what}, a number such as `0.5`, found `{value}`"))),
+        _ => {
+            return Err(syn::Error::new_spanned(
+                value,
+                format!("expected {what}, a number such as `0.5`, found `{value}`"),
+            ))
+        }
     };
     let text = lit.to_string();
     let digits = text.strip_suffix("f32").or_else(|| text.strip_suffix("f64")).unwrap_or(&text).replace('_', "");
     match digits.parse::<f64>() {
-        Ok(v) if v.is_finite() && v.abs() <= MAX_NUMBER as f64 && digits.bytes().all(|b| b.is_ascii_digit() || b"eE.+-".contains(&b)) => {
+        Ok(v)
+            if v.is_finite()
+                && v.abs() <= MAX_NUMBER as f64
+                && digits.bytes().all(|b| b.is_ascii_digit() || b"eE.+-".contains(&b)) =>
+        {
             Ok(if negative { -v } else { v } as f32)
         }
         _ => Err(syn::Error::new_spanned(value, format!("expected {what}, a number such as `0.5`, found `{value}`"))),

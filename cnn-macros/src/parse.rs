@@ -72,7 +72,10 @@ impl Parse for BlockSyntax {
         input.parse::<Token![=]>()?;
         let shortcut = layers(input)?;
         if shortcut.is_empty() {
-            return Err(syn::Error::new(key.span(), "`shortcut=` needs at least one layer, such as `conv(1x1, 32, stride=2)`"));
+            return Err(syn::Error::new(
+                key.span(),
+                "`shortcut=` needs at least one layer, such as `conv(1x1, 32, stride=2)`",
+            ));
         }
         if !input.is_empty() {
             return Err(input.error("unexpected tokens after the shortcut's layers"));

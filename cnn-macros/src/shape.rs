@@ -69,7 +69,8 @@ pub fn check(model: &mut Model<'_>) -> syn::Result<LossKind> {
         Kind::InputVolume { w, h, d } => Some(Shape::volume(w, h, d)),
         Kind::InputFlat { n } => Some(Shape::vector(n)),
         _ => {
-            errors.spanned(&*first, format!("a model starts with `input(WxHxD)` or `input(N)`, found `{}`", first.kind));
+            errors
+                .spanned(&*first, format!("a model starts with `input(WxHxD)` or `input(N)`, found `{}`", first.kind));
             None
         }
     };
@@ -96,11 +97,13 @@ fn head(layers: &[Layer<'_>], errors: &mut Errors) -> Option<LossKind> {
     let last = layers.len() - 1;
     for (i, layer) in layers.iter().enumerate() {
         if i < last && matches!(layer.kind, Kind::Loss(_)) {
-            errors.spanned(layer, format!("`{}` ends the model, but `{}` follows it", layer.kind, layers[i + 1].text()));
+            errors
+                .spanned(layer, format!("`{}` ends the model, but `{}` follows it", layer.kind, layers[i + 1].text()));
             return None;
         }
         if layer.kind == Kind::Softmax && i < last && !matches!(layers[i + 1].kind, Kind::Loss(_)) {
-            errors.spanned(layer, format!("`softmax` must be the last layer, but `{}` follows it", layers[i + 1].text()));
+            errors
+                .spanned(layer, format!("`softmax` must be the last layer, but `{}` follows it", layers[i + 1].text()));
             return None;
         }
     }
@@ -109,7 +112,10 @@ fn head(layers: &[Layer<'_>], errors: &mut Errors) -> Option<LossKind> {
         _ => (None, last),
     };
     if output == 0 {
-        errors.spanned(&layers[last], "the model has no layers after its input: add the layers it computes, such as `fc(10) softmax`");
+        errors.spanned(
+            &layers[last],
+            "the model has no layers after its input: add the layers it computes, such as `fc(10) softmax`",
+        );
         return None;
     }
     let final_kind = &layers[output].kind;
@@ -185,7 +191,8 @@ fn check_list(
             continue;
         };
         layer.input = input;
-        let result = if layer.kind == Kind::Residual { residual(layer, input, errors) } else { output(layer, &prev, input) };
+        let result =
+            if layer.kind == Kind::Residual { residual(layer, input, errors) } else { output(layer, &prev, input) };
         current = match result {
             Ok(shape) => {
                 layer.output = shape;
@@ -208,8 +215,11 @@ fn check_list(
 fn residual(layer: &mut Layer<'_>, input: Shape, errors: &mut Errors) -> Result<Shape, String> {
     let block = layer.block.as_mut().expect("a residual layer has a block");
     let body = check_list(&mut block.body, Some(input), "the block's input", false, errors);
-    let shortcut =
-        if block.shortcut.is_empty() { Some(input) } else { check_list(&mut block.shortcut, Some(input), "the block's input", false, errors) };
+    let shortcut = if block.shortcut.is_empty() {
+        Some(input)
+    } else {
+        check_list(&mut block.shortcut, Some(input), "the block's input", false, errors)
+    };
     let (Some(body), Some(shortcut)) = (body, shortcut) else {
         return Err(String::new());
     };
@@ -228,7 +238,11 @@ fn residual(layer: &mut Layer<'_>, input: Shape, errors: &mut Errors) -> Result<
         match (stride(input.w, body.w), stride(input.h, body.h)) {
             (Some(sw), Some(sh)) => {
                 let s = if sw == sh { sw.to_string() } else { format!("{sw}x{sh}") };
-                Some(if s == "1" { format!("conv(1x1, {})", body.d) } else { format!("conv(1x1, {}, stride={s})", body.d) })
+                Some(if s == "1" {
+                    format!("conv(1x1, {})", body.d)
+                } else {
+                    format!("conv(1x1, {}, stride={s})", body.d)
+                })
             }
             _ => None,
         }
@@ -238,9 +252,7 @@ fn residual(layer: &mut Layer<'_>, input: Shape, errors: &mut Errors) -> Result<
         Some(p) => format!(": project the shortcut the same way, as in `residual({layers}, shortcut={p})`"),
         None => format!(": add a `shortcut=` that gives {body}, as in `residual({layers}, shortcut=...)`"),
     };
-    Err(format!(
-        "`residual` adds its input to its layers' output, but its layers turn {input} into {body}{fix}"
-    ))
+    Err(format!("`residual` adds its input to its layers' output, but its layers turn {input} into {body}{fix}"))
 }
 
 /// The last layer of `layers` as the user wrote it, with the activation before it if it ends
@@ -353,8 +365,9 @@ impl Axis {
     /// leave input values at the edge unread.
     fn output(&self) -> Option<u64> {
         let padded = self.padded();
-        (self.window <= padded && (padded - self.window) % self.stride <= self.pad + self.stride.saturating_sub(self.window))
-            .then(|| (padded - self.window) / self.stride + 1)
+        (self.window <= padded
+            && (padded - self.window) % self.stride <= self.pad + self.stride.saturating_sub(self.window))
+        .then(|| (padded - self.window) / self.stride + 1)
     }
 
     /// The rule with the actual numbers, such as `(28 − 5 + 2·0)/2 + 1 = 12.5`.
@@ -580,7 +593,8 @@ mod tests {
         // Overlapping pooling on an even input would leave the last column unread.
         let e = error("input(32x32x3) maxpool(3, stride=2) fc(2) softmax");
         assert!(e.contains("(32 − 3)/2 + 1 = 15.5"), "{e}");
-        let s = shapes("input(31x31x3) maxpool(3, stride=2) avgpool(3, stride=2) l2pool(3, stride=2) fc(2) softmax").unwrap();
+        let s = shapes("input(31x31x3) maxpool(3, stride=2) avgpool(3, stride=2) l2pool(3, stride=2) fc(2) softmax")
+            .unwrap();
         assert_eq!(s[1..4], ["15x15x3", "7x7x3", "3x3x3"]);
     }
 

@@ -21,6 +21,24 @@ pub fn pytorch_default(p: &mut [f32], fan_in: usize, rng: &mut Rng) {
     }
 }
 
+/// He's initialisation for networks of ReLU layers: redraws every convolution and fully
+/// connected weight of `model` from `U(−√(6/fan_in), √(6/fan_in))` (PyTorch's
+/// `torch.nn.init.kaiming_uniform_` with its defaults), from `seed`; biases, normalisation
+/// parameters and buffers stay as they are.
+///
+/// PyTorch's default bound is √6 times smaller, which shrinks the signal layer after layer: a
+/// deep stack of ReLU layers without batch normalisation (an AlexNet) may then not learn at all.
+pub fn he_uniform<M: crate::Model>(model: &mut M, seed: u64) {
+    let mut rng = rng(seed);
+    for t in M::TENSORS.iter().filter(|t| t.kind == crate::TensorKind::Weight) {
+        let fan_in = t.len() / t.shape[0].max(1);
+        let bound = (6.0 / fan_in.max(1) as f32).sqrt();
+        for v in &mut model.params_mut()[t.offset..t.offset + t.len()] {
+            *v = rng.random_range(-bound..bound);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

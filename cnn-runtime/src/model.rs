@@ -363,7 +363,10 @@ impl Trainable {
     fn set(&mut self, layers: &[LayerInfo], tensors: &[TensorInfo], range: std::ops::Range<usize>, frozen: bool) {
         self.frozen[range].fill(frozen);
         let frozen_at = |offset: usize| {
-            layers.iter().zip(&self.frozen).any(|(l, &f)| f && l.params > 0 && (l.offset..l.offset + l.params).contains(&offset))
+            layers
+                .iter()
+                .zip(&self.frozen)
+                .any(|(l, &f)| f && l.params > 0 && (l.offset..l.offset + l.params).contains(&offset))
         };
         let mut segments: Vec<Segment> = Vec::new();
         for t in tensors.iter().filter(|t| t.kind.is_param() && !frozen_at(t.offset)) {

@@ -15,8 +15,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use cnn::data::{epoch_order, load_mnist};
-use cnn::schedule::{Constant, Cosine, StepDecay, WarmUp};
-use cnn::{Adam, AdamW, Model, Optimizer, Schedule, Sgd};
+use cnn::schedule::{Constant, Cosine, Exponential, StepDecay, WarmUp};
+use cnn::{Adam, Model, Optimizer, Schedule, Sgd};
 use models::{AlexNet32, LeNet5, Mlp, Perceptron, ResNet8};
 
 /// A small xorshift generator for the synthetic data.
@@ -156,15 +156,22 @@ fn main() -> Result<(), Box<dyn Error>> {
     let colour = if run("alexnet32") || run("resnet8") { Some((stripes(1024, 3), stripes(256, 4))) } else { None };
     if let Some(((x, y), (tx, ty))) = &colour {
         if run("alexnet32") {
-            println!("\nAlexNet32: AdamW, linear warm-up then cosine\n{}", AlexNet32::SUMMARY);
+            println!(
+                "\nAlexNet32: SGD with momentum and weight decay, linear warm-up then cosine\n{}",
+                AlexNet32::SUMMARY
+            );
             let mut model = AlexNet32::with_seed(1);
-            let schedule = WarmUp::new(16, Cosine::new(5e-4, 0.0, 3 * 1024 / 32 - 16)?)?;
-            train(&mut model, &mut AdamW::new(5e-4)?, &schedule, (x, y), (tx, ty), 3, 32)?;
+            // He's initialisation: without batch normalisation, PyTorch's default init leaves
+            // this deep ReLU stack unable to learn.
+            cnn::init::he_uniform(&mut model, 1);
+            let schedule = WarmUp::new(16, Cosine::new(0.02, 0.0, 3 * 1024 / 32 - 16)?)?;
+            let mut opt = Sgd::new(0.02, 0.9)?.with_weight_decay(5e-4)?;
+            train(&mut model, &mut opt, &schedule, (x, y), (tx, ty), 3, 32)?;
         }
         if run("resnet8") {
             println!("\nResNet8: SGD with momentum, exponential decay\n{}", ResNet8::SUMMARY);
             let mut model = ResNet8::with_seed(1);
-            let schedule = cnn::schedule::Exponential::new(0.05, 0.99)?;
+            let schedule = Exponential::new(0.05, 0.99)?;
             train(&mut model, &mut Sgd::new(0.05, 0.9)?, &schedule, (x, y), (tx, ty), 3, 32)?;
         }
     }
