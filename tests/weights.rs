@@ -8,7 +8,7 @@ use std::path::Path;
 
 use cnn::data::epoch_order;
 use cnn::io::{load_checkpoint, load_weights, save_checkpoint, save_weights, Progress};
-use cnn::{cnn, Error, Model, Optimizer, Sgd};
+use cnn::{cnn, Adam, Error, Model, Optimizer, Sgd};
 use common::{lines, Lcg};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
@@ -18,6 +18,16 @@ cnn! {
         input(12x12x1)
         conv(3x3, 4, pad=1) relu pool(2)
         fc(16) relu fc(4) softmax
+    >
+}
+
+cnn! {
+    /// Batch normalisation and dropout: running statistics and the dropout generator are part
+    /// of what a checkpoint must restore.
+    struct Regular <
+        input(12x12x1)
+        conv(3x3, 4, pad=1, bias=false) batchnorm relu pool(2)
+        fc(16) relu dropout(0.3) fc(4) softmax
     >
 }
 
@@ -134,7 +144,14 @@ fn weights_of_another_model_show_both_models() {
 
 /// Trains `epochs` epochs from `start`, in the order `epoch_order` gives for `seed`, saving a
 /// checkpoint after each when `save` is given.
-fn train(model: &mut Small, opt: &mut Sgd, start: u64, epochs: u64, seed: u64, save: Option<&Path>) -> u64 {
+fn train<M: Model, O: Optimizer>(
+    model: &mut M,
+    opt: &mut O,
+    start: u64,
+    epochs: u64,
+    seed: u64,
+    save: Option<&Path>,
+) -> u64 {
     let (x, y) = lines(96, 12, 9);
     let mut order = Vec::new();
     let (mut xb, mut yb) = (vec![0.0; 32 * 144], vec![0; 32]);
@@ -184,6 +201,32 @@ fn resuming_from_a_checkpoint_equals_an_uninterrupted_run() {
     assert!(reason(load_checkpoint(&weights, &mut resumed, &mut opt2).unwrap_err()).contains("not a checkpoint"));
     // Checkpoints load as plain weights too.
     load_weights(&mut Small::new(), &path).unwrap();
+}
+
+#[test]
+fn resuming_adam_with_batchnorm_and_dropout_equals_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ckpt.safetensors");
+    let mut straight = Regular::with_seed(3);
+    train(&mut straight, &mut Adam::new(0.01).unwrap(), 0, 5, 42, None);
+
+    let mut first = Regular::with_seed(3);
+    train(&mut first, &mut Adam::new(0.01).unwrap(), 0, 3, 42, Some(&path));
+    let mut resumed = Regular::with_seed(99);
+    let mut opt = Adam::new(0.5).unwrap();
+    let progress = load_checkpoint(&path, &mut resumed, &mut opt).unwrap();
+    assert_eq!(resumed.noise(), first.noise());
+    assert_eq!(opt.steps(), 9);
+    train(&mut resumed, &mut opt, progress.epoch, 2, progress.seed, None);
+    let bits = |m: &Regular| m.params().iter().chain(m.buffers()).map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&resumed), bits(&straight), "resumed training differs from the uninterrupted run");
+
+    // An Sgd checkpoint does not load into Adam, and nothing changes.
+    let sgd = dir.path().join("sgd.safetensors");
+    save_checkpoint(&sgd, &resumed, &Sgd::new(0.1, 0.9).unwrap(), progress).unwrap();
+    let before = bits(&resumed);
+    assert!(reason(load_checkpoint(&sgd, &mut resumed, &mut opt).unwrap_err()).contains("written by Sgd"));
+    assert_eq!(bits(&resumed), before);
 }
 
 #[test]

@@ -830,7 +830,8 @@ mod tests {
         assert!(error("conv(3x3)").contains("takes two arguments, found 1"));
         assert!(error("conv(3x3, 8, pad=1, 4)").contains("positional arguments come before"));
         assert!(error("relu(2)").contains("takes no arguments"));
-        assert!(error("fc(stride=2)").contains("takes none"));
+        assert!(error("dropout(0.5, stride=2)").contains("takes none"));
+        assert!(error("fc(2, stride=2)").contains("accepts `bias`"));
         assert!(error("pool(2, pad=1)").contains("accepts `stride`"));
         assert!(error("conv(3x3, 8, stride=)").contains("needs a value"));
     }
