@@ -478,28 +478,11 @@ impl Adam {
         AdamCore::new(lr, 0.0).map(Adam)
     }
 
-    /// Sets the decay rates of the moment estimates. Fails unless both are in `[0, 1)`.
-    pub fn with_betas(mut self, beta1: f32, beta2: f32) -> Result<Self> {
-        self.0.set_betas(beta1, beta2)?;
-        Ok(self)
-    }
-
-    /// Sets `ε`, added to the denominator. Fails unless it is finite and positive.
-    pub fn with_eps(mut self, eps: f32) -> Result<Self> {
-        self.0.set_eps(eps)?;
-        Ok(self)
-    }
-
     /// Adds L2 weight decay `λ` to the gradient (`∇L + λ·w`) on decaying segments, as
     /// `torch.optim.Adam`'s `weight_decay`. Fails unless `λ` is finite and not negative.
     pub fn with_weight_decay(mut self, weight_decay: f32) -> Result<Self> {
         self.0.set_weight_decay(weight_decay)?;
         Ok(self)
-    }
-
-    /// The step count `t`.
-    pub fn steps(&self) -> u64 {
-        self.0.step
     }
 }
 
@@ -516,33 +499,35 @@ impl AdamW {
         AdamCore::new(lr, 0.01).map(AdamW)
     }
 
-    /// Sets the decay rates of the moment estimates. Fails unless both are in `[0, 1)`.
-    pub fn with_betas(mut self, beta1: f32, beta2: f32) -> Result<Self> {
-        self.0.set_betas(beta1, beta2)?;
-        Ok(self)
-    }
-
-    /// Sets `ε`, added to the denominator. Fails unless it is finite and positive.
-    pub fn with_eps(mut self, eps: f32) -> Result<Self> {
-        self.0.set_eps(eps)?;
-        Ok(self)
-    }
-
     /// Sets the decoupled weight decay `λ`. Fails unless it is finite and not negative.
     pub fn with_weight_decay(mut self, weight_decay: f32) -> Result<Self> {
         self.0.set_weight_decay(weight_decay)?;
         Ok(self)
     }
-
-    /// The step count `t`.
-    pub fn steps(&self) -> u64 {
-        self.0.step
-    }
 }
 
-/// Implements [`Optimizer`] for a wrapper of [`AdamCore`].
+/// Implements the shared builders and [`Optimizer`] for a wrapper of [`AdamCore`].
 macro_rules! adam_optimizer {
     ($kind:ident, $decoupled:expr) => {
+        impl $kind {
+            /// Sets the decay rates of the moment estimates. Fails unless both are in `[0, 1)`.
+            pub fn with_betas(mut self, beta1: f32, beta2: f32) -> Result<Self> {
+                self.0.set_betas(beta1, beta2)?;
+                Ok(self)
+            }
+
+            /// Sets `ε`, added to the denominator. Fails unless it is finite and positive.
+            pub fn with_eps(mut self, eps: f32) -> Result<Self> {
+                self.0.set_eps(eps)?;
+                Ok(self)
+            }
+
+            /// The step count `t`.
+            pub fn steps(&self) -> u64 {
+                self.0.step
+            }
+        }
+
         impl Optimizer for $kind {
             fn step(&mut self, params: &mut [f32], grads: &[f32], segments: &[Segment]) {
                 self.0.step(params, grads, segments, $decoupled);
