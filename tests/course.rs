@@ -316,3 +316,50 @@ fn training_gives_the_same_bits_on_any_number_of_threads() {
     assert_eq!(run(2), one);
     assert_eq!(run(3), one);
 }
+
+cnn! { struct FcNorm < input(4) fc(3, bias=false) batchnorm relu fc(2) softmax > }
+cnn! { struct PerPixel < input(4x4x1) conv(3x3, 2, pad=1) relu conv(3x3, 1, pad=1) sigmoid > }
+
+#[test]
+fn inputs_and_batches_that_cannot_train_are_errors() {
+    // A NaN would vanish in ReLU and corrupt the weights: it is reported where it is.
+    let mut model = FcNorm::new();
+    let mut x = vec![0.5; 8];
+    x[6] = f32::NAN;
+    let err = model.loss_and_grad(&x, &[0, 1]).unwrap_err();
+    assert_eq!(err, cnn::Error::NonFiniteInput { sample: 1, index: 2, value: "NaN".into() });
+    assert!(model.forward(&[f32::INFINITY, 0.0, 0.0, 0.0]).is_err());
+    // Batch normalisation after `fc` needs two samples to train, not to evaluate.
+    assert_eq!(FcNorm::MIN_TRAIN_BATCH, 2);
+    assert_eq!(Mix::MIN_TRAIN_BATCH, 2);
+    assert_eq!(Nested::MIN_TRAIN_BATCH, 1);
+    let err = model.loss_and_grad(&[0.5; 4], &[0]).unwrap_err().to_string();
+    assert!(err.contains("at least 2 samples"), "{err}");
+    assert!(model.forward(&[0.5; 4]).is_ok());
+    assert!(model.loss_and_grad(&[0.5, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7], &[0, 1]).is_ok());
+}
+
+#[test]
+fn layers_inside_a_frozen_block_are_frozen() {
+    let mut model = Nested::new();
+    let inner = 4; // `0.body.2`, a block inside the block of row 1
+    assert_eq!((Nested::LAYERS[inner].layer, Nested::LAYERS[inner].depth), ("residual", 1));
+    model.freeze(1..2).unwrap();
+    assert!((1..8).all(|i| model.is_frozen(i)), "every row of the first block");
+    assert!(!model.is_frozen(0) && !model.is_frozen(8) && !model.is_frozen(10));
+    model.unfreeze(..).unwrap();
+    model.freeze(inner..inner + 1).unwrap();
+    assert!(model.is_frozen(5) && model.is_frozen(6) && !model.is_frozen(7) && !model.is_frozen(2));
+}
+
+#[test]
+fn per_output_accuracy_for_sigmoid_targets() {
+    let mut model = PerPixel::with_seed(2);
+    let x = Lcg(3).vec(2 * 16);
+    let out = model.forward(&x).unwrap().to_vec();
+    // Targets on the predicted side of 0.5 for 24 of the 32 outputs.
+    let targets: Vec<f32> =
+        out.iter().enumerate().map(|(i, &p)| if (i % 4 == 0) == (p > 0.5) { 0.0 } else { 1.0 }).collect();
+    let eval = model.evaluate_targets(&x, &targets, 2).unwrap();
+    assert!((eval.accuracy - 0.75).abs() < 1e-6, "{}", eval.accuracy);
+}

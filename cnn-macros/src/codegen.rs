@@ -440,6 +440,15 @@ fn summary(rows: &[Row], total: u64, buffers: u64, flops: u64) -> String {
     text
 }
 
+/// Whether a `batchnorm` among `layers` normalises one value per channel and sample (after
+/// `fc`), so that a training batch needs two samples for a variance.
+fn normalises_single_values(layers: &[Layer<'_>]) -> bool {
+    layers.iter().any(|l| match &l.block {
+        Some(block) => normalises_single_values(&block.body) || normalises_single_values(&block.shortcut),
+        None => l.kind == Kind::BatchNorm && channels(l.input).1 == 1,
+    })
+}
+
 /// Forward FLOPs of one sample: two per multiply-add of the convolution and fully connected
 /// layers, the work that dominates.
 fn flops(layers: &[Layer<'_>]) -> u64 {
@@ -727,6 +736,7 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, loss: LossKind) -> TokenS
     let param_lit = lit(param_count);
     let buffer_lit = lit(buffer_count);
     let loss_value = loss_tokens(loss);
+    let min_batch = lit(if normalises_single_values(&model.layers) { 2 } else { 1 });
     let grad_slots = quote! {
         let __rest = __ws.grad;
         #( let (#slot_idents, __rest) = __rest.split_at_mut(__n * #grad_max); )*
@@ -823,6 +833,7 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, loss: LossKind) -> TokenS
             const LOSS: ::cnn::Loss = #loss_value;
             const PARAM_COUNT: usize = #param_lit;
             const BUFFER_COUNT: usize = #buffer_lit;
+            const MIN_TRAIN_BATCH: usize = #min_batch;
             const FLOPS_PER_SAMPLE: u64 = #flops_lit;
             const LAYERS: &'static [::cnn::LayerInfo] = &[#(#infos),*];
             const TENSORS: &'static [::cnn::TensorInfo] = &[#(#tensor_infos),*];

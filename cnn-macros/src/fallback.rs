@@ -118,6 +118,7 @@ fn stub(header: &Header, input_len: Option<u64>, classes: Option<u64>) -> TokenS
             const LOSS: ::cnn::Loss = ::cnn::Loss::CrossEntropy;
             const PARAM_COUNT: usize = 0;
             const BUFFER_COUNT: usize = 0;
+            const MIN_TRAIN_BATCH: usize = 1;
             const FLOPS_PER_SAMPLE: u64 = 0;
             const LAYERS: &'static [::cnn::LayerInfo] = &[];
             const TENSORS: &'static [::cnn::TensorInfo] = &[];

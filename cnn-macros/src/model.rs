@@ -336,9 +336,12 @@ fn split_args(layer: &LayerSyntax) -> Vec<Arg> {
             return;
         }
         let all: TokenStream = current.iter().cloned().collect();
-        let named = match (current.first(), current.get(1)) {
-            (Some(TokenTree::Ident(name)), Some(TokenTree::Punct(eq)))
-                if eq.as_char() == '=' && eq.spacing() == Spacing::Alone =>
+        // `name=value`, where `=` may be joined to a sign (`pad=-1`) but is not `==` or `=>`.
+        let named = match (current.first(), current.get(1), current.get(2)) {
+            (Some(TokenTree::Ident(name)), Some(TokenTree::Punct(eq)), next)
+                if eq.as_char() == '='
+                    && (eq.spacing() == Spacing::Alone
+                        || matches!(next, Some(TokenTree::Punct(p)) if !matches!(p.as_char(), '=' | '>'))) =>
             {
                 Some(name.clone())
             }
@@ -358,12 +361,21 @@ fn split_args(layer: &LayerSyntax) -> Vec<Arg> {
     args
 }
 
+/// Tokens as written without the spaces `to_string` puts between them, such as `-1`.
+pub fn compact(tokens: &TokenStream) -> String {
+    tokens.clone().into_iter().map(|t| t.to_string()).collect()
+}
+
 /// Reads `5`, `5x5` or `28x28x1`: a single literal of decimal numbers joined by `x`.
 fn numbers(value: &TokenStream, what: &str) -> syn::Result<Vec<u64>> {
     let trees: Vec<TokenTree> = value.clone().into_iter().collect();
     let lit = match trees.as_slice() {
         [TokenTree::Literal(lit)] => lit,
         [] => return Err(syn::Error::new_spanned(value, format!("expected {what}"))),
+        [TokenTree::Punct(minus), TokenTree::Literal(_)] if minus.as_char() == '-' => {
+            let text = compact(value);
+            return Err(syn::Error::new_spanned(value, format!("{what} cannot be negative, found `{text}`")));
+        }
         _ => {
             return Err(syn::Error::new_spanned(
                 value,
@@ -410,10 +422,11 @@ fn float(value: &TokenStream, what: &str) -> syn::Result<f32> {
         [TokenTree::Literal(lit)] => (false, lit),
         [TokenTree::Punct(minus), TokenTree::Literal(lit)] if minus.as_char() == '-' => (true, lit),
         _ => {
+            let text = compact(value);
             return Err(syn::Error::new_spanned(
                 value,
-                format!("expected {what}, a number such as `0.5`, found `{value}`"),
-            ))
+                format!("expected {what}, a number such as `0.5`, found `{text}`"),
+            ));
         }
     };
     let text = lit.to_string();
@@ -426,7 +439,10 @@ fn float(value: &TokenStream, what: &str) -> syn::Result<f32> {
         {
             Ok(if negative { -v } else { v } as f32)
         }
-        _ => Err(syn::Error::new_spanned(value, format!("expected {what}, a number such as `0.5`, found `{value}`"))),
+        _ => {
+            let text = compact(value);
+            Err(syn::Error::new_spanned(value, format!("expected {what}, a number such as `0.5`, found `{text}`")))
+        }
     }
 }
 
@@ -434,7 +450,8 @@ fn float(value: &TokenStream, what: &str) -> syn::Result<f32> {
 fn float_in(value: &TokenStream, what: &str, ok: impl Fn(f32) -> bool, within: &str) -> syn::Result<Float> {
     let v = float(value, what)?;
     if !ok(v) {
-        return Err(syn::Error::new_spanned(value, format!("{what} must be {within}, found `{value}`")));
+        let text = compact(value);
+        return Err(syn::Error::new_spanned(value, format!("{what} must be {within}, found `{text}`")));
     }
     Ok(Float(v))
 }
@@ -627,7 +644,12 @@ pub fn lower_layer(layer: &LayerSyntax) -> syn::Result<Kind> {
         "dropout" => {
             let args = Args::read(layer, &[], "dropout(0.5)", 1)?;
             let v = &args.positional[0].value;
-            let p = float_in(v, "the dropout rate", |p| (0.0..1.0).contains(&p), "in [0, 1) (the fraction of values dropped)")?;
+            let within = if float(v, "the dropout rate").is_ok_and(|p| (1.0..=100.0).contains(&p)) {
+                "in [0, 1), the fraction of values dropped (for 50 %, write 0.5)"
+            } else {
+                "in [0, 1), the fraction of values dropped"
+            };
+            let p = float_in(v, "the dropout rate", |p| (0.0..1.0).contains(&p), within)?;
             Ok(Kind::Dropout { p })
         }
         "lrn" => {
@@ -656,11 +678,18 @@ pub fn lower_layer(layer: &LayerSyntax) -> syn::Result<Kind> {
             let usage = "loss(cross_entropy), loss(bce) or loss(mse)";
             let args = Args::read(layer, &[], usage, 1)?;
             let v = &args.positional[0].value;
-            let loss = match v.to_string().as_str() {
+            let text = compact(v);
+            let loss = match text.replace('-', "_").to_ascii_lowercase().as_str() {
                 "cross_entropy" | "crossentropy" | "ce" => LossKind::CrossEntropy,
                 "bce" | "binary_cross_entropy" => LossKind::Bce,
                 "mse" | "mean_squared_error" => LossKind::Mse,
-                _ => return Err(syn::Error::new_spanned(v, format!("unknown loss `{v}`: write {usage}"))),
+                other => {
+                    let hint = match suggest(other, &["cross_entropy", "bce", "mse"]) {
+                        Some(s) => format!("; did you mean `loss({s})`?"),
+                        None => format!(": write {usage}"),
+                    };
+                    return Err(syn::Error::new_spanned(v, format!("unknown loss `{text}`{hint}")));
+                }
             };
             Ok(Kind::Loss(loss))
         }
@@ -772,6 +801,12 @@ mod tests {
         assert!(error("lrn(5, k=0)").contains("greater than 0"));
         assert!(error("lrn(0)").contains("at least 1"));
         assert!(error("loss(hinge)").contains("unknown loss `hinge`"));
+        assert!(lower("input(4) fc(2) softmax loss(cross-entropy)").is_ok());
+        assert!(error("loss(crossentropyy)").contains("did you mean `loss(cross_entropy)`?"));
+        assert!(error("dropout(50)").contains("for 50 %, write 0.5"));
+        assert!(error("leaky_relu(-0.1)").contains("found `-0.1`"));
+        assert!(error("conv(3x3, 2, pad=-1)").contains("the padding cannot be negative, found `-1`"));
+        assert!(error("lrn(3, beta=-1)").contains("`beta` must be at least 0, found `-1`"));
         assert!(error("residual").contains("needs the layers of its block"));
         assert!(error("residual()").contains("needs the layers of its block"));
         assert!(error("BatchNorm2d").contains("did you mean `batchnorm`?"));
@@ -815,7 +850,7 @@ mod tests {
         assert!(error("input(5x)").contains("whole numbers"));
         assert!(error("fc(1.5)").contains("whole numbers"));
         assert!(error("fc(10u8)").contains("whole numbers"));
-        assert!(error("fc(-3)").contains("one token"));
+        assert!(error("fc(-3)").contains("the number of outputs cannot be negative, found `-3`"));
         assert!(error("fc(5x5)").contains("a single number"));
         assert!(error("conv(5, 6)").contains("width x height"));
         assert!(error("fc(99999999999)").contains("too large"));

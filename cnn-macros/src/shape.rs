@@ -226,33 +226,36 @@ fn residual(layer: &mut Layer<'_>, input: Shape, errors: &mut Errors) -> Result<
     if body == shortcut {
         return Ok(body);
     }
+    let projection = projection(input, body);
     if !block.shortcut.is_empty() {
+        let fix = match projection {
+            Some(p) => format!(": `shortcut={p}` would give {body}"),
+            None => String::new(),
+        };
         return Err(format!(
-            "`residual` adds its shortcut to its layers' output, but its layers give {body} and its shortcut gives {shortcut}: both must give the same shape"
+            "`residual` adds its shortcut to its layers' output, but its layers give {body} and its shortcut gives {shortcut}: both must give the same shape{fix}"
         ));
     }
-    let projection = if body.flat || input.flat {
-        Some(format!("fc({})", body.len()))
-    } else {
-        let stride = |from: u64, to: u64| (1..=from).find(|s| (from - 1) / s + 1 == to);
-        match (stride(input.w, body.w), stride(input.h, body.h)) {
-            (Some(sw), Some(sh)) => {
-                let s = if sw == sh { sw.to_string() } else { format!("{sw}x{sh}") };
-                Some(if s == "1" {
-                    format!("conv(1x1, {})", body.d)
-                } else {
-                    format!("conv(1x1, {}, stride={s})", body.d)
-                })
-            }
-            _ => None,
-        }
-    };
     let layers = crate::model::list_text(&block.body);
     let fix = match projection {
         Some(p) => format!(": project the shortcut the same way, as in `residual({layers}, shortcut={p})`"),
-        None => format!(": add a `shortcut=` that gives {body}, as in `residual({layers}, shortcut=...)`"),
+        None => format!(
+            ": pad its convolutions so that they keep the width and height, or add a `shortcut=` that gives {body}"
+        ),
     };
     Err(format!("`residual` adds its input to its layers' output, but its layers turn {input} into {body}{fix}"))
+}
+
+/// A shortcut layer that turns `input` into `output`: a 1x1 convolution with a stride, or an
+/// `fc` for vectors; `None` when no stride gives the output's width and height.
+fn projection(input: Shape, output: Shape) -> Option<String> {
+    if output.flat || input.flat {
+        return Some(format!("fc({})", output.len()));
+    }
+    let stride = |from: u64, to: u64| (1..=from).find(|s| (from - 1) / s + 1 == to);
+    let (sw, sh) = (stride(input.w, output.w)?, stride(input.h, output.h)?);
+    let s = if sw == sh { sw.to_string() } else { format!("{sw}x{sh}") };
+    Some(if s == "1" { format!("conv(1x1, {})", output.d) } else { format!("conv(1x1, {}, stride={s})", output.d) })
 }
 
 /// The last layer of `layers` as the user wrote it, with the activation before it if it ends
@@ -464,6 +467,12 @@ fn fixes(kind: &Kind, input: Shape, axes: [Axis; 2], depth: u64) -> Vec<String> 
             }
         }
         Kind::Pool { op, window, stride } => {
+            // Windows that tile the input exactly, nearest to the window written first.
+            if let Some(k) = nearest(window[0], 1, input.w.max(input.h), &|k| {
+                k >= 2 && k != window[0] && input.w % k == 0 && input.h % k == 0 && k <= input.w.min(input.h)
+            }) {
+                candidates.push(Kind::Pool { op: *op, window: [k, k], stride: [k, k] });
+            }
             if let Some(s) = per_axis(&|a, v| Axis { stride: v, ..a }, &|a| a.stride, 1) {
                 candidates.push(Kind::Pool { op: *op, window: *window, stride: s });
             }
@@ -476,6 +485,8 @@ fn fixes(kind: &Kind, input: Shape, axes: [Axis; 2], depth: u64) -> Vec<String> 
     candidates
         .into_iter()
         .filter(|c| c != kind)
+        // A pooling window smaller than its stride would skip inputs: not a fix worth offering.
+        .filter(|c| !matches!(c, Kind::Pool { window, stride, .. } if stride[0] > window[0] || stride[1] > window[1]))
         .filter_map(|c| {
             let (window, stride, pad) = match &c {
                 Kind::Conv { filter, stride, pad, .. } => (*filter, *stride, *pad),
@@ -568,6 +579,15 @@ mod tests {
     }
 
     #[test]
+    fn pooling_fixes_tile_without_skipping() {
+        let e = error("input(8x8x1) pool(3) fc(2)");
+        assert!(e.contains("`pool(2)` gives 4x4x1") || e.contains("`pool(4)` gives 2x2x1"), "{e}");
+        assert!(!e.contains("stride=4"), "{e}");
+        let e = error("input(6x6x2) avgpool(8) fc(2)");
+        assert!(e.contains("`avgpool(6)` gives 1x1x2"), "{e}");
+    }
+
+    #[test]
     fn structure_errors() {
         assert!(error("conv(3x3, 2) fc(2) softmax").contains("starts with `input"));
         assert!(error("input(4) input(4) fc(2) softmax").contains("only once"));
@@ -635,6 +655,9 @@ mod tests {
         assert!(e.contains("shortcut=conv(1x1, 8, stride=2))`"), "{e}");
         let e = error("input(8x8x4) residual(conv(3x3, 8, pad=1), shortcut=conv(1x1, 8, stride=2)) fc(2)");
         assert!(e.contains("its layers give 8x8x8 and its shortcut gives 4x4x8"), "{e}");
+        assert!(e.contains("`shortcut=conv(1x1, 8)` would give 8x8x8"), "{e}");
+        let e = error("input(8x8x4) residual(conv(3x3, 4, pad=1) relu conv(3x3, 4)) fc(2)");
+        assert!(e.contains("pad its convolutions"), "{e}");
         let e = error("input(8) residual(fc(4)) fc(2)");
         assert!(e.contains("shortcut=fc(4)"), "{e}");
         // A mistake inside a block is reported once, at its layer.

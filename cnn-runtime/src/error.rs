@@ -19,6 +19,16 @@ pub enum Error {
         /// Values given.
         found: usize,
     },
+    /// An input value is NaN or infinite.
+    #[error("input value {value} of sample {sample} (index {index} within the sample) is not finite")]
+    NonFiniteInput {
+        /// Index of the sample in the batch.
+        sample: usize,
+        /// Index of the value within the sample.
+        index: usize,
+        /// The value, as text (NaN, inf or -inf).
+        value: String,
+    },
     /// A batch holds no sample.
     #[error("the batch is empty: give at least one sample")]
     EmptyBatch,

@@ -140,17 +140,18 @@ fn tensor_values(path: &Path, parsed: &Parsed<'_>, name: &str, shape: &[usize], 
 /// Reads and checks the model's tensors (and no others outside `allowed_extra`) from a parsed
 /// file, without touching the model.
 fn read_params<M: Model>(path: &Path, parsed: &Parsed<'_>, allowed_extra: &str) -> Result<(Vec<f32>, Vec<f32>)> {
-    if let Some(written_for) = parsed.metadata.get(MODEL_KEY) {
-        if written_for != M::DSL {
-            return Err(file_error(
-                path,
-                format!("the file was written for the model\n    {written_for}\nnot for this one\n    {}", M::DSL),
-            ));
-        }
-    }
+    // A file written for another layer list still loads when every tensor fits (a dropout rate
+    // or an activation may differ); when one does not, both models are shown.
+    let other_model = |error: Error| match parsed.metadata.get(MODEL_KEY) {
+        Some(written_for) if written_for != M::DSL => file_error(
+            path,
+            format!("the file was written for the model\n    {written_for}\nnot for this one\n    {}", M::DSL),
+        ),
+        _ => error,
+    };
     let (mut params, mut buffers) = (vec![0.0; M::PARAM_COUNT], vec![0.0; M::BUFFER_COUNT]);
     for t in M::TENSORS {
-        let values = tensor_values(path, parsed, t.name, t.shape, t.kind == TensorKind::Count)?;
+        let values = tensor_values(path, parsed, t.name, t.shape, t.kind == TensorKind::Count).map_err(other_model)?;
         let into = if t.kind.is_param() { &mut params } else { &mut buffers };
         into[t.offset..t.offset + t.len()].copy_from_slice(&values);
     }
@@ -159,7 +160,8 @@ fn read_params<M: Model>(path: &Path, parsed: &Parsed<'_>, allowed_extra: &str) 
     if let Some(extra) = names.into_iter().find(|n| {
         !M::TENSORS.iter().any(|t| t.name == *n) && (allowed_extra.is_empty() || !n.starts_with(allowed_extra))
     }) {
-        return Err(file_error(path, format!("unexpected tensor `{extra}`: the model has no such parameter")));
+        let error = file_error(path, format!("unexpected tensor `{extra}`: the model has no such parameter"));
+        return Err(other_model(error));
     }
     Ok((params, buffers))
 }

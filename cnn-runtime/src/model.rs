@@ -99,6 +99,9 @@ pub trait Model: Clone + Send + Sync {
     /// Number of non-trained values kept with the parameters (batch normalisation's running
     /// statistics).
     const BUFFER_COUNT: usize;
+    /// The smallest batch a training step accepts: 2 when a `batchnorm` normalises single
+    /// values per channel (after `fc`), whose batch variance one sample cannot give, else 1.
+    const MIN_TRAIN_BATCH: usize;
     /// Floating-point operations of one sample's forward pass in its convolution and fully
     /// connected layers (multiply-adds count two).
     const FLOPS_PER_SAMPLE: u64;
@@ -200,6 +203,15 @@ pub trait Model: Clone + Send + Sync {
     fn loss_and_grad_targets_of(&mut self, x: &[f32], targets: Targets<'_>) -> Result<f32> {
         let n = batch_len::<Self>(x)?;
         Self::LOSS.check(n, Self::OUTPUT_LEN, targets)?;
+        if n < Self::MIN_TRAIN_BATCH {
+            return Err(Error::InvalidArgument {
+                name: "batch",
+                reason: format!(
+                    "a training batch of this model needs at least {} samples: batch normalisation after `fc` normalises each feature over the batch",
+                    Self::MIN_TRAIN_BATCH
+                ),
+            });
+        }
         Ok(self.backward_unchecked(n, x, targets))
     }
 
@@ -270,9 +282,28 @@ pub trait Model: Clone + Send + Sync {
         Ok(())
     }
 
-    /// Whether layer `index` of [`LAYERS`](Model::LAYERS) is frozen.
+    /// Whether layer `index` of [`LAYERS`](Model::LAYERS) is frozen, on its own or inside a
+    /// frozen `residual` block.
     fn is_frozen(&self, index: usize) -> bool {
-        self.trainable().frozen.get(index).copied().unwrap_or(false)
+        let frozen = &self.trainable().frozen;
+        let Some(row) = Self::LAYERS.get(index) else { return false };
+        if frozen[index] {
+            return true;
+        }
+        // The nearest row above with a smaller depth opens the enclosing block.
+        let mut depth = row.depth;
+        for i in (0..index).rev() {
+            if depth == 0 {
+                break;
+            }
+            if Self::LAYERS[i].depth < depth {
+                if frozen[i] {
+                    return true;
+                }
+                depth = Self::LAYERS[i].depth;
+            }
+        }
+        false
     }
 
     /// Number of classes a label may name: [`OUTPUT_LEN`](Model::OUTPUT_LEN), or 2 for a model
@@ -309,7 +340,8 @@ pub trait Model: Clone + Send + Sync {
 
     /// Mean loss over a whole data set with target values, in evaluation mode, in batches of
     /// `batch` samples. The accuracy compares the predicted class with the target's largest
-    /// value (for one sigmoid output: both sides of 0.5).
+    /// value; for a sigmoid model it is the fraction of outputs on the same side of 0.5 as their
+    /// targets (multi-label, per-pixel).
     fn evaluate_targets(&mut self, x: &[f32], targets: &[f32], batch: usize) -> Result<Evaluation> {
         self.evaluate_of(x, Targets::Dense(targets), batch)
     }
@@ -322,7 +354,7 @@ pub trait Model: Clone + Send + Sync {
             return Err(Error::InvalidArgument { name: "batch", reason: "must be at least 1".into() });
         }
         let k = Self::OUTPUT_LEN;
-        let (mut loss, mut correct) = (0.0f64, 0usize);
+        let (mut loss, mut hits) = (0.0f64, 0.0f64);
         for (b, xs) in x.chunks(batch * Self::INPUT_LEN).enumerate() {
             let m = xs.len() / Self::INPUT_LEN;
             let range = b * batch..b * batch + m;
@@ -333,14 +365,20 @@ pub trait Model: Clone + Send + Sync {
             let (z, out) = self.forward_pair_unchecked(m, xs);
             loss += Self::LOSS.loss_sum(m, k, z, out, part);
             for (i, row) in out.chunks_exact(k).enumerate() {
-                let want = match part {
-                    Targets::Labels(l) => l[i],
-                    Targets::Dense(t) => Self::LOSS.classify(&t[i * k..(i + 1) * k]),
-                };
-                correct += usize::from(Self::LOSS.classify(row) == want);
+                match part {
+                    Targets::Dense(t) if Self::LOSS == Loss::BinaryCrossEntropy => {
+                        let t = &t[i * k..(i + 1) * k];
+                        hits += row.iter().zip(t).filter(|(p, t)| (**p > 0.5) == (**t > 0.5)).count() as f64 / k as f64;
+                    }
+                    Targets::Dense(t) => {
+                        hits +=
+                            f64::from(u8::from(Self::LOSS.classify(row) == Self::LOSS.classify(&t[i * k..(i + 1) * k])))
+                    }
+                    Targets::Labels(l) => hits += f64::from(u8::from(Self::LOSS.classify(row) == l[i])),
+                }
             }
         }
-        Ok(Evaluation { loss: (loss / n as f64) as f32, accuracy: correct as f32 / n as f32 })
+        Ok(Evaluation { loss: (loss / n as f64) as f32, accuracy: (hits / n as f64) as f32 })
     }
 }
 
@@ -425,9 +463,10 @@ pub fn mode(train: Option<u64>, index: u64) -> Mode {
 /// Mean loss and accuracy of a model on a data set, from [`Model::evaluate`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Evaluation {
-    /// Mean cross-entropy.
+    /// Mean loss, as [`Model::LOSS`] computes it.
     pub loss: f32,
-    /// Fraction of samples classified correctly, in `[0, 1]`.
+    /// Fraction of samples classified correctly (for a sigmoid model with target values: of
+    /// outputs on the right side of 0.5), in `[0, 1]`.
     pub accuracy: f32,
 }
 
@@ -443,13 +482,18 @@ pub fn accuracy(predictions: &[usize], labels: &[usize]) -> Result<f32> {
     Ok(hits as f32 / labels.len() as f32)
 }
 
-/// Number of samples in `x`, or an error naming the model's input shape.
+/// Number of samples in `x`, or an error naming the model's input shape or the first value
+/// that is not finite (which ReLU and max pooling would otherwise hide).
 fn batch_len<M: Model>(x: &[f32]) -> Result<usize> {
     if x.is_empty() {
         return Err(Error::EmptyBatch);
     }
     if x.len() % M::INPUT_LEN != 0 {
         return Err(Error::InputLength { shape: M::INPUT, per_sample: M::INPUT_LEN, found: x.len() });
+    }
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        let (sample, index) = (i / M::INPUT_LEN, i % M::INPUT_LEN);
+        return Err(Error::NonFiniteInput { sample, index, value: x[i].to_string() });
     }
     Ok(x.len() / M::INPUT_LEN)
 }
