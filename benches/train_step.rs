@@ -1,11 +1,16 @@
-//! Training and inference throughput of the README's LeNet-5, on 1 and 2 threads.
+//! Training and inference throughput of the workloads PyTorch is compared with
+//! (`benches/pytorch/`): the README's LeNet-5 and a CIFAR-style network, on 1 and 2 threads,
+//! with the GEMM on each instruction set this processor has, side by side.
 //!
 //! `cargo bench --bench train_step`; criterion reports time per batch and samples per second.
+//! `cargo bench --bench train_step -- lenet5/1-thread` runs a part.
 
 use std::hint::black_box;
+use std::time::Duration;
 
+use cnn::kernels::{force_isa, Isa};
 use cnn::{cnn, Model, Sgd};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 
 cnn! {
     struct LeNet5 <
@@ -16,37 +21,74 @@ cnn! {
     >
 }
 
+cnn! {
+    /// 153 MFLOP per sample per training step.
+    struct CifarNet <
+        input(32x32x3)
+        conv(3x3, 32, pad=1) relu conv(3x3, 32, pad=1) relu pool(2)
+        conv(3x3, 64, pad=1) relu conv(3x3, 64, pad=1) relu pool(2)
+        fc(256) relu fc(10) softmax
+    >
+}
+
 const BATCH: usize = 64;
 
-fn data() -> (Vec<f32>, Vec<usize>) {
-    let x = (0..BATCH * 784).map(|i| ((i * 7919) % 255) as f32 / 255.0).collect();
-    let y = (0..BATCH).map(|i| i % 10).collect();
+fn data<M: Model>(n: usize) -> (Vec<f32>, Vec<usize>) {
+    let x = (0..n * M::INPUT_LEN).map(|i| ((i * 7919) % 255) as f32 / 255.0).collect();
+    let y = (0..n).map(|i| i % 10).collect();
     (x, y)
 }
 
-fn lenet5(c: &mut Criterion) {
-    let (x, y) = data();
-    for threads in [1, 2] {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        let mut group = c.benchmark_group(format!("lenet5/{threads}-thread"));
-        group.throughput(Throughput::Elements(BATCH as u64));
-        let mut model = LeNet5::new();
-        let mut opt = Sgd::new(0.01, 0.9).unwrap();
-        group.bench_function("train-step-batch64", |b| {
-            pool.install(|| b.iter(|| black_box(model.train_step(&mut opt, &x, &y).unwrap())))
-        });
-        let mut out = vec![0; BATCH];
-        group.bench_function("inference-batch64", |b| {
-            pool.install(|| b.iter(|| model.predict_into(black_box(&x), &mut out).unwrap()))
-        });
+/// The instruction sets to compare: the best one, and AVX2 below AVX-512.
+fn isas() -> Vec<(&'static str, Isa)> {
+    let best = force_isa(Isa::Avx512);
+    let mut out = vec![(if best == Isa::Avx512 { "avx512" } else { "best" }, best)];
+    if best == Isa::Avx512 {
+        out.push(("avx2", Isa::Avx2));
+    }
+    out
+}
+
+type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;
+
+fn train_and_infer<M: Model + Default>(group: &mut Group<'_>, pool: &rayon::ThreadPool, name: &str, batch1: bool) {
+    let (x, y) = data::<M>(BATCH);
+    let mut model = M::default();
+    let mut opt = Sgd::new(0.01, 0.9).unwrap();
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function(format!("{name}/train-step-batch64"), |b| {
+        pool.install(|| b.iter(|| black_box(model.train_step(&mut opt, &x, &y).unwrap())))
+    });
+    let mut out = vec![0; BATCH];
+    group.bench_function(format!("{name}/inference-batch64"), |b| {
+        pool.install(|| b.iter(|| model.predict_into(black_box(&x), &mut out).unwrap()))
+    });
+    if batch1 {
         group.throughput(Throughput::Elements(1));
-        let one: [f32; 784] = x[..784].try_into().unwrap();
-        group.bench_function("inference-batch1", |b| {
-            pool.install(|| b.iter(|| black_box(model.classify(black_box(&one)))))
+        let mut one = [0];
+        group.bench_function(format!("{name}/inference-batch1"), |b| {
+            pool.install(|| b.iter(|| model.predict_into(black_box(&x[..M::INPUT_LEN]), &mut one).unwrap()))
         });
-        group.finish();
     }
 }
 
-criterion_group!(benches, lenet5);
+fn workloads(c: &mut Criterion) {
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        for (isa_name, isa) in isas() {
+            force_isa(isa);
+            let mut group = c.benchmark_group(format!("lenet5/{threads}-thread"));
+            group.measurement_time(Duration::from_secs(3)).sample_size(20);
+            train_and_infer::<LeNet5>(&mut group, &pool, isa_name, true);
+            group.finish();
+            let mut group = c.benchmark_group(format!("cifar/{threads}-thread"));
+            group.measurement_time(Duration::from_secs(5)).sample_size(10);
+            train_and_infer::<CifarNet>(&mut group, &pool, isa_name, false);
+            group.finish();
+        }
+        force_isa(Isa::Avx512);
+    }
+}
+
+criterion_group!(benches, workloads);
 criterion_main!(benches);

@@ -94,6 +94,51 @@ pub fn im2col(
     }
 }
 
+/// [`im2col`] transposed: one `[d*fh*fw]` row per output position, so that the weight
+/// gradient `dz · rows` reads both operands along contiguous rows.
+#[inline(always)]
+pub fn im2row(
+    x: &[f32],
+    rows: &mut [f32],
+    [d, h, w]: [usize; 3],
+    [fh, fw]: [usize; 2],
+    [sh, sw]: [usize; 2],
+    [ph, pw]: [usize; 2],
+) {
+    let oh = (h + 2 * ph - fh) / sh + 1;
+    let ow = (w + 2 * pw - fw) / sw + 1;
+    let r_len = d * fh * fw;
+    debug_assert!(x.len() >= d * h * w && rows.len() >= r_len * oh * ow);
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let row = &mut rows[(oy * ow + ox) * r_len..(oy * ow + ox + 1) * r_len];
+            let mut r = 0;
+            for c in 0..d {
+                let plane = &x[c * h * w..(c + 1) * h * w];
+                for i in 0..fh {
+                    let iy = (oy * sh + i).wrapping_sub(ph);
+                    let out = &mut row[r..r + fw];
+                    r += fw;
+                    if iy >= h {
+                        out.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[iy * w..(iy + 1) * w];
+                    let x0 = (ox * sw).wrapping_sub(pw);
+                    if x0 < w && x0 + fw <= w {
+                        out.copy_from_slice(&src[x0..x0 + fw]);
+                    } else {
+                        for (j, o) in out.iter_mut().enumerate() {
+                            let ix = (ox * sw + j).wrapping_sub(pw);
+                            *o = if ix < w { src[ix] } else { 0.0 };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The adjoint of [`im2col`]: adds each entry of `cols` back onto the input position it came
 /// from. `dx` is accumulated into, not overwritten.
 #[inline(always)]
@@ -228,12 +273,12 @@ impl<
                 {
                     // dz = dy * act'(y), folded in place.
                     self.act.backward_in_place(y, dz);
-                    Self::im2col(x, cols);
-                    // dW [K, R] += dz [K, N] x cols^T [N, R]
+                    im2row(x, cols, [D, H, W], [FH, FW], [SH, SW], [PH, PW]);
+                    // dW [K, R] += dz [K, N] x rows [N, R]
                     gemm(
                         1.0,
                         Mat::new(dz, K, Self::N),
-                        Mat::new(cols, Self::R, Self::N).t(),
+                        Mat::new(cols, Self::N, Self::R),
                         1.0,
                         MatMut::new(dw, K, Self::R),
                     );
@@ -341,6 +386,22 @@ mod tests {
         assert!(lin.iter().any(|&v| v < 0.0));
         let want: Vec<f32> = lin.iter().map(|v| v.max(0.0)).collect();
         assert_eq!(relu, want);
+    }
+
+    #[test]
+    fn im2row_is_im2col_transposed() {
+        let (dims, f, st, pad) = ([3, 7, 6], [3, 2], [2, 1], [1, 1]);
+        let (oh, ow) = ((7 + 2 - 3) / 2 + 1, (6 + 2 - 2) + 1);
+        let (r, n) = (3 * 3 * 2, oh * ow);
+        let x = random_vec(3 * 7 * 6, 9);
+        let (mut cols, mut rows) = (vec![0.0; r * n], vec![f32::NAN; r * n]);
+        im2col(&x, &mut cols, dims, f, st, pad);
+        im2row(&x, &mut rows, dims, f, st, pad);
+        for i in 0..r {
+            for j in 0..n {
+                assert_eq!(rows[j * r + i], cols[i * n + j], "tap {i}, position {j}");
+            }
+        }
     }
 
     #[test]

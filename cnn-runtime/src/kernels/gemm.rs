@@ -5,11 +5,14 @@
 //! whose rows are not contiguous, and `matrixmultiply` allocates its packing buffer on every
 //! call, hundreds of times per training step. This GEMM needs no buffer: it picks one of two
 //! loop orders by the operands' layout, so that the innermost loop always runs over contiguous
-//! memory and vectorises, and it is compiled twice, once for AVX2 with FMA (chosen at run time
-//! when the processor has them) and once for the baseline instruction set.
+//! memory and vectorises, and it is compiled three times: for AVX-512 (8x32 register tiles),
+//! for AVX2 with FMA (4x16), chosen at run time by what the processor has ([`isa`]), and for the
+//! baseline instruction set.
 //!
 //! Every output element is summed in an order fixed by the shapes alone, so results do not
 //! depend on threads or on how a batch is split.
+
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// A read-only matrix over a slice: element `(i, j)` is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy, Debug)]
@@ -69,19 +72,110 @@ pub fn gemm(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: MatMut<'_>) {
     assert_eq!((a.rows, b.cols), (c.rows, c.cols), "gemm: output shape differs");
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the processor supports the features the function is compiled for.
-            unsafe { gemm_avx2_fma(alpha, a, b, beta, c) };
-            return;
+        match isa() {
+            Isa::Avx512 => {
+                // SAFETY: the processor supports the features the function is compiled for.
+                unsafe { gemm_avx512(alpha, a, b, beta, c) };
+                return;
+            }
+            Isa::Avx2 => {
+                // SAFETY: as above.
+                unsafe { gemm_avx2_fma(alpha, a, b, beta, c) };
+                return;
+            }
+            Isa::Portable => {}
         }
     }
-    gemm_impl::<false, 16>(alpha, a, b, beta, c);
+    gemm_impl::<false, 4, 16>(alpha, a, b, beta, c);
+}
+
+/// The instruction sets the GEMM is compiled for, best first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// AVX-512 (F and VL) with FMA: 8x32 register tiles.
+    Avx512,
+    /// AVX2 with FMA: 4x16 register tiles.
+    Avx2,
+    /// Whatever the target has without run-time detection.
+    Portable,
+}
+
+/// The instruction set [`gemm`] uses: the best this processor has, unless the environment
+/// variable `CNN_GEMM` (`avx2` or `portable`) or [`force_isa`] asks for a lower one. Every path
+/// sums each output element in the same order, so AVX2 and AVX-512 give the same bits.
+pub fn isa() -> Isa {
+    match CHOSEN.load(Ordering::Relaxed) {
+        1 => Isa::Avx512,
+        2 => Isa::Avx2,
+        3 => Isa::Portable,
+        _ => {
+            let best = detect();
+            let wanted = match std::env::var("CNN_GEMM").as_deref() {
+                Ok("portable") => Isa::Portable,
+                Ok("avx2") if best == Isa::Avx512 => Isa::Avx2,
+                _ => best,
+            };
+            store(wanted);
+            wanted
+        }
+    }
+}
+
+/// Makes [`gemm`] use `isa` from now on, or the best available when `isa` is not; returns the
+/// one in use. For benchmarks that compare instruction sets side by side.
+pub fn force_isa(isa: Isa) -> Isa {
+    let best = detect();
+    let chosen = match (isa, best) {
+        (Isa::Portable, _) => Isa::Portable,
+        (Isa::Avx2, Isa::Avx512 | Isa::Avx2) => Isa::Avx2,
+        (Isa::Avx512, Isa::Avx512) => Isa::Avx512,
+        _ => best,
+    };
+    store(chosen);
+    chosen
+}
+
+static CHOSEN: AtomicU8 = AtomicU8::new(0);
+
+fn store(isa: Isa) {
+    let code = match isa {
+        Isa::Avx512 => 1,
+        Isa::Avx2 => 2,
+        Isa::Portable => 3,
+    };
+    CHOSEN.store(code, Ordering::Relaxed);
+}
+
+fn detect() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let fma = std::arch::is_x86_feature_detected!("fma");
+        if fma && std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl") {
+            return Isa::Avx512;
+        }
+        if fma && std::arch::is_x86_feature_detected!("avx2") {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Portable
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn gemm_avx512(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: MatMut<'_>) {
+    if b.cs != 1 && a.cs == 1 && b.rs == 1 {
+        // Dot products run twice as fast compiled for AVX2 (measured at LeNet's shapes).
+        // SAFETY: AVX-512 processors have AVX2 and FMA.
+        unsafe { gemm_avx2_fma(alpha, a, b, beta, c) };
+        return;
+    }
+    gemm_impl::<true, 8, 32>(alpha, a, b, beta, c);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn gemm_avx2_fma(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: MatMut<'_>) {
-    gemm_impl::<true, 16>(alpha, a, b, beta, c);
+    gemm_impl::<true, 4, 16>(alpha, a, b, beta, c);
 }
 
 /// `a * b + c`, fused when the caller was compiled with FMA.
@@ -95,7 +189,13 @@ fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
 }
 
 #[inline(always)]
-fn gemm_impl<const FMA: bool, const NR: usize>(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: MatMut<'_>) {
+fn gemm_impl<const FMA: bool, const MR: usize, const NR: usize>(
+    alpha: f32,
+    a: Mat<'_>,
+    b: Mat<'_>,
+    beta: f32,
+    c: MatMut<'_>,
+) {
     let (m, n, k) = (c.rows, c.cols, a.cols);
     if m == 0 || n == 0 {
         return;
@@ -109,7 +209,7 @@ fn gemm_impl<const FMA: bool, const NR: usize>(alpha: f32, a: Mat<'_>, b: Mat<'_
         return;
     }
     if b.cs == 1 {
-        rows_of_b::<FMA, NR>(alpha, a, b, c.data, n);
+        rows_of_b::<FMA, MR, NR>(alpha, a, b, c.data, n);
     } else if a.cs == 1 && b.rs == 1 {
         dots::<FMA>(alpha, a, b, c.data, n);
     } else {
@@ -124,47 +224,78 @@ fn gemm_impl<const FMA: bool, const NR: usize>(alpha: f32, a: Mat<'_>, b: Mat<'_
     }
 }
 
-/// `B` has contiguous rows: `C` is computed in tiles of `MR x NR` kept in registers while `p`
-/// runs over the inner dimension, each step broadcasting `MR` values of `A` against one row
-/// segment of `B`.
+/// `B` has contiguous rows: `C` is computed in register tiles of up to `MR x NR`, each kept in
+/// registers while `p` runs over the inner dimension, each step broadcasting values of `A`
+/// against one row segment of `B`. Rows left over take smaller tiles (4, 2, 1 rows), columns
+/// left over tiles of 8 and then single columns; every element is summed over `p` in order.
 #[inline(always)]
-fn rows_of_b<const FMA: bool, const NR: usize>(alpha: f32, a: Mat<'_>, b: Mat<'_>, c: &mut [f32], n: usize) {
-    let m = a.rows;
-    for i0 in (0..m).step_by(MR) {
-        let mr = MR.min(m - i0);
-        for j0 in (0..n).step_by(NR) {
-            let nr = NR.min(n - j0);
-            if mr == MR && nr == NR {
-                let acc = full_tile::<FMA, NR>(alpha, a, b, i0, j0);
-                for (r, acc) in acc.iter().enumerate() {
-                    let row = &mut c[(i0 + r) * n + j0..(i0 + r) * n + j0 + NR];
-                    for (o, v) in row.iter_mut().zip(acc) {
-                        *o += v;
-                    }
-                }
-            } else {
-                edge_tile::<FMA, NR>(alpha, a, b, c, n, (i0, mr), (j0, nr));
-            }
-        }
-    }
-}
-
-/// Rows of a register tile; its columns, `NR`, fill two vector registers.
-const MR: usize = 4;
-
-/// One full `MR x NR` tile of `alpha * A * B`, accumulated in registers.
-#[inline(always)]
-fn full_tile<const FMA: bool, const NR: usize>(
+fn rows_of_b<const FMA: bool, const MR: usize, const NR: usize>(
     alpha: f32,
     a: Mat<'_>,
     b: Mat<'_>,
+    c: &mut [f32],
+    n: usize,
+) {
+    let m = a.rows;
+    let mut i0 = 0;
+    while i0 < m {
+        let left = m - i0;
+        i0 += if left >= MR {
+            row_block::<FMA, MR, NR>(alpha, a, b, c, n, i0);
+            MR
+        } else if left >= 4 && MR > 4 {
+            row_block::<FMA, 4, NR>(alpha, a, b, c, n, i0);
+            4
+        } else if left >= 2 && MR > 2 {
+            row_block::<FMA, 2, NR>(alpha, a, b, c, n, i0);
+            2
+        } else {
+            row_block::<FMA, 1, NR>(alpha, a, b, c, n, i0);
+            1
+        };
+    }
+}
+
+/// Rows `i0..i0 + R` of `C`: tiles of `R x NR`, then `R x 8`, then single columns.
+#[inline(always)]
+fn row_block<const FMA: bool, const R: usize, const NR: usize>(
+    alpha: f32,
+    a: Mat<'_>,
+    b: Mat<'_>,
+    c: &mut [f32],
+    n: usize,
+    i0: usize,
+) {
+    let mut j0 = 0;
+    while j0 + NR <= n {
+        tile::<FMA, R, NR>(alpha, a, b, c, n, i0, j0);
+        j0 += NR;
+    }
+    while j0 + 8 <= n {
+        tile::<FMA, R, 8>(alpha, a, b, c, n, i0, j0);
+        j0 += 8;
+    }
+    while j0 < n {
+        tile::<FMA, R, 1>(alpha, a, b, c, n, i0, j0);
+        j0 += 1;
+    }
+}
+
+/// One `R x W` tile of `C += alpha * A * B`, accumulated in registers.
+#[inline(always)]
+fn tile<const FMA: bool, const R: usize, const W: usize>(
+    alpha: f32,
+    a: Mat<'_>,
+    b: Mat<'_>,
+    c: &mut [f32],
+    n: usize,
     i0: usize,
     j0: usize,
-) -> [[f32; NR]; MR] {
-    let mut acc = [[0.0f32; NR]; MR];
+) {
+    let mut acc = [[0.0f32; W]; R];
     for p in 0..a.cols {
         let start = p * b.rs + j0;
-        let bv: &[f32; NR] = b.data[start..start + NR].try_into().expect("NR values");
+        let bv: &[f32; W] = b.data[start..start + W].try_into().expect("W values");
         for (r, acc) in acc.iter_mut().enumerate() {
             let s = alpha * a.data[(i0 + r) * a.rs + p * a.cs];
             for (acc, &bv) in acc.iter_mut().zip(bv) {
@@ -172,31 +303,9 @@ fn full_tile<const FMA: bool, const NR: usize>(
             }
         }
     }
-    acc
-}
-
-/// A partial tile at the bottom or right edge of `C`, summed in the same order as a full one.
-#[inline(always)]
-fn edge_tile<const FMA: bool, const NR: usize>(
-    alpha: f32,
-    a: Mat<'_>,
-    b: Mat<'_>,
-    c: &mut [f32],
-    n: usize,
-    (i0, mr): (usize, usize),
-    (j0, nr): (usize, usize),
-) {
-    for r in 0..mr {
-        let mut acc = [0.0f32; NR];
-        for p in 0..a.cols {
-            let s = alpha * a.data[(i0 + r) * a.rs + p * a.cs];
-            let start = p * b.rs + j0;
-            for (acc, &bv) in acc[..nr].iter_mut().zip(&b.data[start..start + nr]) {
-                *acc = madd::<FMA>(s, bv, *acc);
-            }
-        }
-        let row = &mut c[(i0 + r) * n + j0..(i0 + r) * n + j0 + nr];
-        for (o, v) in row.iter_mut().zip(&acc) {
+    for (r, acc) in acc.iter().enumerate() {
+        let row = &mut c[(i0 + r) * n + j0..(i0 + r) * n + j0 + W];
+        for (o, v) in row.iter_mut().zip(acc) {
             *o += v;
         }
     }
@@ -296,6 +405,29 @@ mod tests {
                 let mut c = vec![f32::NAN; m * n];
                 gemm(1.0, av, bv, 0.0, MatMut::new(&mut c, m, n));
                 assert_close(&c, &reference(av, bv), 1e-5, &format!("{m}x{n}x{k} t={ta},{tb}"));
+            }
+        }
+    }
+
+    /// Every instruction set this processor has gives the same bits as the best one, and the
+    /// portable path agrees to rounding.
+    #[test]
+    fn every_path_agrees() {
+        for &(m, n, k) in &[(6, 784, 25), (16, 100, 150), (150, 100, 16), (13, 37, 29), (9, 70, 1)] {
+            let a = random_vec(m * k, 7);
+            let b = random_vec(k * n, 8);
+            let (av, bv) = (Mat::new(&a, m, k), Mat::new(&b, k, n));
+            let mut best = vec![0.0; m * n];
+            gemm(0.5, av, bv, 0.0, MatMut::new(&mut best, m, n));
+            let mut portable = vec![0.0; m * n];
+            gemm_impl::<false, 4, 16>(0.5, av, bv, 0.0, MatMut::new(&mut portable, m, n));
+            assert_close(&portable, &best, 1e-5, "portable");
+            #[cfg(target_arch = "x86_64")]
+            if isa() == Isa::Avx512 {
+                let mut avx2 = vec![0.0; m * n];
+                // SAFETY: AVX-512 processors have AVX2 and FMA.
+                unsafe { gemm_avx2_fma(0.5, av, bv, 0.0, MatMut::new(&mut avx2, m, n)) };
+                assert_eq!(avx2, best, "{m}x{n}x{k}: AVX2 and AVX-512 differ");
             }
         }
     }

@@ -21,9 +21,9 @@ mod softmax;
 
 pub use activation::{act_backward, sigmoid, Act, Activation};
 pub use batchnorm::BatchNorm;
-pub use conv::{col2im, im2col, Conv2d};
+pub use conv::{col2im, im2col, im2row, Conv2d};
 pub use dropout::Dropout;
-pub use gemm::{gemm, Mat, MatMut};
+pub use gemm::{force_isa, gemm, isa, Isa, Mat, MatMut};
 pub use linear::Linear;
 pub use loss::{Loss, Targets};
 pub use lrn::Lrn;
