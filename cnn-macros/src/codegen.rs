@@ -900,7 +900,7 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, loss: LossKind) -> TokenS
             fn backward_unchecked(&mut self, __n: usize, __x: &[f32], __targets: ::cnn::Targets<'_>) -> f32 {
                 let __train = self.__noise.next_step();
                 self.__forward(__n, __x, ::core::option::Option::Some(__train));
-                let __ws = self.__workspace.parts(__n, &Self::__WORKSPACE);
+                let __ws = self.__workspace.training_parts(__n, &Self::__WORKSPACE);
                 #splits
                 #grad_slots
                 let __loss = #loss_value.loss_and_grad(__n, #outputs_lit, #logits, __out, __targets, #final_grad);

@@ -23,6 +23,7 @@ pub struct WorkspaceSizes {
 #[derive(Clone, Debug, Default)]
 pub struct Workspace {
     batch: usize,
+    grad_batch: usize,
     acts: Vec<f32>,
     grad: Vec<f32>,
     state: Vec<u32>,
@@ -50,6 +51,7 @@ impl Workspace {
     pub const fn new() -> Self {
         Workspace {
             batch: 0,
+            grad_batch: 0,
             acts: Vec::new(),
             grad: Vec::new(),
             state: Vec::new(),
@@ -63,30 +65,48 @@ impl Workspace {
         &self.acts
     }
 
-    /// Grows the buffers for a batch of `n` samples (if needed) and lends them out.
+    /// Grows the buffers a forward pass needs for a batch of `n` samples (if needed) and lends
+    /// them out; the gradient buffers come out empty.
     pub fn parts(&mut self, n: usize, sizes: &WorkspaceSizes) -> WorkspaceParts<'_> {
+        self.lend(n, sizes, false)
+    }
+
+    /// Like [`parts`](Workspace::parts), with the gradient buffers of a backward pass too.
+    pub fn training_parts(&mut self, n: usize, sizes: &WorkspaceSizes) -> WorkspaceParts<'_> {
+        self.lend(n, sizes, true)
+    }
+
+    fn lend(&mut self, n: usize, sizes: &WorkspaceSizes, training: bool) -> WorkspaceParts<'_> {
         let chunks = crate::kernels::chunk_count(n);
+        // A smaller batch can have more chunks than a larger one, so size for the most.
+        let most = crate::kernels::MAX_CHUNKS.max(chunks);
+        let grow = |v: &mut Vec<f32>, len: usize| {
+            if v.len() < len {
+                v.resize(len, 0.0)
+            }
+        };
         if n > self.batch {
-            let grow = |v: &mut Vec<f32>, len: usize| {
-                if v.len() < len {
-                    v.resize(len, 0.0)
-                }
-            };
             grow(&mut self.acts, n * sizes.acts);
-            grow(&mut self.grad, n * sizes.grad);
             self.state.resize(n * sizes.state, 0);
-            // A smaller batch can have more chunks than a larger one, so size for the most.
-            let most = crate::kernels::MAX_CHUNKS.max(chunks);
             grow(&mut self.scratch, most * sizes.scratch);
-            grow(&mut self.partial, most * sizes.partial);
             self.batch = n;
         }
+        let (grad, partial) = if training {
+            if n > self.grad_batch {
+                grow(&mut self.grad, n * sizes.grad);
+                grow(&mut self.partial, most * sizes.partial);
+                self.grad_batch = n;
+            }
+            (&mut self.grad[..n * sizes.grad], &mut self.partial[..chunks * sizes.partial])
+        } else {
+            (&mut self.grad[..0], &mut self.partial[..0])
+        };
         WorkspaceParts {
             acts: &mut self.acts[..n * sizes.acts],
-            grad: &mut self.grad[..n * sizes.grad],
+            grad,
             state: &mut self.state[..n * sizes.state],
             scratch: &mut self.scratch[..chunks * sizes.scratch],
-            partial: &mut self.partial[..chunks * sizes.partial],
+            partial,
         }
     }
 }

@@ -122,7 +122,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let started = Instant::now();
     while progress.epoch < args.epochs {
         let loss = train_epoch(&args, &train, &mut model, &mut opt, &augment, &mut progress, &schedule)?;
-        let eval = model.evaluate(&test.images, &test.labels, 500)?;
+        let eval = model.evaluate(&test.images, &test.labels, 100)?;
         progress.epoch += 1;
         println!(
             "epoch {:>2}/{}  train loss {loss:.4}  test loss {:.4}  test accuracy {:.2} %  ({:.1} s)",
@@ -136,7 +136,11 @@ fn main() -> Result<(), Box<dyn Error>> {
         save_checkpoint(&checkpoint, &model, &opt, progress)?;
     }
 
-    let predictions = model.predict(&test.images)?;
+    // In batches, so that the workspace stays sized for a hundred samples.
+    let mut predictions = vec![0; test.labels.len()];
+    for (x, out) in test.images.chunks(100 * LeNet5::INPUT_LEN).zip(predictions.chunks_mut(100)) {
+        model.predict_into(x, out)?;
+    }
     let confusion = confusion(&predictions, &test.labels);
     print_confusion(&confusion);
     let correct = predictions.iter().zip(&test.labels).filter(|(p, l)| p == l).count();
