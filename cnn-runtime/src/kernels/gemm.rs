@@ -324,7 +324,7 @@ fn dots<const FMA: bool>(alpha: f32, a: Mat<'_>, b: Mat<'_>, c: &mut [f32], n: u
         let mut j = 0;
         while j < n {
             let cols = if j + 4 <= n { [col(j), col(j + 1), col(j + 2), col(j + 3)] } else { [col(j); 4] };
-            let d = dot_block::<FMA>(rows, cols);
+            let d = dot_block_dispatch::<FMA>(rows, cols);
             for (r, d) in d.iter().enumerate().take(if i + 2 <= m { 2 } else { 1 }) {
                 let width = if j + 4 <= n { 4 } else { 1 };
                 for (o, d) in c[(i + r) * n + j..(i + r) * n + j + width].iter_mut().zip(d) {
@@ -335,6 +335,58 @@ fn dots<const FMA: bool>(alpha: f32, a: Mat<'_>, b: Mat<'_>, c: &mut [f32], n: u
         }
         i += 2;
     }
+}
+
+/// [`dot_block`], with AVX2 intrinsics where the caller runs with FMA on x86-64 (the same
+/// arithmetic in the same order, so the same bits).
+#[inline(always)]
+fn dot_block_dispatch<const FMA: bool>(xs: [&[f32]; 2], ys: [&[f32]; 4]) -> [[f32; 4]; 2] {
+    #[cfg(target_arch = "x86_64")]
+    if FMA {
+        // SAFETY: `FMA` is only true on the paths compiled for (and run on) AVX2 with FMA.
+        return unsafe { dot_block_avx2(xs, ys) };
+    }
+    dot_block::<FMA>(xs, ys)
+}
+
+/// [`dot_block`] in AVX2 registers: eight accumulators of eight lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_block_avx2(xs: [&[f32]; 2], ys: [&[f32]; 4]) -> [[f32; 4]; 2] {
+    use std::arch::x86_64::*;
+    let k = xs[0].len();
+    assert!(xs[1].len() == k && ys.iter().all(|y| y.len() == k));
+    let split = k - k % 8;
+    let mut acc = [[_mm256_setzero_ps(); 4]; 2];
+    let mut q = 0;
+    while q < split {
+        // SAFETY: q + 8 <= split <= k, the length of every row.
+        unsafe {
+            let x0 = _mm256_loadu_ps(xs[0].as_ptr().add(q));
+            let x1 = _mm256_loadu_ps(xs[1].as_ptr().add(q));
+            for c in 0..4 {
+                let y = _mm256_loadu_ps(ys[c].as_ptr().add(q));
+                acc[0][c] = _mm256_fmadd_ps(x0, y, acc[0][c]);
+                acc[1][c] = _mm256_fmadd_ps(x1, y, acc[1][c]);
+            }
+        }
+        q += 8;
+    }
+    let mut out = [[0.0; 4]; 2];
+    for r in 0..2 {
+        for c in 0..4 {
+            // ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7)), as `dot_block` sums.
+            let v = _mm_add_ps(_mm256_castps256_ps128(acc[r][c]), _mm256_extractf128_ps(acc[r][c], 1));
+            let h = _mm_hadd_ps(v, v);
+            let sum = _mm_cvtss_f32(h) + _mm_cvtss_f32(_mm_shuffle_ps(h, h, 1));
+            let mut tail = 0.0f32;
+            for p in split..k {
+                tail = xs[r][p].mul_add(ys[c][p], tail);
+            }
+            out[r][c] = sum + tail;
+        }
+    }
+    out
 }
 
 /// Dot products of two rows with four columns, each over eight lanes summed in a fixed order.
@@ -429,6 +481,21 @@ mod tests {
                 unsafe { gemm_avx2_fma(0.5, av, bv, 0.0, MatMut::new(&mut avx2, m, n)) };
                 assert_eq!(avx2, best, "{m}x{n}x{k}: AVX2 and AVX-512 differ");
             }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn dot_products_in_registers_give_the_same_bits() {
+        if isa() == Isa::Portable {
+            return;
+        }
+        for k in [1, 7, 8, 25, 100, 403] {
+            let v: Vec<Vec<f32>> = (0..6).map(|i| random_vec(k, 20 + i as u64)).collect();
+            let (xs, ys) = ([&v[0][..], &v[1][..]], [&v[2][..], &v[3][..], &v[4][..], &v[5][..]]);
+            // SAFETY: the processor has AVX2 and FMA (isa() is not portable).
+            let fast = unsafe { dot_block_avx2(xs, ys) };
+            assert_eq!(fast, dot_block::<true>(xs, ys), "k = {k}");
         }
     }
 
