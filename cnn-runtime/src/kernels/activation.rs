@@ -90,11 +90,7 @@ impl Act {
     pub fn backward_in_place(self, y: &[f32], dy: &mut [f32]) {
         match self {
             Act::Identity => {}
-            Act::Relu => dy.iter_mut().zip(y).for_each(|(g, &y)| {
-                if y <= 0.0 {
-                    *g = 0.0
-                }
-            }),
+            Act::Relu => dy.iter_mut().zip(y).for_each(|(g, &y)| *g = if y > 0.0 { *g } else { 0.0 }),
             _ => dy.iter_mut().zip(y).for_each(|(g, &y)| *g *= self.derivative_from_output(y)),
         }
     }

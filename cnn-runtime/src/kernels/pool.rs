@@ -46,10 +46,10 @@ impl PoolOp for Max {
             let row = at + i * W;
             for (j, &v) in plane[row..row + KW].iter().enumerate() {
                 // `>` keeps the first maximum, as PyTorch does; NaN wins so it propagates.
-                if v > best || v.is_nan() {
-                    best = v;
-                    arg = row + j;
-                }
+                // Selects rather than branches: which value wins is data, not a pattern.
+                let wins = v > best || v.is_nan();
+                best = if wins { v } else { best };
+                arg = if wins { row + j } else { arg };
             }
         }
         (best, arg as u32)
