@@ -227,7 +227,7 @@ fn gemm_impl<const FMA: bool, const MR: usize, const NR: usize>(
 /// `B` has contiguous rows: `C` is computed in register tiles of up to `MR x NR`, each kept in
 /// registers while `p` runs over the inner dimension, each step broadcasting values of `A`
 /// against one row segment of `B`. Rows left over take smaller tiles (4, 2, 1 rows), columns
-/// left over tiles of 8 and then single columns; every element is summed over `p` in order.
+/// left over narrower ones (16, 8, 4, 1); every element is summed over `p` in order.
 #[inline(always)]
 fn rows_of_b<const FMA: bool, const MR: usize, const NR: usize>(
     alpha: f32,
@@ -256,7 +256,8 @@ fn rows_of_b<const FMA: bool, const MR: usize, const NR: usize>(
     }
 }
 
-/// Rows `i0..i0 + R` of `C`: tiles of `R x NR`, then `R x 8`, then single columns.
+/// Rows `i0..i0 + R` of `C`: tiles of `R x NR`, then of 16, 8 and 4 columns, then single
+/// columns.
 #[inline(always)]
 fn row_block<const FMA: bool, const R: usize, const NR: usize>(
     alpha: f32,
@@ -271,9 +272,17 @@ fn row_block<const FMA: bool, const R: usize, const NR: usize>(
         tile::<FMA, R, NR>(alpha, a, b, c, n, i0, j0);
         j0 += NR;
     }
+    if NR > 16 && j0 + 16 <= n {
+        tile::<FMA, R, 16>(alpha, a, b, c, n, i0, j0);
+        j0 += 16;
+    }
     while j0 + 8 <= n {
         tile::<FMA, R, 8>(alpha, a, b, c, n, i0, j0);
         j0 += 8;
+    }
+    if j0 + 4 <= n {
+        tile::<FMA, R, 4>(alpha, a, b, c, n, i0, j0);
+        j0 += 4;
     }
     while j0 < n {
         tile::<FMA, R, 1>(alpha, a, b, c, n, i0, j0);
