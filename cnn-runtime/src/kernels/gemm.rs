@@ -301,12 +301,24 @@ fn tile<const FMA: bool, const R: usize, const W: usize>(
     i0: usize,
     j0: usize,
 ) {
+    let k = a.cols;
     let mut acc = [[0.0f32; W]; R];
-    for p in 0..a.cols {
+    if k == 0 {
+        return;
+    }
+    // Every index below is in bounds: the last row of the tile at the last `p`, checked once.
+    assert!((i0 + R - 1) * a.rs + (k - 1) * a.cs < a.data.len(), "gemm: A tile out of bounds");
+    assert!((k - 1) * b.rs + j0 + W <= b.data.len(), "gemm: B tile out of bounds");
+    for p in 0..k {
         let start = p * b.rs + j0;
-        let bv: &[f32; W] = b.data[start..start + W].try_into().expect("W values");
+        // SAFETY: start + W <= (k - 1) * b.rs + j0 + W <= b.data.len(), asserted above.
+        let bv: &[f32; W] = unsafe { &*(b.data.as_ptr().add(start) as *const [f32; W]) };
         for (r, acc) in acc.iter_mut().enumerate() {
-            let s = alpha * a.data[(i0 + r) * a.rs + p * a.cs];
+            // SAFETY: (i0 + r) * a.rs + p * a.cs < a.data.len(), asserted above.
+            let v = unsafe { *a.data.get_unchecked((i0 + r) * a.rs + p * a.cs) };
+            // alpha * v is v itself when alpha is 1, the usual case: the same bits, one
+            // multiplication fewer in the innermost loop.
+            let s = if alpha == 1.0 { v } else { alpha * v };
             for (acc, &bv) in acc.iter_mut().zip(bv) {
                 *acc = madd::<FMA>(s, bv, *acc);
             }
