@@ -236,25 +236,34 @@ fn rows_of_b<const FMA: bool, const MR: usize, const NR: usize>(
     c: &mut [f32],
     n: usize,
 ) {
-    let m = a.rows;
-    let mut i0 = 0;
-    while i0 < m {
-        let left = m - i0;
-        i0 += if left >= MR {
-            row_block::<FMA, MR, NR>(alpha, a, b, c, n, i0);
-            MR
-        } else if left >= 4 && MR > 4 {
-            row_block::<FMA, 4, NR>(alpha, a, b, c, n, i0);
-            4
-        } else if left >= 2 && MR > 2 {
-            row_block::<FMA, 2, NR>(alpha, a, b, c, n, i0);
-            2
-        } else {
-            row_block::<FMA, 1, NR>(alpha, a, b, c, n, i0);
-            1
-        };
+    let (m, k) = (a.rows, a.cols);
+    let mut p0 = 0;
+    while p0 < k {
+        // Blocks of the inner dimension keep a tile's panel of `B` in the first-level cache.
+        let ps = (p0, (p0 + KC).min(k));
+        let mut i0 = 0;
+        while i0 < m {
+            let left = m - i0;
+            i0 += if left >= MR {
+                row_block::<FMA, MR, NR>(alpha, a, b, c, n, i0, ps);
+                MR
+            } else if left >= 4 && MR > 4 {
+                row_block::<FMA, 4, NR>(alpha, a, b, c, n, i0, ps);
+                4
+            } else if left >= 2 && MR > 2 {
+                row_block::<FMA, 2, NR>(alpha, a, b, c, n, i0, ps);
+                2
+            } else {
+                row_block::<FMA, 1, NR>(alpha, a, b, c, n, i0, ps);
+                1
+            };
+        }
+        p0 = ps.1;
     }
 }
+
+/// Inner-dimension block of [`rows_of_b`].
+const KC: usize = 256;
 
 /// Rows `i0..i0 + R` of `C`: tiles of `R x NR`, then of 16, 8 and 4 columns, then single
 /// columns.
@@ -266,26 +275,27 @@ fn row_block<const FMA: bool, const R: usize, const NR: usize>(
     c: &mut [f32],
     n: usize,
     i0: usize,
+    ps: (usize, usize),
 ) {
     let mut j0 = 0;
     while j0 + NR <= n {
-        tile::<FMA, R, NR>(alpha, a, b, c, n, i0, j0);
+        tile::<FMA, R, NR>(alpha, a, b, c, n, i0, j0, ps);
         j0 += NR;
     }
     if NR > 16 && j0 + 16 <= n {
-        tile::<FMA, R, 16>(alpha, a, b, c, n, i0, j0);
+        tile::<FMA, R, 16>(alpha, a, b, c, n, i0, j0, ps);
         j0 += 16;
     }
     while j0 + 8 <= n {
-        tile::<FMA, R, 8>(alpha, a, b, c, n, i0, j0);
+        tile::<FMA, R, 8>(alpha, a, b, c, n, i0, j0, ps);
         j0 += 8;
     }
     if j0 + 4 <= n {
-        tile::<FMA, R, 4>(alpha, a, b, c, n, i0, j0);
+        tile::<FMA, R, 4>(alpha, a, b, c, n, i0, j0, ps);
         j0 += 4;
     }
     while j0 < n {
-        tile::<FMA, R, 1>(alpha, a, b, c, n, i0, j0);
+        tile::<FMA, R, 1>(alpha, a, b, c, n, i0, j0, ps);
         j0 += 1;
     }
 }
@@ -300,16 +310,17 @@ fn tile<const FMA: bool, const R: usize, const W: usize>(
     n: usize,
     i0: usize,
     j0: usize,
+    ps: (usize, usize),
 ) {
-    let k = a.cols;
+    let (p0, p1) = ps;
     let mut acc = [[0.0f32; W]; R];
-    if k == 0 {
+    if p1 <= p0 {
         return;
     }
     // Every index below is in bounds: the last row of the tile at the last `p`, checked once.
-    assert!((i0 + R - 1) * a.rs + (k - 1) * a.cs < a.data.len(), "gemm: A tile out of bounds");
-    assert!((k - 1) * b.rs + j0 + W <= b.data.len(), "gemm: B tile out of bounds");
-    for p in 0..k {
+    assert!((i0 + R - 1) * a.rs + (p1 - 1) * a.cs < a.data.len(), "gemm: A tile out of bounds");
+    assert!((p1 - 1) * b.rs + j0 + W <= b.data.len(), "gemm: B tile out of bounds");
+    for p in p0..p1 {
         let start = p * b.rs + j0;
         // SAFETY: start + W <= (k - 1) * b.rs + j0 + W <= b.data.len(), asserted above.
         let bv: &[f32; W] = unsafe { &*(b.data.as_ptr().add(start) as *const [f32; W]) };
