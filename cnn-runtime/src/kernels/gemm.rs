@@ -200,6 +200,14 @@ fn gemm_impl<const FMA: bool, const MR: usize, const NR: usize>(
     if m == 0 || n == 0 {
         return;
     }
+    if b.cs == 1 && k > 0 {
+        if beta != 0.0 && beta != 1.0 {
+            c.data.iter_mut().for_each(|v| *v *= beta);
+        }
+        // With `beta` 0 the first block over the inner dimension writes `C` rather than adds.
+        rows_of_b::<FMA, MR, NR>(alpha, a, b, c.data, n, beta == 0.0);
+        return;
+    }
     if beta == 0.0 {
         c.data.fill(0.0);
     } else if beta != 1.0 {
@@ -208,9 +216,7 @@ fn gemm_impl<const FMA: bool, const MR: usize, const NR: usize>(
     if k == 0 {
         return;
     }
-    if b.cs == 1 {
-        rows_of_b::<FMA, MR, NR>(alpha, a, b, c.data, n);
-    } else if a.cs == 1 && b.rs == 1 {
+    if a.cs == 1 && b.rs == 1 {
         dots::<FMA>(alpha, a, b, c.data, n);
     } else {
         for i in 0..m {
@@ -235,30 +241,47 @@ fn rows_of_b<const FMA: bool, const MR: usize, const NR: usize>(
     b: Mat<'_>,
     c: &mut [f32],
     n: usize,
+    overwrite: bool,
 ) {
     let (m, k) = (a.rows, a.cols);
     let mut p0 = 0;
     while p0 < k {
-        // Blocks of the inner dimension keep a tile's panel of `B` in the first-level cache.
-        let ps = (p0, (p0 + KC).min(k));
-        let mut i0 = 0;
-        while i0 < m {
-            let left = m - i0;
-            i0 += if left >= MR {
-                row_block::<FMA, MR, NR>(alpha, a, b, c, n, i0, ps);
-                MR
-            } else if left >= 4 && MR > 4 {
-                row_block::<FMA, 4, NR>(alpha, a, b, c, n, i0, ps);
-                4
-            } else if left >= 2 && MR > 2 {
-                row_block::<FMA, 2, NR>(alpha, a, b, c, n, i0, ps);
-                2
-            } else {
-                row_block::<FMA, 1, NR>(alpha, a, b, c, n, i0, ps);
-                1
-            };
+        if overwrite && p0 == 0 {
+            rows_block::<FMA, MR, NR, true>(alpha, a, b, c, (m, n), (0, KC.min(k)));
+        } else {
+            rows_block::<FMA, MR, NR, false>(alpha, a, b, c, (m, n), (p0, (p0 + KC).min(k)));
         }
-        p0 = ps.1;
+        p0 = (p0 + KC).min(k);
+    }
+}
+
+/// One block `ps` of the inner dimension for every row of `C`, written (`STORE`) or added.
+#[inline(always)]
+fn rows_block<const FMA: bool, const MR: usize, const NR: usize, const STORE: bool>(
+    alpha: f32,
+    a: Mat<'_>,
+    b: Mat<'_>,
+    c: &mut [f32],
+    (m, n): (usize, usize),
+    ps: (usize, usize),
+) {
+    // Blocks of the inner dimension keep a tile's panel of `B` in the first-level cache.
+    let mut i0 = 0;
+    while i0 < m {
+        let left = m - i0;
+        i0 += if left >= MR {
+            row_block::<FMA, MR, NR, STORE>(alpha, a, b, c, n, i0, ps);
+            MR
+        } else if left >= 4 && MR > 4 {
+            row_block::<FMA, 4, NR, STORE>(alpha, a, b, c, n, i0, ps);
+            4
+        } else if left >= 2 && MR > 2 {
+            row_block::<FMA, 2, NR, STORE>(alpha, a, b, c, n, i0, ps);
+            2
+        } else {
+            row_block::<FMA, 1, NR, STORE>(alpha, a, b, c, n, i0, ps);
+            1
+        };
     }
 }
 
@@ -268,7 +291,7 @@ const KC: usize = 256;
 /// Rows `i0..i0 + R` of `C`: tiles of `R x NR`, then of 16, 8 and 4 columns, then single
 /// columns.
 #[inline(always)]
-fn row_block<const FMA: bool, const R: usize, const NR: usize>(
+fn row_block<const FMA: bool, const R: usize, const NR: usize, const STORE: bool>(
     alpha: f32,
     a: Mat<'_>,
     b: Mat<'_>,
@@ -279,30 +302,31 @@ fn row_block<const FMA: bool, const R: usize, const NR: usize>(
 ) {
     let mut j0 = 0;
     while j0 + NR <= n {
-        tile::<FMA, R, NR>(alpha, a, b, c, n, i0, j0, ps);
+        tile::<FMA, R, NR, STORE>(alpha, a, b, c, n, i0, j0, ps);
         j0 += NR;
     }
     if NR > 16 && j0 + 16 <= n {
-        tile::<FMA, R, 16>(alpha, a, b, c, n, i0, j0, ps);
+        tile::<FMA, R, 16, STORE>(alpha, a, b, c, n, i0, j0, ps);
         j0 += 16;
     }
     while j0 + 8 <= n {
-        tile::<FMA, R, 8>(alpha, a, b, c, n, i0, j0, ps);
+        tile::<FMA, R, 8, STORE>(alpha, a, b, c, n, i0, j0, ps);
         j0 += 8;
     }
     if j0 + 4 <= n {
-        tile::<FMA, R, 4>(alpha, a, b, c, n, i0, j0, ps);
+        tile::<FMA, R, 4, STORE>(alpha, a, b, c, n, i0, j0, ps);
         j0 += 4;
     }
     while j0 < n {
-        tile::<FMA, R, 1>(alpha, a, b, c, n, i0, j0, ps);
+        tile::<FMA, R, 1, STORE>(alpha, a, b, c, n, i0, j0, ps);
         j0 += 1;
     }
 }
 
-/// One `R x W` tile of `C += alpha * A * B`, accumulated in registers.
+/// One `R x W` tile of `C += alpha * A * B` over the block `ps` of the inner dimension
+/// (`C =` when `STORE`), accumulated in registers.
 #[inline(always)]
-fn tile<const FMA: bool, const R: usize, const W: usize>(
+fn tile<const FMA: bool, const R: usize, const W: usize, const STORE: bool>(
     alpha: f32,
     a: Mat<'_>,
     b: Mat<'_>,
@@ -337,8 +361,12 @@ fn tile<const FMA: bool, const R: usize, const W: usize>(
     }
     for (r, acc) in acc.iter().enumerate() {
         let row = &mut c[(i0 + r) * n + j0..(i0 + r) * n + j0 + W];
-        for (o, v) in row.iter_mut().zip(acc) {
-            *o += v;
+        if STORE {
+            row.copy_from_slice(acc);
+        } else {
+            for (o, v) in row.iter_mut().zip(acc) {
+                *o += v;
+            }
         }
     }
 }
