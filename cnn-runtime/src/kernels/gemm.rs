@@ -326,6 +326,7 @@ fn row_block<const FMA: bool, const R: usize, const NR: usize, const STORE: bool
 /// One `R x W` tile of `C += alpha * A * B` over the block `ps` of the inner dimension
 /// (`C =` when `STORE`), accumulated in registers.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn tile<const FMA: bool, const R: usize, const W: usize, const STORE: bool>(
     alpha: f32,
     a: Mat<'_>,
