@@ -2,7 +2,8 @@
 //! second over timed blocks after a warm-up), printed one JSON object per line for
 //! `benches/pytorch/compare.py` to put side by side with PyTorch's.
 //!
-//! `cargo bench --bench compare` (add `-- --quick` for shorter blocks).
+//! `cargo bench --bench compare` (add `-- --quick` for shorter blocks; set `CNN_THREADS=1,2,4`
+//! for other thread counts).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -100,7 +101,12 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let (block, blocks) = if quick { (Duration::from_millis(200), 5) } else { (Duration::from_millis(500), 11) };
     eprintln!("GEMM instruction set: {:?}", isa());
-    for threads in [1, 2] {
+    // `CNN_THREADS=1,2,4,8` measures other thread counts (the PyTorch harness uses 1 and 2).
+    let counts: Vec<usize> = std::env::var("CNN_THREADS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|t| t.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 2]);
+    for threads in counts {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
             report("lenet5_train_b64", threads, train::<LeNet5>(block, blocks), "samples/s");
