@@ -389,6 +389,16 @@ mod tests {
     }
 
     #[test]
+    fn padding_wider_than_the_input() {
+        // A 1x1 input padded by 3 under a 7x7 filter: every window but the middle one is padding.
+        let x = [2.0];
+        let mut cols = vec![f32::NAN; 49];
+        im2col(&x, &mut cols, [1, 1, 1], [7, 7], [1, 1], [3, 3]);
+        let want: Vec<f32> = (0..49).map(|i| if i == 24 { 2.0 } else { 0.0 }).collect();
+        assert_eq!(cols, want);
+    }
+
+    #[test]
     fn im2row_is_im2col_transposed() {
         let (dims, f, st, pad) = ([3, 7, 6], [3, 2], [2, 1], [1, 1]);
         let (oh, ow) = ((7 + 2 - 3) / 2 + 1, (6 + 2 - 2) + 1);
