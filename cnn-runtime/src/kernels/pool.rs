@@ -21,6 +21,12 @@ trait PoolOp {
     /// The window's output and the state to keep for it (ignored when `STATE` is 0).
     fn reduce<const W: usize, const KH: usize, const KW: usize>(plane: &[f32], at: usize) -> (f32, u32);
 
+    /// The window's output alone, for evaluation, where no backward pass needs the state.
+    #[inline(always)]
+    fn value<const W: usize, const KH: usize, const KW: usize>(plane: &[f32], at: usize) -> f32 {
+        Self::reduce::<W, KH, KW>(plane, at).0
+    }
+
     /// Adds the gradient `g` of the window's output `y` to the window's inputs in `dx`.
     fn spread<const W: usize, const KH: usize, const KW: usize>(
         plane: &[f32],
@@ -53,6 +59,18 @@ impl PoolOp for Max {
             }
         }
         (best, arg as u32)
+    }
+
+    #[inline(always)]
+    fn value<const W: usize, const KH: usize, const KW: usize>(plane: &[f32], at: usize) -> f32 {
+        let mut best = f32::NEG_INFINITY;
+        for i in 0..KH {
+            let row = at + i * W;
+            for &v in &plane[row..row + KW] {
+                best = if v > best || v.is_nan() { v } else { best };
+            }
+        }
+        best
     }
 
     #[inline(always)]
@@ -158,17 +176,21 @@ fn pool_sample<
     x: &[f32],
     y: &mut [f32],
     state: &mut [u32],
+    train: bool,
 ) {
     let (oh, ow) = ((H - KH) / SH + 1, (W - KW) / SW + 1);
     for c in 0..D {
         let plane = &x[c * H * W..(c + 1) * H * W];
         for oy in 0..oh {
             for ox in 0..ow {
-                let (v, s) = P::reduce::<W, KH, KW>(plane, oy * SH * W + ox * SW);
                 let o = (c * oh + oy) * ow + ox;
-                y[o] = v;
-                if P::STATE > 0 {
+                let at = oy * SH * W + ox * SW;
+                if P::STATE > 0 && train {
+                    let (v, s) = P::reduce::<W, KH, KW>(plane, at);
+                    y[o] = v;
                     state[o] = s;
+                } else {
+                    y[o] = P::value::<W, KH, KW>(plane, at);
                 }
             }
         }
@@ -253,7 +275,7 @@ macro_rules! pool_layer {
             /// Pools one sample `x` into `y`, writing the state the backward pass needs (one
             /// value per output for max pooling, none otherwise) to `state`.
             pub fn pool_sample(x: &[f32], y: &mut [f32], state: &mut [u32]) {
-                pool_sample::<$op, D, H, W, KH, KW, SH, SW>(x, y, state);
+                pool_sample::<$op, D, H, W, KH, KW, SH, SW>(x, y, state, true);
             }
         }
 
@@ -283,17 +305,24 @@ macro_rules! pool_layer {
                 _: &mut [f32],
                 _: &mut [f32],
                 state: &mut [u32],
-                _: Mode,
+                mode: Mode,
             ) {
                 let len = chunk_len(n);
                 let (input, output, kept) = (Self::IN, Self::OUT, Self::STATE);
+                // Evaluation keeps no state: no backward pass follows it.
+                let train = mode.is_train();
                 y[..n * output]
                     .par_chunks_mut(len * output)
                     .zip(x[..n * input].par_chunks(len * input))
                     .zip(state_chunks(&mut state[..n * kept], len * kept, chunk_count(n)))
                     .for_each(|((y, x), state)| {
                         for (s, (y, x)) in y.chunks_exact_mut(output).zip(x.chunks_exact(input)).enumerate() {
-                            Self::pool_sample(x, y, &mut state[s * kept..(s + 1) * kept]);
+                            pool_sample::<$op, D, H, W, KH, KW, SH, SW>(
+                                x,
+                                y,
+                                &mut state[s * kept..(s + 1) * kept],
+                                train,
+                            );
                         }
                     });
             }
