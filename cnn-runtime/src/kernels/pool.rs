@@ -399,7 +399,7 @@ pool_layer!(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::testutil::{assert_close, forward, layer_gradient_errors, random_vec};
+    use crate::kernels::testutil::{assert_close, forward, forward_in, layer_gradient_errors, random_vec};
 
     /// Which reference a test computes.
     #[derive(Clone, Copy, Debug)]
@@ -490,6 +490,16 @@ mod tests {
         assert_eq!((avg, state), (vec![1.75, 1.0], vec![]));
         let (l2, _) = forward(&L2Pool2d::<1, 3, 3, 2, 2, 2, 1>, 1, &x, &[]);
         assert_eq!(l2, [5.0, 4.0]);
+    }
+
+    #[test]
+    fn evaluation_gives_the_training_outputs_without_state() {
+        type L = MaxPool2d<3, 7, 6, 3, 2, 2, 1>;
+        let mut x = random_vec(4 * L::IN, 31);
+        x[5] = x[6]; // a tie
+        let (train, _) = forward_in(&L::default(), 4, &x, &[], &mut [], Mode::Train { seed: 1 });
+        let (eval, _) = forward_in(&L::default(), 4, &x, &[], &mut [], Mode::Eval);
+        assert_eq!(eval, train);
     }
 
     #[test]
