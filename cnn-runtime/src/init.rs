@@ -11,6 +11,24 @@ pub fn rng(seed: u64) -> Rng {
     Rng::seed_from_u64(seed)
 }
 
+/// The splitmix64 increment (2⁶⁴ divided by the golden ratio).
+pub(crate) const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// splitmix64's output function: a bijective mix of all 64 bits.
+#[inline(always)]
+pub(crate) fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The first splitmix64 output from state `seed`: a well-mixed hash of it, for deriving
+/// independent seeds without a generator.
+#[inline]
+pub(crate) fn splitmix(seed: u64) -> u64 {
+    mix(seed.wrapping_add(GOLDEN_GAMMA))
+}
+
 /// PyTorch's default initialisation of a convolution or linear layer whose parameters are
 /// `p` = weights then biases: weights from kaiming-uniform with `a = √5`, which is
 /// `U(-1/√fan_in, 1/√fan_in)`, and biases from the same uniform.

@@ -2,6 +2,7 @@
 
 use std::ops::{Bound, RangeBounds};
 
+use crate::init::splitmix;
 use crate::kernels::{Loss, Mode, Targets};
 use crate::optim::Segment;
 use crate::{Error, Optimizer, Result, Shape};
@@ -436,18 +437,10 @@ impl Noise {
 
     /// The seed of the next training pass; counts the pass.
     pub fn next_step(&mut self) -> u64 {
-        let seed = mix(self.seed ^ mix(self.step.wrapping_add(0x5851_f42d_4c95_7f2d)));
+        let seed = splitmix(self.seed ^ splitmix(self.step.wrapping_add(0x5851_f42d_4c95_7f2d)));
         self.step += 1;
         seed
     }
-}
-
-/// splitmix64's finaliser: a well-mixed 64-bit hash.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// The mode of op `index` in a pass: training with a seed of its own (from the pass's seed),
@@ -455,7 +448,7 @@ fn mix(mut z: u64) -> u64 {
 #[doc(hidden)]
 pub fn mode(train: Option<u64>, index: u64) -> Mode {
     match train {
-        Some(seed) => Mode::Train { seed: mix(seed ^ mix(index)) },
+        Some(seed) => Mode::Train { seed: splitmix(seed ^ splitmix(index)) },
         None => Mode::Eval,
     }
 }

@@ -1,6 +1,7 @@
 //! Inverted dropout with a counter-based mask.
 
 use super::{chunk_len, Layer, Mode};
+use crate::init::{mix, splitmix, GOLDEN_GAMMA};
 use rayon::prelude::*;
 
 /// Inverted dropout on `LEN` values per sample, like `torch.nn.Dropout(p)`.
@@ -14,23 +15,6 @@ use rayon::prelude::*;
 pub struct Dropout<const LEN: usize> {
     /// Probability of dropping a value.
     pub p: f32,
-}
-
-/// The splitmix64 increment (2⁶⁴ divided by the golden ratio).
-const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
-
-/// splitmix64's output function: a bijective mix of all 64 bits.
-#[inline(always)]
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// The key of a pass's draws: the first splitmix64 output of `seed`.
-#[inline]
-fn key(seed: u64) -> u64 {
-    mix(seed.wrapping_add(GOLDEN_GAMMA))
 }
 
 /// Draw number `index` under `key`, uniform in `[0, 1)` with 24 random bits.
@@ -73,7 +57,7 @@ impl<const LEN: usize> Layer for Dropout<LEN> {
             y.par_chunks_mut(chunk).zip(x.par_chunks(chunk)).for_each(|(y, x)| y.copy_from_slice(x));
             return;
         };
-        let (p, scale, key) = (self.p, self.scale(), key(seed));
+        let (p, scale, key) = (self.p, self.scale(), splitmix(seed));
         y.par_chunks_mut(chunk).zip(x.par_chunks(chunk)).zip(mask.par_chunks_mut(chunk)).enumerate().for_each(
             |(c, ((y, x), mask))| {
                 if p == 0.0 {
