@@ -4,7 +4,7 @@
 mod common;
 
 use cnn::{cnn, Model, Optimizer, Segment, Sgd, TensorKind};
-use common::Lcg;
+use common::{gradient_error, gradient_error_above, Lcg};
 
 cnn! {
     /// Every new layer at once: batch normalisation after conv and fc, tanh, sigmoid, an
@@ -39,50 +39,6 @@ cnn! { struct MultiLabel < input(6) fc(4) relu fc(3) sigmoid > }
 cnn! { struct Binary < input(6) fc(1) sigmoid > }
 cnn! { struct SigmoidMse < input(6) fc(2) sigmoid loss(mse) > }
 cnn! { struct Denoise < input(6x6x1) conv(3x3, 4, pad=1) relu conv(3x3, 1, pad=1) > }
-
-/// Largest relative error between `loss_and_grad`'s gradient and central differences of the
-/// loss, over every parameter; the dropout masks are the same for every evaluation.
-fn gradient_error<M: Model>(model: &mut M, x: &[f32], targets: cnn::Targets<'_>) -> f64 {
-    gradient_error_above(model, x, targets, 1e-2)
-}
-
-/// [`gradient_error`] where an error is relative to `|numeric| + |analytic|` but never to less
-/// than `floor`. A deep network's f32 loss moves in steps of about 1e-7, which makes every
-/// central difference uncertain by about 1e-4: `floor` keeps that noise from counting as a
-/// relative error on the smallest gradients.
-fn gradient_error_above<M: Model>(model: &mut M, x: &[f32], targets: cnn::Targets<'_>, floor: f64) -> f64 {
-    let h = 1e-3f32;
-    let noise = model.noise();
-    let loss = |model: &mut M| {
-        model.set_noise(noise);
-        model.loss_and_grad_targets_of(x, targets).unwrap() as f64
-    };
-    let base = loss(model);
-    let analytic = model.grads().to_vec();
-    let (mut worst, mut kinks) = (0.0f64, 0);
-    for (i, &a) in analytic.iter().enumerate() {
-        let orig = model.params()[i];
-        model.params_mut()[i] = orig + h;
-        let up = loss(model);
-        model.params_mut()[i] = orig - h;
-        let down = loss(model);
-        model.params_mut()[i] = orig;
-        let (right, left) = ((up - base) / h as f64, (base - down) / h as f64);
-        if (right - left).abs() > 0.1 * (right.abs() + left.abs()).max(1e-2) {
-            kinks += 1;
-            continue;
-        }
-        let numeric = (up - down) / (2.0 * h as f64);
-        let a = a as f64;
-        let err = (numeric - a).abs() / (numeric.abs() + a.abs()).max(floor);
-        if err > 1e-2 {
-            eprintln!("parameter {i}: numeric {numeric:e}, analytic {a:e}");
-        }
-        worst = worst.max(err);
-    }
-    assert!(kinks * 20 <= M::PARAM_COUNT, "{kinks} of {} parameters on a kink", M::PARAM_COUNT);
-    worst
-}
 
 #[test]
 fn every_layer_and_block_has_the_gradient_of_its_loss() {

@@ -4,7 +4,7 @@
 mod common;
 
 use cnn::{cnn, Error, Model, Optimizer, Sgd, Shape};
-use common::{lines, Lcg};
+use common::{gradient_error, lines, Lcg};
 
 cnn! {
     /// LeNet-style classifier for 28x28 grey digits.
@@ -109,41 +109,6 @@ cnn! {
     >
 }
 
-/// Central finite differences of the mean loss over every `step`-th parameter, against
-/// `loss_and_grad`.
-fn gradient_check<M: Model>(model: &mut M, x: &[f32], labels: &[usize], step: usize) -> f64 {
-    model.loss_and_grad(x, labels).unwrap();
-    let analytic = model.grads().to_vec();
-    let h = 1e-3f32;
-    let mut worst = 0.0f64;
-    let mut kinks = 0;
-    let base = model.loss_and_grad(x, labels).unwrap() as f64;
-    let mut checked = 0;
-    for i in (0..M::PARAM_COUNT).step_by(step) {
-        checked += 1;
-        let orig = model.params()[i];
-        model.params_mut()[i] = orig + h;
-        let up = model.loss_and_grad(x, labels).unwrap() as f64;
-        model.params_mut()[i] = orig - h;
-        let down = model.loss_and_grad(x, labels).unwrap() as f64;
-        model.params_mut()[i] = orig;
-        let (right, left) = ((up - base) / h as f64, (base - down) / h as f64);
-        if (right - left).abs() > 0.1 * (right.abs() + left.abs()).max(1e-2) {
-            kinks += 1; // the step crosses a ReLU or max-pool kink
-            continue;
-        }
-        let numeric = (up - down) / (2.0 * h as f64);
-        let a = analytic[i] as f64;
-        let err = (numeric - a).abs() / (numeric.abs() + a.abs()).max(1e-2);
-        if err > worst && std::env::var_os("CNN_GRADCHECK_VERBOSE").is_some() {
-            eprintln!("parameter {i}: numeric {numeric:e}, analytic {a:e}, one-sided {right:e} {left:e}");
-        }
-        worst = worst.max(err);
-    }
-    assert!(kinks * 20 <= checked, "{kinks} of {checked} parameters on a kink");
-    worst
-}
-
 #[test]
 fn whole_network_gradient_matches_finite_differences() {
     assert_eq!(Odd::LAYERS[1].output, Shape::volume(5, 4, 3));
@@ -152,7 +117,7 @@ fn whole_network_gradient_matches_finite_differences() {
     // Larger weights than the default, so that the loss is far from flat.
     model.params_mut().iter_mut().for_each(|p| *p *= 3.0);
     let x = Lcg(9).vec(4 * Odd::INPUT_LEN);
-    let err = gradient_check(&mut model, &x, &[0, 2, 1, 2], 1);
+    let err = gradient_error(&mut model, &x, cnn::Targets::Labels(&[0, 2, 1, 2]));
     println!("Odd: max relative error {err:e} over {} parameters", Odd::PARAM_COUNT);
     assert!(err < 2e-2, "max relative error {err}");
 

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use cnn::{Model, Targets};
+
 /// A tiny xorshift generator, so tests make their own data without dependencies.
 pub struct Lcg(pub u64);
 
@@ -50,4 +52,48 @@ pub fn lines(n: usize, side: usize, seed: u64) -> (Vec<f32>, Vec<usize>) {
         }
     }
     (x, labels)
+}
+
+/// Largest relative error between `loss_and_grad`'s gradient and central differences of the
+/// loss, over every parameter; the dropout masks are the same for every evaluation.
+pub fn gradient_error<M: Model>(model: &mut M, x: &[f32], targets: Targets<'_>) -> f64 {
+    gradient_error_above(model, x, targets, 1e-2)
+}
+
+/// [`gradient_error`] where an error is relative to `|numeric| + |analytic|` but never to less
+/// than `floor`. A deep network's f32 loss moves in steps of about 1e-7, which makes every
+/// central difference uncertain by about 1e-4: `floor` keeps that noise from counting as a
+/// relative error on the smallest gradients.
+pub fn gradient_error_above<M: Model>(model: &mut M, x: &[f32], targets: Targets<'_>, floor: f64) -> f64 {
+    let h = 1e-3f32;
+    let noise = model.noise();
+    let loss = |model: &mut M| {
+        model.set_noise(noise);
+        model.loss_and_grad_targets_of(x, targets).unwrap() as f64
+    };
+    let base = loss(model);
+    let analytic = model.grads().to_vec();
+    let (mut worst, mut kinks) = (0.0f64, 0);
+    for (i, &a) in analytic.iter().enumerate() {
+        let orig = model.params()[i];
+        model.params_mut()[i] = orig + h;
+        let up = loss(model);
+        model.params_mut()[i] = orig - h;
+        let down = loss(model);
+        model.params_mut()[i] = orig;
+        let (right, left) = ((up - base) / h as f64, (base - down) / h as f64);
+        if (right - left).abs() > 0.1 * (right.abs() + left.abs()).max(1e-2) {
+            kinks += 1;
+            continue;
+        }
+        let numeric = (up - down) / (2.0 * h as f64);
+        let a = a as f64;
+        let err = (numeric - a).abs() / (numeric.abs() + a.abs()).max(floor);
+        if err > 1e-2 {
+            eprintln!("parameter {i}: numeric {numeric:e}, analytic {a:e}");
+        }
+        worst = worst.max(err);
+    }
+    assert!(kinks * 20 <= M::PARAM_COUNT, "{kinks} of {} parameters on a kink", M::PARAM_COUNT);
+    worst
 }
