@@ -5,30 +5,15 @@
 //! `cargo bench --bench compare` (add `-- --quick` for shorter blocks; set `CNN_THREADS=1,2,4`
 //! for other thread counts).
 
+mod workloads;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use cnn::kernels::{gemm, isa, Mat, MatMut};
-use cnn::{cnn, Model, Sgd};
+use cnn::{Model, Sgd};
 use rayon::prelude::*;
-
-cnn! {
-    struct LeNet5 <
-        input(28x28x1)
-        conv(5x5, 6, pad=2) relu pool(2)
-        conv(5x5, 16) relu pool(2)
-        fc(120) relu fc(84) relu fc(10) softmax
-    >
-}
-
-cnn! {
-    struct CifarNet <
-        input(32x32x3)
-        conv(3x3, 32, pad=1) relu conv(3x3, 32, pad=1) relu pool(2)
-        conv(3x3, 64, pad=1) relu conv(3x3, 64, pad=1) relu pool(2)
-        fc(256) relu fc(10) softmax
-    >
-}
+use workloads::{data, CifarNet, LeNet5};
 
 /// Median rate (`work` units per second) of `f` over `blocks` blocks of about `block` each,
 /// after one block of warm-up.
@@ -55,12 +40,6 @@ fn median_rate(work: f64, block: Duration, blocks: usize, mut f: impl FnMut()) -
 
 fn report(workload: &str, threads: usize, value: f64, unit: &str) {
     println!("{{\"side\": \"cnn\", \"workload\": \"{workload}\", \"threads\": {threads}, \"value\": {value:.1}, \"unit\": \"{unit}\"}}");
-}
-
-fn data<M: Model>(n: usize) -> (Vec<f32>, Vec<usize>) {
-    let x = (0..n * M::INPUT_LEN).map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5).collect();
-    let y = (0..n).map(|i| i % 10).collect();
-    (x, y)
 }
 
 fn train<M: Model + Default>(block: Duration, blocks: usize) -> f64 {

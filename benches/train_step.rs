@@ -5,39 +5,17 @@
 //! `cargo bench --bench train_step`; criterion reports time per batch and samples per second.
 //! `cargo bench --bench train_step -- lenet5/1-thread` runs a part.
 
+mod workloads;
+
 use std::hint::black_box;
 use std::time::Duration;
 
 use cnn::kernels::{force_isa, Isa};
-use cnn::{cnn, Model, Sgd};
+use cnn::{Model, Sgd};
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
-
-cnn! {
-    struct LeNet5 <
-        input(28x28x1)
-        conv(5x5, 6, pad=2) relu pool(2)
-        conv(5x5, 16) relu pool(2)
-        fc(120) relu fc(84) relu fc(10) softmax
-    >
-}
-
-cnn! {
-    /// 153 MFLOP per sample per training step.
-    struct CifarNet <
-        input(32x32x3)
-        conv(3x3, 32, pad=1) relu conv(3x3, 32, pad=1) relu pool(2)
-        conv(3x3, 64, pad=1) relu conv(3x3, 64, pad=1) relu pool(2)
-        fc(256) relu fc(10) softmax
-    >
-}
+use workloads::{data, CifarNet, LeNet5};
 
 const BATCH: usize = 64;
-
-fn data<M: Model>(n: usize) -> (Vec<f32>, Vec<usize>) {
-    let x = (0..n * M::INPUT_LEN).map(|i| ((i * 7919) % 255) as f32 / 255.0).collect();
-    let y = (0..n).map(|i| i % 10).collect();
-    (x, y)
-}
 
 /// The instruction sets to compare: the best one, and AVX2 below AVX-512.
 fn isas() -> Vec<(&'static str, Isa)> {
