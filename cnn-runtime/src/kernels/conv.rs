@@ -194,7 +194,7 @@ impl<
     const IN: usize = D * H * W;
     const OUT: usize = K * Self::N;
     const PARAMS: usize = Self::WEIGHTS + if BIAS { K } else { 0 };
-    const SCRATCH: usize = Self::R * Self::N;
+    const SCRATCH: usize = Self::GEOMETRY.scratch();
     const STATE: usize = 0;
     const FLOPS: u64 = 2 * (K * Self::R * Self::N) as u64;
 
@@ -213,29 +213,7 @@ impl<
         _: &mut [u32],
         _: Mode,
     ) {
-        let (w, b) = p[..Self::PARAMS].split_at(Self::WEIGHTS);
-        let len = chunk_len(n);
-        y[..n * Self::OUT]
-            .par_chunks_mut(len * Self::OUT)
-            .zip(x[..n * Self::IN].par_chunks(len * Self::IN))
-            .zip(scratch[..chunk_count(n) * Self::SCRATCH].par_chunks_mut(Self::SCRATCH.max(1)))
-            .for_each(|((y, x), cols)| {
-                for (y, x) in y.chunks_exact_mut(Self::OUT).zip(x.chunks_exact(Self::IN)) {
-                    Self::im2col(x, cols);
-                    // shape: [K, R] x [R, N] -> [K, N]
-                    gemm(
-                        1.0,
-                        Mat::new(w, K, Self::R),
-                        Mat::new(cols, Self::R, Self::N),
-                        0.0,
-                        MatMut::new(y, K, Self::N),
-                    );
-                    for (k, row) in y.chunks_exact_mut(Self::N).enumerate() {
-                        let bias = if BIAS { b[k] } else { 0.0 };
-                        row.iter_mut().for_each(|v| *v = self.act.apply(*v + bias));
-                    }
-                }
-            });
+        conv_forward::<Self>(self.act, n, x, y, p, scratch);
     }
 
     fn backward(
@@ -251,62 +229,342 @@ impl<
         partial: &mut [f32],
         _: &[u32],
     ) {
-        let w = &p[..Self::WEIGHTS];
-        let len = chunk_len(n);
-        let count = chunk_count(n);
-        let dx = dx.map(|dx| &mut dx[..n * Self::IN]);
-        dy[..n * Self::OUT]
-            .par_chunks_mut(len * Self::OUT)
-            .zip(y[..n * Self::OUT].par_chunks(len * Self::OUT))
-            .zip(x[..n * Self::IN].par_chunks(len * Self::IN))
-            .zip(scratch[..count * Self::SCRATCH].par_chunks_mut(Self::SCRATCH.max(1)))
-            .zip(partial[..count * Self::PARAMS].par_chunks_mut(Self::PARAMS))
-            .zip(dx_chunks(dx, len * Self::IN, count))
-            .for_each(|(((((dy, y), x), cols), part), mut dx)| {
-                part.fill(0.0);
-                let (dw, db) = part.split_at_mut(Self::WEIGHTS);
-                for (s, ((dz, y), x)) in dy
-                    .chunks_exact_mut(Self::OUT)
-                    .zip(y.chunks_exact(Self::OUT))
-                    .zip(x.chunks_exact(Self::IN))
-                    .enumerate()
-                {
-                    // dz = dy * act'(y), folded in place.
-                    self.act.backward_in_place(y, dz);
-                    im2row(x, cols, [D, H, W], [FH, FW], [SH, SW], [PH, PW]);
-                    // dW [K, R] += dz [K, N] x rows [N, R]
-                    gemm(
-                        1.0,
-                        Mat::new(dz, K, Self::N),
-                        Mat::new(cols, Self::N, Self::R),
-                        1.0,
-                        MatMut::new(dw, K, Self::R),
-                    );
-                    for (g, row) in db.iter_mut().zip(dz.chunks_exact(Self::N)) {
-                        *g += row.iter().sum::<f32>();
-                    }
-                    if let Some(dx) = dx.as_deref_mut() {
-                        // dcols [R, N] = W^T [R, K] x dz [K, N], then fold back onto the input.
-                        gemm(
-                            1.0,
-                            Mat::new(w, K, Self::R).t(),
-                            Mat::new(dz, K, Self::N),
-                            0.0,
-                            MatMut::new(cols, Self::R, Self::N),
-                        );
-                        let dx = &mut dx[s * Self::IN..(s + 1) * Self::IN];
-                        dx.fill(0.0);
-                        col2im(cols, dx, [D, H, W], [FH, FW], [SH, SW], [PH, PW]);
+        conv_backward::<Self>(self.act, n, (x, y, dy, dx), (p, dp), scratch, partial);
+    }
+}
+
+impl<
+        const D: usize,
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FH: usize,
+        const FW: usize,
+        const SH: usize,
+        const SW: usize,
+        const PH: usize,
+        const PW: usize,
+        const BIAS: bool,
+    > Shape for Conv2d<D, H, W, K, FH, FW, SH, SW, PH, PW, BIAS>
+{
+    const GEOMETRY: Geometry = Geometry::new([D, H, W], K, [FH, FW], [SH, SW], [PH, PW], BIAS);
+}
+
+/// A convolution's dimensions, as one constant that the kernels below fold into their loops.
+trait Shape {
+    const GEOMETRY: Geometry;
+}
+
+/// A convolution's dimensions and the way it is computed.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    d: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    f: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 2],
+    bias: bool,
+    oh: usize,
+    ow: usize,
+    /// Stride 1 and padding below the filter: the GEMMs read shifted views of a padded copy
+    /// of the input ([`Mat::taps`]) instead of an im2col matrix 9 times its size (for 3x3).
+    shifted: bool,
+}
+
+impl Geometry {
+    const fn new(
+        [d, h, w]: [usize; 3],
+        k: usize,
+        [fh, fw]: [usize; 2],
+        stride: [usize; 2],
+        [ph, pw]: [usize; 2],
+        bias: bool,
+    ) -> Self {
+        let oh = (h + 2 * ph - fh) / stride[0] + 1;
+        let ow = (w + 2 * pw - fw) / stride[1] + 1;
+        // Shifted views compute `fw - 1` throw-away columns per output row: worth it while
+        // they add at most a seventh.
+        let shifted = stride[0] == 1 && stride[1] == 1 && ph < fh && pw < fw && ow >= 7 * (fw - 1);
+        Geometry { d, h, w, k, f: [fh, fw], stride, pad: [ph, pw], bias, oh, ow, shifted }
+    }
+
+    /// Filter taps per output value, and output positions per channel.
+    const fn r(&self) -> usize {
+        self.d * self.f[0] * self.f[1]
+    }
+
+    const fn n(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    const fn weights(&self) -> usize {
+        self.k * self.r()
+    }
+
+    const fn params(&self) -> usize {
+        self.weights() + if self.bias { self.k } else { 0 }
+    }
+
+    /// The weight gradient from shifted views, as `dWᵀ` with one column per filter: worth it
+    /// when there are enough filters to fill a register tile's width.
+    const fn shifted_dw(&self) -> bool {
+        self.shifted && self.k >= 16
+    }
+
+    /// Rows and width of the padded input, and its length with the `fw - 1` values that the
+    /// last tap's throw-away columns read past the end.
+    const fn padded(&self) -> [usize; 3] {
+        let (hp, wp) = (self.h + 2 * self.pad[0], self.w + 2 * self.pad[1]);
+        [hp, wp, self.d * hp * wp + self.f[1] - 1]
+    }
+
+    /// Output positions over the padded width (`oh` rows of `wp`, `ow` of each kept).
+    const fn np(&self) -> usize {
+        self.oh * self.padded()[1]
+    }
+
+    /// The output gradient padded so that the input gradient is a shifted-view GEMM with the
+    /// flipped filters: rows, width and length (plus slack as in [`Geometry::padded`]); input
+    /// gradient positions over that width.
+    const fn grad_padded(&self) -> [usize; 4] {
+        let (hq, wq) = (self.h + self.f[0] - 1, self.w + self.f[1] - 1);
+        [hq, wq, self.k * hq * wq + self.f[1] - 1, self.h * wq]
+    }
+
+    /// Scratch per chunk: im2col's matrix, or for shifted views the larger of the forward
+    /// (padded input, wide output) and backward (padded input, transposed output gradient and
+    /// `dWᵀ` or im2row's matrix, flipped filters, padded output gradient, wide input gradient)
+    /// needs.
+    const fn scratch(&self) -> usize {
+        let cols = self.r() * self.n();
+        if !self.shifted {
+            return cols;
+        }
+        let forward = self.padded()[2] + self.k * self.np();
+        let [_, _, dyp, nq] = self.grad_padded();
+        let backward = self.dw_scratch() + self.weights() + dyp + self.d * nq;
+        if forward > backward {
+            forward
+        } else {
+            backward
+        }
+    }
+
+    /// The weight gradient's part of the backward scratch, with shifted views: padded input,
+    /// transposed output gradient and `dWᵀ`, or im2row's matrix.
+    const fn dw_scratch(&self) -> usize {
+        if self.shifted_dw() {
+            self.padded()[2] + self.np() * self.k + self.r() * self.k
+        } else {
+            self.r() * self.n()
+        }
+    }
+
+    fn dims(&self) -> ([usize; 3], [usize; 2], [usize; 2], [usize; 2]) {
+        ([self.d, self.h, self.w], self.f, self.stride, self.pad)
+    }
+}
+
+/// Copies the `[c, h, w]` volume `x` into the interior of `xp`, `[c, hp, wp]`, starting at row
+/// `top` and column `left`; the border of `xp` is left as it is (zero).
+#[inline(always)]
+fn pad_into(x: &[f32], xp: &mut [f32], [c, h, w]: [usize; 3], [top, left]: [usize; 2], [hp, wp]: [usize; 2]) {
+    for (plane, out) in x[..c * h * w].chunks_exact(h * w).zip(xp.chunks_mut(hp * wp)) {
+        for (row, out) in plane.chunks_exact(w).zip(out[top * wp..].chunks_mut(wp)) {
+            out[left..left + w].copy_from_slice(row);
+        }
+    }
+}
+
+fn conv_forward<S: Shape>(act: Act, n: usize, x: &[f32], y: &mut [f32], p: &[f32], scratch: &mut [f32]) {
+    let g = &S::GEOMETRY;
+    let (r, nn, (inp, out)) = (g.r(), g.n(), (g.d * g.h * g.w, g.k * g.n()));
+    let (w, b) = p[..g.params()].split_at(g.weights());
+    let len = chunk_len(n);
+    let size = g.scratch();
+    y[..n * out]
+        .par_chunks_mut(len * out)
+        .zip(x[..n * inp].par_chunks(len * inp))
+        .zip(scratch[..chunk_count(n) * size].par_chunks_mut(size.max(1)))
+        .for_each(|((y, x), scratch)| {
+            let g = &S::GEOMETRY;
+            let bias_of = |k: usize| if g.bias { b[k] } else { 0.0 };
+            if g.shifted {
+                let [hp, wp, xp_len] = g.padded();
+                let np = g.np();
+                let (xp, wide) = scratch.split_at_mut(xp_len);
+                let wide = &mut wide[..g.k * np];
+                xp.fill(0.0);
+                for (y, x) in y.chunks_exact_mut(out).zip(x.chunks_exact(inp)) {
+                    pad_into(x, xp, [g.d, g.h, g.w], g.pad, [hp, wp]);
+                    // shape: [K, R] x [R, OH*WP] -> [K, OH*WP]
+                    let taps = Mat::taps(xp, [g.d, hp, wp], g.f, np);
+                    gemm(1.0, Mat::new(w, g.k, r), taps, 0.0, MatMut::new(wide, g.k, np));
+                    for (k, (y, wide)) in y.chunks_exact_mut(nn).zip(wide.chunks_exact(np)).enumerate() {
+                        let bias = bias_of(k);
+                        for (y, wide) in y.chunks_exact_mut(g.ow).zip(wide.chunks_exact(wp)) {
+                            y.iter_mut().zip(wide).for_each(|(y, v)| *y = act.apply(v + bias));
+                        }
                     }
                 }
-            });
-        reduce_partials(n, &partial[..count * Self::PARAMS], &mut dp[..Self::PARAMS]);
+                return;
+            }
+            let (dims, f, st, pad) = g.dims();
+            let cols = &mut scratch[..r * nn];
+            for (y, x) in y.chunks_exact_mut(out).zip(x.chunks_exact(inp)) {
+                im2col(x, cols, dims, f, st, pad);
+                // shape: [K, R] x [R, N] -> [K, N]
+                gemm(1.0, Mat::new(w, g.k, r), Mat::new(cols, r, nn), 0.0, MatMut::new(y, g.k, nn));
+                for (k, row) in y.chunks_exact_mut(nn).enumerate() {
+                    let bias = bias_of(k);
+                    row.iter_mut().for_each(|v| *v = act.apply(*v + bias));
+                }
+            }
+        });
+}
+
+/// The activations `x`, `y` and their gradients `dy` (folded in place into the gradient
+/// before the activation) and `dx`; the parameters and their gradient.
+type Activations<'a> = (&'a [f32], &'a [f32], &'a mut [f32], Option<&'a mut [f32]>);
+
+fn conv_backward<S: Shape>(
+    act: Act,
+    n: usize,
+    (x, y, dy, dx): Activations<'_>,
+    (p, dp): (&[f32], &mut [f32]),
+    scratch: &mut [f32],
+    partial: &mut [f32],
+) {
+    let g = &S::GEOMETRY;
+    let (nn, (inp, out), params) = (g.n(), (g.d * g.h * g.w, g.k * g.n()), g.params());
+    let w = &p[..g.weights()];
+    let len = chunk_len(n);
+    let count = chunk_count(n);
+    let size = g.scratch();
+    let dx = dx.map(|dx| &mut dx[..n * inp]);
+    dy[..n * out]
+        .par_chunks_mut(len * out)
+        .zip(y[..n * out].par_chunks(len * out))
+        .zip(x[..n * inp].par_chunks(len * inp))
+        .zip(scratch[..count * size].par_chunks_mut(size.max(1)))
+        .zip(partial[..count * params].par_chunks_mut(params))
+        .zip(dx_chunks(dx, len * inp, count))
+        .for_each(|(((((dy, y), x), scratch), part), dx)| {
+            let g = &S::GEOMETRY;
+            part.fill(0.0);
+            let (dw, db) = part.split_at_mut(g.weights());
+            for (dz, y) in dy.chunks_exact_mut(out).zip(y.chunks_exact(out)) {
+                // dz = dy * act'(y), folded in place.
+                act.backward_in_place(y, dz);
+                for (g, row) in db.iter_mut().zip(dz.chunks_exact(nn)) {
+                    *g += row.iter().sum::<f32>();
+                }
+            }
+            // With shifted views the two gradients use separate parts of the scratch (the
+            // input gradient keeps its flipped filters for the whole chunk), else both use all
+            // of it, one after the other.
+            let split = if g.shifted { g.dw_scratch() } else { 0 };
+            let (dw_scratch, dx_scratch) = scratch.split_at_mut(split);
+            weight_gradient(g, dy, x, dw, if g.shifted { dw_scratch } else { &mut dx_scratch[..] });
+            if let Some(dx) = dx {
+                input_gradient(g, w, dy, dx, dx_scratch);
+            }
+        });
+    reduce_partials(n, &partial[..count * params], &mut dp[..params]);
+}
+
+/// `dw` (`[K, R]`, zero on entry) = the chunk's output gradients `dz` against its inputs `x`.
+#[inline(always)]
+fn weight_gradient(g: &Geometry, dz: &[f32], x: &[f32], dw: &mut [f32], scratch: &mut [f32]) {
+    let (r, nn, (inp, out)) = (g.r(), g.n(), (g.d * g.h * g.w, g.k * g.n()));
+    if g.shifted_dw() {
+        // dWᵀ [R, K] = taps of the padded input [R, OH*WP] x dzᵀ [OH*WP, K], where dzᵀ is zero
+        // in the throw-away columns, so that they add nothing.
+        let [hp, wp, xp_len] = g.padded();
+        let np = g.np();
+        let (xp, rest) = scratch.split_at_mut(xp_len);
+        let (dzt, rest) = rest.split_at_mut(np * g.k);
+        let dwt = &mut rest[..r * g.k];
+        xp.fill(0.0);
+        dzt.fill(0.0);
+        for (s, (dz, x)) in dz.chunks_exact(out).zip(x.chunks_exact(inp)).enumerate() {
+            pad_into(x, xp, [g.d, g.h, g.w], g.pad, [hp, wp]);
+            for (k, dz) in dz.chunks_exact(nn).enumerate() {
+                for (oy, dz) in dz.chunks_exact(g.ow).enumerate() {
+                    for (ox, &v) in dz.iter().enumerate() {
+                        dzt[(oy * wp + ox) * g.k + k] = v;
+                    }
+                }
+            }
+            let taps = Mat::taps(xp, [g.d, hp, wp], g.f, np);
+            let beta = if s == 0 { 0.0 } else { 1.0 };
+            gemm(1.0, taps, Mat::new(dzt, np, g.k), beta, MatMut::new(dwt, r, g.k));
+        }
+        for (k, dw) in dw.chunks_exact_mut(r).enumerate() {
+            for (t, dw) in dw.iter_mut().enumerate() {
+                *dw = dwt[t * g.k + k];
+            }
+        }
+        return;
+    }
+    let (dims, f, st, pad) = g.dims();
+    let rows = &mut scratch[..r * nn];
+    for (dz, x) in dz.chunks_exact(out).zip(x.chunks_exact(inp)) {
+        im2row(x, rows, dims, f, st, pad);
+        // dW [K, R] += dz [K, N] x rows [N, R]
+        gemm(1.0, Mat::new(dz, g.k, nn), Mat::new(rows, nn, r), 1.0, MatMut::new(dw, g.k, r));
+    }
+}
+
+/// `dx` = the chunk's output gradients `dz` through the filters `w`, written (not added).
+#[inline(always)]
+fn input_gradient(g: &Geometry, w: &[f32], dz: &[f32], dx: &mut [f32], scratch: &mut [f32]) {
+    let (r, nn, (inp, out)) = (g.r(), g.n(), (g.d * g.h * g.w, g.k * g.n()));
+    if g.shifted {
+        // dx [D, H*WQ] = flipped filters [D, K*FH*FW] x taps of dz padded by (F - 1 - P).
+        let [fh, fw] = g.f;
+        let [hq, wq, dyp_len, nq] = g.grad_padded();
+        let (flipped, rest) = scratch.split_at_mut(g.weights());
+        let (dyp, rest) = rest.split_at_mut(dyp_len);
+        let wide = &mut rest[..g.d * nq];
+        for c in 0..g.d {
+            for k in 0..g.k {
+                for i in 0..fh {
+                    for j in 0..fw {
+                        let from = ((k * g.d + c) * fh + fh - 1 - i) * fw + fw - 1 - j;
+                        flipped[((c * g.k + k) * fh + i) * fw + j] = w[from];
+                    }
+                }
+            }
+        }
+        dyp.fill(0.0);
+        let corner = [fh - 1 - g.pad[0], fw - 1 - g.pad[1]];
+        for (dz, dx) in dz.chunks_exact(out).zip(dx.chunks_exact_mut(inp)) {
+            pad_into(dz, dyp, [g.k, g.oh, g.ow], corner, [hq, wq]);
+            let taps = Mat::taps(dyp, [g.k, hq, wq], g.f, nq);
+            gemm(1.0, Mat::new(flipped, g.d, g.k * fh * fw), taps, 0.0, MatMut::new(wide, g.d, nq));
+            for (dx, wide) in dx.chunks_exact_mut(g.w).zip(wide.chunks_exact(wq)) {
+                dx.copy_from_slice(&wide[..g.w]);
+            }
+        }
+        return;
+    }
+    let (dims, f, st, pad) = g.dims();
+    let cols = &mut scratch[..r * nn];
+    for (dz, dx) in dz.chunks_exact(out).zip(dx.chunks_exact_mut(inp)) {
+        // dcols [R, N] = W^T [R, K] x dz [K, N], then fold back onto the input.
+        gemm(1.0, Mat::new(w, g.k, r).t(), Mat::new(dz, g.k, nn), 0.0, MatMut::new(cols, r, nn));
+        dx.fill(0.0);
+        col2im(cols, dx, dims, f, st, pad);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::chunk_count;
     use crate::kernels::testutil::{assert_close, forward, layer_gradient_errors, random_vec};
 
     /// Direct convolution straight from the definition, for comparison.
@@ -430,6 +688,63 @@ mod tests {
         assert!((lhs - rhs).abs() < 1e-4, "{lhs} vs {rhs}");
     }
 
+    /// The convolution `C` with shifted views or im2col, whichever `SHIFTED` says.
+    struct Forced<C, const SHIFTED: bool>(std::marker::PhantomData<C>);
+
+    impl<C: Shape, const SHIFTED: bool> Shape for Forced<C, SHIFTED> {
+        const GEOMETRY: Geometry = Geometry { shifted: SHIFTED, ..C::GEOMETRY };
+    }
+
+    /// Output, weight gradient and input gradient of `S` on a batch of `n`.
+    fn run<S: Shape>(n: usize, seed: u64) -> [Vec<f32>; 3] {
+        let g = &S::GEOMETRY;
+        let (inp, out) = (g.d * g.h * g.w, g.k * g.n());
+        let (x, p) = (random_vec(n * inp, seed), random_vec(g.params(), seed + 1));
+        let mut scratch = vec![f32::NAN; chunk_count(n) * g.scratch()];
+        let mut y = vec![f32::NAN; n * out];
+        conv_forward::<S>(Act::Tanh, n, &x, &mut y, &p, &mut scratch);
+        let mut dy = random_vec(n * out, seed + 2);
+        let (mut dx, mut dp) = (vec![f32::NAN; n * inp], vec![f32::NAN; g.params()]);
+        let mut partial = vec![f32::NAN; chunk_count(n) * g.params()];
+        conv_backward::<S>(Act::Tanh, n, (&x, &y, &mut dy, Some(&mut dx)), (&p, &mut dp), &mut scratch, &mut partial);
+        [y, dp, dx]
+    }
+
+    /// Both ways on the convolution `C`, compared.
+    fn both_ways<C: Shape>(what: &str) {
+        let n = 6;
+        let (fast, slow) = (run::<Forced<C, true>>(n, 1), run::<Forced<C, false>>(n, 1));
+        for (part, (a, b)) in ["output", "parameter gradient", "input gradient"].iter().zip(fast.iter().zip(&slow)) {
+            assert_close(a, b, 1e-5, &format!("{what}: {part}"));
+        }
+    }
+
+    #[test]
+    fn shifted_views_give_the_im2col_results() {
+        // Both weight-gradient forms, no padding, uneven padding, rectangular filters, 1x1,
+        // one input channel, with and without bias; shifted views whether or not they would
+        // be chosen for these sizes.
+        both_ways::<Conv2d<3, 9, 8, 16, 3, 3, 1, 1, 1, 1>>("3x3, 16 filters");
+        both_ways::<Conv2d<2, 7, 9, 5, 3, 2, 1, 1, 0, 1, false>>("3x2, pad 0/1");
+        both_ways::<Conv2d<1, 12, 10, 17, 5, 3, 1, 1, 2, 0>>("5x3, pad 2/0, 17 filters");
+        both_ways::<Conv2d<4, 5, 6, 20, 1, 1, 1, 1, 0, 0, false>>("1x1");
+        both_ways::<Conv2d<2, 6, 14, 3, 2, 3, 1, 1, 1, 2>>("2x3, pad 1/2");
+    }
+
+    #[test]
+    fn shifted_views_match_direct_convolution() {
+        type L = Conv2d<3, 8, 9, 16, 3, 2, 1, 1, 1, 1>;
+        assert!(L::GEOMETRY.shifted && L::GEOMETRY.shifted_dw());
+        let n = 3;
+        let x = random_vec(n * L::IN, 5);
+        let p = random_vec(L::PARAMS, 6);
+        let y = forward(&L { act: Act::Identity }, n, &x, &p).0;
+        for s in 0..n {
+            let want = reference::<3, 8, 9, 16, 3, 2, 1, 1, 1, 1>(&x[s * L::IN..(s + 1) * L::IN], &p);
+            assert_close(&y[s * L::OUT..(s + 1) * L::OUT], &want, 1e-5, &format!("sample {s}"));
+        }
+    }
+
     fn check_gradients<L: Layer>(layer: L, n: usize, seed: u64) {
         let (ex, ep) = layer_gradient_errors(&layer, n, seed);
         println!("conv: max relative error dx {ex:e}, dparams {ep:e}");
@@ -444,6 +759,9 @@ mod tests {
         // More samples than chunks, so several samples share a chunk.
         check_gradients(Conv2d::<1, 5, 5, 2, 3, 3, 2, 2, 1, 1> { act: Act::Relu }, 37, 40);
         check_gradients(Conv2d::<2, 6, 5, 3, 3, 3, 2, 1, 1, 1, false> { act: Act::Tanh }, 3, 50);
+        // Shifted views, with the weight gradient from shifted views (16 filters) and not.
+        check_gradients(Conv2d::<2, 5, 8, 16, 3, 2, 1, 1, 1, 1> { act: Act::Tanh }, 5, 60);
+        check_gradients(Conv2d::<3, 6, 9, 4, 2, 2, 1, 1, 0, 1> { act: Act::Relu }, 3, 70);
     }
 
     #[test]

@@ -14,7 +14,9 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-/// A read-only matrix over a slice: element `(i, j)` is `data[i * rs + j * cs]`.
+/// A read-only matrix over a slice: element `(i, j)` is `data[start(i) + j * cs]`, where row
+/// `i` starts at `i * rs` for an ordinary matrix and at the offset of filter tap `i` for the
+/// shifted views of [`Mat::taps`].
 #[derive(Clone, Copy, Debug)]
 pub struct Mat<'a> {
     data: &'a [f32],
@@ -22,17 +24,62 @@ pub struct Mat<'a> {
     cols: usize,
     rs: usize,
     cs: usize,
+    taps: Taps,
 }
+
+/// How [`Mat::taps`] places its rows: row `i = (c * fh + y) * fw + x` starts at
+/// `c * rs + y * line + x`, with `group = fh * fw` and `fw` taps per filter line. An ordinary
+/// matrix is the case `group = fw = 1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Taps {
+    group: usize,
+    fw: usize,
+    line: usize,
+}
+
+const PLAIN: Taps = Taps { group: 1, fw: 1, line: 0 };
 
 impl<'a> Mat<'a> {
     /// A `rows x cols` row-major matrix over the first `rows * cols` values of `data`.
     pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
         assert!(data.len() >= rows * cols, "matrix {rows}x{cols} over {} values", data.len());
-        Mat { data: &data[..rows * cols], rows, cols, rs: cols, cs: 1 }
+        Mat { data: &data[..rows * cols], rows, cols, rs: cols, cs: 1, taps: PLAIN }
+    }
+
+    /// The im2col matrix of a convolution with stride 1, as shifted views of a padded volume
+    /// `data` (`[d, h, w]`, each plane `h * w`) instead of a copy: row `(c * fh + y) * fw + x`
+    /// (one filter tap) is the `cols` values from `data[c * h * w + y * w + x]` on. Column
+    /// `oy * w + ox` is then output position `(oy, ox)` of a `w`-wide row, whose last `fw - 1`
+    /// columns straddle two image rows and are to be ignored.
+    ///
+    /// # Panics
+    /// When the last row runs past `data`.
+    pub fn taps(data: &'a [f32], [d, h, w]: [usize; 3], [fh, fw]: [usize; 2], cols: usize) -> Self {
+        let rows = d * fh * fw;
+        let taps = Taps { group: fh * fw, fw, line: w };
+        let m = Mat { data, rows, cols, rs: h * w, cs: 1, taps };
+        let end = if rows == 0 { 0 } else { m.start(rows - 1) + cols };
+        assert!(end <= data.len(), "{rows} taps of {cols} values over {} values", data.len());
+        m
+    }
+
+    /// Where row `i` starts in `data`.
+    #[inline(always)]
+    fn start(&self, i: usize) -> usize {
+        let t = self.taps;
+        if t.group == 1 {
+            i * self.rs
+        } else {
+            (i / t.group) * self.rs + (i % t.group / t.fw) * t.line + i % t.fw
+        }
     }
 
     /// The transpose, as a view of the same data.
+    ///
+    /// # Panics
+    /// For the shifted views of [`Mat::taps`], whose columns are not evenly spaced.
     pub fn t(self) -> Self {
+        assert!(self.taps == PLAIN, "the shifted views of Mat::taps have no transpose");
         Mat { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ..self }
     }
 
@@ -200,14 +247,19 @@ fn gemm_impl<const FMA: bool, const MR: usize, const NR: usize>(
     if m == 0 || n == 0 {
         return;
     }
-    if b.cs == 1 && k > 0 {
+    if b.cs == 1 && k > 0 && (a.cs == 1 || a.taps == PLAIN) {
         if beta != 0.0 && beta != 1.0 {
             c.data.iter_mut().for_each(|v| *v *= beta);
         }
         // With `beta` 0 the first block over the inner dimension writes `C` rather than adds.
-        rows_of_b::<FMA, MR, NR>(alpha, a, b, c.data, n, beta == 0.0);
+        if a.taps == PLAIN && b.taps == PLAIN {
+            rows_of_b::<FMA, MR, NR, false>(alpha, a, b, c.data, n, beta == 0.0);
+        } else {
+            rows_of_b::<FMA, MR, NR, true>(alpha, a, b, c.data, n, beta == 0.0);
+        }
         return;
     }
+    assert!(a.taps == PLAIN && b.taps == PLAIN, "gemm: shifted views need contiguous rows of B");
     if beta == 0.0 {
         c.data.fill(0.0);
     } else if beta != 1.0 {
@@ -235,7 +287,7 @@ fn gemm_impl<const FMA: bool, const MR: usize, const NR: usize>(
 /// against one row segment of `B`. Rows left over take smaller tiles (4, 2, 1 rows), columns
 /// left over narrower ones (16, 8, 4, 1); every element is summed over `p` in order.
 #[inline(always)]
-fn rows_of_b<const FMA: bool, const MR: usize, const NR: usize>(
+fn rows_of_b<const FMA: bool, const MR: usize, const NR: usize, const GATHER: bool>(
     alpha: f32,
     a: Mat<'_>,
     b: Mat<'_>,
@@ -247,9 +299,9 @@ fn rows_of_b<const FMA: bool, const MR: usize, const NR: usize>(
     let mut p0 = 0;
     while p0 < k {
         if overwrite && p0 == 0 {
-            rows_block::<FMA, MR, NR, true>(alpha, a, b, c, (m, n), (0, KC.min(k)));
+            rows_block::<FMA, MR, NR, true, GATHER>(alpha, a, b, c, (m, n), (0, KC.min(k)));
         } else {
-            rows_block::<FMA, MR, NR, false>(alpha, a, b, c, (m, n), (p0, (p0 + KC).min(k)));
+            rows_block::<FMA, MR, NR, false, GATHER>(alpha, a, b, c, (m, n), (p0, (p0 + KC).min(k)));
         }
         p0 = (p0 + KC).min(k);
     }
@@ -257,7 +309,7 @@ fn rows_of_b<const FMA: bool, const MR: usize, const NR: usize>(
 
 /// One block `ps` of the inner dimension for every row of `C`, written (`STORE`) or added.
 #[inline(always)]
-fn rows_block<const FMA: bool, const MR: usize, const NR: usize, const STORE: bool>(
+fn rows_block<const FMA: bool, const MR: usize, const NR: usize, const STORE: bool, const GATHER: bool>(
     alpha: f32,
     a: Mat<'_>,
     b: Mat<'_>,
@@ -266,20 +318,32 @@ fn rows_block<const FMA: bool, const MR: usize, const NR: usize, const STORE: bo
     ps: (usize, usize),
 ) {
     // Blocks of the inner dimension keep a tile's panel of `B` in the first-level cache.
+    // Where each row of `B` in the block starts, and the last of them.
+    let mut starts = [0usize; KC];
+    let starts = &mut starts[..ps.1 - ps.0];
+    let last = if GATHER {
+        for (q, s) in starts.iter_mut().enumerate() {
+            *s = b.start(ps.0 + q);
+        }
+        starts.iter().copied().max().unwrap_or(0)
+    } else {
+        b.start(ps.1 - 1)
+    };
+    let b_rows = Rows { starts, last, first: ps.0 };
     let mut i0 = 0;
     while i0 < m {
         let left = m - i0;
         i0 += if left >= MR {
-            row_block::<FMA, MR, NR, STORE>(alpha, a, b, c, n, i0, ps);
+            row_block::<FMA, MR, NR, STORE, GATHER>(alpha, a, b, &b_rows, c, n, i0);
             MR
         } else if left >= 4 && MR > 4 {
-            row_block::<FMA, 4, NR, STORE>(alpha, a, b, c, n, i0, ps);
+            row_block::<FMA, 4, NR, STORE, GATHER>(alpha, a, b, &b_rows, c, n, i0);
             4
         } else if left >= 2 && MR > 2 {
-            row_block::<FMA, 2, NR, STORE>(alpha, a, b, c, n, i0, ps);
+            row_block::<FMA, 2, NR, STORE, GATHER>(alpha, a, b, &b_rows, c, n, i0);
             2
         } else {
-            row_block::<FMA, 1, NR, STORE>(alpha, a, b, c, n, i0, ps);
+            row_block::<FMA, 1, NR, STORE, GATHER>(alpha, a, b, &b_rows, c, n, i0);
             1
         };
     }
@@ -288,37 +352,49 @@ fn rows_block<const FMA: bool, const MR: usize, const NR: usize, const STORE: bo
 /// Inner-dimension block of [`rows_of_b`].
 const KC: usize = 256;
 
+/// The rows `first..first + starts.len()` of `B` that one inner block reads: where each
+/// starts (filled in for shifted views only), and the largest start.
+struct Rows<'s> {
+    starts: &'s [usize],
+    last: usize,
+    first: usize,
+}
+
 /// Rows `i0..i0 + R` of `C`: tiles of `R x NR`, then of 16, 8 and 4 columns, then single
 /// columns.
 #[inline(always)]
-fn row_block<const FMA: bool, const R: usize, const NR: usize, const STORE: bool>(
+fn row_block<const FMA: bool, const R: usize, const NR: usize, const STORE: bool, const GATHER: bool>(
     alpha: f32,
     a: Mat<'_>,
     b: Mat<'_>,
+    b_rows: &Rows<'_>,
     c: &mut [f32],
     n: usize,
     i0: usize,
-    ps: (usize, usize),
 ) {
+    // Where the tile's rows of `A` start, and the last value the block reads from them.
+    let a_rows: [usize; R] = std::array::from_fn(|r| a.start(i0 + r));
+    let a_last = a_rows.iter().max().copied().unwrap_or(0) + (b_rows.first + b_rows.starts.len() - 1) * a.cs;
+    assert!(a_last < a.data.len(), "gemm: A tile out of bounds");
     let mut j0 = 0;
     while j0 + NR <= n {
-        tile::<FMA, R, NR, STORE>(alpha, a, b, c, n, i0, j0, ps);
+        tile::<FMA, R, NR, STORE, GATHER>(alpha, a, &a_rows, b, b_rows, c, n, i0, j0);
         j0 += NR;
     }
     if NR > 16 && j0 + 16 <= n {
-        tile::<FMA, R, 16, STORE>(alpha, a, b, c, n, i0, j0, ps);
+        tile::<FMA, R, 16, STORE, GATHER>(alpha, a, &a_rows, b, b_rows, c, n, i0, j0);
         j0 += 16;
     }
     while j0 + 8 <= n {
-        tile::<FMA, R, 8, STORE>(alpha, a, b, c, n, i0, j0, ps);
+        tile::<FMA, R, 8, STORE, GATHER>(alpha, a, &a_rows, b, b_rows, c, n, i0, j0);
         j0 += 8;
     }
     if j0 + 4 <= n {
-        tile::<FMA, R, 4, STORE>(alpha, a, b, c, n, i0, j0, ps);
+        tile::<FMA, R, 4, STORE, GATHER>(alpha, a, &a_rows, b, b_rows, c, n, i0, j0);
         j0 += 4;
     }
     while j0 < n {
-        tile::<FMA, R, 1, STORE>(alpha, a, b, c, n, i0, j0, ps);
+        tile::<FMA, R, 1, STORE, GATHER>(alpha, a, &a_rows, b, b_rows, c, n, i0, j0);
         j0 += 1;
     }
 }
@@ -327,31 +403,32 @@ fn row_block<const FMA: bool, const R: usize, const NR: usize, const STORE: bool
 /// (`C =` when `STORE`), accumulated in registers.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn tile<const FMA: bool, const R: usize, const W: usize, const STORE: bool>(
+fn tile<const FMA: bool, const R: usize, const W: usize, const STORE: bool, const GATHER: bool>(
     alpha: f32,
     a: Mat<'_>,
+    a_rows: &[usize; R],
     b: Mat<'_>,
+    b_rows: &Rows<'_>,
     c: &mut [f32],
     n: usize,
     i0: usize,
     j0: usize,
-    ps: (usize, usize),
 ) {
-    let (p0, p1) = ps;
     let mut acc = [[0.0f32; W]; R];
-    if p1 <= p0 {
-        return;
-    }
-    // Every index below is in bounds: the last row of the tile at the last `p`, checked once.
-    assert!((i0 + R - 1) * a.rs + (p1 - 1) * a.cs < a.data.len(), "gemm: A tile out of bounds");
-    assert!((p1 - 1) * b.rs + j0 + W <= b.data.len(), "gemm: B tile out of bounds");
-    for p in p0..p1 {
-        let start = p * b.rs + j0;
-        // SAFETY: start + W <= (k - 1) * b.rs + j0 + W <= b.data.len(), asserted above.
-        let bv: &[f32; W] = unsafe { &*(b.data.as_ptr().add(start) as *const [f32; W]) };
+    // Every index below is in bounds: the rows of `A` were checked up to the block's last `p`
+    // by the caller, and `B`'s here, at its last-starting row.
+    assert!(b_rows.last + j0 + W <= b.data.len(), "gemm: B tile out of bounds");
+    for q in 0..b_rows.starts.len() {
+        let p = b_rows.first + q;
+        // Ordinary rows are evenly spaced: no table to read.
+        let b_start = if GATHER { b_rows.starts[q] } else { p * b.rs };
+        // SAFETY: b_start + j0 + W <= b_rows.last + j0 + W <= b.data.len(), asserted above.
+        let bv: &[f32; W] = unsafe { &*(b.data.as_ptr().add(b_start + j0) as *const [f32; W]) };
         for (r, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: (i0 + r) * a.rs + p * a.cs < a.data.len(), asserted above.
-            let v = unsafe { *a.data.get_unchecked((i0 + r) * a.rs + p * a.cs) };
+            // Ordinary rows are evenly spaced, which keeps their addresses out of registers.
+            let at = if GATHER { a_rows[r] + p * a.cs } else { (i0 + r) * a.rs + p * a.cs };
+            // SAFETY: at < a.data.len(), asserted by the caller.
+            let v = unsafe { *a.data.get_unchecked(at) };
             // alpha * v is v itself when alpha is 1, the usual case: the same bits, one
             // multiplication fewer in the innermost loop.
             let s = if alpha == 1.0 { v } else { alpha * v };
@@ -558,6 +635,68 @@ mod tests {
             let fast = unsafe { dot_block_avx2(xs, ys) };
             assert_eq!(fast, dot_block::<true>(xs, ys), "k = {k}");
         }
+    }
+
+    /// The rows of `Mat::taps`, copied out into an ordinary matrix.
+    fn unfold(v: &[f32], dims: [usize; 3], f: [usize; 2], cols: usize) -> Vec<f32> {
+        let m = Mat::taps(v, dims, f, cols);
+        (0..m.rows).flat_map(|i| v[m.start(i)..m.start(i) + cols].to_vec()).collect()
+    }
+
+    #[test]
+    fn shifted_views_multiply_as_their_copies() {
+        // (d, h, w, fh, fw, other side): odd sizes, more than one inner block (2 * 5 * 30 taps).
+        for &(d, h, w, fh, fw, other) in
+            &[(1, 5, 6, 3, 3, 7), (3, 4, 9, 2, 3, 33), (30, 6, 6, 5, 2, 9), (2, 3, 3, 1, 1, 17)]
+        {
+            let cols = (h - fh + 1) * w;
+            let v = random_vec(d * h * w + fw - 1, 11);
+            let r = d * fh * fw;
+            let copy = unfold(&v, [d, h, w], [fh, fw], cols);
+            let x = random_vec(other * r, 12);
+            // As B: [other, r] x [r, cols].
+            let mut fast = vec![f32::NAN; other * cols];
+            gemm(
+                1.0,
+                Mat::new(&x, other, r),
+                Mat::taps(&v, [d, h, w], [fh, fw], cols),
+                0.0,
+                MatMut::new(&mut fast, other, cols),
+            );
+            let mut want = vec![0.0; other * cols];
+            gemm(1.0, Mat::new(&x, other, r), Mat::new(&copy, r, cols), 0.0, MatMut::new(&mut want, other, cols));
+            assert_eq!(fast, want, "B from taps {d}x{h}x{w} / {fh}x{fw}");
+            // As A: [r, cols] x [cols, other], accumulated.
+            let y = random_vec(cols * other, 13);
+            let mut fast = vec![1.0; r * other];
+            gemm(
+                0.5,
+                Mat::taps(&v, [d, h, w], [fh, fw], cols),
+                Mat::new(&y, cols, other),
+                1.0,
+                MatMut::new(&mut fast, r, other),
+            );
+            let mut want = vec![1.0; r * other];
+            gemm(0.5, Mat::new(&copy, r, cols), Mat::new(&y, cols, other), 1.0, MatMut::new(&mut want, r, other));
+            assert_close(&fast, &want, 1e-6, &format!("A from taps {d}x{h}x{w} / {fh}x{fw}"));
+            assert_close(
+                &want,
+                &reference(Mat::new(&copy, r, cols), Mat::new(&y, cols, other))
+                    .iter()
+                    .map(|v| 0.5 * v + 1.0)
+                    .collect::<Vec<_>>(),
+                1e-5,
+                "reference",
+            );
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "taps")]
+    fn shifted_views_must_fit_their_data() {
+        let v = vec![0.0; 3 * 4 * 4];
+        // The last tap's row runs 2 values past the end without the fw - 1 values of slack.
+        Mat::taps(&v, [3, 4, 4], [3, 3], 2 * 4);
     }
 
     #[test]
