@@ -17,6 +17,8 @@ trait PoolOp {
     const STATE: usize;
     /// Floating-point operations per window value.
     const FLOPS_PER_VALUE: u64;
+    /// Whether this is [`Max`], which has a vectorised path for 2x2 windows with stride 2.
+    const MAX: bool = false;
 
     /// The window's output and the state to keep for it (ignored when `STATE` is 0).
     fn reduce<const W: usize, const KH: usize, const KW: usize>(plane: &[f32], at: usize) -> (f32, u32);
@@ -44,6 +46,7 @@ enum Max {}
 impl PoolOp for Max {
     const STATE: usize = 1;
     const FLOPS_PER_VALUE: u64 = 0;
+    const MAX: bool = true;
 
     #[inline(always)]
     fn reduce<const W: usize, const KH: usize, const KW: usize>(plane: &[f32], at: usize) -> (f32, u32) {
@@ -160,6 +163,144 @@ impl PoolOp for L2 {
     }
 }
 
+/// Whether the pooling is [`Max`] over 2x2 windows with stride 2, the common case, which has
+/// its own vectorised loops ([`max2x2_rows`], [`unmax2x2_rows`]).
+const fn max2x2<P: PoolOp>(k: [usize; 2], s: [usize; 2]) -> bool {
+    P::MAX && k[0] == 2 && k[1] == 2 && s[0] == 2 && s[1] == 2
+}
+
+/// One row of 2x2 max pooling with stride 2: the maxima of the column pairs of the input rows
+/// `top` and `bottom` into `y` and, when `arg` is not empty, each winner's index into `arg`:
+/// `at` for `top[0]`, `w` more for the bottom row. The four values are compared in the order of
+/// [`Max::reduce`] (top left, top right, bottom left, bottom right; the first maximum wins, a NaN
+/// wins), so both give the same outputs and indices.
+#[inline(always)]
+fn max2x2_rows(top: &[f32], bottom: &[f32], y: &mut [f32], arg: &mut [u32], at: u32, w: u32) {
+    #[cfg(target_arch = "x86_64")]
+    if super::isa() != super::Isa::Portable {
+        // SAFETY: the processor has AVX2 and FMA (what `isa` found, or a lower choice).
+        unsafe { max2x2_rows_avx2(top, bottom, y, arg, at, w) };
+        return;
+    }
+    max2x2_rows_in(top, bottom, y, arg, at, w);
+}
+
+/// [`max2x2_rows`] compiled for AVX2, where its blocks of 8 outputs fill one register.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn max2x2_rows_avx2(top: &[f32], bottom: &[f32], y: &mut [f32], arg: &mut [u32], at: u32, w: u32) {
+    max2x2_rows_in(top, bottom, y, arg, at, w);
+}
+
+/// [`max2x2_rows`] in blocks of `L` outputs (then one at a time), each block a fixed-size
+/// array computation that compiles to vector selects.
+#[inline(always)]
+fn max2x2_rows_in(top: &[f32], bottom: &[f32], y: &mut [f32], arg: &mut [u32], at: u32, w: u32) {
+    let ow = y.len();
+    let (top, bottom) = (&top[..2 * ow], &bottom[..2 * ow]);
+    let train = !arg.is_empty();
+    macro_rules! block {
+        ($l:literal, $ox:expr) => {{
+            let ox = $ox;
+            let t: &[f32; 2 * $l] = top[2 * ox..2 * (ox + $l)].try_into().expect("2L values");
+            let b: &[f32; 2 * $l] = bottom[2 * ox..2 * (ox + $l)].try_into().expect("2L values");
+            let (best, idx) = max2x2_block::<$l, { 2 * $l }>(t, b, w);
+            y[ox..ox + $l].copy_from_slice(&best);
+            if train {
+                for (l, (a, i)) in arg[ox..ox + $l].iter_mut().zip(idx).enumerate() {
+                    *a = at + 2 * (ox + l) as u32 + i;
+                }
+            }
+        }};
+    }
+    if ow >= 8 {
+        blocks::<8>(ow, |ox| block!(8, ox));
+    } else if ow >= 4 {
+        blocks::<4>(ow, |ox| block!(4, ox));
+    } else {
+        blocks::<1>(ow, |ox| block!(1, ox));
+    }
+}
+
+/// `L` 2x2 windows over the `2L` values of two rows: their maxima and each winner's offset
+/// (0, 1, `w` or `w + 1`).
+#[inline(always)]
+fn max2x2_block<const L: usize, const L2: usize>(t: &[f32; L2], b: &[f32; L2], w: u32) -> ([f32; L], [u32; L]) {
+    let mut best: [f32; L] = std::array::from_fn(|l| t[2 * l]);
+    let mut idx = [0u32; L];
+    for (row, dx, off) in [(t, 1, 1), (b, 0, w), (b, 1, w + 1)] {
+        let v: [f32; L] = std::array::from_fn(|l| row[2 * l + dx]);
+        for l in 0..L {
+            // `>` keeps the first maximum, as PyTorch does; NaN wins so it propagates.
+            let win = v[l] > best[l] || v[l].is_nan();
+            best[l] = if win { v[l] } else { best[l] };
+            idx[l] = if win { off } else { idx[l] };
+        }
+    }
+    (best, idx)
+}
+
+/// The backward pass of [`max2x2_rows`]: writes the two input-gradient rows under one output
+/// row, `g` where its window's winner is and 0 elsewhere.
+#[inline(always)]
+fn unmax2x2_rows(top: &mut [f32], bottom: &mut [f32], dy: &[f32], arg: &[u32], at: u32, w: u32) {
+    #[cfg(target_arch = "x86_64")]
+    if super::isa() != super::Isa::Portable {
+        // SAFETY: as in `max2x2_rows`.
+        unsafe { unmax2x2_rows_avx2(top, bottom, dy, arg, at, w) };
+        return;
+    }
+    unmax2x2_rows_in(top, bottom, dy, arg, at, w);
+}
+
+/// [`unmax2x2_rows`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn unmax2x2_rows_avx2(top: &mut [f32], bottom: &mut [f32], dy: &[f32], arg: &[u32], at: u32, w: u32) {
+    unmax2x2_rows_in(top, bottom, dy, arg, at, w);
+}
+
+#[inline(always)]
+fn unmax2x2_rows_in(top: &mut [f32], bottom: &mut [f32], dy: &[f32], arg: &[u32], at: u32, w: u32) {
+    let ow = dy.len();
+    let (top, bottom, arg) = (&mut top[..2 * ow], &mut bottom[..2 * ow], &arg[..ow]);
+    macro_rules! block {
+        ($l:literal, $ox:expr) => {{
+            let ox = $ox;
+            let t: &mut [f32; 2 * $l] = (&mut top[2 * ox..2 * (ox + $l)]).try_into().expect("2L values");
+            let b: &mut [f32; 2 * $l] = (&mut bottom[2 * ox..2 * (ox + $l)]).try_into().expect("2L values");
+            for l in 0..$l {
+                let (g, idx) = (dy[ox + l], arg[ox + l].wrapping_sub(at + 2 * (ox + l) as u32));
+                t[2 * l] = if idx == 0 { g } else { 0.0 };
+                t[2 * l + 1] = if idx == 1 { g } else { 0.0 };
+                b[2 * l] = if idx == w { g } else { 0.0 };
+                b[2 * l + 1] = if idx == w + 1 { g } else { 0.0 };
+            }
+        }};
+    }
+    // As in `max2x2_rows_in`; a moved-back block writes the same values again.
+    if ow >= 8 {
+        blocks::<8>(ow, |ox| block!(8, ox));
+    } else if ow >= 4 {
+        blocks::<4>(ow, |ox| block!(4, ox));
+    } else {
+        blocks::<1>(ow, |ox| block!(1, ox));
+    }
+}
+
+/// Calls `f` with the start of each block of `L` outputs in a row of `ow >= L`, the last block
+/// moved back to end at the row's end: it recomputes some outputs, to the same values, rather
+/// than finishing one at a time.
+#[inline(always)]
+fn blocks<const L: usize>(ow: usize, mut f: impl FnMut(usize)) {
+    let mut ox = 0;
+    while ox < ow {
+        let start = ox.min(ow - L);
+        f(start);
+        ox = start + L;
+    }
+}
+
 /// Pools one sample `x` (`[D, H, W]`) into `y` (`[D, OH, OW]`), keeping `P::STATE` values per
 /// output in `state`.
 #[inline(always)]
@@ -179,6 +320,25 @@ fn pool_sample<
     train: bool,
 ) {
     let (oh, ow) = ((H - KH) / SH + 1, (W - KW) / SW + 1);
+    if max2x2::<P>([KH, KW], [SH, SW]) {
+        for c in 0..D {
+            let plane = &x[c * H * W..(c + 1) * H * W];
+            for oy in 0..oh {
+                let o = (c * oh + oy) * ow;
+                let arg: &mut [u32] = if train { &mut state[o..o + ow] } else { &mut [] };
+                let at = 2 * oy * W;
+                max2x2_rows(
+                    &plane[at..at + W],
+                    &plane[at + W..at + 2 * W],
+                    &mut y[o..o + ow],
+                    arg,
+                    at as u32,
+                    W as u32,
+                );
+            }
+        }
+        return;
+    }
     for c in 0..D {
         let plane = &x[c * H * W..(c + 1) * H * W];
         for oy in 0..oh {
@@ -216,6 +376,21 @@ fn unpool_sample<
     state: &[u32],
 ) {
     let (oh, ow) = ((H - KH) / SH + 1, (W - KW) / SW + 1);
+    if max2x2::<P>([KH, KW], [SH, SW]) {
+        // Every input under a window is written; a last odd row or column gets no gradient.
+        for c in 0..D {
+            let dx = &mut dx[c * H * W..(c + 1) * H * W];
+            for oy in 0..oh {
+                let (o, at) = ((c * oh + oy) * ow, 2 * oy * W);
+                let (top, bottom) = dx[at..at + 2 * W].split_at_mut(W);
+                unmax2x2_rows(top, bottom, &dy[o..o + ow], &state[o..o + ow], at as u32, W as u32);
+                top[2 * ow..].fill(0.0);
+                bottom[2 * ow..].fill(0.0);
+            }
+            dx[2 * oh * W..].fill(0.0);
+        }
+        return;
+    }
     for c in 0..D {
         let range = c * H * W..(c + 1) * H * W;
         let (plane, dx) = (&x[range.clone()], &mut dx[range]);
@@ -350,7 +525,10 @@ macro_rules! pool_layer {
                     .zip(dy[..n * output].par_chunks(len * output))
                     .enumerate()
                     .for_each(|(c, (((dx, x), y), dy))| {
-                        dx.fill(0.0);
+                        // The 2x2 max pooling path writes every input gradient itself.
+                        if !max2x2::<$op>([KH, KW], [SH, SW]) {
+                            dx.fill(0.0);
+                        }
                         for (s, (dx, x)) in dx.chunks_exact_mut(input).zip(x.chunks_exact(input)).enumerate() {
                             let out = s * output..(s + 1) * output;
                             let sample = c * len + s;
@@ -575,6 +753,55 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The 2x2 max pooling path on 2 channels of `H x W` with ties, NaNs and -inf among the
+    /// values: outputs and winners as `Max::reduce` gives them, gradients as its scatter,
+    /// evaluation as training.
+    fn check_max2x2<const H: usize, const W: usize>() {
+        const D: usize = 2;
+        let (oh, ow) = (H / 2, W / 2);
+        let mut x: Vec<f32> = random_vec(D * H * W, 21).iter().map(|v| (v * 3.0).round()).collect();
+        let len = x.len();
+        for i in [4, 30, 31, 77] {
+            x[i % len] = f32::NAN;
+        }
+        for i in [0, 1, W, W + 1, 50] {
+            x[i % len] = f32::NEG_INFINITY;
+        }
+        let (mut y, mut arg) = (vec![0.0; D * oh * ow], vec![0; D * oh * ow]);
+        MaxPool2d::<D, H, W, 2, 2, 2, 2>::pool_sample(&x, &mut y, &mut arg);
+        let dy = random_vec(y.len(), 22);
+        let mut dx = vec![f32::NAN; x.len()];
+        unpool_sample::<Max, D, H, W, 2, 2, 2, 2>(&x, &y, &dy, &mut dx, &arg);
+        let mut want_dx = vec![0.0; x.len()];
+        for c in 0..D {
+            let plane = &x[c * H * W..(c + 1) * H * W];
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let o = (c * oh + oy) * ow + ox;
+                    let (v, a) = Max::reduce::<W, 2, 2>(plane, 2 * oy * W + 2 * ox);
+                    assert_eq!((y[o].to_bits(), arg[o]), (v.to_bits(), a), "{H}x{W}: output {o}");
+                    want_dx[c * H * W + a as usize] += dy[o];
+                }
+            }
+        }
+        assert_eq!(dx, want_dx, "{H}x{W}: input gradient");
+        let mut eval = vec![0.0; y.len()];
+        pool_sample::<Max, D, H, W, 2, 2, 2, 2>(&x, &mut eval, &mut [], false);
+        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&eval), bits(&y), "{H}x{W}: evaluation");
+    }
+
+    #[test]
+    fn vectorised_2x2_max_pooling_is_the_window_loop() {
+        // Rows of 4, 11 (blocks of 8 with an overlapping last one), 16, 2 and 5 outputs, with
+        // and without a last odd row or column.
+        check_max2x2::<7, 9>();
+        check_max2x2::<5, 23>();
+        check_max2x2::<6, 32>();
+        check_max2x2::<4, 5>();
+        check_max2x2::<3, 10>();
     }
 
     #[test]
