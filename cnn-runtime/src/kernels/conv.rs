@@ -1,6 +1,6 @@
 //! 2-D convolution by im2col and GEMM, with bias and activation fused into one pass.
 
-use super::{chunk_count, chunk_len, dx_chunks, gemm, reduce_partials, Act, Layer, Mat, MatMut, Mode};
+use super::{chunk_count, chunk_len, dx_chunks, gemm, lane_sum, reduce_partials, Act, Layer, Mat, MatMut, Mode};
 use rayon::prelude::*;
 
 /// Convolution of a `D x H x W` input (channels, rows, columns) with `K` filters of `FH x FW`,
@@ -459,7 +459,7 @@ fn conv_backward<S: Shape>(
                 // dz = dy * act'(y), folded in place.
                 act.backward_in_place(y, dz);
                 for (g, row) in db.iter_mut().zip(dz.chunks_exact(nn)) {
-                    *g += row.iter().sum::<f32>();
+                    *g += lane_sum(row);
                 }
             }
             // With shifted views the two gradients use separate parts of the scratch (the

@@ -173,6 +173,28 @@ pub const fn sizes_of<L: Layer>(_layer: &L) -> LayerSizes {
     }
 }
 
+/// The sum of `v` in 16 interleaved partial sums, added pairwise at the end, then the values
+/// left over: independent additions that vectorise, in an order fixed by the length alone.
+pub(crate) fn lane_sum(v: &[f32]) -> f32 {
+    const L: usize = 16;
+    let mut acc = [0.0f32; L];
+    let chunks = v.chunks_exact(L);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (a, x) in acc.iter_mut().zip(chunk) {
+            *a += x;
+        }
+    }
+    let mut width = L;
+    while width > 1 {
+        width /= 2;
+        for l in 0..width {
+            acc[l] += acc[l + width];
+        }
+    }
+    acc[0] + tail.iter().sum::<f32>()
+}
+
 /// The largest of `values` (0 for none), in `const` context.
 pub const fn max_of(values: &[usize]) -> usize {
     let mut max = 0;
@@ -234,3 +256,21 @@ pub(crate) fn reduce_partials(n: usize, partial: &[f32], dp: &mut [f32]) {
 
 #[cfg(test)]
 pub(crate) mod testutil;
+
+#[cfg(test)]
+mod tests {
+    use super::lane_sum;
+    use crate::kernels::testutil::random_vec;
+
+    #[test]
+    fn lane_sums_add_every_value() {
+        for len in [0, 1, 15, 16, 17, 33, 784, 1001] {
+            let v = random_vec(len, len as u64);
+            let want: f64 = v.iter().map(|&x| x as f64).sum();
+            assert!((lane_sum(&v) as f64 - want).abs() < 1e-4, "length {len}");
+            // Small integers add exactly in any order.
+            let ints: Vec<f32> = (0..len).map(|i| (i % 7) as f32).collect();
+            assert_eq!(lane_sum(&ints), ints.iter().sum::<f32>(), "length {len}");
+        }
+    }
+}
