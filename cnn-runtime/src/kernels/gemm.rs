@@ -88,6 +88,20 @@ impl<'a> Mat<'a> {
         self.rows
     }
 
+    /// The rows `range` of an ordinary matrix (or transposed view), as a view of the same data.
+    ///
+    /// # Panics
+    /// When `range` runs past the last row, or for the shifted views of [`Mat::taps`].
+    pub fn rows_in(self, range: std::ops::Range<usize>) -> Self {
+        assert!(
+            self.taps == PLAIN && range.start <= range.end && range.end <= self.rows,
+            "rows {range:?} of {}",
+            self.rows
+        );
+        let data = if range.is_empty() { &self.data[..0] } else { &self.data[range.start * self.rs..] };
+        Mat { data, rows: range.len(), ..self }
+    }
+
     /// Number of columns.
     pub fn cols(&self) -> usize {
         self.cols
@@ -697,6 +711,21 @@ mod tests {
         let v = vec![0.0; 3 * 4 * 4];
         // The last tap's row runs 2 values past the end without the fw - 1 values of slack.
         Mat::taps(&v, [3, 4, 4], [3, 3], 2 * 4);
+    }
+
+    #[test]
+    fn row_ranges_of_a_transposed_view() {
+        let (m, k) = (23, 6);
+        let a = random_vec(k * m, 14);
+        let b = random_vec(k * 5, 15);
+        let full = Mat::new(&a, k, m).t();
+        let mut whole = vec![0.0; m * 5];
+        gemm(1.0, full, Mat::new(&b, k, 5), 0.0, MatMut::new(&mut whole, m, 5));
+        for (r0, r1) in [(0, 16), (16, 23), (5, 6), (23, 23)] {
+            let mut part = vec![0.0; (r1 - r0) * 5];
+            gemm(1.0, full.rows_in(r0..r1), Mat::new(&b, k, 5), 0.0, MatMut::new(&mut part, r1 - r0, 5));
+            assert_eq!(part, whole[r0 * 5..r1 * 5], "rows {r0}..{r1}");
+        }
     }
 
     #[test]
