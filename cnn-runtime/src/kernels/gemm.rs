@@ -350,6 +350,9 @@ fn rows_block<const FMA: bool, const MR: usize, const NR: usize, const STORE: bo
         i0 += if left >= MR {
             row_block::<FMA, MR, NR, STORE, GATHER>(alpha, a, b, &b_rows, c, n, i0);
             MR
+        } else if left >= 6 && MR > 6 {
+            row_block::<FMA, 6, NR, STORE, GATHER>(alpha, a, b, &b_rows, c, n, i0);
+            6
         } else if left >= 4 && MR > 4 {
             row_block::<FMA, 4, NR, STORE, GATHER>(alpha, a, b, &b_rows, c, n, i0);
             4
