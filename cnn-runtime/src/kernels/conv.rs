@@ -1,7 +1,9 @@
 //! 2-D convolution by im2col and GEMM, with bias and activation fused into one pass.
 
-use super::{chunk_count, chunk_len, dx_chunks, gemm, lane_sum, reduce_partials, Act, Layer, Mat, MatMut, Mode};
-use rayon::prelude::*;
+use super::{
+    chunk, chunk_count, chunk_len, for_each_chunk, gemm, lane_sum, reduce_partials, Act, ChunksMut, Layer, Mat, MatMut,
+    Mode,
+};
 
 /// Convolution of a `D x H x W` input (channels, rows, columns) with `K` filters of `FH x FW`,
 /// strides `SH`/`SW` and zero padding `PH`/`PW`, followed by an activation.
@@ -382,47 +384,47 @@ fn conv_forward<S: Shape>(act: Act, n: usize, x: &[f32], y: &mut [f32], p: &[f32
     let g = &S::GEOMETRY;
     let (r, nn, (inp, out)) = (g.r(), g.n(), (g.d * g.h * g.w, g.k * g.n()));
     let (w, b) = p[..g.params()].split_at(g.weights());
-    let len = chunk_len(n);
+    let (len, count) = (chunk_len(n), chunk_count(n));
     let size = g.scratch();
-    y[..n * out]
-        .par_chunks_mut(len * out)
-        .zip(x[..n * inp].par_chunks(len * inp))
-        .zip(scratch[..chunk_count(n) * size].par_chunks_mut(size.max(1)))
-        .for_each(|((y, x), scratch)| {
-            let g = &S::GEOMETRY;
-            let bias_of = |k: usize| if g.bias { b[k] } else { 0.0 };
-            if g.shifted {
-                let [hp, wp, xp_len] = g.padded();
-                let np = g.np();
-                let (xp, wide) = scratch.split_at_mut(xp_len);
-                let wide = &mut wide[..g.k * np];
-                xp.fill(0.0);
-                for (y, x) in y.chunks_exact_mut(out).zip(x.chunks_exact(inp)) {
-                    pad_into(x, xp, [g.d, g.h, g.w], g.pad, [hp, wp]);
-                    // shape: [K, R] x [R, OH*WP] -> [K, OH*WP]
-                    let taps = Mat::taps(xp, [g.d, hp, wp], g.f, np);
-                    gemm(1.0, Mat::new(w, g.k, r), taps, 0.0, MatMut::new(wide, g.k, np));
-                    for (k, (y, wide)) in y.chunks_exact_mut(nn).zip(wide.chunks_exact(np)).enumerate() {
-                        let bias = bias_of(k);
-                        for (y, wide) in y.chunks_exact_mut(g.ow).zip(wide.chunks_exact(wp)) {
-                            y.iter_mut().zip(wide).for_each(|(y, v)| *y = act.apply(v + bias));
-                        }
+    let ys = ChunksMut::new(&mut y[..n * out], len * out);
+    let scratches = ChunksMut::new(&mut scratch[..count * size], size);
+    let x = &x[..n * inp];
+    for_each_chunk(count, &|c| {
+        let g = &S::GEOMETRY;
+        let (y, x, scratch) = (ys.take(c), chunk(x, len * inp, c), scratches.take(c));
+        let bias_of = |k: usize| if g.bias { b[k] } else { 0.0 };
+        if g.shifted {
+            let [hp, wp, xp_len] = g.padded();
+            let np = g.np();
+            let (xp, wide) = scratch.split_at_mut(xp_len);
+            let wide = &mut wide[..g.k * np];
+            xp.fill(0.0);
+            for (y, x) in y.chunks_exact_mut(out).zip(x.chunks_exact(inp)) {
+                pad_into(x, xp, [g.d, g.h, g.w], g.pad, [hp, wp]);
+                // shape: [K, R] x [R, OH*WP] -> [K, OH*WP]
+                let taps = Mat::taps(xp, [g.d, hp, wp], g.f, np);
+                gemm(1.0, Mat::new(w, g.k, r), taps, 0.0, MatMut::new(wide, g.k, np));
+                for (k, (y, wide)) in y.chunks_exact_mut(nn).zip(wide.chunks_exact(np)).enumerate() {
+                    let bias = bias_of(k);
+                    for (y, wide) in y.chunks_exact_mut(g.ow).zip(wide.chunks_exact(wp)) {
+                        y.iter_mut().zip(wide).for_each(|(y, v)| *y = act.apply(v + bias));
                     }
                 }
-                return;
             }
-            let (dims, f, st, pad) = g.dims();
-            let cols = &mut scratch[..r * nn];
-            for (y, x) in y.chunks_exact_mut(out).zip(x.chunks_exact(inp)) {
-                im2col(x, cols, dims, f, st, pad);
-                // shape: [K, R] x [R, N] -> [K, N]
-                gemm(1.0, Mat::new(w, g.k, r), Mat::new(cols, r, nn), 0.0, MatMut::new(y, g.k, nn));
-                for (k, row) in y.chunks_exact_mut(nn).enumerate() {
-                    let bias = bias_of(k);
-                    row.iter_mut().for_each(|v| *v = act.apply(*v + bias));
-                }
+            return;
+        }
+        let (dims, f, st, pad) = g.dims();
+        let cols = &mut scratch[..r * nn];
+        for (y, x) in y.chunks_exact_mut(out).zip(x.chunks_exact(inp)) {
+            im2col(x, cols, dims, f, st, pad);
+            // shape: [K, R] x [R, N] -> [K, N]
+            gemm(1.0, Mat::new(w, g.k, r), Mat::new(cols, r, nn), 0.0, MatMut::new(y, g.k, nn));
+            for (k, row) in y.chunks_exact_mut(nn).enumerate() {
+                let bias = bias_of(k);
+                row.iter_mut().for_each(|v| *v = act.apply(*v + bias));
             }
-        });
+        }
+    });
 }
 
 /// The activations `x`, `y` and their gradients `dy` (folded in place into the gradient
@@ -443,35 +445,34 @@ fn conv_backward<S: Shape>(
     let len = chunk_len(n);
     let count = chunk_count(n);
     let size = g.scratch();
-    let dx = dx.map(|dx| &mut dx[..n * inp]);
-    dy[..n * out]
-        .par_chunks_mut(len * out)
-        .zip(y[..n * out].par_chunks(len * out))
-        .zip(x[..n * inp].par_chunks(len * inp))
-        .zip(scratch[..count * size].par_chunks_mut(size.max(1)))
-        .zip(partial[..count * params].par_chunks_mut(params))
-        .zip(dx_chunks(dx, len * inp, count))
-        .for_each(|(((((dy, y), x), scratch), part), dx)| {
-            let g = &S::GEOMETRY;
-            part.fill(0.0);
-            let (dw, db) = part.split_at_mut(g.weights());
-            for (dz, y) in dy.chunks_exact_mut(out).zip(y.chunks_exact(out)) {
-                // dz = dy * act'(y), folded in place.
-                act.backward_in_place(y, dz);
-                for (g, row) in db.iter_mut().zip(dz.chunks_exact(nn)) {
-                    *g += lane_sum(row);
-                }
+    let dys = ChunksMut::new(&mut dy[..n * out], len * out);
+    let scratches = ChunksMut::new(&mut scratch[..count * size], size);
+    let parts = ChunksMut::new(&mut partial[..count * params], params);
+    let dxs = dx.map(|dx| ChunksMut::new(&mut dx[..n * inp], len * inp));
+    let (x, y) = (&x[..n * inp], &y[..n * out]);
+    for_each_chunk(count, &|c| {
+        let g = &S::GEOMETRY;
+        let (dy, y, x) = (dys.take(c), chunk(y, len * out, c), chunk(x, len * inp, c));
+        let (scratch, part, dx) = (scratches.take(c), parts.take(c), dxs.as_ref().map(|d| d.take(c)));
+        part.fill(0.0);
+        let (dw, db) = part.split_at_mut(g.weights());
+        for (dz, y) in dy.chunks_exact_mut(out).zip(y.chunks_exact(out)) {
+            // dz = dy * act'(y), folded in place.
+            act.backward_in_place(y, dz);
+            for (g, row) in db.iter_mut().zip(dz.chunks_exact(nn)) {
+                *g += lane_sum(row);
             }
-            // With shifted views the two gradients use separate parts of the scratch (the
-            // input gradient keeps its flipped filters for the whole chunk), else both use all
-            // of it, one after the other.
-            let split = if g.shifted { g.dw_scratch() } else { 0 };
-            let (dw_scratch, dx_scratch) = scratch.split_at_mut(split);
-            weight_gradient(g, dy, x, dw, if g.shifted { dw_scratch } else { &mut dx_scratch[..] });
-            if let Some(dx) = dx {
-                input_gradient(g, w, dy, dx, dx_scratch);
-            }
-        });
+        }
+        // With shifted views the two gradients use separate parts of the scratch (the
+        // input gradient keeps its flipped filters for the whole chunk), else both use all
+        // of it, one after the other.
+        let split = if g.shifted { g.dw_scratch() } else { 0 };
+        let (dw_scratch, dx_scratch) = scratch.split_at_mut(split);
+        weight_gradient(g, dy, x, dw, if g.shifted { dw_scratch } else { &mut dx_scratch[..] });
+        if let Some(dx) = dx {
+            input_gradient(g, w, dy, dx, dx_scratch);
+        }
+    });
     reduce_partials(n, &partial[..count * params], &mut dp[..params]);
 }
 

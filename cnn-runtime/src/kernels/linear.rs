@@ -1,7 +1,6 @@
 //! Fully connected layer: one GEMM per chunk of samples, bias and activation fused.
 
-use super::{chunk_count, chunk_len, dx_chunks, gemm, Act, Layer, Mat, MatMut, Mode};
-use rayon::prelude::*;
+use super::{chunk, chunk_count, chunk_len, for_each_chunk, gemm, Act, ChunksMut, Layer, Mat, MatMut, Mode};
 
 /// `y = act(W x + b)` with `W` of shape `[OUT, IN]` and, when `BIAS`, `b` of `[OUT]`, as in
 /// `torch.nn.Linear(IN, OUT, bias=BIAS)`.
@@ -42,7 +41,10 @@ impl<const IN: usize, const OUT: usize, const BIAS: bool> Layer for Linear<IN, O
     ) {
         let (w, b) = p[..Self::PARAMS].split_at(Self::WEIGHTS);
         let len = chunk_len(n);
-        y[..n * OUT].par_chunks_mut(len * OUT).zip(x[..n * IN].par_chunks(len * IN)).for_each(|(y, x)| {
+        let ys = ChunksMut::new(&mut y[..n * OUT], len * OUT);
+        let x = &x[..n * IN];
+        for_each_chunk(chunk_count(n), &|c| {
+            let (y, x) = (ys.take(c), chunk(x, len * IN, c));
             let m = x.len() / IN;
             // shape: [m, IN] x [IN, OUT] -> [m, OUT]
             gemm(1.0, Mat::new(x, m, IN), Mat::new(w, OUT, IN).t(), 0.0, MatMut::new(y, m, OUT));
@@ -72,20 +74,19 @@ impl<const IN: usize, const OUT: usize, const BIAS: bool> Layer for Linear<IN, O
         let w = &p[..Self::WEIGHTS];
         let len = chunk_len(n);
         let count = chunk_count(n);
-        let dx = dx.map(|dx| &mut dx[..n * IN]);
         // Per chunk of samples: dz = dy * act'(y), folded in place, and the input gradient.
-        dy[..n * OUT]
-            .par_chunks_mut(len * OUT)
-            .zip(y[..n * OUT].par_chunks(len * OUT))
-            .zip(dx_chunks(dx, len * IN, count))
-            .for_each(|((dz, y), dx)| {
-                let m = dz.len() / OUT;
-                self.act.backward_in_place(y, dz);
-                if let Some(dx) = dx {
-                    // dx [m, IN] = dz [m, OUT] x W [OUT, IN]
-                    gemm(1.0, Mat::new(dz, m, OUT), Mat::new(w, OUT, IN), 0.0, MatMut::new(dx, m, IN));
-                }
-            });
+        let dzs = ChunksMut::new(&mut dy[..n * OUT], len * OUT);
+        let dxs = dx.map(|dx| ChunksMut::new(&mut dx[..n * IN], len * IN));
+        let y = &y[..n * OUT];
+        for_each_chunk(count, &|c| {
+            let (dz, y, dx) = (dzs.take(c), chunk(y, len * OUT, c), dxs.as_ref().map(|d| d.take(c)));
+            let m = dz.len() / OUT;
+            self.act.backward_in_place(y, dz);
+            if let Some(dx) = dx {
+                // dx [m, IN] = dz [m, OUT] x W [OUT, IN]
+                gemm(1.0, Mat::new(dz, m, OUT), Mat::new(w, OUT, IN), 0.0, MatMut::new(dx, m, IN));
+            }
+        });
         // Per block of output rows, over the whole batch at once: dW [OUT, IN] = dzᵀ [OUT, n] x
         // x [n, IN] and db = the column sums of dz. Each value is summed over the samples in
         // order by one thread, so no per-chunk partial sums are needed for the same bits on
@@ -93,8 +94,11 @@ impl<const IN: usize, const OUT: usize, const BIAS: bool> Layer for Linear<IN, O
         let dz = &dy[..n * OUT];
         let x = &x[..n * IN];
         let (dw, db) = dp[..Self::PARAMS].split_at_mut(Self::WEIGHTS);
-        dw.par_chunks_mut(ROWS * IN).enumerate().for_each(|(block, dw)| {
-            let (r0, rows) = (block * ROWS, dw.len() / IN);
+        let rows = ROWS.max(OUT.div_ceil(64));
+        let blocks = ChunksMut::new(dw, rows * IN);
+        for_each_chunk(OUT.div_ceil(rows), &|block| {
+            let dw = blocks.take(block);
+            let (r0, rows) = (block * rows, dw.len() / IN);
             gemm(
                 1.0,
                 Mat::new(dz, n, OUT).t().rows_in(r0..r0 + rows),
@@ -111,7 +115,7 @@ impl<const IN: usize, const OUT: usize, const BIAS: bool> Layer for Linear<IN, O
     }
 }
 
-/// Rows of the weight gradient per parallel task.
+/// Rows of the weight gradient per parallel task (more when there would be over 64 tasks).
 const ROWS: usize = 16;
 
 #[cfg(test)]

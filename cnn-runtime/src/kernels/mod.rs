@@ -34,6 +34,8 @@ pub use softmax::{softmax_cross_entropy, softmax_forward};
 pub use crate::init::rng;
 
 use rayon::prelude::*;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Most chunks a batch is split into for the threads.
 ///
@@ -219,6 +221,69 @@ pub fn argmax(values: &[f32]) -> usize {
     best
 }
 
+/// Runs `task(c)` for every chunk `c` in `0..count` on the rayon pool.
+///
+/// The kernels hand their loops to this one function rather than building rayon iterator
+/// chains of their own: the thread machinery is then compiled once, in this crate, instead of
+/// once per parallel loop of every layer of every model, which is most of what a model costs
+/// to compile.
+pub fn for_each_chunk(count: usize, task: &(dyn Fn(usize) + Sync)) {
+    if count == 1 {
+        task(0);
+    } else {
+        (0..count).into_par_iter().for_each(task);
+    }
+}
+
+/// A slice lent out in chunks to the tasks of [`for_each_chunk`]: chunk `c` is the values
+/// `c * len .. (c + 1) * len` (the last one shorter, those past the end empty), and each can be
+/// taken once.
+pub struct ChunksMut<'a, T> {
+    ptr: *mut T,
+    total: usize,
+    len: usize,
+    taken: AtomicU64,
+    _slice: PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: the chunks are disjoint and each is handed out once (checked in `take`), so sharing
+// the handle between threads shares nothing else; `T: Send` lets the chunks go to them.
+unsafe impl<T: Send> Sync for ChunksMut<'_, T> {}
+
+impl<'a, T> ChunksMut<'a, T> {
+    /// `slice` in chunks of `len` values (at least 1), at most 64 of them.
+    ///
+    /// # Panics
+    /// When there would be more than 64 chunks.
+    pub fn new(slice: &'a mut [T], len: usize) -> Self {
+        let len = len.max(1);
+        assert!(slice.len().div_ceil(len) <= 64, "{} values in chunks of {len}: more than 64", slice.len());
+        ChunksMut { ptr: slice.as_mut_ptr(), total: slice.len(), len, taken: AtomicU64::new(0), _slice: PhantomData }
+    }
+
+    /// Chunk `c`, for the one task that owns it.
+    ///
+    /// # Panics
+    /// When chunk `c` was taken before (`c` up to 63).
+    pub fn take(&self, c: usize) -> &'a mut [T] {
+        let start = (c * self.len).min(self.total);
+        let end = (start + self.len).min(self.total);
+        if start < end {
+            let bit = 1u64 << c;
+            assert!(self.taken.fetch_or(bit, Ordering::Relaxed) & bit == 0, "chunk {c} taken twice");
+        }
+        // SAFETY: start..end lies in the slice borrowed for 'a, and no other chunk overlaps it;
+        // a non-empty chunk is handed out once (asserted above).
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), end - start) }
+    }
+}
+
+/// Chunk `c` of `len` values of `slice` (the last one shorter, those past the end empty).
+pub fn chunk<T>(slice: &[T], len: usize, c: usize) -> &[T] {
+    let start = (c * len).min(slice.len());
+    &slice[start..(start + len).min(slice.len())]
+}
+
 /// Optional per-chunk slices of `dx` (the input gradient), or `None` for each chunk when the
 /// caller needs no input gradient, as one indexed parallel iterator.
 pub(crate) fn dx_chunks(
@@ -259,7 +324,31 @@ pub(crate) mod testutil;
 
 #[cfg(test)]
 mod tests {
-    use super::lane_sum;
+    use super::{chunk, for_each_chunk, lane_sum, ChunksMut};
+
+    #[test]
+    fn every_chunk_is_lent_once_and_covers_its_values() {
+        let mut v = vec![0u32; 23];
+        let chunks = ChunksMut::new(&mut v, 5);
+        for_each_chunk(6, &|c| {
+            let part = chunks.take(c);
+            assert_eq!(part.len(), [5, 5, 5, 5, 3, 0][c]);
+            part.iter_mut().for_each(|x| *x += c as u32 + 1);
+        });
+        let want: Vec<u32> = (0..23).map(|i| i / 5 + 1).collect();
+        assert_eq!(v, want);
+        assert_eq!(chunk(&want, 5, 4), &[5, 5, 5]);
+        assert!(chunk(&want, 5, 7).is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "taken twice")]
+    fn a_chunk_cannot_be_lent_twice() {
+        let mut v = vec![0.0f32; 8];
+        let chunks = ChunksMut::new(&mut v, 4);
+        let _first = chunks.take(1);
+        let _again = chunks.take(1);
+    }
     use crate::kernels::testutil::random_vec;
 
     #[test]

@@ -6,8 +6,7 @@
 //! the input exactly. Windows overlap when a stride is smaller than the window; the backward
 //! pass then adds up the gradients an input receives from each window holding it.
 
-use super::{chunk_count, chunk_len, Layer, Mode};
-use rayon::prelude::*;
+use super::{chunk, chunk_count, chunk_len, for_each_chunk, ChunksMut, Layer, Mode};
 
 /// How a pooling layer reduces a window, and how it hands the window's gradient back.
 ///
@@ -404,19 +403,6 @@ fn unpool_sample<
     }
 }
 
-/// Per-chunk slices of `state` (`len` values each), or empty slices when `len` is 0.
-fn state_chunks<T: Send + Sync>(
-    state: &mut [T],
-    len: usize,
-    count: usize,
-) -> impl IndexedParallelIterator<Item = &mut [T]> {
-    if len == 0 {
-        rayon::iter::Either::Right((0..count).into_par_iter().map(|_| -> &mut [T] { &mut [] }))
-    } else {
-        rayon::iter::Either::Left(state.par_chunks_mut(len))
-    }
-}
-
 /// Defines a pooling layer type reducing its windows with the [`PoolOp`] `$op`.
 macro_rules! pool_layer {
     ($(#[$doc:meta])* $name:ident, $op:ty) => {
@@ -486,11 +472,11 @@ macro_rules! pool_layer {
                 let (input, output, kept) = (Self::IN, Self::OUT, Self::STATE);
                 // Evaluation keeps no state: no backward pass follows it.
                 let train = mode.is_train();
-                y[..n * output]
-                    .par_chunks_mut(len * output)
-                    .zip(x[..n * input].par_chunks(len * input))
-                    .zip(state_chunks(&mut state[..n * kept], len * kept, chunk_count(n)))
-                    .for_each(|((y, x), state)| {
+                let ys = ChunksMut::new(&mut y[..n * output], len * output);
+                let states = ChunksMut::new(&mut state[..n * kept], len * kept);
+                let x = &x[..n * input];
+                for_each_chunk(chunk_count(n), &|c| {
+                        let (y, x, state) = (ys.take(c), chunk(x, len * input, c), states.take(c));
                         for (s, (y, x)) in y.chunks_exact_mut(output).zip(x.chunks_exact(input)).enumerate() {
                             pool_sample::<$op, D, H, W, KH, KW, SH, SW>(
                                 x,
@@ -518,13 +504,11 @@ macro_rules! pool_layer {
                 let Some(dx) = dx else { return };
                 let len = chunk_len(n);
                 let (input, output, kept) = (Self::IN, Self::OUT, Self::STATE);
-                dx[..n * input]
-                    .par_chunks_mut(len * input)
-                    .zip(x[..n * input].par_chunks(len * input))
-                    .zip(y[..n * output].par_chunks(len * output))
-                    .zip(dy[..n * output].par_chunks(len * output))
-                    .enumerate()
-                    .for_each(|(c, (((dx, x), y), dy))| {
+                let dxs = ChunksMut::new(&mut dx[..n * input], len * input);
+                let (x, y, dy) = (&x[..n * input], &y[..n * output], &dy[..n * output]);
+                for_each_chunk(chunk_count(n), &|c| {
+                        let dx = dxs.take(c);
+                        let (x, y, dy) = (chunk(x, len * input, c), chunk(y, len * output, c), chunk(dy, len * output, c));
                         // The 2x2 max pooling path writes every input gradient itself.
                         if !max2x2::<$op>([KH, KW], [SH, SW]) {
                             dx.fill(0.0);
