@@ -723,7 +723,7 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, loss: LossKind) -> TokenS
     let flops_lit = flops;
     let scratch_max = quote!(#rt::max_of(&[0 #(, Self::#sizes_list.scratch)*]));
     let state_sum = quote!(0 #(+ Self::#sizes_list.state)*);
-    let partial_max = quote!(#rt::max_of(&[0 #(, Self::#sizes_list.params)*]));
+    let partial_max = quote!(#rt::max_of(&[0 #(, Self::#sizes_list.partial)*]));
 
     let infos = description.rows.iter().map(|r| {
         let (text, path, shape, at, p, depth) =

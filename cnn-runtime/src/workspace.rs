@@ -12,7 +12,7 @@ pub struct WorkspaceSizes {
     pub state: usize,
     /// Largest per-chunk scratch of any layer.
     pub scratch: usize,
-    /// Largest parameter count of any layer, for the per-chunk gradient sums.
+    /// Largest per-chunk partial gradient sums of any layer ([`crate::kernels::Layer::PARTIAL`]).
     pub partial: usize,
 }
 

@@ -23,6 +23,8 @@ impl<const IN: usize, const OUT: usize, const BIAS: bool> Layer for Linear<IN, O
     const SCRATCH: usize = 0;
     const STATE: usize = 0;
     const FLOPS: u64 = 2 * (IN * OUT) as u64;
+    // The weight gradient is summed over the whole batch at once, by rows.
+    const PARTIAL: usize = 0;
 
     fn init(&self, p: &mut [f32], _: &mut [f32], rng: &mut crate::init::Rng) {
         crate::init::pytorch_default(p, IN, rng);

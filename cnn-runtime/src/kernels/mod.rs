@@ -100,6 +100,9 @@ pub trait Layer: Sync {
     const FLOPS: u64;
     /// Values of non-trained state kept with the model and saved with its weights.
     const BUFFERS: usize = 0;
+    /// `f32` values each chunk needs for its partial parameter gradient sums: `PARAMS` unless
+    /// the layer sums its gradients some other way.
+    const PARTIAL: usize = Self::PARAMS;
 
     /// Fills `p` (and `b`) with PyTorch's default initialisation.
     fn init(&self, p: &mut [f32], b: &mut [f32], rng: &mut crate::init::Rng) {
@@ -126,7 +129,7 @@ pub trait Layer: Sync {
     /// Back-propagates `dy` (the loss gradient with respect to `y`, which the call may
     /// overwrite) into `dx` (when asked for) and the parameter gradient `dp` (overwritten).
     ///
-    /// `partial` holds [`chunk_count`]`(n) * PARAMS` values for the per-chunk sums.
+    /// `partial` holds [`chunk_count`]`(n) * PARTIAL` values for the per-chunk sums.
     #[allow(clippy::too_many_arguments)]
     fn backward(
         &self,
@@ -160,6 +163,8 @@ pub struct LayerSizes {
     pub flops: u64,
     /// [`Layer::BUFFERS`].
     pub buffers: usize,
+    /// [`Layer::PARTIAL`].
+    pub partial: usize,
 }
 
 /// The sizes of `layer`'s type.
@@ -172,6 +177,7 @@ pub const fn sizes_of<L: Layer>(_layer: &L) -> LayerSizes {
         state: L::STATE,
         flops: L::FLOPS,
         buffers: L::BUFFERS,
+        partial: L::PARTIAL,
     }
 }
 
