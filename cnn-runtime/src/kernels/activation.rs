@@ -1,7 +1,6 @@
 //! Element-wise activations, fused into the layer before them or standing alone.
 
-use super::{chunk_len, Layer, Mode};
-use rayon::prelude::*;
+use super::{chunk, chunk_count, chunk_len, for_each_chunk, ChunksMut, Layer, Mode};
 
 /// An element-wise activation function.
 ///
@@ -102,11 +101,10 @@ pub fn act_backward(n: usize, len: usize, act: Act, y: &[f32], dy: &mut [f32]) {
     if act == Act::Identity {
         return;
     }
-    let chunk = (chunk_len(n) * len).max(1);
-    dy[..n * len]
-        .par_chunks_mut(chunk)
-        .zip(y[..n * len].par_chunks(chunk))
-        .for_each(|(dy, y)| act.backward_in_place(y, dy));
+    let size = (chunk_len(n) * len).max(1);
+    let dys = ChunksMut::new(&mut dy[..n * len], size);
+    let y = &y[..n * len];
+    for_each_chunk(chunk_count(n), &|c| act.backward_in_place(chunk(y, size, c), dys.take(c)));
 }
 
 /// An activation on its own, for the places where no layer before it can absorb it (after a
@@ -136,11 +134,13 @@ impl<const LEN: usize> Layer for Activation<LEN> {
         _: &mut [u32],
         _: Mode,
     ) {
-        let chunk = chunk_len(n) * LEN;
-        y[..n * LEN]
-            .par_chunks_mut(chunk)
-            .zip(x[..n * LEN].par_chunks(chunk))
-            .for_each(|(y, x)| y.iter_mut().zip(x).for_each(|(y, &x)| *y = self.act.apply(x)));
+        let len = chunk_len(n) * LEN;
+        let ys = ChunksMut::new(&mut y[..n * LEN], len);
+        let x = &x[..n * LEN];
+        for_each_chunk(chunk_count(n), &|c| {
+            let (y, x) = (ys.take(c), chunk(x, len, c));
+            y.iter_mut().zip(x).for_each(|(y, &x)| *y = self.act.apply(x));
+        });
     }
 
     fn backward(
@@ -157,16 +157,15 @@ impl<const LEN: usize> Layer for Activation<LEN> {
         _: &[u32],
     ) {
         let Some(dx) = dx else { return };
-        let chunk = chunk_len(n) * LEN;
-        dx[..n * LEN]
-            .par_chunks_mut(chunk)
-            .zip(dy[..n * LEN].par_chunks(chunk))
-            .zip(y[..n * LEN].par_chunks(chunk))
-            .for_each(|((dx, dy), y)| {
-                for ((dx, &dy), &y) in dx.iter_mut().zip(dy).zip(y) {
-                    *dx = dy * self.act.derivative_from_output(y);
-                }
-            });
+        let len = chunk_len(n) * LEN;
+        let dxs = ChunksMut::new(&mut dx[..n * LEN], len);
+        let (dy, y) = (&dy[..n * LEN], &y[..n * LEN]);
+        for_each_chunk(chunk_count(n), &|c| {
+            let (dx, dy, y) = (dxs.take(c), chunk(dy, len, c), chunk(y, len, c));
+            for ((dx, &dy), &y) in dx.iter_mut().zip(dy).zip(y) {
+                *dx = dy * self.act.derivative_from_output(y);
+            }
+        });
     }
 }
 

@@ -1,6 +1,6 @@
 //! Batch normalisation over the channels of a volume or the features of a vector.
 
-use super::{chunk_len, Act, Layer, Mode};
+use super::{chunk, chunk_count, chunk_len, for_each_chunk, Act, ChunksMut, Layer, Mode};
 use rayon::prelude::*;
 
 /// Batch normalisation of `C` channels of `S` values each per sample, as in
@@ -110,7 +110,10 @@ impl<const C: usize, const S: usize> Layer for BatchNorm<C, S> {
         }
         let stats = &*stats;
         let len = chunk_len(n) * C * S;
-        y[..n * C * S].par_chunks_mut(len).zip(x[..n * C * S].par_chunks(len)).for_each(|(y, x)| {
+        let ys = ChunksMut::new(&mut y[..n * C * S], len);
+        let x = &x[..n * C * S];
+        for_each_chunk(chunk_count(n), &|k| {
+            let (y, x) = (ys.take(k), chunk(x, len, k));
             for (i, (y, x)) in y.chunks_exact_mut(S).zip(x.chunks_exact(S)).enumerate() {
                 let c = i % C;
                 let (mean, scale, shift) = (stats[2 * c], gamma[c] * stats[2 * c + 1], beta[c]);
@@ -139,11 +142,11 @@ impl<const C: usize, const S: usize> Layer for BatchNorm<C, S> {
             dp.fill(0.0);
             return;
         }
-        let len = chunk_len(n) * C * S;
+        let (len, count) = (chunk_len(n) * C * S, chunk_count(n));
         let dy = &mut dy[..n * C * S];
-        dy.par_chunks_mut(len)
-            .zip(y[..n * C * S].par_chunks(len))
-            .for_each(|(dy, y)| self.act.backward_in_place(y, dy));
+        let dys = ChunksMut::new(&mut *dy, len);
+        let y = &y[..n * C * S];
+        for_each_chunk(count, &|c| self.act.backward_in_place(chunk(y, len, c), dys.take(c)));
         let dy = &*dy;
         // Per channel: the batch statistics again, dγ = Σ dy·x̂ and dβ = Σ dy.
         let stats = &mut scratch[..2 * C];
@@ -167,20 +170,20 @@ impl<const C: usize, const S: usize> Layer for BatchNorm<C, S> {
         // dx = γ/√(σ² + eps) · (dy − Σdy/M − x̂·Σ(dy·x̂)/M), with M = n·S.
         let (stats, dp, gamma) = (&*stats, &*dp, &p[..C]);
         let m = (n * S) as f32;
-        dx[..n * C * S].par_chunks_mut(len).zip(dy.par_chunks(len)).zip(x[..n * C * S].par_chunks(len)).for_each(
-            |((dx, dy), x)| {
-                for (i, ((dx, dy), x)) in
-                    dx.chunks_exact_mut(S).zip(dy.chunks_exact(S)).zip(x.chunks_exact(S)).enumerate()
-                {
-                    let c = i % C;
-                    let (mean, inv) = (stats[2 * c], stats[2 * c + 1]);
-                    let (scale, dgamma, dbeta) = (gamma[c] * inv, dp[c] / m, dp[C + c] / m);
-                    for ((dx, &dy), &x) in dx.iter_mut().zip(dy).zip(x) {
-                        *dx = scale * (dy - dbeta - (x - mean) * inv * dgamma);
-                    }
+        let dxs = ChunksMut::new(&mut dx[..n * C * S], len);
+        let x = &x[..n * C * S];
+        for_each_chunk(count, &|k| {
+            let (dx, dy, x) = (dxs.take(k), chunk(dy, len, k), chunk(x, len, k));
+            for (i, ((dx, dy), x)) in dx.chunks_exact_mut(S).zip(dy.chunks_exact(S)).zip(x.chunks_exact(S)).enumerate()
+            {
+                let c = i % C;
+                let (mean, inv) = (stats[2 * c], stats[2 * c + 1]);
+                let (scale, dgamma, dbeta) = (gamma[c] * inv, dp[c] / m, dp[C + c] / m);
+                for ((dx, &dy), &x) in dx.iter_mut().zip(dy).zip(x) {
+                    *dx = scale * (dy - dbeta - (x - mean) * inv * dgamma);
                 }
-            },
-        );
+            }
+        });
     }
 }
 

@@ -1,8 +1,7 @@
 //! Inverted dropout with a counter-based mask.
 
-use super::{chunk_len, Layer, Mode};
+use super::{chunk, chunk_count, chunk_len, for_each_chunk, ChunksMut, Layer, Mode};
 use crate::init::{mix, splitmix, GOLDEN_GAMMA};
-use rayon::prelude::*;
 
 /// Inverted dropout on `LEN` values per sample, like `torch.nn.Dropout(p)`.
 ///
@@ -51,28 +50,28 @@ impl<const LEN: usize> Layer for Dropout<LEN> {
         mode: Mode,
     ) {
         debug_assert!((0.0..=1.0).contains(&self.p), "dropout probability {} is outside [0, 1]", self.p);
-        let chunk = chunk_len(n) * LEN;
-        let (x, y, mask) = (&x[..n * LEN], &mut y[..n * LEN], &mut state[..n * LEN]);
+        let (len, count) = (chunk_len(n) * LEN, chunk_count(n));
+        let x = &x[..n * LEN];
+        let (ys, masks) = (ChunksMut::new(&mut y[..n * LEN], len), ChunksMut::new(&mut state[..n * LEN], len));
         let Mode::Train { seed } = mode else {
-            y.par_chunks_mut(chunk).zip(x.par_chunks(chunk)).for_each(|(y, x)| y.copy_from_slice(x));
+            for_each_chunk(count, &|c| ys.take(c).copy_from_slice(chunk(x, len, c)));
             return;
         };
         let (p, scale, key) = (self.p, self.scale(), splitmix(seed));
-        y.par_chunks_mut(chunk).zip(x.par_chunks(chunk)).zip(mask.par_chunks_mut(chunk)).enumerate().for_each(
-            |(c, ((y, x), mask))| {
-                if p == 0.0 {
-                    y.copy_from_slice(x);
-                    mask.fill(1);
-                    return;
-                }
-                let first = (c * chunk) as u64;
-                for (i, ((y, &x), m)) in y.iter_mut().zip(x).zip(mask).enumerate() {
-                    let keep = uniform(key, first + i as u64) >= p;
-                    *m = u32::from(keep);
-                    *y = if keep { x * scale } else { 0.0 };
-                }
-            },
-        );
+        for_each_chunk(count, &|c| {
+            let (y, x, mask) = (ys.take(c), chunk(x, len, c), masks.take(c));
+            if p == 0.0 {
+                y.copy_from_slice(x);
+                mask.fill(1);
+                return;
+            }
+            let first = (c * len) as u64;
+            for (i, ((y, &x), m)) in y.iter_mut().zip(x).zip(mask).enumerate() {
+                let keep = uniform(key, first + i as u64) >= p;
+                *m = u32::from(keep);
+                *y = if keep { x * scale } else { 0.0 };
+            }
+        });
     }
 
     fn backward(
@@ -89,17 +88,16 @@ impl<const LEN: usize> Layer for Dropout<LEN> {
         state: &[u32],
     ) {
         let Some(dx) = dx else { return };
-        let chunk = chunk_len(n) * LEN;
+        let len = chunk_len(n) * LEN;
         let scale = self.scale();
-        dx[..n * LEN]
-            .par_chunks_mut(chunk)
-            .zip(dy[..n * LEN].par_chunks(chunk))
-            .zip(state[..n * LEN].par_chunks(chunk))
-            .for_each(|((dx, dy), mask)| {
-                for ((dx, &dy), &m) in dx.iter_mut().zip(dy).zip(mask) {
-                    *dx = if m != 0 { dy * scale } else { 0.0 };
-                }
-            });
+        let dxs = ChunksMut::new(&mut dx[..n * LEN], len);
+        let (dy, mask) = (&dy[..n * LEN], &state[..n * LEN]);
+        for_each_chunk(chunk_count(n), &|c| {
+            let (dx, dy, mask) = (dxs.take(c), chunk(dy, len, c), chunk(mask, len, c));
+            for ((dx, &dy), &m) in dx.iter_mut().zip(dy).zip(mask) {
+                *dx = if m != 0 { dy * scale } else { 0.0 };
+            }
+        });
     }
 }
 

@@ -4,9 +4,10 @@
 //! binary cross-entropy, none for the mean squared error. Losses are PyTorch's with the `'mean'`
 //! reduction, computed from the pre-activations `z` so that they stay finite for any logits.
 
-use super::{activation::sigmoid, argmax, chunk_count, chunk_len, dx_chunks, softmax_forward, MAX_CHUNKS};
+use super::{
+    activation::sigmoid, argmax, chunk, chunk_count, chunk_len, for_each_chunk, softmax_forward, ChunksMut, MAX_CHUNKS,
+};
 use crate::{Error, Result};
-use rayon::prelude::*;
 
 /// The training loss of a model, fixed by its last layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,8 +59,10 @@ impl Loss {
             Loss::CrossEntropy => softmax_forward(n, k, z, out),
             Loss::BinaryCrossEntropy => {
                 let len = chunk_len(n) * k;
-                out[..n * k].par_chunks_mut(len).zip(z[..n * k].par_chunks(len)).for_each(|(out, z)| {
-                    out.iter_mut().zip(z).for_each(|(o, &z)| *o = sigmoid(z));
+                let outs = ChunksMut::new(&mut out[..n * k], len);
+                let z = &z[..n * k];
+                for_each_chunk(chunk_count(n), &|c| {
+                    outs.take(c).iter_mut().zip(chunk(z, len, c)).for_each(|(o, &z)| *o = sigmoid(z));
                 });
             }
             Loss::MeanSquaredError => out[..n * k].copy_from_slice(&z[..n * k]),
@@ -161,19 +164,18 @@ impl Loss {
             Loss::BinaryCrossEntropy | Loss::MeanSquaredError => 1.0 / (n * k) as f32,
         };
         let mut sums = [0.0f64; MAX_CHUNKS];
-        sums[..count]
-            .par_iter_mut()
-            .zip(z[..n * k].par_chunks(len * k))
-            .zip(out[..n * k].par_chunks(len * k))
-            .zip(dx_chunks(dz.map(|dz| &mut dz[..n * k]), len * k, count))
-            .enumerate()
-            .for_each(|(c, (((sum, z), out), mut dz))| {
-                for (s, (z, out)) in z.chunks_exact(k).zip(out.chunks_exact(k)).enumerate() {
-                    let t = targets.sample(c * len + s, k);
-                    let dz = dz.as_deref_mut().map(|dz| &mut dz[s * k..(s + 1) * k]);
-                    *sum += self.sample_loss(z, out, t, dz, scale);
-                }
-            });
+        let chunk_sums = ChunksMut::new(&mut sums[..count], 1);
+        let dzs = dz.map(|dz| ChunksMut::new(&mut dz[..n * k], len * k));
+        let (z, out) = (&z[..n * k], &out[..n * k]);
+        for_each_chunk(count, &|c| {
+            let (sum, z, out) = (&mut chunk_sums.take(c)[0], chunk(z, len * k, c), chunk(out, len * k, c));
+            let mut dz = dzs.as_ref().map(|d| d.take(c));
+            for (s, (z, out)) in z.chunks_exact(k).zip(out.chunks_exact(k)).enumerate() {
+                let t = targets.sample(c * len + s, k);
+                let dz = dz.as_deref_mut().map(|dz| &mut dz[s * k..(s + 1) * k]);
+                *sum += self.sample_loss(z, out, t, dz, scale);
+            }
+        });
         sums[..count].iter().sum()
     }
 

@@ -1,7 +1,6 @@
 //! Local response normalisation across channels.
 
-use super::{chunk_count, chunk_len, dx_chunks, Layer, Mode};
-use rayon::prelude::*;
+use super::{chunk, chunk_count, chunk_len, for_each_chunk, ChunksMut, Layer, Mode};
 
 /// Local response normalisation of `C` channels of `S` values each per sample, as in
 /// `torch.nn.LocalResponseNorm(size, alpha, beta, k)`.
@@ -76,7 +75,10 @@ impl<const C: usize, const S: usize> Layer for Lrn<C, S> {
     ) {
         debug_assert!(self.size > 0, "local response normalisation needs a window of at least one channel");
         let len = chunk_len(n) * C * S;
-        y[..n * C * S].par_chunks_mut(len).zip(x[..n * C * S].par_chunks(len)).for_each(|(y, x)| {
+        let ys = ChunksMut::new(&mut y[..n * C * S], len);
+        let x = &x[..n * C * S];
+        for_each_chunk(chunk_count(n), &|c| {
+            let (y, x) = (ys.take(c), chunk(x, len, c));
             for (y, x) in y.chunks_exact_mut(C * S).zip(x.chunks_exact(C * S)) {
                 self.bases(x, y);
                 y.iter_mut().zip(x).for_each(|(y, &a)| *y = a / y.powf(self.beta));
@@ -100,32 +102,30 @@ impl<const C: usize, const S: usize> Layer for Lrn<C, S> {
         let Some(dx) = dx else { return };
         let len = chunk_len(n) * C * S;
         let coef = 2.0 * self.alpha * self.beta / self.size as f32;
-        dx_chunks(Some(&mut dx[..n * C * S]), len, chunk_count(n))
-            .zip(dy[..n * C * S].par_chunks_mut(len))
-            .zip(x[..n * C * S].par_chunks(len))
-            .for_each(|((dx, dy), x)| {
-                let dx = dx.expect("dx was given");
-                for ((dx, dy), x) in
-                    dx.chunks_exact_mut(C * S).zip(dy.chunks_exact_mut(C * S)).zip(x.chunks_exact(C * S))
-                {
-                    // dx holds s, then the direct term dy·s^−β; dy becomes t = dy·a·s^(−β−1).
-                    self.bases(x, dx);
-                    for ((dx, dy), &a) in dx.iter_mut().zip(dy.iter_mut()).zip(x) {
-                        let s = *dx;
-                        let d = s.powf(self.beta);
-                        *dx = *dy / d;
-                        *dy = *dy * a / (d * s);
-                    }
-                    // dx_j −= (2αβ/size)·a_j·Σ t_c over the windows c that hold j.
-                    for (j, (dx, a)) in dx.chunks_exact_mut(S).zip(x.chunks_exact(S)).enumerate() {
-                        let (lo, hi) = self.windows_holding(j);
-                        for (i, (dx, &a)) in dx.iter_mut().zip(a).enumerate() {
-                            let t: f32 = (lo..hi).map(|c| dy[c * S + i]).sum();
-                            *dx -= coef * a * t;
-                        }
+        let dxs = ChunksMut::new(&mut dx[..n * C * S], len);
+        let dys = ChunksMut::new(&mut dy[..n * C * S], len);
+        let x = &x[..n * C * S];
+        for_each_chunk(chunk_count(n), &|c| {
+            let (dx, dy, x) = (dxs.take(c), dys.take(c), chunk(x, len, c));
+            for ((dx, dy), x) in dx.chunks_exact_mut(C * S).zip(dy.chunks_exact_mut(C * S)).zip(x.chunks_exact(C * S)) {
+                // dx holds s, then the direct term dy·s^−β; dy becomes t = dy·a·s^(−β−1).
+                self.bases(x, dx);
+                for ((dx, dy), &a) in dx.iter_mut().zip(dy.iter_mut()).zip(x) {
+                    let s = *dx;
+                    let d = s.powf(self.beta);
+                    *dx = *dy / d;
+                    *dy = *dy * a / (d * s);
+                }
+                // dx_j −= (2αβ/size)·a_j·Σ t_c over the windows c that hold j.
+                for (j, (dx, a)) in dx.chunks_exact_mut(S).zip(x.chunks_exact(S)).enumerate() {
+                    let (lo, hi) = self.windows_holding(j);
+                    for (i, (dx, &a)) in dx.iter_mut().zip(a).enumerate() {
+                        let t: f32 = (lo..hi).map(|c| dy[c * S + i]).sum();
+                        *dx -= coef * a * t;
                     }
                 }
-            });
+            }
+        });
     }
 }
 

@@ -290,19 +290,6 @@ pub fn chunk<T>(slice: &[T], len: usize, c: usize) -> &[T] {
     &slice[start..(start + len).min(slice.len())]
 }
 
-/// Optional per-chunk slices of `dx` (the input gradient), or `None` for each chunk when the
-/// caller needs no input gradient, as one indexed parallel iterator.
-pub(crate) fn dx_chunks(
-    dx: Option<&mut [f32]>,
-    chunk: usize,
-    count: usize,
-) -> impl IndexedParallelIterator<Item = Option<&mut [f32]>> {
-    match dx {
-        Some(dx) => rayon::iter::Either::Left(dx.par_chunks_mut(chunk.max(1)).map(Some)),
-        None => rayon::iter::Either::Right((0..count).into_par_iter().map(|_| None)),
-    }
-}
-
 /// Sums the per-chunk partial gradients in `partial` (chunk after chunk, `dp.len()` values
 /// each) into `dp`, always in chunk order.
 pub(crate) fn reduce_partials(n: usize, partial: &[f32], dp: &mut [f32]) {

@@ -1,27 +1,27 @@
 //! Residual connections: the sum of two branches and the gradient that flows into both.
 
-use super::{chunk_len, Act};
-use rayon::prelude::*;
+use super::{chunk, chunk_count, chunk_len, for_each_chunk, Act, ChunksMut};
 
 /// `y = act(a + b)` on `n` samples of `len` values each.
 pub fn add_forward(n: usize, len: usize, a: &[f32], b: &[f32], y: &mut [f32], act: Act) {
-    let chunk = (chunk_len(n) * len).max(1);
-    y[..n * len]
-        .par_chunks_mut(chunk)
-        .zip(a[..n * len].par_chunks(chunk))
-        .zip(b[..n * len].par_chunks(chunk))
-        .for_each(|((y, a), b)| {
-            for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
-                *y = act.apply(a + b);
-            }
-        });
+    let size = (chunk_len(n) * len).max(1);
+    let ys = ChunksMut::new(&mut y[..n * len], size);
+    let (a, b) = (&a[..n * len], &b[..n * len]);
+    for_each_chunk(chunk_count(n), &|c| {
+        let (y, a, b) = (ys.take(c), chunk(a, size, c), chunk(b, size, c));
+        for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+            *y = act.apply(a + b);
+        }
+    });
 }
 
 /// `dst += src` on `n` samples of `len` values each: adds a second gradient into a block input.
 pub fn add_assign(n: usize, len: usize, dst: &mut [f32], src: &[f32]) {
-    let chunk = (chunk_len(n) * len).max(1);
-    dst[..n * len].par_chunks_mut(chunk).zip(src[..n * len].par_chunks(chunk)).for_each(|(dst, src)| {
-        dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
+    let size = (chunk_len(n) * len).max(1);
+    let dsts = ChunksMut::new(&mut dst[..n * len], size);
+    let src = &src[..n * len];
+    for_each_chunk(chunk_count(n), &|c| {
+        dsts.take(c).iter_mut().zip(chunk(src, size, c)).for_each(|(d, &s)| *d += s);
     });
 }
 

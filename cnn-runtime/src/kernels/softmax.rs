@@ -1,13 +1,15 @@
 //! Softmax and its fused cross-entropy gradient.
 
-use super::{chunk_len, Loss, Targets};
-use rayon::prelude::*;
+use super::{chunk, chunk_count, chunk_len, for_each_chunk, ChunksMut, Loss, Targets};
 
 /// Row-wise softmax of `n` rows of `classes` logits into `probs`, shifted by each row's
 /// maximum so that no `exp` overflows.
 pub fn softmax_forward(n: usize, classes: usize, logits: &[f32], probs: &mut [f32]) {
     let len = chunk_len(n) * classes;
-    probs[..n * classes].par_chunks_mut(len).zip(logits[..n * classes].par_chunks(len)).for_each(|(p, z)| {
+    let ps = ChunksMut::new(&mut probs[..n * classes], len);
+    let logits = &logits[..n * classes];
+    for_each_chunk(chunk_count(n), &|c| {
+        let (p, z) = (ps.take(c), chunk(logits, len, c));
         for (p, z) in p.chunks_exact_mut(classes).zip(z.chunks_exact(classes)) {
             let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0.0;
