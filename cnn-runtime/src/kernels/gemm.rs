@@ -164,22 +164,27 @@ pub enum Isa {
 /// The instruction set [`gemm`] uses: the best this processor has, unless the environment
 /// variable `CNN_GEMM` (`avx2` or `portable`) or [`force_isa`] asks for a lower one. Every path
 /// sums each output element in the same order, so AVX2 and AVX-512 give the same bits.
+#[inline]
 pub fn isa() -> Isa {
     match CHOSEN.load(Ordering::Relaxed) {
         1 => Isa::Avx512,
         2 => Isa::Avx2,
         3 => Isa::Portable,
-        _ => {
-            let best = detect();
-            let wanted = match std::env::var("CNN_GEMM").as_deref() {
-                Ok("portable") => Isa::Portable,
-                Ok("avx2") if best == Isa::Avx512 => Isa::Avx2,
-                _ => best,
-            };
-            store(wanted);
-            wanted
-        }
+        _ => choose(),
     }
+}
+
+/// The first call of [`isa`]: detects the processor and reads `CNN_GEMM`.
+#[cold]
+fn choose() -> Isa {
+    let best = detect();
+    let wanted = match std::env::var("CNN_GEMM").as_deref() {
+        Ok("portable") => Isa::Portable,
+        Ok("avx2") if best == Isa::Avx512 => Isa::Avx2,
+        _ => best,
+    };
+    store(wanted);
+    wanted
 }
 
 /// Makes [`gemm`] use `isa` from now on, or the best available when `isa` is not; returns the
