@@ -1,4 +1,14 @@
-//! 2-D convolution by im2col and GEMM, with bias and activation fused into one pass.
+//! 2-D convolution as GEMM, with bias and activation fused into one pass.
+//!
+//! A convolution with stride 1 whose padding is smaller than its filter multiplies shifted views
+//! of a zero-padded copy of each input ([`Mat::taps`]): row `(c, i, j)` of the im2col matrix is
+//! the padded input read from tap `(c, i, j)` on, so no copy 9 times the input's size (for 3x3)
+//! is written. Each output row then has `FW - 1` throw-away columns, which is worth it while they
+//! are at most a seventh of the row. The input gradient is the same product with the flipped
+//! filters over the padded output gradient, and the weight gradient (16 filters or more) is
+//! `dWᵀ` from the same views against the transposed output gradient. Other convolutions unfold
+//! each sample with [`im2col`] (forward), [`im2row`] (weight gradient) and fold back with
+//! [`col2im`] (input gradient).
 
 use super::{
     chunk, chunk_count, chunk_len, for_each_chunk, gemm, lane_sum, reduce_partials, Act, ChunksMut, Layer, Mat, MatMut,
