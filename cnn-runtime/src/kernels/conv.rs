@@ -319,10 +319,11 @@ impl Geometry {
         self.weights() + if self.bias { self.k } else { 0 }
     }
 
-    /// The weight gradient from shifted views, as `dWᵀ` with one column per filter: worth it
-    /// when there are enough filters to fill a register tile's width.
-    const fn shifted_dw(&self) -> bool {
-        self.shifted && self.k >= 16
+    /// The weight gradient as `dWᵀ` (one column per filter) from the unfolded input (shifted
+    /// views or im2col's matrix), rather than `dW` from im2row's: worth it when there are enough
+    /// filters to fill a register tile's width.
+    const fn transposed_dw(&self) -> bool {
+        self.k >= 16
     }
 
     /// Rows and width of the padded input, and its length with the `fw - 1` values that the
@@ -352,7 +353,8 @@ impl Geometry {
     const fn scratch(&self) -> usize {
         let cols = self.r() * self.n();
         if !self.shifted {
-            return cols;
+            // The two gradients use the scratch one after the other.
+            return if cols > self.dw_scratch() { cols } else { self.dw_scratch() };
         }
         let forward = self.padded()[2] + self.k * self.np();
         let [_, _, dyp, nq] = self.grad_padded();
@@ -367,10 +369,21 @@ impl Geometry {
     /// The weight gradient's part of the backward scratch, with shifted views: padded input,
     /// transposed output gradient and `dWᵀ`, or im2row's matrix.
     const fn dw_scratch(&self) -> usize {
-        if self.shifted_dw() {
-            self.padded()[2] + self.np() * self.k + self.r() * self.k
+        let unfolded = if self.shifted { self.padded()[2] } else { self.r() * self.n() };
+        if self.transposed_dw() {
+            unfolded + self.wide_n() * self.k + self.r() * self.k
         } else {
             self.r() * self.n()
+        }
+    }
+
+    /// Output positions per channel as the GEMMs compute them: over the padded width with
+    /// shifted views, else the real ones.
+    const fn wide_n(&self) -> usize {
+        if self.shifted {
+            self.np()
+        } else {
+            self.n()
         }
     }
 
@@ -490,28 +503,37 @@ fn conv_backward<S: Shape>(
 #[inline(always)]
 fn weight_gradient(g: &Geometry, dz: &[f32], x: &[f32], dw: &mut [f32], scratch: &mut [f32]) {
     let (r, nn, (inp, out)) = (g.r(), g.n(), (g.d * g.h * g.w, g.k * g.n()));
-    if g.shifted_dw() {
-        // dWᵀ [R, K] = taps of the padded input [R, OH*WP] x dzᵀ [OH*WP, K], where dzᵀ is zero
-        // in the throw-away columns, so that they add nothing.
+    if g.transposed_dw() {
+        // dWᵀ [R, K] = the unfolded input [R, N'] x dzᵀ [N', K]. With shifted views, N' runs over
+        // the padded width and dzᵀ is zero in the throw-away columns, so that they add nothing.
+        let (dims, f, st, pad) = g.dims();
         let [hp, wp, xp_len] = g.padded();
-        let np = g.np();
-        let (xp, rest) = scratch.split_at_mut(xp_len);
-        let (dzt, rest) = rest.split_at_mut(np * g.k);
+        let (wide, width) = (g.wide_n(), if g.shifted { wp } else { g.ow });
+        let (unfolded, rest) = scratch.split_at_mut(if g.shifted { xp_len } else { r * nn });
+        let (dzt, rest) = rest.split_at_mut(wide * g.k);
         let dwt = &mut rest[..r * g.k];
-        xp.fill(0.0);
-        dzt.fill(0.0);
+        if g.shifted {
+            // The padding and the throw-away columns, which the loop below leaves alone.
+            unfolded.fill(0.0);
+            dzt.fill(0.0);
+        }
         for (s, (dz, x)) in dz.chunks_exact(out).zip(x.chunks_exact(inp)).enumerate() {
-            pad_into(x, xp, [g.d, g.h, g.w], g.pad, [hp, wp]);
             for (k, dz) in dz.chunks_exact(nn).enumerate() {
                 for (oy, dz) in dz.chunks_exact(g.ow).enumerate() {
                     for (ox, &v) in dz.iter().enumerate() {
-                        dzt[(oy * wp + ox) * g.k + k] = v;
+                        dzt[(oy * width + ox) * g.k + k] = v;
                     }
                 }
             }
-            let taps = Mat::taps(xp, [g.d, hp, wp], g.f, np);
+            let a = if g.shifted {
+                pad_into(x, unfolded, [g.d, g.h, g.w], g.pad, [hp, wp]);
+                Mat::taps(unfolded, [g.d, hp, wp], g.f, wide)
+            } else {
+                im2col(x, unfolded, dims, f, st, pad);
+                Mat::new(unfolded, r, nn)
+            };
             let beta = if s == 0 { 0.0 } else { 1.0 };
-            gemm(1.0, taps, Mat::new(dzt, np, g.k), beta, MatMut::new(dwt, r, g.k));
+            gemm(1.0, a, Mat::new(dzt, wide, g.k), beta, MatMut::new(dwt, r, g.k));
         }
         for (k, dw) in dw.chunks_exact_mut(r).enumerate() {
             for (t, dw) in dw.iter_mut().enumerate() {
@@ -745,7 +767,7 @@ mod tests {
     #[test]
     fn shifted_views_match_direct_convolution() {
         type L = Conv2d<3, 8, 9, 16, 3, 2, 1, 1, 1, 1>;
-        assert!(L::GEOMETRY.shifted && L::GEOMETRY.shifted_dw());
+        assert!(L::GEOMETRY.shifted && L::GEOMETRY.transposed_dw());
         let n = 3;
         let x = random_vec(n * L::IN, 5);
         let p = random_vec(L::PARAMS, 6);
@@ -770,6 +792,8 @@ mod tests {
         // More samples than chunks, so several samples share a chunk.
         check_gradients(Conv2d::<1, 5, 5, 2, 3, 3, 2, 2, 1, 1> { act: Act::Relu }, 37, 40);
         check_gradients(Conv2d::<2, 6, 5, 3, 3, 3, 2, 1, 1, 1, false> { act: Act::Tanh }, 3, 50);
+        // im2col with the weight gradient as dWᵀ (16 filters), stride 2 and 3.
+        check_gradients(Conv2d::<2, 7, 8, 16, 3, 2, 2, 3, 1, 2> { act: Act::Identity }, 5, 55);
         // Shifted views, with the weight gradient from shifted views (16 filters) and not.
         check_gradients(Conv2d::<2, 5, 8, 16, 3, 2, 1, 1, 1, 1> { act: Act::Tanh }, 5, 60);
         check_gradients(Conv2d::<3, 6, 9, 4, 2, 2, 1, 1, 0, 1> { act: Act::Relu }, 3, 70);
