@@ -1,7 +1,6 @@
 //! Batch normalisation over the channels of a volume or the features of a vector.
 
 use super::{chunk, chunk_count, chunk_len, for_each_chunk, Act, ChunksMut, Layer, Mode};
-use rayon::prelude::*;
 
 /// Batch normalisation of `C` channels of `S` values each per sample, as in
 /// `torch.nn.BatchNorm2d(C)` (`S = H·W`) or `torch.nn.BatchNorm1d(C)` (`S = 1`) with their
@@ -12,7 +11,7 @@ use rayon::prelude::*;
 /// statistics. Parameters: `γ` (weight) then `β` (bias), `C` each. Buffers: `running_mean` and
 /// `running_var`, `C` each, then `num_batches_tracked` as one `f32`.
 ///
-/// The statistics are summed in `f64`, one channel per task and the samples in order, so they
+/// The statistics are summed in `f64`, each channel by one task and the samples in order, so they
 /// have the same bits whatever the number of threads.
 #[derive(Clone, Copy, Debug)]
 pub struct BatchNorm<const C: usize, const S: usize> {
@@ -89,18 +88,20 @@ impl<const C: usize, const S: usize> Layer for BatchNorm<C, S> {
             let m = n * S;
             let unbias = if m > 1 { m as f64 / (m - 1) as f64 } else { 1.0 };
             let keep = 1.0 - Self::MOMENTUM;
-            stats
-                .par_chunks_mut(2)
-                .zip(running_mean.par_iter_mut())
-                .zip(running_var.par_iter_mut())
-                .enumerate()
-                .for_each(|(c, ((st, rm), rv))| {
-                    let (mean, var) = Self::stats(x, n, c);
+            // Blocks of channels, each channel computed by one task.
+            let per = C.div_ceil(64);
+            let (sts, rms, rvs) =
+                (ChunksMut::new(stats, 2 * per), ChunksMut::new(running_mean, per), ChunksMut::new(running_var, per));
+            for_each_chunk(C.div_ceil(per), &|block| {
+                let (st, rm, rv) = (sts.take(block), rms.take(block), rvs.take(block));
+                for (i, ((st, rm), rv)) in st.chunks_exact_mut(2).zip(rm).zip(rv).enumerate() {
+                    let (mean, var) = Self::stats(x, n, block * per + i);
                     st[0] = mean as f32;
                     st[1] = Self::inv_std(var) as f32;
                     *rm = (keep * *rm as f64 + Self::MOMENTUM * mean) as f32;
                     *rv = (keep * *rv as f64 + Self::MOMENTUM * var * unbias) as f32;
-                });
+                }
+            });
             tracked[0] += 1.0;
         } else {
             for (c, st) in stats.chunks_exact_mut(2).enumerate() {
@@ -151,8 +152,13 @@ impl<const C: usize, const S: usize> Layer for BatchNorm<C, S> {
         // Per channel: the batch statistics again, dγ = Σ dy·x̂ and dβ = Σ dy.
         let stats = &mut scratch[..2 * C];
         let (dgamma, dbeta) = dp.split_at_mut(C);
-        stats.par_chunks_mut(2).zip(dgamma.par_iter_mut()).zip(dbeta.par_iter_mut()).enumerate().for_each(
-            |(c, ((st, dg), db))| {
+        let per = C.div_ceil(64);
+        let (sts, dgs, dbs) = (ChunksMut::new(stats, 2 * per), ChunksMut::new(dgamma, per), ChunksMut::new(dbeta, per));
+        let dy = &*dy;
+        for_each_chunk(C.div_ceil(per), &|block| {
+            let (st, dg, db) = (sts.take(block), dgs.take(block), dbs.take(block));
+            for (i, ((st, dg), db)) in st.chunks_exact_mut(2).zip(dg).zip(db).enumerate() {
+                let c = block * per + i;
                 let (mean, var) = Self::stats(x, n, c);
                 let inv = Self::inv_std(var);
                 let (mut sum, mut dot) = (0.0f64, 0.0f64);
@@ -164,8 +170,8 @@ impl<const C: usize, const S: usize> Layer for BatchNorm<C, S> {
                 st[1] = inv as f32;
                 *dg = dot as f32;
                 *db = sum as f32;
-            },
-        );
+            }
+        });
         let Some(dx) = dx else { return };
         // dx = γ/√(σ² + eps) · (dy − Σdy/M − x̂·Σ(dy·x̂)/M), with M = n·S.
         let (stats, dp, gamma) = (&*stats, &*dp, &p[..C]);
@@ -293,6 +299,24 @@ mod tests {
             println!("batchnorm C=3 S=6 ({act:?}, n=3): max relative error dx {ex:e}, dparams {ep:e}");
             assert!(ex < 1e-2 && ep < 1e-2, "{act:?}: dx {ex}, dparams {ep}");
         }
+    }
+
+    #[test]
+    fn more_channels_than_tasks() {
+        // 70 channels go to 35 tasks of 2: statistics, running averages and gradients as ever.
+        const C: usize = 70;
+        let (x, p) = (random_vec(5 * C * 2, 31), random_vec(2 * C, 32));
+        let mut b = vec![0.0; 2 * C + 1];
+        let layer = BatchNorm::<C, 2> { act: Act::Identity };
+        let y = forward_in(&layer, 5, &x, &p, &mut b, Mode::Train { seed: 0 }).0;
+        for c in [0, 1, 2, 33, 69] {
+            let mean = BatchNorm::<C, 2>::channel(&x, 5, c).map(|&v| v as f64).sum::<f64>() / 10.0;
+            assert!((b[c] as f64 - 0.1 * mean).abs() < 1e-6, "running mean of channel {c}");
+            let out: f64 = BatchNorm::<C, 2>::channel(&y, 5, c).map(|&v| v as f64).sum::<f64>() / 10.0;
+            assert!((out - p[C + c] as f64).abs() < 1e-5, "channel {c} has mean beta");
+        }
+        let (ex, ep) = layer_gradient_errors(&layer, 5, 33);
+        assert!(ex < 1e-2 && ep < 1e-2, "dx {ex}, dparams {ep}");
     }
 
     #[test]
