@@ -154,7 +154,6 @@ impl<const C: usize, const S: usize> Layer for BatchNorm<C, S> {
         let (dgamma, dbeta) = dp.split_at_mut(C);
         let per = C.div_ceil(64);
         let (sts, dgs, dbs) = (ChunksMut::new(stats, 2 * per), ChunksMut::new(dgamma, per), ChunksMut::new(dbeta, per));
-        let dy = &*dy;
         for_each_chunk(C.div_ceil(per), &|block| {
             let (st, dg, db) = (sts.take(block), dgs.take(block), dbs.take(block));
             for (i, ((st, dg), db)) in st.chunks_exact_mut(2).zip(dg).zip(db).enumerate() {
