@@ -372,6 +372,8 @@ impl Geometry {
         let unfolded = if self.shifted { self.padded()[2] } else { self.r() * self.n() };
         if self.transposed_dw() {
             unfolded + self.wide_n() * self.k + self.r() * self.k
+        } else if self.shifted {
+            unfolded + self.k * self.np()
         } else {
             self.r() * self.n()
         }
@@ -539,6 +541,25 @@ fn weight_gradient(g: &Geometry, dz: &[f32], x: &[f32], dw: &mut [f32], scratch:
             for (t, dw) in dw.iter_mut().enumerate() {
                 *dw = dwt[t * g.k + k];
             }
+        }
+        return;
+    }
+    if g.shifted {
+        // dW [K, R] += dz [K, OH*WP] (zero in the throw-away columns) x the taps of the padded
+        // input, transposed: dot products of the output gradient's rows with the taps.
+        let [hp, wp, xp_len] = g.padded();
+        let np = g.np();
+        let (xp, rest) = scratch.split_at_mut(xp_len);
+        let dzw = &mut rest[..g.k * np];
+        xp.fill(0.0);
+        dzw.fill(0.0);
+        for (dz, x) in dz.chunks_exact(out).zip(x.chunks_exact(inp)) {
+            pad_into(x, xp, [g.d, g.h, g.w], g.pad, [hp, wp]);
+            for (row, wide) in dz.chunks_exact(g.ow).zip(dzw.chunks_exact_mut(wp)) {
+                wide[..g.ow].copy_from_slice(row);
+            }
+            let taps = Mat::taps(xp, [g.d, hp, wp], g.f, np).t();
+            gemm(1.0, Mat::new(dzw, g.k, np), taps, 1.0, MatMut::new(dw, g.k, r));
         }
         return;
     }

@@ -25,6 +25,18 @@ pub struct Mat<'a> {
     rs: usize,
     cs: usize,
     taps: Taps,
+    /// The taps index the columns: the transpose of a [`Mat::taps`] view.
+    taps_t: bool,
+}
+
+/// Where tap `i` of `taps`, `stride` apart per channel, starts.
+#[inline(always)]
+fn tap_start(t: Taps, stride: usize, i: usize) -> usize {
+    if t.group == 1 {
+        i * stride
+    } else {
+        (i / t.group) * stride + (i % t.group / t.fw) * t.line + i % t.fw
+    }
 }
 
 /// How [`Mat::taps`] places its rows: row `i = (c * fh + y) * fw + x` starts at
@@ -43,7 +55,7 @@ impl<'a> Mat<'a> {
     /// A `rows x cols` row-major matrix over the first `rows * cols` values of `data`.
     pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
         assert!(data.len() >= rows * cols, "matrix {rows}x{cols} over {} values", data.len());
-        Mat { data: &data[..rows * cols], rows, cols, rs: cols, cs: 1, taps: PLAIN }
+        Mat { data: &data[..rows * cols], rows, cols, rs: cols, cs: 1, taps: PLAIN, taps_t: false }
     }
 
     /// The im2col matrix of a convolution with stride 1, as shifted views of a padded volume
@@ -57,30 +69,47 @@ impl<'a> Mat<'a> {
     pub fn taps(data: &'a [f32], [d, h, w]: [usize; 3], [fh, fw]: [usize; 2], cols: usize) -> Self {
         let rows = d * fh * fw;
         let taps = Taps { group: fh * fw, fw, line: w };
-        let m = Mat { data, rows, cols, rs: h * w, cs: 1, taps };
+        let m = Mat { data, rows, cols, rs: h * w, cs: 1, taps, taps_t: false };
         let end = if rows == 0 { 0 } else { m.start(rows - 1) + cols };
         assert!(end <= data.len(), "{rows} taps of {cols} values over {} values", data.len());
         m
     }
 
-    /// Where row `i` starts in `data`.
+    /// Where row `i` starts in `data` (not for a transposed [`Mat::taps`] view).
     #[inline(always)]
     fn start(&self, i: usize) -> usize {
-        let t = self.taps;
-        if t.group == 1 {
-            i * self.rs
+        tap_start(self.taps, self.rs, i)
+    }
+
+    /// Where column `j` starts in `data`.
+    #[inline(always)]
+    fn col_start(&self, j: usize) -> usize {
+        if self.taps_t {
+            tap_start(self.taps, self.cs, j)
         } else {
-            (i / t.group) * self.rs + (i % t.group / t.fw) * t.line + i % t.fw
+            j * self.cs
         }
     }
 
-    /// The transpose, as a view of the same data.
-    ///
-    /// # Panics
-    /// For the shifted views of [`Mat::taps`], whose columns are not evenly spaced.
+    /// Whether the rows are gathered from taps (a [`Mat::taps`] view), or the columns (its
+    /// transpose).
+    fn gathered(&self) -> (bool, bool) {
+        let gathered = self.taps != PLAIN;
+        (gathered && !self.taps_t, gathered && self.taps_t)
+    }
+
+    /// The transpose, as a view of the same data. A [`Mat::taps`] view's transpose can only be
+    /// the right-hand side of a product with an ordinary left-hand side of contiguous rows
+    /// (dot products of rows with taps).
     pub fn t(self) -> Self {
-        assert!(self.taps == PLAIN, "the shifted views of Mat::taps have no transpose");
-        Mat { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ..self }
+        Mat {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            taps_t: self.taps_t != (self.taps != PLAIN),
+            ..self
+        }
     }
 
     /// Number of rows.
@@ -266,7 +295,9 @@ fn gemm_impl<const FMA: bool, const MR: usize, const NR: usize>(
     if m == 0 || n == 0 {
         return;
     }
-    if b.cs == 1 && k > 0 && (a.cs == 1 || a.taps == PLAIN) {
+    let ((a_rows, a_cols), (_, b_cols)) = (a.gathered(), b.gathered());
+    assert!(!a_cols, "gemm: a transposed shifted view on the left");
+    if b.cs == 1 && k > 0 && !b_cols && (a.cs == 1 || !a_rows) {
         if beta != 0.0 && beta != 1.0 {
             c.data.iter_mut().for_each(|v| *v *= beta);
         }
@@ -278,7 +309,7 @@ fn gemm_impl<const FMA: bool, const MR: usize, const NR: usize>(
         }
         return;
     }
-    assert!(a.taps == PLAIN && b.taps == PLAIN, "gemm: shifted views need contiguous rows of B");
+    assert!(!a_rows && b.taps == PLAIN || (b_cols && a.cs == 1), "gemm: shifted views need contiguous rows of B");
     if beta == 0.0 {
         c.data.fill(0.0);
     } else if beta != 1.0 {
@@ -477,7 +508,7 @@ fn tile<const FMA: bool, const R: usize, const W: usize, const STORE: bool, cons
 fn dots<const FMA: bool>(alpha: f32, a: Mat<'_>, b: Mat<'_>, c: &mut [f32], n: usize) {
     let (m, k) = (a.rows, a.cols);
     let row = |i: usize| &a.data[i * a.rs..i * a.rs + k];
-    let col = |j: usize| &b.data[j * b.cs..j * b.cs + k];
+    let col = |j: usize| &b.data[b.col_start(j)..b.col_start(j) + k];
     let mut i = 0;
     while i < m {
         let rows = if i + 2 <= m { [row(i), row(i + 1)] } else { [row(i), row(i)] };
@@ -701,6 +732,15 @@ mod tests {
             let mut want = vec![1.0; r * other];
             gemm(0.5, Mat::new(&copy, r, cols), Mat::new(&y, cols, other), 1.0, MatMut::new(&mut want, r, other));
             assert_close(&fast, &want, 1e-6, &format!("A from taps {d}x{h}x{w} / {fh}x{fw}"));
+            // Transposed, as B: [other, cols] x [cols, r], dot products of rows with taps.
+            let z = random_vec(other * cols, 16);
+            let mut dots = vec![2.0; other * r];
+            let taps_t = Mat::taps(&v, [d, h, w], [fh, fw], cols).t();
+            gemm(1.0, Mat::new(&z, other, cols), taps_t, 1.0, MatMut::new(&mut dots, other, r));
+            let mut want_dots = vec![2.0; other * r];
+            let copy_t = Mat::new(&copy, r, cols).t();
+            gemm(1.0, Mat::new(&z, other, cols), copy_t, 1.0, MatMut::new(&mut want_dots, other, r));
+            assert_eq!(dots, want_dots, "B from transposed taps {d}x{h}x{w} / {fh}x{fw}");
             assert_close(
                 &want,
                 &reference(Mat::new(&copy, r, cols), Mat::new(&y, cols, other))
