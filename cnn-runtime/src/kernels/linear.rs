@@ -98,6 +98,7 @@ impl<const IN: usize, const OUT: usize, const BIAS: bool> Layer for Linear<IN, O
         let (dw, db) = dp[..Self::PARAMS].split_at_mut(Self::WEIGHTS);
         let rows = ROWS.max(OUT.div_ceil(64));
         let blocks = ChunksMut::new(dw, rows * IN);
+        let bias_blocks = ChunksMut::new(db, rows);
         for_each_chunk(OUT.div_ceil(rows), &|block| {
             let dw = blocks.take(block);
             let (r0, rows) = (block * rows, dw.len() / IN);
@@ -108,12 +109,14 @@ impl<const IN: usize, const OUT: usize, const BIAS: bool> Layer for Linear<IN, O
                 0.0,
                 MatMut::new(dw, rows, IN),
             );
-        });
-        if BIAS {
-            for (o, g) in db.iter_mut().enumerate() {
-                *g = dz.iter().skip(o).step_by(OUT).sum();
+            if BIAS {
+                let db = bias_blocks.take(block);
+                db.fill(0.0);
+                for sample in dz.chunks_exact(OUT) {
+                    db.iter_mut().zip(&sample[r0..r0 + rows]).for_each(|(g, &v)| *g += v);
+                }
             }
-        }
+        });
     }
 }
 
