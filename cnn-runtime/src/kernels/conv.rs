@@ -5,10 +5,13 @@
 //! the padded input read from tap `(c, i, j)` on, so no copy 9 times the input's size (for 3x3)
 //! is written. Each output row then has `FW - 1` throw-away columns, which is worth it while they
 //! are at most a seventh of the row. The input gradient is the same product with the flipped
-//! filters over the padded output gradient, and the weight gradient (16 filters or more) is
-//! `dWᵀ` from the same views against the transposed output gradient. Other convolutions unfold
-//! each sample with [`im2col`] (forward), [`im2row`] (weight gradient) and fold back with
-//! [`col2im`] (input gradient).
+//! filters over the padded output gradient. Other convolutions unfold each sample with
+//! [`im2col`] and fold the input gradient back with [`col2im`].
+//!
+//! With 16 filters or more, the weight gradient is `dWᵀ` from the unfolded input (shifted views
+//! or im2col's matrix) against the transposed output gradient, one column per filter. With
+//! fewer, it is dot products of the output gradient's rows with the transposed shifted views,
+//! or `dW` from [`im2row`]'s matrix.
 
 use super::{
     chunk, chunk_count, chunk_len, for_each_chunk, gemm, lane_sum, reduce_partials, Act, ChunksMut, Layer, Mat, MatMut,
@@ -53,14 +56,9 @@ impl<
     > Conv2d<D, H, W, K, FH, FW, SH, SW, PH, PW, BIAS>
 {
     /// Output height: `(H - FH + 2 PH) / SH + 1`.
-    pub const OH: usize = (H + 2 * PH - FH) / SH + 1;
+    pub const OH: usize = Self::GEOMETRY.oh;
     /// Output width: `(W - FW + 2 PW) / SW + 1`.
-    pub const OW: usize = (W + 2 * PW - FW) / SW + 1;
-    /// Rows of the im2col matrix: one per filter tap.
-    const R: usize = D * FH * FW;
-    /// Columns of the im2col matrix: one per output position.
-    const N: usize = Self::OH * Self::OW;
-    const WEIGHTS: usize = K * Self::R;
+    pub const OW: usize = Self::GEOMETRY.ow;
 
     /// Unfolds one sample `x` (`[D, H, W]`) into `cols` (`[D*FH*FW, OH*OW]`): column `n` holds the
     /// receptive field of output position `n`, zeros where it overlaps the padding.
@@ -203,15 +201,15 @@ impl<
         const BIAS: bool,
     > Layer for Conv2d<D, H, W, K, FH, FW, SH, SW, PH, PW, BIAS>
 {
-    const IN: usize = D * H * W;
-    const OUT: usize = K * Self::N;
-    const PARAMS: usize = Self::WEIGHTS + if BIAS { K } else { 0 };
+    const IN: usize = Self::GEOMETRY.inputs();
+    const OUT: usize = Self::GEOMETRY.outputs();
+    const PARAMS: usize = Self::GEOMETRY.params();
     const SCRATCH: usize = Self::GEOMETRY.scratch();
     const STATE: usize = 0;
-    const FLOPS: u64 = 2 * (K * Self::R * Self::N) as u64;
+    const FLOPS: u64 = 2 * (Self::GEOMETRY.weights() * Self::GEOMETRY.n()) as u64;
 
     fn init(&self, p: &mut [f32], _: &mut [f32], rng: &mut crate::init::Rng) {
-        crate::init::pytorch_default(p, Self::R, rng);
+        crate::init::pytorch_default(p, Self::GEOMETRY.r(), rng);
     }
 
     fn forward(
@@ -311,6 +309,15 @@ impl Geometry {
         self.oh * self.ow
     }
 
+    /// Values per input and per output sample.
+    const fn inputs(&self) -> usize {
+        self.d * self.h * self.w
+    }
+
+    const fn outputs(&self) -> usize {
+        self.k * self.n()
+    }
+
     const fn weights(&self) -> usize {
         self.k * self.r()
     }
@@ -346,14 +353,13 @@ impl Geometry {
         [hq, wq, self.k * hq * wq + self.f[1] - 1, self.h * wq]
     }
 
-    /// Scratch per chunk: im2col's matrix, or for shifted views the larger of the forward
-    /// (padded input, wide output) and backward (padded input, transposed output gradient and
-    /// `dWᵀ` or im2row's matrix, flipped filters, padded output gradient, wide input gradient)
-    /// needs.
+    /// Scratch per chunk. On the im2col path the two gradients take it one after the other:
+    /// the larger of im2col's matrix and the weight gradient's part. With shifted views, the
+    /// larger of the forward (padded input, wide output) and backward (the weight gradient's
+    /// part, then flipped filters, padded output gradient, wide input gradient) needs.
     const fn scratch(&self) -> usize {
         let cols = self.r() * self.n();
         if !self.shifted {
-            // The two gradients use the scratch one after the other.
             return if cols > self.dw_scratch() { cols } else { self.dw_scratch() };
         }
         let forward = self.padded()[2] + self.k * self.np();
@@ -366,8 +372,9 @@ impl Geometry {
         }
     }
 
-    /// The weight gradient's part of the backward scratch, with shifted views: padded input,
-    /// transposed output gradient and `dWᵀ`, or im2row's matrix.
+    /// The weight gradient's part of the backward scratch: the unfolded input (padded input or
+    /// im2col's matrix), transposed output gradient and `dWᵀ`; with fewer than 16 filters, the
+    /// padded input and the output gradient over the padded width, or im2row's matrix.
     const fn dw_scratch(&self) -> usize {
         let unfolded = if self.shifted { self.padded()[2] } else { self.r() * self.n() };
         if self.transposed_dw() {
@@ -407,7 +414,7 @@ fn pad_into(x: &[f32], xp: &mut [f32], [c, h, w]: [usize; 3], [top, left]: [usiz
 
 fn conv_forward<S: Shape>(act: Act, n: usize, x: &[f32], y: &mut [f32], p: &[f32], scratch: &mut [f32]) {
     let g = &S::GEOMETRY;
-    let (r, nn, (inp, out)) = (g.r(), g.n(), (g.d * g.h * g.w, g.k * g.n()));
+    let (r, nn, (inp, out)) = (g.r(), g.n(), (g.inputs(), g.outputs()));
     let (w, b) = p[..g.params()].split_at(g.weights());
     let (len, count) = (chunk_len(n), chunk_count(n));
     let size = g.scratch();
@@ -465,7 +472,7 @@ fn conv_backward<S: Shape>(
     partial: &mut [f32],
 ) {
     let g = &S::GEOMETRY;
-    let (nn, (inp, out), params) = (g.n(), (g.d * g.h * g.w, g.k * g.n()), g.params());
+    let (nn, (inp, out), params) = (g.n(), (g.inputs(), g.outputs()), g.params());
     let w = &p[..g.weights()];
     let len = chunk_len(n);
     let count = chunk_count(n);
@@ -504,7 +511,7 @@ fn conv_backward<S: Shape>(
 /// `dw` (`[K, R]`, zero on entry) = the chunk's output gradients `dz` against its inputs `x`.
 #[inline(always)]
 fn weight_gradient(g: &Geometry, dz: &[f32], x: &[f32], dw: &mut [f32], scratch: &mut [f32]) {
-    let (r, nn, (inp, out)) = (g.r(), g.n(), (g.d * g.h * g.w, g.k * g.n()));
+    let (r, nn, (inp, out)) = (g.r(), g.n(), (g.inputs(), g.outputs()));
     if g.transposed_dw() {
         // dWᵀ [R, K] = the unfolded input [R, N'] x dzᵀ [N', K]. With shifted views, N' runs over
         // the padded width and dzᵀ is zero in the throw-away columns, so that they add nothing.
@@ -575,7 +582,7 @@ fn weight_gradient(g: &Geometry, dz: &[f32], x: &[f32], dw: &mut [f32], scratch:
 /// `dx` = the chunk's output gradients `dz` through the filters `w`, written (not added).
 #[inline(always)]
 fn input_gradient(g: &Geometry, w: &[f32], dz: &[f32], dx: &mut [f32], scratch: &mut [f32]) {
-    let (r, nn, (inp, out)) = (g.r(), g.n(), (g.d * g.h * g.w, g.k * g.n()));
+    let (r, nn, (inp, out)) = (g.r(), g.n(), (g.inputs(), g.outputs()));
     if g.shifted {
         // dx [D, H*WQ] = flipped filters [D, K*FH*FW] x taps of dz padded by (F - 1 - P).
         let [fh, fw] = g.f;
@@ -752,7 +759,7 @@ mod tests {
     /// Output, weight gradient and input gradient of `S` on a batch of `n`.
     fn run<S: Shape>(n: usize, seed: u64) -> [Vec<f32>; 3] {
         let g = &S::GEOMETRY;
-        let (inp, out) = (g.d * g.h * g.w, g.k * g.n());
+        let (inp, out) = (g.inputs(), g.outputs());
         let (x, p) = (random_vec(n * inp, seed), random_vec(g.params(), seed + 1));
         let mut scratch = vec![f32::NAN; chunk_count(n) * g.scratch()];
         let mut y = vec![f32::NAN; n * out];
