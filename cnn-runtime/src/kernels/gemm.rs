@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 /// A read-only matrix over a slice: element `(i, j)` is `data[start(i) + j * cs]`, where row
 /// `i` starts at `i * rs` for an ordinary matrix and at the offset of filter tap `i` for the
-/// shifted views of [`Mat::taps`].
+/// shifted views of [`Mat::taps`] (and the columns likewise for their transpose).
 #[derive(Clone, Copy, Debug)]
 pub struct Mat<'a> {
     data: &'a [f32],
@@ -24,24 +24,22 @@ pub struct Mat<'a> {
     cols: usize,
     rs: usize,
     cs: usize,
-    taps: Taps,
-    /// The taps index the columns: the transpose of a [`Mat::taps`] view.
-    taps_t: bool,
+    layout: Layout,
 }
 
-/// Where tap `i` of `taps`, `stride` apart per channel, starts.
-#[inline(always)]
-fn tap_start(t: Taps, stride: usize, i: usize) -> usize {
-    if t.group == 1 {
-        i * stride
-    } else {
-        (i / t.group) * stride + (i % t.group / t.fw) * t.line + i % t.fw
-    }
+/// Where a [`Mat`]'s rows and columns start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// Row `i` at `i * rs`, column `j` at `j * cs`.
+    Strided,
+    /// The rows are filter taps ([`Mat::taps`]), `rs` apart per channel.
+    TapRows(Taps),
+    /// The transpose of that: the columns are the taps, `cs` apart per channel.
+    TapCols(Taps),
 }
 
-/// How [`Mat::taps`] places its rows: row `i = (c * fh + y) * fw + x` starts at
-/// `c * rs + y * line + x`, with `group = fh * fw` and `fw` taps per filter line. An ordinary
-/// matrix is the case `group = fw = 1`.
+/// How [`Mat::taps`] places its taps: tap `i = (c * fh + y) * fw + x` starts at
+/// `c * stride + y * line + x`, with `group = fh * fw` taps per channel and `fw` per filter line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Taps {
     group: usize,
@@ -49,13 +47,19 @@ struct Taps {
     line: usize,
 }
 
-const PLAIN: Taps = Taps { group: 1, fw: 1, line: 0 };
+impl Taps {
+    /// Where tap `i` starts, the channels `stride` apart.
+    #[inline(always)]
+    fn start(self, stride: usize, i: usize) -> usize {
+        (i / self.group) * stride + (i % self.group / self.fw) * self.line + i % self.fw
+    }
+}
 
 impl<'a> Mat<'a> {
     /// A `rows x cols` row-major matrix over the first `rows * cols` values of `data`.
     pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
         assert!(data.len() >= rows * cols, "matrix {rows}x{cols} over {} values", data.len());
-        Mat { data: &data[..rows * cols], rows, cols, rs: cols, cs: 1, taps: PLAIN, taps_t: false }
+        Mat { data: &data[..rows * cols], rows, cols, rs: cols, cs: 1, layout: Layout::Strided }
     }
 
     /// The im2col matrix of a convolution with stride 1, as shifted views of a padded volume
@@ -69,47 +73,39 @@ impl<'a> Mat<'a> {
     pub fn taps(data: &'a [f32], [d, h, w]: [usize; 3], [fh, fw]: [usize; 2], cols: usize) -> Self {
         let rows = d * fh * fw;
         let taps = Taps { group: fh * fw, fw, line: w };
-        let m = Mat { data, rows, cols, rs: h * w, cs: 1, taps, taps_t: false };
+        let m = Mat { data, rows, cols, rs: h * w, cs: 1, layout: Layout::TapRows(taps) };
         let end = if rows == 0 { 0 } else { m.start(rows - 1) + cols };
         assert!(end <= data.len(), "{rows} taps of {cols} values over {} values", data.len());
         m
     }
 
-    /// Where row `i` starts in `data` (not for a transposed [`Mat::taps`] view).
+    /// Where row `i` starts in `data`.
     #[inline(always)]
     fn start(&self, i: usize) -> usize {
-        tap_start(self.taps, self.rs, i)
+        match self.layout {
+            Layout::TapRows(taps) => taps.start(self.rs, i),
+            _ => i * self.rs,
+        }
     }
 
     /// Where column `j` starts in `data`.
     #[inline(always)]
     fn col_start(&self, j: usize) -> usize {
-        if self.taps_t {
-            tap_start(self.taps, self.cs, j)
-        } else {
-            j * self.cs
+        match self.layout {
+            Layout::TapCols(taps) => taps.start(self.cs, j),
+            _ => j * self.cs,
         }
     }
 
-    /// Whether the rows are gathered from taps (a [`Mat::taps`] view), or the columns (its
-    /// transpose).
-    fn gathered(&self) -> (bool, bool) {
-        let gathered = self.taps != PLAIN;
-        (gathered && !self.taps_t, gathered && self.taps_t)
-    }
-
-    /// The transpose, as a view of the same data. A [`Mat::taps`] view's transpose can only be
-    /// the right-hand side of a product with an ordinary left-hand side of contiguous rows
-    /// (dot products of rows with taps).
+    /// The transpose, as a view of the same data. A [`Mat::taps`] view's transpose cannot be
+    /// the left-hand side of a product.
     pub fn t(self) -> Self {
-        Mat {
-            rows: self.cols,
-            cols: self.rows,
-            rs: self.cs,
-            cs: self.rs,
-            taps_t: self.taps_t != (self.taps != PLAIN),
-            ..self
-        }
+        let layout = match self.layout {
+            Layout::Strided => Layout::Strided,
+            Layout::TapRows(taps) => Layout::TapCols(taps),
+            Layout::TapCols(taps) => Layout::TapRows(taps),
+        };
+        Mat { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, layout, ..self }
     }
 
     /// Number of rows.
@@ -123,7 +119,7 @@ impl<'a> Mat<'a> {
     /// When `range` runs past the last row, or for the shifted views of [`Mat::taps`].
     pub fn rows_in(self, range: std::ops::Range<usize>) -> Self {
         assert!(
-            self.taps == PLAIN && range.start <= range.end && range.end <= self.rows,
+            self.layout == Layout::Strided && range.start <= range.end && range.end <= self.rows,
             "rows {range:?} of {}",
             self.rows
         );
@@ -295,25 +291,21 @@ fn gemm_impl<const FMA: bool, const MR: usize, const NR: usize>(
     if m == 0 || n == 0 {
         return;
     }
-    let ((a_rows, a_cols), (_, b_cols)) = (a.gathered(), b.gathered());
-    assert!(!a_cols, "gemm: a transposed shifted view on the left");
-    if b.cs == 1 && k > 0 && !b_cols && (a.cs == 1 || !a_rows) {
-        if beta != 0.0 && beta != 1.0 {
-            c.data.iter_mut().for_each(|v| *v *= beta);
-        }
+    assert!(!matches!(a.layout, Layout::TapCols(_)), "gemm: a transposed shifted view on the left");
+    if beta != 0.0 && beta != 1.0 {
+        c.data.iter_mut().for_each(|v| *v *= beta);
+    }
+    if b.cs == 1 && k > 0 && !matches!(b.layout, Layout::TapCols(_)) {
         // With `beta` 0 the first block over the inner dimension writes `C` rather than adds.
-        if a.taps == PLAIN && b.taps == PLAIN {
+        if a.layout == Layout::Strided && b.layout == Layout::Strided {
             rows_of_b::<FMA, MR, NR, false>(alpha, a, b, c.data, n, beta == 0.0);
         } else {
             rows_of_b::<FMA, MR, NR, true>(alpha, a, b, c.data, n, beta == 0.0);
         }
         return;
     }
-    assert!(!a_rows && b.taps == PLAIN || (b_cols && a.cs == 1), "gemm: shifted views need contiguous rows of B");
     if beta == 0.0 {
         c.data.fill(0.0);
-    } else if beta != 1.0 {
-        c.data.iter_mut().for_each(|v| *v *= beta);
     }
     if k == 0 {
         return;
@@ -323,9 +315,9 @@ fn gemm_impl<const FMA: bool, const MR: usize, const NR: usize>(
     } else {
         for i in 0..m {
             for p in 0..k {
-                let s = alpha * a.data[i * a.rs + p * a.cs];
+                let s = alpha * a.data[a.start(i) + p * a.cs];
                 for (j, out) in c.data[i * n..(i + 1) * n].iter_mut().enumerate() {
-                    *out = madd::<FMA>(s, b.data[p * b.rs + j * b.cs], *out);
+                    *out = madd::<FMA>(s, b.data[p * b.rs + b.col_start(j)], *out);
                 }
             }
         }
@@ -334,7 +326,7 @@ fn gemm_impl<const FMA: bool, const MR: usize, const NR: usize>(
 
 /// `B` has contiguous rows: `C` is computed in register tiles of up to `MR x NR`, each kept in
 /// registers while `p` runs over the inner dimension, each step broadcasting values of `A`
-/// against one row segment of `B`. Rows left over take smaller tiles (4, 2, 1 rows), columns
+/// against one row segment of `B`. Rows left over take smaller tiles (6 with AVX-512, then 4, 2, 1 rows), columns
 /// left over narrower ones (16, 8, 4, 1); every element is summed over `p` in order.
 #[inline(always)]
 fn rows_of_b<const FMA: bool, const MR: usize, const NR: usize, const GATHER: bool>(
@@ -507,7 +499,7 @@ fn tile<const FMA: bool, const R: usize, const W: usize, const STORE: bool, cons
 #[inline(always)]
 fn dots<const FMA: bool>(alpha: f32, a: Mat<'_>, b: Mat<'_>, c: &mut [f32], n: usize) {
     let (m, k) = (a.rows, a.cols);
-    let row = |i: usize| &a.data[i * a.rs..i * a.rs + k];
+    let row = |i: usize| &a.data[a.start(i)..a.start(i) + k];
     let col = |j: usize| &b.data[b.col_start(j)..b.col_start(j) + k];
     let mut i = 0;
     while i < m {
@@ -741,6 +733,13 @@ mod tests {
             let copy_t = Mat::new(&copy, r, cols).t();
             gemm(1.0, Mat::new(&z, other, cols), copy_t, 1.0, MatMut::new(&mut want_dots, other, r));
             assert_eq!(dots, want_dots, "B from transposed taps {d}x{h}x{w} / {fh}x{fw}");
+            // Taps on both sides: [r, cols] x [cols, r].
+            let taps = Mat::taps(&v, [d, h, w], [fh, fw], cols);
+            let mut gram = vec![f32::NAN; r * r];
+            gemm(1.0, taps, taps.t(), 0.0, MatMut::new(&mut gram, r, r));
+            let mut want_gram = vec![0.0; r * r];
+            gemm(1.0, Mat::new(&copy, r, cols), copy_t, 0.0, MatMut::new(&mut want_gram, r, r));
+            assert_eq!(gram, want_gram, "taps times their transpose {d}x{h}x{w} / {fh}x{fw}");
             assert_close(
                 &want,
                 &reference(Mat::new(&copy, r, cols), Mat::new(&y, cols, other))
