@@ -42,6 +42,13 @@ trait PoolOp {
 /// The window maximum; the state is the winner's index in its plane.
 enum Max {}
 
+/// Whether `v`, read after `best` in a max-pooling window, replaces it: `>` keeps the first
+/// maximum, as PyTorch does, and a NaN wins so that it propagates.
+#[inline(always)]
+fn beats(v: f32, best: f32) -> bool {
+    v > best || v.is_nan()
+}
+
 impl PoolOp for Max {
     const STATE: usize = 1;
     const FLOPS_PER_VALUE: u64 = 0;
@@ -53,9 +60,8 @@ impl PoolOp for Max {
         for i in 0..KH {
             let row = at + i * W;
             for (j, &v) in plane[row..row + KW].iter().enumerate() {
-                // `>` keeps the first maximum, as PyTorch does; NaN wins so it propagates.
                 // Selects rather than branches: which value wins is data, not a pattern.
-                let wins = v > best || v.is_nan();
+                let wins = beats(v, best);
                 best = if wins { v } else { best };
                 arg = if wins { row + j } else { arg };
             }
@@ -69,7 +75,7 @@ impl PoolOp for Max {
         for i in 0..KH {
             let row = at + i * W;
             for &v in &plane[row..row + KW] {
-                best = if v > best || v.is_nan() { v } else { best };
+                best = if beats(v, best) { v } else { best };
             }
         }
         best
@@ -168,31 +174,41 @@ const fn max2x2<P: PoolOp>(k: [usize; 2], s: [usize; 2]) -> bool {
     P::MAX && k[0] == 2 && k[1] == 2 && s[0] == 2 && s[1] == 2
 }
 
-/// One row of 2x2 max pooling with stride 2: the maxima of the column pairs of the input rows
-/// `top` and `bottom` into `y` and, when `arg` is not empty, each winner's index into `arg`:
-/// `at` for `top[0]`, `w` more for the bottom row. The four values are compared in the order of
-/// [`Max::reduce`] (top left, top right, bottom left, bottom right; the first maximum wins, a NaN
-/// wins), so both give the same outputs and indices.
-#[inline(always)]
-fn max2x2_rows(top: &[f32], bottom: &[f32], y: &mut [f32], arg: &mut [u32], at: u32, w: u32) {
-    #[cfg(target_arch = "x86_64")]
-    if super::isa() != super::Isa::Portable {
-        // SAFETY: the processor has AVX2 and FMA (what `isa` found, or a lower choice).
-        unsafe { max2x2_rows_avx2(top, bottom, y, arg, at, w) };
-        return;
-    }
-    max2x2_rows_in(top, bottom, y, arg, at, w);
+/// Defines `$name`, which calls `$inner` (an `#[inline(always)]` function) with its own
+/// arguments, compiled for AVX2 with FMA where the processor has them and [`super::isa`]
+/// allows them (blocks of 8 values then fill one register), for the baseline otherwise.
+macro_rules! with_avx2 {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) => $inner:ident) => {
+        $(#[$doc])*
+        #[inline(always)]
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            if super::isa() != super::Isa::Portable {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    $inner($($arg),*)
+                }
+                // SAFETY: the processor has AVX2 and FMA (what `isa` found, or a lower choice).
+                unsafe { avx2($($arg),*) };
+                return;
+            }
+            $inner($($arg),*)
+        }
+    };
 }
 
-/// [`max2x2_rows`] compiled for AVX2, where its blocks of 8 outputs fill one register.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn max2x2_rows_avx2(top: &[f32], bottom: &[f32], y: &mut [f32], arg: &mut [u32], at: u32, w: u32) {
-    max2x2_rows_in(top, bottom, y, arg, at, w);
+with_avx2! {
+    /// One row of 2x2 max pooling with stride 2: the maxima of the column pairs of the input rows
+    /// `top` and `bottom` into `y` and, when `arg` is not empty, each winner's index into `arg`:
+    /// `at` for `top[0]`, `w` more for the bottom row. The four values are compared in the order of
+    /// [`Max::reduce`] (top left, top right, bottom left, bottom right; the first maximum wins, a NaN
+    /// wins), so both give the same outputs and indices.
+    fn max2x2_rows(top: &[f32], bottom: &[f32], y: &mut [f32], arg: &mut [u32], at: u32, w: u32) => max2x2_rows_in
 }
 
-/// [`max2x2_rows`] in blocks of `L` outputs (then one at a time), each block a fixed-size
-/// array computation that compiles to vector selects.
+/// [`max2x2_rows`] in blocks of 8, 4 or 1 outputs, the last block moved back to end at the
+/// row's end ([`blocks`]); each block is a fixed-size array computation that compiles to vector
+/// selects.
 #[inline(always)]
 fn max2x2_rows_in(top: &[f32], bottom: &[f32], y: &mut [f32], arg: &mut [u32], at: u32, w: u32) {
     let ow = y.len();
@@ -230,8 +246,7 @@ fn max2x2_block<const L: usize, const L2: usize>(t: &[f32; L2], b: &[f32; L2], w
     for (row, dx, off) in [(t, 1, 1), (b, 0, w), (b, 1, w + 1)] {
         let v: [f32; L] = std::array::from_fn(|l| row[2 * l + dx]);
         for l in 0..L {
-            // `>` keeps the first maximum, as PyTorch does; NaN wins so it propagates.
-            let win = v[l] > best[l] || v[l].is_nan();
+            let win = beats(v[l], best[l]);
             best[l] = if win { v[l] } else { best[l] };
             idx[l] = if win { off } else { idx[l] };
         }
@@ -239,24 +254,10 @@ fn max2x2_block<const L: usize, const L2: usize>(t: &[f32; L2], b: &[f32; L2], w
     (best, idx)
 }
 
-/// The backward pass of [`max2x2_rows`]: writes the two input-gradient rows under one output
-/// row, `g` where its window's winner is and 0 elsewhere.
-#[inline(always)]
-fn unmax2x2_rows(top: &mut [f32], bottom: &mut [f32], dy: &[f32], arg: &[u32], at: u32, w: u32) {
-    #[cfg(target_arch = "x86_64")]
-    if super::isa() != super::Isa::Portable {
-        // SAFETY: as in `max2x2_rows`.
-        unsafe { unmax2x2_rows_avx2(top, bottom, dy, arg, at, w) };
-        return;
-    }
-    unmax2x2_rows_in(top, bottom, dy, arg, at, w);
-}
-
-/// [`unmax2x2_rows`] compiled for AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn unmax2x2_rows_avx2(top: &mut [f32], bottom: &mut [f32], dy: &[f32], arg: &[u32], at: u32, w: u32) {
-    unmax2x2_rows_in(top, bottom, dy, arg, at, w);
+with_avx2! {
+    /// The backward pass of [`max2x2_rows`]: writes the two input-gradient rows under one output
+    /// row, `g` where its window's winner is and 0 elsewhere.
+    fn unmax2x2_rows(top: &mut [f32], bottom: &mut [f32], dy: &[f32], arg: &[u32], at: u32, w: u32) => unmax2x2_rows_in
 }
 
 #[inline(always)]
