@@ -1,4 +1,5 @@
-//! Fully connected layer: one GEMM per chunk of samples, bias and activation fused.
+//! Fully connected layer: one GEMM per chunk of samples forward, bias and activation fused; the
+//! weight gradient over the whole batch, by blocks of output rows.
 
 use super::{chunk, chunk_count, chunk_len, for_each_chunk, gemm, Act, ChunksMut, Layer, Mat, MatMut, Mode};
 

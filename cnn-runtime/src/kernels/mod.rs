@@ -318,6 +318,7 @@ pub(crate) mod testutil;
 #[cfg(test)]
 mod tests {
     use super::{chunk, for_each_chunk, lane_sum, ChunksMut};
+    use crate::kernels::testutil::random_vec;
 
     #[test]
     fn every_chunk_is_lent_once_and_covers_its_values() {
@@ -342,7 +343,6 @@ mod tests {
         let _first = chunks.take(1);
         let _again = chunks.take(1);
     }
-    use crate::kernels::testutil::random_vec;
 
     #[test]
     fn lane_sums_add_every_value() {
