@@ -3,7 +3,7 @@
 
 pub use cnn_macros::cnn;
 pub use cnn_runtime::{
-    accuracy, augment, data, init, io, kernels, optim, schedule, Adam, AdamW, Error, Evaluation, LayerInfo, Loss,
+    accuracy, augment, data, init, io, kernels, optim, schedule, Adam, AdamW, Error, Evaluation, LayerInfo, Limit, Loss,
     Model, Noise, Optimizer, Result, Schedule, Segment, Sgd, Shape, Targets, TensorInfo, TensorKind,
 };
 

@@ -18,6 +18,7 @@ mod error;
 pub mod init;
 pub mod io;
 pub mod kernels;
+mod limit;
 mod model;
 pub mod optim;
 pub mod schedule;
@@ -26,6 +27,7 @@ mod workspace;
 
 pub use error::Error;
 pub use kernels::{Loss, Targets};
+pub use limit::Limit;
 pub use model::{accuracy, mode, Evaluation, LayerInfo, Model, Noise, TensorInfo, TensorKind, Trainable};
 pub use optim::{Adam, AdamW, Optimizer, Segment, Sgd};
 pub use schedule::Schedule;

@@ -1,0 +1,100 @@
+//! How much memory one load call may allocate.
+
+use std::path::Path;
+
+use crate::data::file_error;
+use crate::Result;
+
+/// The most memory one load call may allocate for what it reads: the decoded bytes of its files
+/// and the buffers made from them (`f32` images, labels, tensors), added up over the call.
+///
+/// Every load checks its running total against the limit before it allocates, and grows its
+/// buffers with the data it actually reads, never with what a header promises. The default,
+/// [`Limit::DEFAULT`], is 4 GiB; raise it for larger data sets with [`Limit::bytes`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit {
+    bytes: u64,
+}
+
+impl Limit {
+    /// The default limit: 4 GiB.
+    pub const DEFAULT: Limit = Limit { bytes: 4 << 30 };
+
+    /// A limit of `bytes` bytes.
+    pub const fn bytes(bytes: u64) -> Limit {
+        Limit { bytes }
+    }
+
+    /// The limit in bytes.
+    pub const fn max_bytes(self) -> u64 {
+        self.bytes
+    }
+}
+
+impl Default for Limit {
+    fn default() -> Self {
+        Limit::DEFAULT
+    }
+}
+
+/// What is left of a [`Limit`] during one load call.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    limit: u64,
+    used: u64,
+}
+
+impl Budget {
+    /// The whole of `limit`.
+    pub(crate) fn new(limit: Limit) -> Budget {
+        Budget { limit: limit.bytes, used: 0 }
+    }
+
+    /// Bytes not yet taken.
+    pub(crate) fn left(&self) -> u64 {
+        self.limit - self.used
+    }
+
+    /// Takes `bytes` for `what` of `path`, or fails, naming the limit, before anything is
+    /// allocated.
+    pub(crate) fn take(&mut self, path: &Path, bytes: u64, what: &str) -> Result<()> {
+        match self.used.checked_add(bytes) {
+            Some(total) if total <= self.limit => {
+                self.used = total;
+                Ok(())
+            }
+            _ => Err(file_error(
+                path,
+                format!(
+                    "{what} would need {bytes} bytes, more than the {} bytes left of this load's limit of {} \
+                     (raise it with cnn::Limit::bytes)",
+                    self.left(),
+                    self.limit
+                ),
+            )),
+        }
+    }
+
+    /// Takes `count` values of `size` bytes each.
+    pub(crate) fn take_values(&mut self, path: &Path, count: usize, size: usize, what: &str) -> Result<()> {
+        let bytes = (count as u64).checked_mul(size as u64).unwrap_or(u64::MAX);
+        self.take(path, bytes, what)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_refuses_what_passes_its_limit_and_keeps_its_total() {
+        let path = Path::new("x");
+        let mut b = Budget::new(Limit::bytes(100));
+        b.take(path, 60, "a").unwrap();
+        let e = b.take(path, 41, "b").unwrap_err().to_string();
+        assert!(e.contains("41 bytes") && e.contains("40 bytes left") && e.contains("limit of 100"), "{e}");
+        b.take(path, 40, "c").unwrap();
+        assert_eq!(b.left(), 0);
+        assert!(b.take_values(path, usize::MAX, 4, "d").is_err());
+    }
+}
