@@ -81,7 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             100.0 * test.accuracy
         );
         // Learning-rate decay: a tenth less each epoch.
-        opt.set_learning_rate(opt.learning_rate() * 0.9);
+        opt.set_learning_rate(opt.learning_rate() * 0.9)?;
     }
     let seconds = start.elapsed().as_secs_f64();
     println!("{} epochs in {seconds:.2} s ({:.0} samples/s)", epochs, (epochs * train_y.len()) as f64 / seconds);

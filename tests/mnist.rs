@@ -44,7 +44,7 @@ fn lenet5_learns_real_digits_from_a_slice_of_the_embedded_data() {
             standardise(&mut batch);
             model.train_step(&mut opt, &batch, &labels).unwrap();
         }
-        opt.set_learning_rate(opt.learning_rate() * 0.5);
+        opt.set_learning_rate(opt.learning_rate() * 0.5).unwrap();
     }
     let eval = model.evaluate(&test.images, &test.labels, 250).unwrap();
     println!("after 3 epochs on 4,000 digits: test accuracy {:.2} %", 100.0 * eval.accuracy);

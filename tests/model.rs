@@ -176,7 +176,7 @@ fn training_learns_a_synthetic_task() {
             total += model.train_step(&mut opt, xs, ys).unwrap();
         }
         epoch_losses.push(total / 16.0);
-        opt.set_learning_rate(opt.learning_rate() * 0.8);
+        opt.set_learning_rate(opt.learning_rate() * 0.8).unwrap();
         let _ = epoch;
     }
     let after = model.evaluate(&tx, &ty, 64).unwrap();

@@ -173,7 +173,7 @@ fn train<M: Model, O: Optimizer>(
             model.train_step(opt, &xb, &yb).unwrap();
             step += 1;
         }
-        opt.set_learning_rate(opt.learning_rate() * 0.9);
+        opt.set_learning_rate(opt.learning_rate() * 0.9).unwrap();
         if let Some(path) = save {
             save_checkpoint(path, model, opt, Progress { epoch: epoch + 1, step, seed }).unwrap();
         }

@@ -46,6 +46,8 @@ enum Op {
 /// The lowered program: node sizes (values per sample) and ops in forward order.
 struct Program {
     nodes: Vec<u64>,
+    /// The layer that writes each node, by address (node 0: the input layer).
+    writers: Vec<usize>,
     ops: Vec<Op>,
     params: u64,
     buffers: u64,
@@ -104,7 +106,14 @@ fn channels(shape: Shape) -> (u64, u64) {
 
 impl Program {
     fn lower(model: &Model<'_>, loss: LossKind) -> Program {
-        let mut program = Program { nodes: vec![model.layers[0].output.len()], ops: Vec::new(), params: 0, buffers: 0 };
+        let input = &model.layers[0];
+        let mut program = Program {
+            nodes: vec![input.output.len()],
+            writers: vec![address(input)],
+            ops: Vec::new(),
+            params: 0,
+            buffers: 0,
+        };
         let last_real = model.layers.iter().rposition(|l| !matches!(l.kind, Kind::Loss(_))).unwrap_or(0);
         program.list(&model.layers[1..], 0, loss, last_real.checked_sub(1));
         if program.ops.is_empty() {
@@ -120,14 +129,16 @@ impl Program {
                 params: 0,
                 buffers: 0,
             };
-            let output = program.node(len);
+            let output = program.node(len, input);
             program.ops.push(Op::Layer { kernel, input: 0, output, params: 0, buffers: 0 });
         }
         program
     }
 
-    fn node(&mut self, len: u64) -> usize {
+    /// A new node of `len` values per sample, written by `layer`.
+    fn node(&mut self, len: u64, layer: &Layer<'_>) -> usize {
         self.nodes.push(len);
+        self.writers.push(address(layer));
         self.nodes.len() - 1
     }
 
@@ -205,7 +216,7 @@ impl Program {
                     let block = layer.block.as_ref().expect("a residual layer has a block");
                     let body = self.list(&block.body, node, loss, None);
                     let shortcut = self.list(&block.shortcut, node, loss, None);
-                    let output = self.node(layer.output.len());
+                    let output = self.node(layer.output.len(), layer);
                     self.ops.push(Op::Add { a: body, b: shortcut, output, act });
                     node = output;
                     None
@@ -214,7 +225,7 @@ impl Program {
             };
             if let Some((ty, value)) = kernel {
                 let (params, buffers) = sizes(layer);
-                let output = self.node(layer.output.len());
+                let output = self.node(layer.output.len(), layer);
                 let kernel = Kernel { ty, value, inputs: input.len(), outputs: layer.output.len(), params, buffers };
                 self.ops.push(Op::Layer { kernel, input: node, output, params, buffers });
                 self.params += params;
@@ -225,6 +236,12 @@ impl Program {
         }
         node
     }
+}
+
+/// A layer's address, which identifies it between the program and the description, both
+/// lowered from the same layers.
+fn address(layer: &Layer<'_>) -> usize {
+    layer as *const Layer<'_> as usize
 }
 
 /// Thousands separated by commas, as in model summaries.
@@ -255,6 +272,8 @@ struct Row {
 #[derive(Default)]
 struct Description {
     rows: Vec<Row>,
+    /// The row of each layer, by [`address`].
+    row_of: std::collections::HashMap<usize, usize>,
     tensors: Vec<TokenStream>,
     params: u64,
     buffers: u64,
@@ -270,6 +289,7 @@ impl Description {
         for layer in layers {
             let input = layer.input;
             if layer.kind.is_input() {
+                self.row_of.insert(address(layer), self.rows.len());
                 self.rows.push(Row {
                     text: layer.text(),
                     path: String::new(),
@@ -289,6 +309,7 @@ impl Description {
             let here = path(lines.len());
             let (params, _) = sizes(layer);
             let row = self.rows.len();
+            self.row_of.insert(address(layer), row);
             self.rows.push(Row {
                 text: if layer.kind == Kind::Residual { "residual".into() } else { layer.text() },
                 path: here.clone(),
@@ -743,6 +764,10 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, loss: LossKind) -> TokenS
         let _ = __rest;
     };
     let logits = act(final_node);
+    let activations = program.nodes[1..].iter().zip(&program.writers[1..]).map(|(&len, writer)| {
+        let (row, len) = (lit(description.row_of.get(writer).copied().unwrap_or(0) as u64), lit(len));
+        quote!((#row, #len))
+    });
     let z_offset = lit(program.nodes[1..final_node].iter().sum::<u64>());
     let out_offset = lit(program.nodes[1..].iter().sum::<u64>());
 
@@ -840,6 +865,7 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, loss: LossKind) -> TokenS
             const SUMMARY: &'static str = #summary;
             const PYTORCH: &'static str = #torch;
             const DSL: &'static str = #dsl;
+            const ACTIVATIONS: &'static [(usize, usize)] = &[#(#activations),*];
 
             fn params(&self) -> &[f32] {
                 &self.__params
@@ -886,6 +912,10 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, loss: LossKind) -> TokenS
                 #(#inits)*
                 self.__grads.fill(0.0);
                 self.__noise = #rt::Noise::new(seed);
+            }
+
+            fn activations(&self) -> &[f32] {
+                self.__workspace.acts()
             }
 
             fn forward_pair_unchecked(&mut self, __n: usize, __x: &[f32]) -> (&[f32], &[f32]) {

@@ -94,6 +94,21 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A training step would have left values that are not finite (a diverging run): the step
+    /// was undone, and the model and optimizer are as they were before it.
+    #[error(
+        "training step {step} diverged in {layer}: {reason}; the step was undone and the model and optimizer \
+         are as before it: lower the learning rate, or look for extreme inputs"
+    )]
+    Diverged {
+        /// The model's count of training passes before the step ([`crate::Noise::step`]).
+        step: u64,
+        /// The first layer whose values went non-finite, as in the layer table: its index, its
+        /// text and its PyTorch module name.
+        layer: String,
+        /// Which values: the loss, a layer's outputs, its gradient, or its updated parameters.
+        reason: String,
+    },
     /// An argument is outside its valid range.
     #[error("invalid {name}: {reason}")]
     InvalidArgument {

@@ -262,7 +262,7 @@ pub fn load_checkpoint<M: Model, O: Optimizer + ?Sized>(path: &Path, model: &mut
     for (name, value) in &counters {
         opt.load_counter(name, *value).map_err(|e| file_error(path, e.to_string()))?;
     }
-    opt.set_learning_rate(lr);
+    opt.set_learning_rate(lr).map_err(|e| file_error(path, e.to_string()))?;
     model.params_mut().copy_from_slice(&params);
     model.buffers_mut().copy_from_slice(&buffers);
     model.set_noise(noise);

@@ -3,8 +3,8 @@
 use std::ops::{Bound, RangeBounds};
 
 use crate::init::splitmix;
-use crate::kernels::{Loss, Mode, Targets};
-use crate::optim::Segment;
+use crate::kernels::{in_pool, Loss, Mode, Targets};
+use crate::optim::{check_count, first_non_finite, Segment, StepCheck};
 use crate::{Error, Optimizer, Result, Shape};
 
 /// One row of a model's layer table.
@@ -117,6 +117,11 @@ pub trait Model: Clone + Send + Sync {
     const PYTORCH: &'static str;
     /// The layer list in the DSL's canonical spelling, such as `input(4) fc(2) softmax`.
     const DSL: &'static str;
+    /// The activation buffers of a pass in the order [`activations`](Model::activations) holds
+    /// them: for each, the row of [`LAYERS`](Model::LAYERS) that writes it and its values per
+    /// sample. Read when a training step diverges, to name the layer where it began.
+    #[doc(hidden)]
+    const ACTIVATIONS: &'static [(usize, usize)] = &[];
 
     /// All parameters, layer after layer, each in PyTorch's layout (weights, then biases).
     fn params(&self) -> &[f32];
@@ -147,6 +152,12 @@ pub trait Model: Clone + Send + Sync {
     /// Sets where the dropout masks stand, for resuming training.
     fn set_noise(&mut self, noise: Noise);
 
+    /// Every activation of the last pass, laid out as [`ACTIVATIONS`](Model::ACTIVATIONS) says.
+    #[doc(hidden)]
+    fn activations(&self) -> &[f32] {
+        &[]
+    }
+
     /// Forward pass over `n` samples without checks, in evaluation mode; returns the
     /// `n * OUTPUT_LEN` values before the output function (softmax, sigmoid) and the outputs.
     #[doc(hidden)]
@@ -167,7 +178,7 @@ pub trait Model: Clone + Send + Sync {
     /// `n * OUTPUT_LEN` values, sample after sample.
     fn forward(&mut self, x: &[f32]) -> Result<&[f32]> {
         let n = batch_len::<Self>(x)?;
-        Ok(self.forward_unchecked(n, x))
+        Ok(in_pool(|| self.forward_unchecked(n, x)))
     }
 
     /// The parameters of layer `index` of [`LAYERS`](Model::LAYERS) (weights, then biases;
@@ -189,13 +200,18 @@ pub trait Model: Clone + Send + Sync {
     ///
     /// A label is a class index below [`classes`](Model::classes). For a mean-squared-error
     /// model it stands for the one-hot vector; for a sigmoid model with one output, for 0 or 1.
+    ///
+    /// A pass whose loss, gradient or running statistics are not finite is
+    /// [`Error::Diverged`], naming the first layer whose values went non-finite; the running
+    /// statistics and the dropout counter are then put back as they were.
     fn loss_and_grad(&mut self, x: &[f32], labels: &[usize]) -> Result<f32> {
         self.loss_and_grad_targets_of(x, Targets::Labels(labels))
     }
 
     /// Mean loss of a batch against target values (`n * OUTPUT_LEN` of them: regression targets,
     /// multi-label 0/1 vectors, class probabilities), in training mode; leaves its gradient in
-    /// [`grads`](Model::grads).
+    /// [`grads`](Model::grads). Diverging passes are refused as by
+    /// [`loss_and_grad`](Model::loss_and_grad).
     fn loss_and_grad_targets(&mut self, x: &[f32], targets: &[f32]) -> Result<f32> {
         self.loss_and_grad_targets_of(x, Targets::Dense(targets))
     }
@@ -213,32 +229,58 @@ pub trait Model: Clone + Send + Sync {
                 ),
             });
         }
-        Ok(self.backward_unchecked(n, x, targets))
+        let noise = self.noise();
+        check_count("training pass count", noise.step.saturating_add(1))?;
+        keep_buffers(self);
+        let loss = in_pool(|| self.backward_unchecked(n, x, targets));
+        if let Err(e) = check_pass(self, n, loss, noise.step) {
+            undo_pass(self, noise);
+            return Err(e);
+        }
+        Ok(loss)
     }
 
     /// One step of mini-batch training against class labels: loss and gradient of the batch,
     /// then the optimizer's update of every parameter not frozen. Returns the batch's mean loss
     /// (before the update).
+    ///
+    /// A step that would leave any value not finite (the loss, a gradient, a running statistic,
+    /// a parameter or the optimizer's state: a diverging run) is [`Error::Diverged`], naming the
+    /// step and the first layer whose values went non-finite, and is undone: the parameters,
+    /// running statistics, dropout counter and optimizer state are as before the step.
     fn train_step<O: Optimizer + ?Sized>(&mut self, opt: &mut O, x: &[f32], labels: &[usize]) -> Result<f32> {
-        let loss = self.loss_and_grad(x, labels)?;
-        self.apply(opt);
-        Ok(loss)
+        self.train_step_of(opt, x, Targets::Labels(labels))
     }
 
     /// [`train_step`](Model::train_step) against target values, as
     /// [`loss_and_grad_targets`](Model::loss_and_grad_targets) takes them.
     fn train_step_targets<O: Optimizer + ?Sized>(&mut self, opt: &mut O, x: &[f32], targets: &[f32]) -> Result<f32> {
-        let loss = self.loss_and_grad_targets(x, targets)?;
-        self.apply(opt);
+        self.train_step_of(opt, x, Targets::Dense(targets))
+    }
+
+    /// [`train_step`](Model::train_step) for either kind of target.
+    fn train_step_of<O: Optimizer + ?Sized>(&mut self, opt: &mut O, x: &[f32], targets: Targets<'_>) -> Result<f32> {
+        let noise = self.noise();
+        let loss = self.loss_and_grad_targets_of(x, targets)?;
+        if let Err(e) = self.apply(opt) {
+            undo_pass(self, noise);
+            return Err(e);
+        }
         Ok(loss)
     }
 
     /// Lets `opt` update the parameters not frozen from the current gradient.
-    fn apply<O: Optimizer + ?Sized>(&mut self, opt: &mut O) {
+    ///
+    /// An update that would leave a parameter or the optimizer's state not finite is
+    /// [`Error::Diverged`] and changes nothing. Optimizers that can tell beforehand
+    /// ([`Optimizer::check_step`], as all of [`crate::optim`]'s) cost one read-only pass over the
+    /// parameters for this; for others the model keeps a copy of the parameters and the
+    /// optimizer's state to undo the update.
+    fn apply<O: Optimizer + ?Sized>(&mut self, opt: &mut O) -> Result<()> {
         let segments = std::mem::take(&mut self.trainable_mut().segments);
-        let (params, grads) = self.params_and_grads();
-        opt.step(params, grads, &segments);
+        let result = apply_segments(self, opt, &segments);
         self.trainable_mut().segments = segments;
+        result
     }
 
     /// The parameter runs an optimizer updates: every tensor of the layers not frozen, with
@@ -264,21 +306,26 @@ pub trait Model: Clone + Send + Sync {
     fn set_frozen(&mut self, layers: impl RangeBounds<usize>, frozen: bool) -> Result<()> {
         let count = Self::LAYERS.len();
         let start = match layers.start_bound() {
-            Bound::Included(&s) => s,
-            Bound::Excluded(&s) => s + 1,
-            Bound::Unbounded => 0,
+            Bound::Included(&s) => Some(s),
+            Bound::Excluded(&s) => s.checked_add(1),
+            Bound::Unbounded => Some(0),
         };
-        let end = match layers.end_bound() {
-            Bound::Included(&e) => e + 1,
-            Bound::Excluded(&e) => e,
-            Bound::Unbounded => count,
+        let (start, end) = match (start, layers.end_bound()) {
+            (Some(s), Bound::Included(&e)) => (s, e.checked_add(1)),
+            (Some(s), Bound::Excluded(&e)) => (s, Some(e)),
+            (Some(s), Bound::Unbounded) => (s, Some(count)),
+            (None, _) => (usize::MAX, None),
         };
-        if start > end || end > count {
+        let Some(end) = end.filter(|&e| start <= e && e <= count) else {
             return Err(Error::InvalidArgument {
                 name: "layers",
-                reason: format!("{start}..{end} is not a range of this model's {count} layers"),
+                reason: format!(
+                    "{:?}..{:?} is not a range of this model's {count} layers",
+                    layers.start_bound(),
+                    layers.end_bound()
+                ),
             });
-        }
+        };
         self.trainable_mut().set(Self::LAYERS, Self::TENSORS, start..end, frozen);
         Ok(())
     }
@@ -319,7 +366,7 @@ pub trait Model: Clone + Send + Sync {
         if out.len() != n {
             return Err(Error::OutputLength { expected: n, found: out.len() });
         }
-        let probs = self.forward_unchecked(n, x);
+        let probs = in_pool(|| self.forward_unchecked(n, x));
         for (o, p) in out.iter_mut().zip(probs.chunks_exact(Self::OUTPUT_LEN)) {
             *o = Self::LOSS.classify(p);
         }
@@ -354,32 +401,163 @@ pub trait Model: Clone + Send + Sync {
         if batch == 0 {
             return Err(Error::InvalidArgument { name: "batch", reason: "must be at least 1".into() });
         }
+        // No batch holds more than the whole set, which also keeps `batch * INPUT_LEN` in range.
+        let batch = batch.min(n);
         let k = Self::OUTPUT_LEN;
-        let (mut loss, mut hits) = (0.0f64, 0.0f64);
-        for (b, xs) in x.chunks(batch * Self::INPUT_LEN).enumerate() {
-            let m = xs.len() / Self::INPUT_LEN;
-            let range = b * batch..b * batch + m;
-            let part = match targets {
-                Targets::Labels(l) => Targets::Labels(&l[range.clone()]),
-                Targets::Dense(t) => Targets::Dense(&t[range.start * k..range.end * k]),
-            };
-            let (z, out) = self.forward_pair_unchecked(m, xs);
-            loss += Self::LOSS.loss_sum(m, k, z, out, part);
-            for (i, row) in out.chunks_exact(k).enumerate() {
-                match part {
-                    Targets::Dense(t) if Self::LOSS == Loss::BinaryCrossEntropy => {
-                        let t = &t[i * k..(i + 1) * k];
-                        hits += row.iter().zip(t).filter(|(p, t)| (**p > 0.5) == (**t > 0.5)).count() as f64 / k as f64;
-                    }
-                    Targets::Dense(t) => {
-                        hits +=
-                            f64::from(u8::from(Self::LOSS.classify(row) == Self::LOSS.classify(&t[i * k..(i + 1) * k])))
-                    }
-                    Targets::Labels(l) => hits += f64::from(u8::from(Self::LOSS.classify(row) == l[i])),
-                }
+        let (loss, hits) = in_pool(|| {
+            let (mut loss, mut hits) = (0.0f64, 0.0f64);
+            for (b, xs) in x.chunks(batch * Self::INPUT_LEN).enumerate() {
+                let m = xs.len() / Self::INPUT_LEN;
+                let range = b * batch..b * batch + m;
+                let part = match targets {
+                    Targets::Labels(l) => Targets::Labels(&l[range.clone()]),
+                    Targets::Dense(t) => Targets::Dense(&t[range.start * k..range.end * k]),
+                };
+                let (z, out) = self.forward_pair_unchecked(m, xs);
+                loss += Self::LOSS.loss_sum(m, k, z, out, part);
+                hits += hits_of(Self::LOSS, k, out, part);
             }
-        }
+            (loss, hits)
+        });
         Ok(Evaluation { loss: (loss / n as f64) as f32, accuracy: (hits / n as f64) as f32 })
+    }
+}
+
+/// Correct answers among the outputs `out` of a batch against `targets`: samples whose class is
+/// right, or for a sigmoid model with target values the fraction of outputs on the right side
+/// of 0.5, summed over the batch.
+fn hits_of(loss: Loss, k: usize, out: &[f32], targets: Targets<'_>) -> f64 {
+    let mut hits = 0.0;
+    for (i, row) in out.chunks_exact(k).enumerate() {
+        match targets {
+            Targets::Dense(t) if loss == Loss::BinaryCrossEntropy => {
+                let t = &t[i * k..(i + 1) * k];
+                hits += row.iter().zip(t).filter(|(p, t)| (**p > 0.5) == (**t > 0.5)).count() as f64 / k as f64;
+            }
+            Targets::Dense(t) => {
+                hits += f64::from(u8::from(loss.classify(row) == loss.classify(&t[i * k..(i + 1) * k])))
+            }
+            Targets::Labels(l) => hits += f64::from(u8::from(loss.classify(row) == l[i])),
+        }
+    }
+    hits
+}
+
+/// Copies `values` into `into`, reusing its allocation.
+fn keep(into: &mut Vec<f32>, values: &[f32]) {
+    into.clear();
+    into.extend_from_slice(values);
+}
+
+/// Keeps the running statistics before a training pass, to put back if it diverges.
+fn keep_buffers<M: Model + ?Sized>(model: &mut M) {
+    let mut kept = std::mem::take(&mut model.trainable_mut().undo.buffers);
+    keep(&mut kept, model.buffers());
+    model.trainable_mut().undo.buffers = kept;
+}
+
+/// Puts back what a training pass changed besides the gradient: the running statistics kept
+/// before it and the dropout counter `noise`.
+fn undo_pass<M: Model + ?Sized>(model: &mut M, noise: Noise) {
+    let kept = std::mem::take(&mut model.trainable_mut().undo.buffers);
+    model.buffers_mut().copy_from_slice(&kept);
+    model.trainable_mut().undo.buffers = kept;
+    model.set_noise(noise);
+}
+
+/// `Ok` when the pass over `n` samples left a finite loss, gradient and running statistics;
+/// otherwise the error naming the first layer whose values went non-finite.
+fn check_pass<M: Model + ?Sized>(model: &M, n: usize, loss: f32, step: u64) -> Result<()> {
+    let bad_grad = first_non_finite(model.grads());
+    let bad_buffer = first_non_finite(model.buffers());
+    if loss.is_finite() && bad_grad.is_none() && bad_buffer.is_none() {
+        return Ok(());
+    }
+    let diverged = |row: Option<usize>, reason: String| Error::Diverged { step, layer: layer_name::<M>(row), reason };
+    // Forward first: the first layer whose outputs are not finite is where it began.
+    let acts = model.activations();
+    let mut at = 0;
+    for &(row, len) in M::ACTIVATIONS {
+        let Some(values) = acts.get(at..at + n * len) else { break };
+        if let Some(i) = first_non_finite(values) {
+            let reason = format!("its output {} of sample {} is {}", i % len, i / len, values[i]);
+            return Err(diverged(Some(row), reason));
+        }
+        at += n * len;
+    }
+    if !loss.is_finite() {
+        return Err(diverged(None, format!("the loss is {loss}")));
+    }
+    if bad_grad.is_some() {
+        // The backward pass runs from the last layer, so the last row with a non-finite gradient
+        // is the first one it reached.
+        let row = M::LAYERS
+            .iter()
+            .rposition(|l| l.params > 0 && first_non_finite(&model.grads()[l.offset..l.offset + l.params]).is_some());
+        return Err(diverged(row, "its parameters' gradient is not finite".into()));
+    }
+    let index = bad_buffer.unwrap_or_default();
+    let tensor = M::TENSORS.iter().find(|t| !t.kind.is_param() && (t.offset..t.offset + t.len()).contains(&index));
+    let path = tensor.map_or("", |t| t.name.rsplit_once('.').map_or(t.name, |(path, _)| path));
+    let row = M::LAYERS.iter().position(|l| !l.path.is_empty() && l.path == path);
+    Err(diverged(row, format!("its running statistics hold {}", model.buffers()[index])))
+}
+
+/// Row `row` of the layer table as a message names it; the loss for `None`.
+fn layer_name<M: Model + ?Sized>(row: Option<usize>) -> String {
+    match row.and_then(|r| M::LAYERS.get(r).map(|l| (r, l))) {
+        Some((r, l)) if l.path.is_empty() => format!("layer {r} `{}`", l.layer),
+        Some((r, l)) => format!("layer {r} `{}` (PyTorch module `{}`)", l.layer, l.path),
+        None => "the loss".into(),
+    }
+}
+
+/// The innermost row of the layer table that holds parameter `index`.
+fn row_of_param<M: Model + ?Sized>(index: usize) -> Option<usize> {
+    M::LAYERS.iter().rposition(|l| l.params > 0 && (l.offset..l.offset + l.params).contains(&index))
+}
+
+/// [`Model::apply`] over `segments`, refusing an update that leaves values not finite.
+fn apply_segments<M: Model + ?Sized, O: Optimizer + ?Sized>(
+    model: &mut M,
+    opt: &mut O,
+    segments: &[Segment],
+) -> Result<()> {
+    let step = model.noise().step.saturating_sub(1);
+    let diverged = |index: usize| Error::Diverged {
+        step,
+        layer: layer_name::<M>(row_of_param::<M>(index)),
+        reason: format!("the update would make parameter {index} or its optimizer state non-finite"),
+    };
+    let (params, grads) = model.params_and_grads();
+    match opt.check_step(params, grads, segments) {
+        StepCheck::Finite => opt.step(params, grads, segments),
+        StepCheck::NonFinite { index } => Err(diverged(index)),
+        StepCheck::Unknown => {
+            // Keep what the step changes, take it, and put it back if anything went non-finite.
+            let mut undo = std::mem::take(&mut model.trainable_mut().undo);
+            keep(&mut undo.params, model.params());
+            undo.state.clear();
+            undo.state.extend(opt.state().into_iter().map(|(name, values)| (name, values.to_vec())));
+            let counters = opt.counters();
+            let (params, grads) = model.params_and_grads();
+            let mut result = opt.step(params, grads, segments);
+            let bad = first_non_finite(model.params())
+                .or_else(|| opt.state().iter().find_map(|(_, values)| first_non_finite(values)));
+            if let (Ok(()), Some(index)) = (&result, bad) {
+                model.params_mut().copy_from_slice(&undo.params);
+                opt.reset();
+                for (name, values) in &undo.state {
+                    opt.load_state(name, values)?;
+                }
+                for (name, value) in counters {
+                    opt.load_counter(name, value)?;
+                }
+                result = Err(diverged(index));
+            }
+            model.trainable_mut().undo = undo;
+            result
+        }
     }
 }
 
@@ -389,12 +567,24 @@ pub trait Model: Clone + Send + Sync {
 pub struct Trainable {
     frozen: Vec<bool>,
     segments: Vec<Segment>,
+    undo: Undo,
+}
+
+/// Copies a training step keeps to undo itself, reused from step to step.
+#[derive(Clone, Debug, Default)]
+struct Undo {
+    /// The running statistics before the pass.
+    buffers: Vec<f32>,
+    /// The parameters before an update by an optimizer that cannot check its step beforehand.
+    params: Vec<f32>,
+    /// That optimizer's state before the update.
+    state: Vec<(&'static str, Vec<f32>)>,
 }
 
 impl Trainable {
     /// Every layer trainable.
     pub fn new(layers: &[LayerInfo], tensors: &[TensorInfo]) -> Self {
-        let mut t = Trainable { frozen: vec![false; layers.len()], segments: Vec::new() };
+        let mut t = Trainable { frozen: vec![false; layers.len()], segments: Vec::new(), undo: Undo::default() };
         t.set(layers, tensors, 0..0, false);
         t
     }
@@ -420,7 +610,9 @@ impl Trainable {
 }
 
 /// Where a model's dropout masks stand: the seed they are drawn from and the number of
-/// training passes so far. Each training pass draws new masks from both.
+/// training passes so far. Each training pass draws new masks from both. The count goes up to
+/// [`MAX_STEPS`](crate::optim::MAX_STEPS): a training pass past it is an `Err`, and a
+/// checkpoint holding a larger count does not load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Noise {
     /// The seed of every mask.

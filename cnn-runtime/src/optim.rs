@@ -6,6 +6,8 @@
 //! not its biases or normalisation parameters), where PyTorch's default decays every parameter.
 //! Passing [`whole`] as the segments decays everything, as PyTorch does.
 
+use std::ops::Range;
+
 use crate::{Error, Result};
 
 /// A run of parameters `start..end` that an optimizer updates, and whether weight decay applies to it.
@@ -25,26 +27,65 @@ pub fn whole(len: usize) -> [Segment; 1] {
     [Segment { start: 0, end: len, decay: true }]
 }
 
+/// The largest value of every step counter: [`Adam`]'s step count and a model's count of
+/// training passes ([`Noise::step`](crate::Noise::step)). Up to 2^53 an `f64` counts exactly;
+/// a step that would pass it is an `Err`, and a checkpoint holding a larger count does not load.
+pub const MAX_STEPS: u64 = 1 << 53;
+
+/// What an optimizer can tell about a step before taking it, from [`Optimizer::check_step`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepCheck {
+    /// The step leaves every parameter and every state value finite.
+    Finite,
+    /// The step would make parameter `index`, or its state, non-finite (NaN or infinite).
+    NonFinite {
+        /// Index of the first such parameter.
+        index: usize,
+    },
+    /// The optimizer cannot tell without taking the step.
+    Unknown,
+}
+
 /// An update rule applied to a model's parameters from their gradient.
 ///
 /// Optimizers see the flat buffers of [`Model`](crate::Model), so one implementation serves
 /// every generated model. State buffers (such as momentum) span all the parameters; they are
 /// allocated on the first step, or when the number of parameters changes, and reused otherwise.
+///
+/// Every hyperparameter is checked where it is set, with the same rules: by the constructors,
+/// by [`set_learning_rate`](Optimizer::set_learning_rate) and by checkpoint loads
+/// ([`check_learning_rate`] for the rate).
 pub trait Optimizer {
     /// Updates the parameters of `segments` in place from `grads` (same length as `params`);
     /// parameters outside every segment (frozen ones) are left alone, state included.
     ///
-    /// # Panics
-    ///
-    /// When `grads` and `params` differ in length, or the segments are not in increasing order,
-    /// disjoint and within `params`.
-    fn step(&mut self, params: &mut [f32], grads: &[f32], segments: &[Segment]);
+    /// Fails, changing nothing, when `grads` and `params` differ in length, when the segments
+    /// are not in increasing order, disjoint and within `params`, or when a step counter would
+    /// pass [`MAX_STEPS`].
+    fn step(&mut self, params: &mut [f32], grads: &[f32], segments: &[Segment]) -> Result<()>;
+
+    /// Whether [`step`](Optimizer::step) with the same arguments would leave every parameter
+    /// and state value finite, found without changing anything. A model's training step asks
+    /// this before it lets the optimizer update the parameters, so that a diverging step is
+    /// refused without a copy of the parameters. The default answers [`StepCheck::Unknown`]:
+    /// the model then keeps a copy of the parameters and of the optimizer's
+    /// [`state`](Optimizer::state) and [`counters`](Optimizer::counters) to undo a step that
+    /// goes wrong.
+    fn check_step(&self, params: &[f32], grads: &[f32], segments: &[Segment]) -> StepCheck {
+        let _ = (params, grads, segments);
+        StepCheck::Unknown
+    }
 
     /// The current learning rate.
     fn learning_rate(&self) -> f32;
 
-    /// Sets the learning rate, for decay schedules.
-    fn set_learning_rate(&mut self, lr: f32);
+    /// Sets the learning rate, for decay schedules. Fails, changing nothing, unless `lr` is
+    /// finite and positive ([`check_learning_rate`]).
+    fn set_learning_rate(&mut self, lr: f32) -> Result<()>;
+
+    /// Forgets all state (momentum, moments, step count): the optimizer continues as a newly
+    /// built one with the same hyperparameters.
+    fn reset(&mut self);
 
     /// A description with every hyperparameter, such as `Sgd(lr=0.05, momentum=0.9, ...)`, kept in
     /// checkpoints.
@@ -55,7 +96,8 @@ pub trait Optimizer {
         Vec::new()
     }
 
-    /// The names [`load_state`](Optimizer::load_state) accepts.
+    /// The names of the state buffers the optimizer holds after its first step, which
+    /// [`load_state`](Optimizer::load_state) accepts.
     fn state_names(&self) -> Vec<&'static str> {
         Vec::new()
     }
@@ -65,7 +107,8 @@ pub trait Optimizer {
         Vec::new()
     }
 
-    /// Restores the state buffer `name` from a checkpoint.
+    /// Restores the state buffer `name` from a checkpoint. Fails, changing nothing, on a name
+    /// the optimizer does not know or a value that is not finite.
     fn load_state(&mut self, name: &str, values: &[f32]) -> Result<()> {
         let _ = values;
         Err(Error::InvalidArgument {
@@ -79,7 +122,8 @@ pub trait Optimizer {
         Vec::new()
     }
 
-    /// Restores the state scalar `name` from a checkpoint.
+    /// Restores the state scalar `name` from a checkpoint. Fails, changing nothing, on a name
+    /// the optimizer does not know or a count above [`MAX_STEPS`].
     fn load_counter(&mut self, name: &str, value: u64) -> Result<()> {
         let _ = value;
         Err(Error::InvalidArgument {
@@ -90,25 +134,86 @@ pub trait Optimizer {
 }
 
 /// Checks the arguments of [`Optimizer::step`].
-fn check_layout(params: usize, grads: usize, segments: &[Segment]) {
-    assert_eq!(params, grads, "parameters and gradients differ in length");
+fn check_layout(params: usize, grads: usize, segments: &[Segment]) -> Result<()> {
+    if params != grads {
+        return Err(Error::InvalidArgument {
+            name: "gradients",
+            reason: format!("{grads} gradient values for {params} parameters"),
+        });
+    }
     let mut end = 0;
     for s in segments {
-        assert!(
-            end <= s.start && s.start <= s.end && s.end <= params,
-            "segment {s:?} is out of order, overlaps another or lies beyond the {params} parameters"
-        );
+        if !(end <= s.start && s.start <= s.end && s.end <= params) {
+            return Err(Error::InvalidArgument {
+                name: "segments",
+                reason: format!(
+                    "segment {}..{} is out of order, overlaps another or lies beyond the {params} parameters",
+                    s.start, s.end
+                ),
+            });
+        }
         end = s.end;
     }
+    Ok(())
 }
 
-/// Fails unless `lr` is finite and positive.
-fn check_lr(lr: f32) -> Result<()> {
+/// The one rule for a learning rate, shared by the optimizers' constructors,
+/// [`Optimizer::set_learning_rate`], the schedules and checkpoint loads: finite and positive.
+pub fn check_learning_rate(lr: f32) -> Result<()> {
     if lr.is_finite() && lr > 0.0 {
         Ok(())
     } else {
         Err(Error::InvalidArgument { name: "learning rate", reason: format!("must be finite and positive, got {lr}") })
     }
+}
+
+/// Fails unless `value` is a step count no larger than [`MAX_STEPS`].
+pub(crate) fn check_count(name: &'static str, value: u64) -> Result<()> {
+    if value <= MAX_STEPS {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument { name, reason: format!("{value} is above the largest step count, {MAX_STEPS}") })
+    }
+}
+
+/// Fails unless every value of state buffer `name` is finite.
+fn check_finite_state(kind: &str, name: &str, values: &[f32]) -> Result<()> {
+    match first_non_finite(values) {
+        None => Ok(()),
+        Some(i) => Err(Error::InvalidArgument {
+            name: "optimizer state",
+            reason: format!("{kind} state `{name}` holds {} at index {i}: state values must be finite", values[i]),
+        }),
+    }
+}
+
+/// Values per block of the finiteness scans: each block is tested without branches, so that
+/// the test vectorises, and searched only when it fails.
+const SCAN_BLOCK: usize = 256;
+
+/// The index of the first value of `values` that is NaN or infinite.
+pub(crate) fn first_non_finite(values: &[f32]) -> Option<usize> {
+    let finite = |block: &[f32]| block.iter().fold(true, |ok, v| ok & v.is_finite());
+    let block = values.chunks(SCAN_BLOCK).position(|b| !finite(b))?;
+    let start = block * SCAN_BLOCK;
+    values[start..].iter().position(|v| !v.is_finite()).map(|i| start + i)
+}
+
+/// The first index in `segments` at which `finite(i)` fails, for an update rule computed
+/// element by element: each segment is visited in blocks whose results are combined without
+/// branching, and a failing block is searched.
+fn first_failing(segments: &[Segment], finite: impl Fn(&Segment, Range<usize>) -> bool) -> Option<usize> {
+    for s in segments {
+        let mut start = s.start;
+        while start < s.end {
+            let end = (start + SCAN_BLOCK).min(s.end);
+            if !finite(s, start..end) {
+                return (start..end).find(|&i| !finite(s, i..i + 1));
+            }
+            start = end;
+        }
+    }
+    None
 }
 
 /// Fails unless `value` is finite and not negative.
@@ -179,7 +284,7 @@ impl Sgd {
     ///
     /// Fails when `lr` is not finite and positive, or `momentum` is not in `[0, 1)`.
     pub fn new(lr: f32, momentum: f32) -> Result<Self> {
-        check_lr(lr)?;
+        check_learning_rate(lr)?;
         check_unit("momentum", momentum)?;
         Ok(Sgd { lr, momentum, nesterov: false, weight_decay: 0.0, l1: 0.0, velocity: Vec::new() })
     }
@@ -215,38 +320,80 @@ impl Sgd {
     }
 }
 
+/// SGD's update of one parameter on one segment: the decay terms (on decaying segments only),
+/// then the momentum buffer and the step.
+#[derive(Clone, Copy)]
+struct SgdRule {
+    lr: f32,
+    momentum: f32,
+    nesterov: bool,
+    l2: f32,
+    l1: f32,
+}
+
+impl SgdRule {
+    /// The new weight and momentum buffer from weight `w`, gradient `g` and buffer `b`.
+    #[inline(always)]
+    fn update(self, w: f32, g: f32, b: f32) -> (f32, f32) {
+        let g = if self.l2 != 0.0 { g + self.l2 * w } else { g };
+        let g = if self.l1 != 0.0 { g + self.l1 * sign(w) } else { g };
+        if self.momentum == 0.0 {
+            return (w - self.lr * g, b);
+        }
+        // The buffer starts at zero, so the first step sets it to `g`, as PyTorch's.
+        let b = self.momentum * b + g;
+        let d = if self.nesterov { g + self.momentum * b } else { b };
+        (w - self.lr * d, b)
+    }
+}
+
+impl Sgd {
+    fn rule(&self, decay: bool) -> SgdRule {
+        let (l2, l1) = if decay { (self.weight_decay, self.l1) } else { (0.0, 0.0) };
+        SgdRule { lr: self.lr, momentum: self.momentum, nesterov: self.nesterov, l2, l1 }
+    }
+}
+
 impl Optimizer for Sgd {
-    fn step(&mut self, params: &mut [f32], grads: &[f32], segments: &[Segment]) {
-        check_layout(params.len(), grads.len(), segments);
-        let (lr, momentum, nesterov) = (self.lr, self.momentum, self.nesterov);
-        if momentum != 0.0 && self.velocity.len() != params.len() {
+    fn step(&mut self, params: &mut [f32], grads: &[f32], segments: &[Segment]) -> Result<()> {
+        check_layout(params.len(), grads.len(), segments)?;
+        if self.momentum != 0.0 && self.velocity.len() != params.len() {
             self.velocity.clear();
             self.velocity.resize(params.len(), 0.0);
         }
         for s in segments {
-            let (l2, l1) = if s.decay { (self.weight_decay, self.l1) } else { (0.0, 0.0) };
-            let regularised = |g: f32, w: f32| {
-                let g = if l2 != 0.0 { g + l2 * w } else { g };
-                if l1 != 0.0 {
-                    g + l1 * sign(w)
-                } else {
-                    g
-                }
-            };
+            let rule = self.rule(s.decay);
             let (w, g) = (&mut params[s.start..s.end], &grads[s.start..s.end]);
-            if momentum == 0.0 {
+            if self.momentum == 0.0 {
                 for (w, &g) in w.iter_mut().zip(g) {
-                    *w -= lr * regularised(g, *w);
+                    *w = rule.update(*w, g, 0.0).0;
                 }
-                continue;
+            } else {
+                for ((w, &g), b) in w.iter_mut().zip(g).zip(&mut self.velocity[s.start..s.end]) {
+                    (*w, *b) = rule.update(*w, g, *b);
+                }
             }
-            for ((w, &g), b) in w.iter_mut().zip(g).zip(&mut self.velocity[s.start..s.end]) {
-                let g = regularised(g, *w);
-                // The buffer starts at zero, so the first step sets it to `g`, as PyTorch's.
-                *b = momentum * *b + g;
-                let d = if nesterov { g + momentum * *b } else { *b };
-                *w -= lr * d;
+        }
+        Ok(())
+    }
+
+    fn check_step(&self, params: &[f32], grads: &[f32], segments: &[Segment]) -> StepCheck {
+        if check_layout(params.len(), grads.len(), segments).is_err() {
+            return StepCheck::Unknown;
+        }
+        let velocity = (self.velocity.len() == params.len()).then_some(self.velocity.as_slice());
+        let finite = |s: &Segment, r: Range<usize>| {
+            let rule = self.rule(s.decay);
+            let (w, g) = (&params[r.clone()], &grads[r.clone()]);
+            let ok = |ok: bool, (w, b): (f32, f32)| ok & w.is_finite() & b.is_finite();
+            match velocity {
+                Some(v) => w.iter().zip(g).zip(&v[r]).map(|((&w, &g), &b)| rule.update(w, g, b)).fold(true, ok),
+                None => w.iter().zip(g).map(|(&w, &g)| rule.update(w, g, 0.0)).fold(true, ok),
             }
+        };
+        match first_failing(segments, finite) {
+            Some(index) => StepCheck::NonFinite { index },
+            None => StepCheck::Finite,
         }
     }
 
@@ -254,8 +401,14 @@ impl Optimizer for Sgd {
         self.lr
     }
 
-    fn set_learning_rate(&mut self, lr: f32) {
+    fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        check_learning_rate(lr)?;
         self.lr = lr;
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.velocity = Vec::new();
     }
 
     fn describe(&self) -> String {
@@ -292,8 +445,39 @@ impl Optimizer for Sgd {
                 reason: format!("{} has no state `{name}`", self.describe()),
             });
         }
+        check_finite_state("Sgd", name, values)?;
         self.velocity = values.to_vec();
         Ok(())
+    }
+}
+
+/// Adam's update of one parameter at one step: the constants of the step's bias correction and
+/// whether the parameter's segment decays.
+#[derive(Clone, Copy)]
+struct AdamRule {
+    step_size: f32,
+    bias_correction2_sqrt: f32,
+    one_minus_beta1: f32,
+    beta2: f32,
+    one_minus_beta2: f32,
+    shrink: f32,
+    eps: f32,
+    l2: f32,
+    decay: bool,
+    decoupled: bool,
+}
+
+impl AdamRule {
+    /// The new weight and moments from weight `w`, gradient `g` and moments `m`, `v`.
+    #[inline(always)]
+    fn update(self, w: f32, g: f32, m: f32, v: f32) -> (f32, f32, f32) {
+        let g = if self.decay && !self.decoupled { g + self.l2 * w } else { g };
+        let w = if self.decay && self.decoupled { w * self.shrink } else { w };
+        // `lerp(m, g, 1 − β₁)` with PyTorch's formula for a weight below 0.5.
+        let m = m + self.one_minus_beta1 * (g - m);
+        let v = v * self.beta2 + self.one_minus_beta2 * g * g;
+        let denom = v.sqrt() / self.bias_correction2_sqrt + self.eps;
+        (w - self.step_size * m / denom, m, v)
     }
 }
 
@@ -313,7 +497,7 @@ struct AdamCore {
 
 impl AdamCore {
     fn new(lr: f32, weight_decay: f32) -> Result<Self> {
-        check_lr(lr)?;
+        check_learning_rate(lr)?;
         let mut core = AdamCore {
             lr,
             betas: (0.9, 0.999),
@@ -358,9 +542,17 @@ impl AdamCore {
         Ok(())
     }
 
-    fn set_lr(&mut self, lr: f32) {
+    fn set_lr(&mut self, lr: f32) -> Result<()> {
+        check_learning_rate(lr)?;
         self.lr = lr;
         self.widen();
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.step = 0;
+        self.exp_avg = Vec::new();
+        self.exp_avg_sq = Vec::new();
     }
 
     fn describe(&self, kind: &str) -> String {
@@ -374,44 +566,82 @@ impl AdamCore {
         )
     }
 
+    /// The step count of the next step (1 when the buffers do not fit `n` parameters, which
+    /// restarts them), or an error past [`MAX_STEPS`].
+    fn next_step(&self, n: usize) -> Result<u64> {
+        let fresh = self.exp_avg.len() != n || self.exp_avg_sq.len() != n;
+        let t = if fresh { 1 } else { self.step.saturating_add(1) };
+        check_count("Adam step count", t)?;
+        Ok(t)
+    }
+
+    /// The update of step `t` on segments without decay.
+    fn rule(&self, t: u64, decoupled: bool) -> AdamRule {
+        let (lr, beta1, beta2, weight_decay) = self.wide;
+        // Python floats in PyTorch, cast to `f32` where they meet the tensors.
+        let t = t as f64;
+        let bias_correction1 = 1.0 - beta1.powf(t);
+        let bias_correction2 = 1.0 - beta2.powf(t);
+        AdamRule {
+            step_size: (lr / bias_correction1) as f32,
+            bias_correction2_sqrt: bias_correction2.powf(0.5) as f32,
+            one_minus_beta1: (1.0 - beta1) as f32,
+            beta2: beta2 as f32,
+            one_minus_beta2: (1.0 - beta2) as f32,
+            shrink: (1.0 - lr * weight_decay) as f32,
+            eps: self.eps,
+            l2: self.weight_decay,
+            decay: false,
+            decoupled,
+        }
+    }
+
     /// One step of `torch.optim.Adam` (single-tensor, without amsgrad), with the weight decay
     /// added to the gradient, or `decoupled` as in `torch.optim.AdamW`.
-    fn step(&mut self, params: &mut [f32], grads: &[f32], segments: &[Segment], decoupled: bool) {
-        check_layout(params.len(), grads.len(), segments);
+    fn step(&mut self, params: &mut [f32], grads: &[f32], segments: &[Segment], decoupled: bool) -> Result<()> {
+        check_layout(params.len(), grads.len(), segments)?;
         let n = params.len();
-        if self.exp_avg.len() != n || self.exp_avg_sq.len() != n {
+        let t = self.next_step(n)?;
+        if t == 1 {
             for buffer in [&mut self.exp_avg, &mut self.exp_avg_sq] {
                 buffer.clear();
                 buffer.resize(n, 0.0);
             }
-            self.step = 0;
         }
-        self.step += 1;
-        let (lr, beta1, beta2, weight_decay) = self.wide;
-        // Python floats in PyTorch, cast to `f32` where they meet the tensors.
-        let t = self.step as f64;
-        let bias_correction1 = 1.0 - beta1.powf(t);
-        let bias_correction2 = 1.0 - beta2.powf(t);
-        let step_size = (lr / bias_correction1) as f32;
-        let bias_correction2_sqrt = bias_correction2.powf(0.5) as f32;
-        let (one_minus_beta1, beta2_f, one_minus_beta2) = ((1.0 - beta1) as f32, beta2 as f32, (1.0 - beta2) as f32);
-        let shrink = (1.0 - lr * weight_decay) as f32;
-        let (eps, l2) = (self.eps, self.weight_decay);
+        self.step = t;
+        let base = self.rule(t, decoupled);
         for s in segments {
-            let decay = s.decay && l2 != 0.0;
+            let rule = AdamRule { decay: s.decay && base.l2 != 0.0, ..base };
             let range = s.start..s.end;
             let moments = self.exp_avg[range.clone()].iter_mut().zip(&mut self.exp_avg_sq[range.clone()]);
             for ((w, &g), (m, v)) in params[range.clone()].iter_mut().zip(&grads[range]).zip(moments) {
-                let g = if decay && !decoupled { g + l2 * *w } else { g };
-                if decay && decoupled {
-                    *w *= shrink;
-                }
-                // `lerp(m, g, 1 − β₁)` with PyTorch's formula for a weight below 0.5.
-                *m += one_minus_beta1 * (g - *m);
-                *v = *v * beta2_f + one_minus_beta2 * g * g;
-                let denom = v.sqrt() / bias_correction2_sqrt + eps;
-                *w -= step_size * *m / denom;
+                (*w, *m, *v) = rule.update(*w, g, *m, *v);
             }
+        }
+        Ok(())
+    }
+
+    /// [`Optimizer::check_step`] for [`step`](AdamCore::step).
+    fn check_step(&self, params: &[f32], grads: &[f32], segments: &[Segment], decoupled: bool) -> StepCheck {
+        if check_layout(params.len(), grads.len(), segments).is_err() {
+            return StepCheck::Unknown;
+        }
+        let Ok(t) = self.next_step(params.len()) else { return StepCheck::Unknown };
+        let base = self.rule(t, decoupled);
+        let finite = |s: &Segment, r: Range<usize>| {
+            let rule = AdamRule { decay: s.decay && base.l2 != 0.0, ..base };
+            let (w, g) = (&params[r.clone()], &grads[r.clone()]);
+            let ok = |ok: bool, (w, m, v): (f32, f32, f32)| ok & w.is_finite() & m.is_finite() & v.is_finite();
+            if t == 1 {
+                w.iter().zip(g).map(|(&w, &g)| rule.update(w, g, 0.0, 0.0)).fold(true, ok)
+            } else {
+                let moments = self.exp_avg[r.clone()].iter().zip(&self.exp_avg_sq[r]);
+                w.iter().zip(g).zip(moments).map(|((&w, &g), (&m, &v))| rule.update(w, g, m, v)).fold(true, ok)
+            }
+        };
+        match first_failing(segments, finite) {
+            Some(index) => StepCheck::NonFinite { index },
+            None => StepCheck::Finite,
         }
     }
 
@@ -441,6 +671,7 @@ impl AdamCore {
                 })
             }
         };
+        check_finite_state(kind, name, values)?;
         target.clear();
         target.extend_from_slice(values);
         // A buffer not loaded yet starts at zero, as on a first step.
@@ -455,6 +686,7 @@ impl AdamCore {
                 reason: format!("{kind} has no counter `{name}` (it has `step`)"),
             });
         }
+        check_count("Adam step count", value)?;
         self.step = value;
         Ok(())
     }
@@ -529,16 +761,24 @@ macro_rules! adam_optimizer {
         }
 
         impl Optimizer for $kind {
-            fn step(&mut self, params: &mut [f32], grads: &[f32], segments: &[Segment]) {
-                self.0.step(params, grads, segments, $decoupled);
+            fn step(&mut self, params: &mut [f32], grads: &[f32], segments: &[Segment]) -> Result<()> {
+                self.0.step(params, grads, segments, $decoupled)
+            }
+
+            fn check_step(&self, params: &[f32], grads: &[f32], segments: &[Segment]) -> StepCheck {
+                self.0.check_step(params, grads, segments, $decoupled)
             }
 
             fn learning_rate(&self) -> f32 {
                 self.0.lr
             }
 
-            fn set_learning_rate(&mut self, lr: f32) {
-                self.0.set_lr(lr);
+            fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+                self.0.set_lr(lr)
+            }
+
+            fn reset(&mut self) {
+                self.0.reset();
             }
 
             fn describe(&self) -> String {
@@ -595,7 +835,7 @@ mod tests {
         GRADS
             .iter()
             .map(|g| {
-                opt.step(&mut w, g, segments);
+                opt.step(&mut w, g, segments).unwrap();
                 w.clone()
             })
             .collect()
@@ -605,12 +845,12 @@ mod tests {
     fn plain_sgd_without_momentum_is_stateless() {
         let mut opt = Sgd::new(0.5, 0.0).unwrap();
         let mut w = vec![1.0f32];
-        opt.step(&mut w, &[2.0], &whole(1));
-        opt.step(&mut w, &[2.0], &whole(1));
+        opt.step(&mut w, &[2.0], &whole(1)).unwrap();
+        opt.step(&mut w, &[2.0], &whole(1)).unwrap();
         assert_eq!(w, vec![-1.0]);
         assert!(opt.state().is_empty());
         assert!(opt.load_state("momentum_buffer", &[0.0]).is_err());
-        opt.set_learning_rate(0.25);
+        opt.set_learning_rate(0.25).unwrap();
         assert_eq!(opt.learning_rate(), 0.25);
     }
 
@@ -696,15 +936,15 @@ mod tests {
         let new = || Sgd::new(0.1, 0.9).unwrap().with_nesterov(true).unwrap();
         let mut a = new();
         let mut w = START.to_vec();
-        a.step(&mut w, &GRADS[0], &whole(4));
-        a.step(&mut w, &GRADS[1], &whole(4));
+        a.step(&mut w, &GRADS[0], &whole(4)).unwrap();
+        a.step(&mut w, &GRADS[1], &whole(4)).unwrap();
         let mut b = new();
         for (name, values) in a.state() {
             b.load_state(name, values).unwrap();
         }
         let mut w2 = w.clone();
-        a.step(&mut w, &GRADS[2], &whole(4));
-        b.step(&mut w2, &GRADS[2], &whole(4));
+        a.step(&mut w, &GRADS[2], &whole(4)).unwrap();
+        b.step(&mut w2, &GRADS[2], &whole(4)).unwrap();
         assert_eq!(w, w2);
         assert!(b.load_state("exp_avg", &[0.0; 4]).is_err());
     }
@@ -757,7 +997,7 @@ mod tests {
         let mut w = vec![1.0f32, -1.0, 0.0];
         let g = [0.5f32, -2.0, 1e-3];
         for t in 1..=3 {
-            opt.step(&mut w, &g, &whole(3));
+            opt.step(&mut w, &g, &whole(3)).unwrap();
             let moved = |g: f64| 0.01 * t as f64 * g / (g.abs() + 1e-8);
             assert_close(&w, &[1.0 - moved(0.5), -1.0 - moved(-2.0), -moved(1e-3)], 1e-6);
         }
@@ -839,8 +1079,8 @@ mod tests {
     fn adam_state_round_trip_continues_identically() {
         let mut a = AdamW::new(0.01).unwrap();
         let mut w = START.to_vec();
-        a.step(&mut w, &GRADS[0], &whole(4));
-        a.step(&mut w, &GRADS[1], &whole(4));
+        a.step(&mut w, &GRADS[0], &whole(4)).unwrap();
+        a.step(&mut w, &GRADS[1], &whole(4)).unwrap();
         let mut b = AdamW::new(0.01).unwrap();
         for (name, values) in a.state() {
             b.load_state(name, values).unwrap();
@@ -850,8 +1090,8 @@ mod tests {
         }
         assert_eq!(b.steps(), 2);
         let mut w2 = w.clone();
-        a.step(&mut w, &GRADS[2], &whole(4));
-        b.step(&mut w2, &GRADS[2], &whole(4));
+        a.step(&mut w, &GRADS[2], &whole(4)).unwrap();
+        b.step(&mut w2, &GRADS[2], &whole(4)).unwrap();
         assert_eq!(w, w2);
         assert_eq!(a.state(), b.state());
     }
@@ -893,5 +1133,128 @@ mod tests {
         assert_eq!(widen(1e-8), 1e-8);
         assert_eq!(num(1e-8), "1e-8");
         assert_eq!(num(0.001), "0.001");
+    }
+
+    /// Every optimizer of this module, with momentum or moments where it has them.
+    fn all_optimizers(lr: f32) -> Vec<Box<dyn Optimizer>> {
+        vec![
+            Box::new(Sgd::new(lr, 0.0).unwrap()),
+            Box::new(Sgd::new(lr, 0.9).unwrap().with_nesterov(true).unwrap().with_weight_decay(0.1).unwrap()),
+            Box::new(Sgd::new(lr, 0.5).unwrap().with_l1(0.01).unwrap()),
+            Box::new(Adam::new(lr).unwrap().with_weight_decay(0.1).unwrap()),
+            Box::new(AdamW::new(lr).unwrap()),
+        ]
+    }
+
+    #[test]
+    fn a_bad_learning_rate_is_refused_by_the_setter_and_changes_nothing() {
+        for mut opt in all_optimizers(0.1) {
+            for lr in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -1.0, 0.0, -0.0] {
+                let err = opt.set_learning_rate(lr).unwrap_err();
+                assert!(err.to_string().contains("learning rate"), "{err}");
+                assert_eq!(opt.learning_rate(), 0.1, "{}", opt.describe());
+            }
+            opt.set_learning_rate(1e-30).unwrap();
+            assert_eq!(opt.learning_rate(), 1e-30);
+        }
+        assert!(check_learning_rate(f32::MIN_POSITIVE).is_ok());
+    }
+
+    #[test]
+    fn check_step_tells_exactly_whether_the_step_stays_finite() {
+        // Gradients and rates from harmless to overflowing; the dry run must agree with the
+        // step itself on every parameter and state value.
+        let huge = [1e-3f32, 1.0, 1e20, 3e38, f32::MAX];
+        for (k, &lr) in [1e-2f32, 1e10, 1e30].iter().enumerate() {
+            for &scale in &huge {
+                for mut opt in all_optimizers(lr) {
+                    let mut w: Vec<f32> = (0..600).map(|i| (i as f32 * 0.37).sin()).collect();
+                    let mut g: Vec<f32> = (0..600).map(|i| (i as f32 * 0.11).cos() * scale).collect();
+                    let segments =
+                        [Segment { start: 0, end: 300, decay: true }, Segment { start: 310, end: 600, decay: false }];
+                    // A first step fills the state, so the second check reads it.
+                    for round in 0..2 {
+                        let check = opt.check_step(&w, &g, &segments);
+                        let before = (w.clone(), opt.state().iter().map(|(_, v)| v.to_vec()).collect::<Vec<_>>());
+                        opt.step(&mut w, &g, &segments).unwrap();
+                        let state: Vec<f32> = opt.state().iter().flat_map(|(_, v)| v.to_vec()).collect();
+                        let bad = (0..600).find(|&i| !w[i].is_finite() || state.chunks(600).any(|s| !s[i].is_finite()));
+                        let expected = match bad {
+                            Some(index) => StepCheck::NonFinite { index },
+                            None => StepCheck::Finite,
+                        };
+                        assert_eq!(check, expected, "{} lr {lr} scale {scale} round {round} case {k}", opt.describe());
+                        if bad.is_some() {
+                            break;
+                        }
+                        let _ = before;
+                        g.iter_mut().for_each(|g| *g *= -0.5);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn check_step_changes_nothing_and_defers_layout_errors_to_step() {
+        for mut opt in all_optimizers(0.1) {
+            let mut w = START.to_vec();
+            opt.step(&mut w, &GRADS[0], &whole(4)).unwrap();
+            let (state, counters) =
+                (opt.state().iter().map(|(n, v)| (*n, v.to_vec())).collect::<Vec<_>>(), opt.counters());
+            assert_eq!(opt.check_step(&w, &[f32::NAN; 4], &whole(4)), StepCheck::NonFinite { index: 0 });
+            assert_eq!(opt.check_step(&w, &GRADS[1][..3], &whole(4)), StepCheck::Unknown);
+            let after: Vec<_> = opt.state().iter().map(|(n, v)| (*n, v.to_vec())).collect();
+            assert_eq!((after, opt.counters()), (state, counters));
+        }
+    }
+
+    #[test]
+    fn reset_forgets_the_state_as_a_new_optimizer() {
+        for (mut used, mut fresh) in all_optimizers(0.1).into_iter().zip(all_optimizers(0.1)) {
+            let mut w = START.to_vec();
+            used.step(&mut w, &GRADS[0], &whole(4)).unwrap();
+            used.reset();
+            let (mut a, mut b) = (START.to_vec(), START.to_vec());
+            used.step(&mut a, &GRADS[1], &whole(4)).unwrap();
+            fresh.step(&mut b, &GRADS[1], &whole(4)).unwrap();
+            assert_eq!(a, b, "{}", used.describe());
+            assert_eq!(used.counters(), fresh.counters());
+        }
+    }
+
+    #[test]
+    fn counters_and_state_are_checked_when_loaded() {
+        let mut adam = Adam::new(0.1).unwrap();
+        let err = adam.load_counter("step", u64::MAX).unwrap_err().to_string();
+        assert!(err.contains("18446744073709551615") && err.contains(&MAX_STEPS.to_string()), "{err}");
+        adam.load_counter("step", MAX_STEPS).unwrap();
+        assert!(adam.load_state("exp_avg", &[0.0, f32::NAN]).unwrap_err().to_string().contains("NaN at index 1"));
+        assert!(adam.state().is_empty(), "a refused state was kept");
+        let mut sgd = Sgd::new(0.1, 0.9).unwrap();
+        assert!(sgd.load_state("momentum_buffer", &[f32::INFINITY]).is_err());
+        assert!(sgd.state().is_empty());
+    }
+
+    #[test]
+    fn a_step_past_the_largest_count_is_refused_and_changes_nothing() {
+        let mut opt = Adam::new(0.1).unwrap();
+        let mut w = START.to_vec();
+        opt.step(&mut w, &GRADS[0], &whole(4)).unwrap();
+        opt.load_counter("step", MAX_STEPS).unwrap();
+        let before = w.clone();
+        let err = opt.step(&mut w, &GRADS[1], &whole(4)).unwrap_err();
+        assert!(err.to_string().contains("largest step count"), "{err}");
+        assert_eq!((w, opt.steps()), (before, MAX_STEPS));
+    }
+
+    #[test]
+    fn first_non_finite_finds_the_first_bad_value_in_any_block() {
+        let mut v = vec![1.0f32; 1000];
+        assert_eq!(first_non_finite(&v), None);
+        v[777] = f32::NEG_INFINITY;
+        v[900] = f32::NAN;
+        assert_eq!(first_non_finite(&v), Some(777));
+        assert_eq!(first_non_finite(&[]), None);
     }
 }

@@ -11,7 +11,7 @@
 //! let schedule = StepDecay::new(0.1, 30, 0.1)?;
 //! let mut opt = Sgd::new(0.1, 0.9)?;
 //! for epoch in 0..90 {
-//!     schedule.apply(&mut opt, epoch);
+//!     schedule.apply(&mut opt, epoch)?;
 //!     // ... train one epoch with `opt` ...
 //! }
 //! assert!((opt.learning_rate() - 0.001).abs() < 1e-9);
@@ -25,9 +25,10 @@ pub trait Schedule {
     /// The learning rate at step `t` (0-based; a step may be an epoch or a batch, the user decides).
     fn lr(&self, t: usize) -> f32;
 
-    /// Sets `opt`'s learning rate to the rate at step `t`.
-    fn apply(&self, opt: &mut dyn Optimizer, t: usize) {
-        opt.set_learning_rate(self.lr(t));
+    /// Sets `opt`'s learning rate to the rate at step `t`. Fails, leaving the rate as it was,
+    /// when that rate is not finite and positive (a decay that has reached 0).
+    fn apply(&self, opt: &mut dyn Optimizer, t: usize) -> Result<()> {
+        opt.set_learning_rate(self.lr(t))
     }
 }
 
@@ -280,9 +281,9 @@ mod tests {
             Box::new(WarmUp::new(2, Constant::new(0.4).unwrap()).unwrap()),
         ];
         let mut opt = Sgd::new(1.0, 0.0).unwrap();
-        schedules[0].apply(&mut opt, 2);
+        schedules[0].apply(&mut opt, 2).unwrap();
         assert_close(opt.learning_rate(), 0.025);
-        schedules[1].apply(&mut opt, 0);
+        schedules[1].apply(&mut opt, 0).unwrap();
         assert_close(opt.learning_rate(), 0.2);
         let warm = WarmUp::new(3, &schedules[0]).unwrap();
         assert_close(warm.lr(4), 0.05);

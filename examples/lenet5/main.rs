@@ -18,6 +18,7 @@ mod plots;
 
 use std::error::Error;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
@@ -84,8 +85,17 @@ fn standardise(values: &mut [f32]) {
     values.iter_mut().for_each(|v| *v = (*v - MEAN) / STD);
 }
 
-fn main() -> Result<(), Box<dyn Error>> {
-    let args = Args::parse();
+fn main() -> ExitCode {
+    match run(&Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     if args.batch_size == 0 {
         return Err("--batch-size must be at least 1".into());
     }
@@ -121,7 +131,15 @@ fn main() -> Result<(), Box<dyn Error>> {
     let schedule = Cosine::new(args.lr, 0.0, total_steps.max(1) as usize)?;
     let started = Instant::now();
     while progress.epoch < args.epochs {
-        let loss = train_epoch(&args, &train, &mut model, &mut opt, &augment, &mut progress, &schedule)?;
+        let loss = train_epoch(args, &train, &mut model, &mut opt, &augment, &mut progress, &schedule).map_err(|e| {
+            // A diverging step was undone; nothing is saved, so the files of the last good epoch stay.
+            let kept = if checkpoint.exists() {
+                format!("{} still holds the last good epoch", checkpoint.display())
+            } else {
+                "no checkpoint was written".to_string()
+            };
+            format!("{e}\nstopped in epoch {}, nothing saved: {kept}", progress.epoch + 1)
+        })?;
         let eval = model.evaluate(&test.images, &test.labels, 100)?;
         progress.epoch += 1;
         println!(
@@ -196,8 +214,8 @@ fn train_epoch(
             augment_batch(augment, train.shape, &raw, &mut batch, seed, &mut scratch);
         }
         standardise(&mut batch);
-        schedule.apply(opt, progress.step as usize);
-        let loss = model.train_step(opt, &batch, &labels)?;
+        schedule.apply(opt, progress.step as usize)?;
+        let loss = model.train_step(opt, &batch, &labels).inspect_err(|_| bar.abandon())?;
         progress.step += 1;
         total += loss as f64 * labels.len() as f64;
         count += labels.len();

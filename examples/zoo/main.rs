@@ -103,7 +103,7 @@ fn train<M: Model>(
                 xb.extend_from_slice(&x[i * M::INPUT_LEN..(i + 1) * M::INPUT_LEN]);
                 yb.push(y[i]);
             }
-            schedule.apply(opt, step);
+            schedule.apply(opt, step)?;
             total += model.train_step(opt, &xb, &yb)? * chunk.len() as f32;
             step += 1;
         }

@@ -241,6 +241,18 @@ pub fn for_each_chunk(count: usize, task: &(dyn Fn(usize) + Sync)) {
     }
 }
 
+/// Runs `f` on a thread of the current rayon pool: directly when called from one, otherwise
+/// handed to the global pool as one job. A model's pass enters the pool this way once, so that
+/// its layers' parallel loops start from inside the pool instead of each going through rayon's
+/// queue of jobs from outside, which allocates a block every 63 jobs.
+pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        f()
+    } else {
+        rayon::scope(|_| f())
+    }
+}
+
 /// A slice lent out in chunks to the tasks of [`for_each_chunk`]: chunk `c` is the values
 /// `c * len .. (c + 1) * len` (the last one shorter, those past the end empty), and each can be
 /// taken once.
