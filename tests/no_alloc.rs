@@ -69,6 +69,22 @@ fn allocations_after_the_first_step<M: Model>(mut model: M, opt: &mut dyn Optimi
     ALLOCATIONS.load(Ordering::Relaxed) - before
 }
 
+/// Allocations made by 100 training steps and 100 predictions after warm-up, called as the
+/// README's example calls them: from a plain thread, outside any rayon pool.
+fn allocations_outside_a_pool<M: Model>(mut model: M, opt: &mut dyn Optimizer) -> usize {
+    let x: Vec<f32> = (0..64 * M::INPUT_LEN).map(|i| ((i * 7919) % 255) as f32 / 255.0).collect();
+    let labels: Vec<usize> = (0..64).map(|i| i % M::OUTPUT_LEN).collect();
+    let mut out = vec![0; 64];
+    model.train_step(opt, &x, &labels).unwrap();
+    model.predict_into(&x, &mut out).unwrap();
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..100 {
+        model.train_step(opt, &x, &labels).unwrap();
+        model.predict_into(&x, &mut out).unwrap();
+    }
+    ALLOCATIONS.load(Ordering::Relaxed) - before
+}
+
 /// One test, so that no other test allocates while the counter runs.
 #[test]
 fn training_steps_after_the_first_do_not_allocate() {
@@ -79,4 +95,11 @@ fn training_steps_after_the_first_do_not_allocate() {
         let course = allocations_after_the_first_step(Course::with_seed(1), &mut Adam::new(0.01).unwrap());
         assert_eq!(course, 0, "Course with Adam: {course} allocations in 21 steps");
     });
+    // Outside a pool each call enters rayon's global pool once, through its queue of outside
+    // jobs, which allocates one block per 63 jobs: at most one allocation in 50 calls.
+    assert!(rayon::current_thread_index().is_none());
+    let lenet = allocations_outside_a_pool(LeNet5::with_seed(1), &mut Sgd::new(0.01, 0.9).unwrap());
+    assert!(lenet <= 4, "LeNet5 with Sgd outside a pool: {lenet} allocations in 200 calls");
+    let course = allocations_outside_a_pool(Course::with_seed(1), &mut Adam::new(0.01).unwrap());
+    assert!(course <= 4, "Course with Adam outside a pool: {course} allocations in 200 calls");
 }
