@@ -40,7 +40,7 @@ fn lenet5_learns_real_digits_from_a_slice_of_the_embedded_data() {
                 labels.push(train.labels[i]);
             }
             batch.resize(raw.len(), 0.0);
-            augment_batch(&augment, train.shape, &raw, &mut batch, epoch * 1000 + step as u64, &mut scratch);
+            augment_batch(&augment, train.shape, &raw, &mut batch, epoch * 1000 + step as u64, &mut scratch).unwrap();
             standardise(&mut batch);
             model.train_step(&mut opt, &batch, &labels).unwrap();
         }

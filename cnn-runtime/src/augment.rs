@@ -8,13 +8,45 @@ use rand::{RngExt as _, SeedableRng};
 use rayon::prelude::*;
 
 use crate::init::Rng;
-use crate::Shape;
+use crate::{Error, Result, Shape};
 
 /// A random transformation of one image, in place.
 pub trait Transform: Send + Sync {
     /// Transforms `image` (of `shape`, NCHW) using `rng`; `scratch` holds as many values as the
-    /// image, for transforms that need a copy of it.
-    fn apply(&self, image: &mut [f32], shape: Shape, rng: &mut Rng, scratch: &mut [f32]);
+    /// image, for transforms that need a copy of it. Fails, changing nothing, when `image` is
+    /// not one image of `shape`, `scratch` is shorter than it, or a parameter of the transform
+    /// is out of range.
+    fn apply(&self, image: &mut [f32], shape: Shape, rng: &mut Rng, scratch: &mut [f32]) -> Result<()>;
+}
+
+/// Fails unless `image` holds one image of `shape` and `scratch`, when the transform needs it,
+/// at least as many values.
+fn check_image(image: &[f32], shape: Shape, scratch: Option<&[f32]>) -> Result<()> {
+    let scratch = scratch.map_or(image.len(), <[f32]>::len);
+    if image.len() != shape.len() || scratch < image.len() {
+        return Err(Error::InvalidArgument {
+            name: "image",
+            reason: format!(
+                "{} values and {} of scratch for an image of {shape} ({} values)",
+                image.len(),
+                scratch,
+                shape.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Fails unless `value` is finite and within `range`.
+fn check_param(name: &'static str, value: f32, range: std::ops::Range<f32>) -> Result<()> {
+    if value.is_finite() && range.contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument {
+            name,
+            reason: format!("must be in [{}, {}), got {value}", range.start, range.end),
+        })
+    }
 }
 
 /// Jitter: shifts the image by a random whole number of pixels, up to `max` in each direction
@@ -26,12 +58,16 @@ pub struct Shift {
 }
 
 impl Transform for Shift {
-    fn apply(&self, image: &mut [f32], shape: Shape, rng: &mut Rng, scratch: &mut [f32]) {
-        let m = self.max as i64;
-        let (dx, dy) = (rng.random_range(-m..=m) as isize, rng.random_range(-m..=m) as isize);
+    fn apply(&self, image: &mut [f32], shape: Shape, rng: &mut Rng, scratch: &mut [f32]) -> Result<()> {
+        check_image(image, shape, Some(scratch))?;
+        // A shift past the image's size leaves zeros, as any shift that large does.
+        let m = i64::try_from(self.max).unwrap_or(i64::MAX);
+        let (dx, dy) = (rng.random_range(-m..=m), rng.random_range(-m..=m));
         if (dx, dy) == (0, 0) {
-            return;
+            return Ok(());
         }
+        let clamp = |d: i64| d.clamp(-(1 << 40), 1 << 40) as isize;
+        let (dx, dy) = (clamp(dx), clamp(dy));
         scratch.copy_from_slice(image);
         let (w, h) = (shape.w as isize, shape.h as isize);
         for c in 0..shape.d {
@@ -48,6 +84,7 @@ impl Transform for Shift {
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -59,7 +96,9 @@ pub struct Noise {
 }
 
 impl Transform for Noise {
-    fn apply(&self, image: &mut [f32], _: Shape, rng: &mut Rng, _: &mut [f32]) {
+    fn apply(&self, image: &mut [f32], shape: Shape, rng: &mut Rng, _: &mut [f32]) -> Result<()> {
+        check_image(image, shape, None)?;
+        check_param("noise standard deviation", self.std, 0.0..f32::INFINITY)?;
         for pair in image.chunks_mut(2) {
             // Box-Muller: two independent normal values from two uniform ones.
             let u1: f32 = 1.0 - rng.random::<f32>();
@@ -71,6 +110,7 @@ impl Transform for Noise {
                 *v += r * t.sin();
             }
         }
+        Ok(())
     }
 }
 
@@ -85,10 +125,14 @@ pub struct RotateScale {
 }
 
 impl Transform for RotateScale {
-    fn apply(&self, image: &mut [f32], shape: Shape, rng: &mut Rng, scratch: &mut [f32]) {
+    fn apply(&self, image: &mut [f32], shape: Shape, rng: &mut Rng, scratch: &mut [f32]) -> Result<()> {
+        check_image(image, shape, Some(scratch))?;
+        check_param("largest rotation", self.max_degrees, 0.0..f32::INFINITY)?;
+        check_param("largest change of size", self.max_scale, 0.0..1.0)?;
         let angle = rng.random_range(-self.max_degrees..=self.max_degrees).to_radians();
         let scale = 1.0 + rng.random_range(-self.max_scale..=self.max_scale);
         rotate_scale(image, shape, angle, scale, scratch);
+        Ok(())
     }
 }
 
@@ -133,7 +177,8 @@ fn bilinear(plane: &[f32], w: usize, h: usize, x: f32, y: f32) -> f32 {
     top * (1.0 - fy) + bottom * fy
 }
 
-/// Transforms applied one after the other.
+/// Transforms applied one after the other. When one fails, the image keeps what those before
+/// it did.
 #[derive(Default)]
 pub struct Compose(pub Vec<Box<dyn Transform>>);
 
@@ -151,15 +196,19 @@ impl Compose {
 }
 
 impl Transform for Compose {
-    fn apply(&self, image: &mut [f32], shape: Shape, rng: &mut Rng, scratch: &mut [f32]) {
+    fn apply(&self, image: &mut [f32], shape: Shape, rng: &mut Rng, scratch: &mut [f32]) -> Result<()> {
         for t in &self.0 {
-            t.apply(image, shape, rng, scratch);
+            t.apply(image, shape, rng, scratch)?;
         }
+        Ok(())
     }
 }
 
 /// Copies the `n` images of `src` into `dst` and applies `transform` to each, image `i` with a
 /// generator seeded from `(seed, i)`. `scratch` grows to the batch's size once and is reused.
+///
+/// Fails when `src` is not a whole number of images of `shape`, `dst` differs from it in
+/// length, or the transform refuses its parameters (then `dst` holds no finished batch).
 pub fn augment_batch(
     transform: &dyn Transform,
     shape: Shape,
@@ -167,16 +216,26 @@ pub fn augment_batch(
     dst: &mut [f32],
     seed: u64,
     scratch: &mut Vec<f32>,
-) {
+) -> Result<()> {
     let len = shape.len();
+    if len == 0 || src.len() % len != 0 || dst.len() != src.len() {
+        return Err(Error::InvalidArgument {
+            name: "batch",
+            reason: format!(
+                "{} source and {} destination values for images of {shape} ({len} values each)",
+                src.len(),
+                dst.len()
+            ),
+        });
+    }
     dst.copy_from_slice(src);
     if scratch.len() < dst.len() {
         scratch.resize(dst.len(), 0.0);
     }
-    dst.par_chunks_mut(len).zip(scratch.par_chunks_mut(len)).enumerate().for_each(|(i, (image, scratch))| {
+    dst.par_chunks_mut(len).zip(scratch.par_chunks_mut(len)).enumerate().try_for_each(|(i, (image, scratch))| {
         let mut rng = Rng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        transform.apply(image, shape, &mut rng, scratch);
-    });
+        transform.apply(image, shape, &mut rng, scratch)
+    })
 }
 
 #[cfg(test)]
@@ -196,7 +255,9 @@ mod tests {
     fn shift_moves_every_channel_by_the_same_whole_pixels() {
         for seed in 0..20 {
             let mut img = dot((4, 3));
-            Shift { max: 2 }.apply(&mut img, SHAPE, &mut Rng::seed_from_u64(seed), &mut vec![0.0; SHAPE.len()]);
+            Shift { max: 2 }
+                .apply(&mut img, SHAPE, &mut Rng::seed_from_u64(seed), &mut vec![0.0; SHAPE.len()])
+                .unwrap();
             let p = img.iter().position(|&v| v == 1.0).expect("the dot stays inside");
             let (x, y) = (p % 9, p / 9);
             assert!(x.abs_diff(4) <= 2 && y.abs_diff(3) <= 2);
@@ -208,7 +269,7 @@ mod tests {
     #[test]
     fn noise_has_the_asked_spread() {
         let mut img = vec![0.5; 20_000];
-        Noise { std: 0.1 }.apply(&mut img, Shape::vector(20_000), &mut Rng::seed_from_u64(1), &mut []);
+        Noise { std: 0.1 }.apply(&mut img, Shape::vector(20_000), &mut Rng::seed_from_u64(1), &mut []).unwrap();
         let mean = img.iter().sum::<f32>() / 20_000.0;
         let var = img.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 20_000.0;
         assert!((mean - 0.5).abs() < 0.005 && (var.sqrt() - 0.1).abs() < 0.005, "mean {mean}, std {}", var.sqrt());
@@ -222,7 +283,7 @@ mod tests {
         let mut rng = Rng::seed_from_u64(0);
         let same = RotateScale { max_degrees: 0.0, max_scale: 0.0 };
         let mut copy = img.clone();
-        same.apply(&mut copy, shape, &mut rng, &mut [0.0; 25]);
+        same.apply(&mut copy, shape, &mut rng, &mut [0.0; 25]).unwrap();
         assert_eq!(copy, img);
         // A clockwise quarter turn takes the top centre to the middle of the right edge.
         let mut r = img.clone();
@@ -246,7 +307,7 @@ mod tests {
         let src: Vec<f32> = (0..4 * SHAPE.len()).map(|i| (i % 13) as f32 / 13.0).collect();
         let run = |seed| {
             let mut dst = vec![0.0; src.len()];
-            augment_batch(&t, SHAPE, &src, &mut dst, seed, &mut Vec::new());
+            augment_batch(&t, SHAPE, &src, &mut dst, seed, &mut Vec::new()).unwrap();
             dst
         };
         assert_eq!(run(7), run(7));
@@ -255,5 +316,46 @@ mod tests {
         // The same on any number of threads.
         let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| run(7));
         assert_eq!(one, run(7));
+    }
+
+    #[test]
+    fn bad_arguments_are_errors_that_change_nothing() {
+        let mut rng = Rng::seed_from_u64(1);
+        let mut img = dot((4, 3));
+        let mut scratch = vec![0.0; SHAPE.len()];
+        let cases: [(&dyn Transform, &str); 7] = [
+            (&Noise { std: f32::NAN }, "noise"),
+            (&Noise { std: -1.0 }, "noise"),
+            (&RotateScale { max_degrees: f32::INFINITY, max_scale: 0.1 }, "rotation"),
+            (&RotateScale { max_degrees: 10.0, max_scale: 1.0 }, "size"),
+            (&RotateScale { max_degrees: -1.0, max_scale: 0.0 }, "rotation"),
+            (&Compose(vec![Box::new(Shift { max: 1 }), Box::new(Noise { std: f32::NAN })]), "noise"),
+            (&RotateScale { max_degrees: 10.0, max_scale: f32::NAN }, "size"),
+        ];
+        for (k, (t, name)) in cases.into_iter().enumerate() {
+            let before = img.clone();
+            let err = t.apply(&mut img, SHAPE, &mut rng, &mut scratch).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}: {err}");
+            // A chain keeps what the transforms before the refusing one did.
+            if k != 5 {
+                assert_eq!(img, before, "{name}");
+            }
+            img = before;
+        }
+        // Shapes and lengths that do not match, and a shift of any size.
+        assert!(Shift { max: 1 }.apply(&mut img[..10], SHAPE, &mut rng, &mut scratch).is_err());
+        assert!(Shift { max: 1 }.apply(&mut img, SHAPE, &mut rng, &mut scratch[..3]).is_err());
+        for max in [usize::MAX, 1 << 62, 100] {
+            let mut i = dot((4, 3));
+            Shift { max }.apply(&mut i, SHAPE, &mut rng, &mut scratch).unwrap();
+        }
+        let src = vec![0.0; 2 * SHAPE.len()];
+        let t = Shift { max: 1 };
+        assert!(augment_batch(&t, SHAPE, &src[..5], &mut vec![0.0; 5], 1, &mut Vec::new()).is_err());
+        assert!(augment_batch(&t, SHAPE, &src, &mut vec![0.0; 5], 1, &mut Vec::new()).is_err());
+        assert!(augment_batch(&t, Shape::vector(0), &[], &mut [], 1, &mut Vec::new()).is_err());
+        let mut dst = vec![0.0; src.len()];
+        let err = augment_batch(&Noise { std: f32::INFINITY }, SHAPE, &src, &mut dst, 1, &mut Vec::new());
+        assert!(err.is_err());
     }
 }

@@ -192,7 +192,7 @@ fn check_finite_state(kind: &str, name: &str, values: &[f32]) -> Result<()> {
 const SCAN_BLOCK: usize = 256;
 
 /// The index of the first value of `values` that is NaN or infinite.
-pub(crate) fn first_non_finite(values: &[f32]) -> Option<usize> {
+pub fn first_non_finite(values: &[f32]) -> Option<usize> {
     let finite = |block: &[f32]| block.iter().fold(true, |ok, v| ok & v.is_finite());
     let block = values.chunks(SCAN_BLOCK).position(|b| !finite(b))?;
     let start = block * SCAN_BLOCK;
@@ -1120,10 +1120,14 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "out of order")]
-    fn overlapping_segments_are_refused() {
+    fn overlapping_segments_and_unequal_lengths_are_refused() {
         let segments = [Segment { start: 0, end: 3, decay: true }, Segment { start: 2, end: 4, decay: true }];
-        Sgd::new(0.1, 0.0).unwrap().step(&mut [0.0; 4], &[0.0; 4], &segments);
+        let mut w = [1.0; 4];
+        let err = Sgd::new(0.1, 0.9).unwrap().step(&mut w, &[1.0; 4], &segments).unwrap_err();
+        assert!(err.to_string().contains("out of order"), "{err}");
+        let err = Adam::new(0.1).unwrap().step(&mut w, &[1.0; 3], &whole(4)).unwrap_err();
+        assert!(err.to_string().contains("3 gradient values for 4 parameters"), "{err}");
+        assert_eq!(w, [1.0; 4]);
     }
 
     #[test]

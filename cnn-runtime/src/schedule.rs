@@ -18,6 +18,7 @@
 //! # Ok::<(), cnn_runtime::Error>(())
 //! ```
 
+use crate::optim::check_learning_rate;
 use crate::{Error, Optimizer, Result};
 
 /// A learning rate for every step.
@@ -44,13 +45,10 @@ impl<S: Schedule + ?Sized> Schedule for Box<S> {
     }
 }
 
-/// Fails unless `lr` is finite and positive.
+/// Fails unless `lr` is a learning rate ([`check_learning_rate`]), naming it `name`.
 fn check_rate(name: &'static str, lr: f32) -> Result<()> {
-    if lr.is_finite() && lr > 0.0 {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument { name, reason: format!("must be finite and positive, got {lr}") })
-    }
+    check_learning_rate(lr)
+        .map_err(|_| Error::InvalidArgument { name, reason: format!("must be finite and positive, got {lr}") })
 }
 
 /// Fails unless `gamma` is in `(0, 1]`.
@@ -203,7 +201,7 @@ impl<S: Schedule> WarmUp<S> {
 impl<S: Schedule> Schedule for WarmUp<S> {
     fn lr(&self, t: usize) -> f32 {
         if t < self.steps {
-            (f64::from(self.inner.lr(0)) * (t + 1) as f64 / self.steps as f64) as f32
+            (f64::from(self.inner.lr(0)) * (t as f64 + 1.0) / self.steps as f64) as f32
         } else {
             self.inner.lr(t - self.steps)
         }
@@ -300,5 +298,20 @@ mod tests {
         assert!(Cosine::new(0.1, -0.1, 10).is_err());
         assert!(Cosine::new(0.1, 0.0, 0).is_err());
         assert!(WarmUp::new(0, Constant::new(0.1).unwrap()).unwrap_err().to_string().contains("warm-up"));
+    }
+
+    #[test]
+    fn extreme_steps_give_rates_without_overflow() {
+        let warm = WarmUp::new(usize::MAX, Constant::new(0.1).unwrap()).unwrap();
+        assert!(warm.lr(usize::MAX - 1) > 0.0 && warm.lr(usize::MAX) == 0.1);
+        let cos = Cosine::new(0.1, 0.0, usize::MAX).unwrap();
+        assert!(cos.lr(usize::MAX - 1) >= 0.0);
+        assert_eq!(StepDecay::new(0.1, usize::MAX, 0.5).unwrap().lr(usize::MAX), 0.05);
+        // A rate that decays to 0 is refused by the optimizer, which keeps its rate.
+        let mut opt = Sgd::new(0.1, 0.0).unwrap();
+        let exp = Exponential::new(0.1, 0.5).unwrap();
+        assert_eq!(exp.lr(usize::MAX), 0.0);
+        assert!(exp.apply(&mut opt, usize::MAX).is_err());
+        assert_eq!(opt.learning_rate(), 0.1);
     }
 }

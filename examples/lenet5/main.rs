@@ -131,15 +131,16 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let schedule = Cosine::new(args.lr, 0.0, total_steps.max(1) as usize)?;
     let started = Instant::now();
     while progress.epoch < args.epochs {
-        let loss = train_epoch(args, &train, &mut model, &mut opt, &augment, &mut progress, &schedule).map_err(|e| {
-            // A diverging step was undone; nothing is saved, so the files of the last good epoch stay.
-            let kept = if checkpoint.exists() {
-                format!("{} still holds the last good epoch", checkpoint.display())
-            } else {
-                "no checkpoint was written".to_string()
-            };
-            format!("{e}\nstopped in epoch {}, nothing saved: {kept}", progress.epoch + 1)
-        })?;
+        let loss =
+            train_epoch(args, &train, &mut model, &mut opt, &augment, &mut progress, &schedule).map_err(|e| {
+                // A diverging step was undone; nothing is saved, so the files of the last good epoch stay.
+                let kept = if checkpoint.exists() {
+                    format!("{} still holds the last good epoch", checkpoint.display())
+                } else {
+                    "no checkpoint was written".to_string()
+                };
+                format!("{e}\nstopped in epoch {}, nothing saved: {kept}", progress.epoch + 1)
+            })?;
         let eval = model.evaluate(&test.images, &test.labels, 100)?;
         progress.epoch += 1;
         println!(
@@ -211,7 +212,7 @@ fn train_epoch(
             batch.copy_from_slice(&raw);
         } else {
             let seed = progress.seed ^ progress.step.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            augment_batch(augment, train.shape, &raw, &mut batch, seed, &mut scratch);
+            augment_batch(augment, train.shape, &raw, &mut batch, seed, &mut scratch)?;
         }
         standardise(&mut batch);
         schedule.apply(opt, progress.step as usize)?;
