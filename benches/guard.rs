@@ -58,6 +58,48 @@ fn main() {
                 black_box(opt.check_step(model.params(), model.grads(), &segments));
             }));
         }
+        let parts = [
+            (
+                "gradient scan",
+                median(
+                    (0..BLOCKS)
+                        .map(|_| {
+                            time(|| {
+                                black_box(first_non_finite(black_box(model.grads())));
+                            })
+                        })
+                        .collect(),
+                ),
+            ),
+            (
+                "optimizer step",
+                median(
+                    (0..BLOCKS)
+                        .map(|_| {
+                            time(|| {
+                                let (p, g) = model.params_and_grads();
+                                opt.step(p, g, &segments).unwrap();
+                            })
+                        })
+                        .collect(),
+                ),
+            ),
+            (
+                "optimizer dry run",
+                median(
+                    (0..BLOCKS)
+                        .map(|_| {
+                            time(|| {
+                                black_box(opt.check_step(black_box(model.params()), model.grads(), &segments));
+                            })
+                        })
+                        .collect(),
+                ),
+            ),
+        ];
+        for (name, t) in parts {
+            println!("  {name:<31} {:8.1} µs", t * 1e6);
+        }
         let (g, b, c) = (median(guarded), median(bare), median(checks));
         println!("LeNet-5, batch {BATCH}, 1 thread, median of {BLOCKS} blocks of {STEPS} steps:");
         println!("  train_step (guarded)            {:8.1} µs", g * 1e6);

@@ -199,6 +199,24 @@ pub fn first_non_finite(values: &[f32]) -> Option<usize> {
     values[start..].iter().position(|v| !v.is_finite()).map(|i| start + i)
 }
 
+/// The largest magnitude among the values of `segments` in `values`, as an `f64`, or `None`
+/// when one of them is not finite. It compares the values' bits as integers (without the sign,
+/// the order of magnitudes, with NaN and infinities above every finite value): one pass that
+/// vectorises and does no floating-point arithmetic, which subnormal values would slow down.
+fn max_abs(values: &[f32], segments: &[Segment]) -> Option<f64> {
+    let most = segments
+        .iter()
+        .map(|s| values[s.start..s.end].iter().fold(0u32, |m, v| m.max(v.to_bits() & 0x7fff_ffff)))
+        .max()
+        .unwrap_or(0);
+    (most < f32::INFINITY.to_bits()).then(|| f64::from(f32::from_bits(most)))
+}
+
+/// Magnitudes below which every `f32` operation of an update is finite: a quarter of the
+/// largest `f32` leaves room for the rounding of the few operations between the bounds below
+/// and the values they bound.
+const SAFE: f64 = f32::MAX as f64 / 4.0;
+
 /// The first index in `segments` at which `finite(i)` fails, for an update rule computed
 /// element by element: each segment is visited in blocks whose results are combined without
 /// branching, and a failing block is searched.
@@ -348,6 +366,25 @@ impl SgdRule {
 }
 
 impl Sgd {
+    /// Whether bounds on the magnitudes of the weights, gradients and momentum show that the
+    /// step stays finite: one read of each, far cheaper than the update itself, so that only
+    /// steps near overflow need the exact dry run.
+    fn bounded(&self, params: &[f32], grads: &[f32], velocity: Option<&[f32]>, segments: &[Segment]) -> bool {
+        let (Some(w), Some(g)) = (max_abs(params, segments), max_abs(grads, segments)) else { return false };
+        let Some(b) = velocity.map_or(Some(0.0), |v| max_abs(v, segments)) else { return false };
+        let (lr, mu) = (f64::from(self.lr), f64::from(self.momentum));
+        let g = g + f64::from(self.weight_decay) * w + f64::from(self.l1);
+        let b = mu * b + g;
+        let d = if mu == 0.0 {
+            g
+        } else if self.nesterov {
+            g + mu * b
+        } else {
+            b
+        };
+        [g, b, d, lr * d, w + lr * d].iter().all(|&x| x < SAFE)
+    }
+
     fn rule(&self, decay: bool) -> SgdRule {
         let (l2, l1) = if decay { (self.weight_decay, self.l1) } else { (0.0, 0.0) };
         SgdRule { lr: self.lr, momentum: self.momentum, nesterov: self.nesterov, l2, l1 }
@@ -382,6 +419,9 @@ impl Optimizer for Sgd {
             return StepCheck::Unknown;
         }
         let velocity = (self.velocity.len() == params.len()).then_some(self.velocity.as_slice());
+        if self.bounded(params, grads, velocity, segments) {
+            return StepCheck::Finite;
+        }
         let finite = |s: &Segment, r: Range<usize>| {
             let rule = self.rule(s.decay);
             let (w, g) = (&params[r.clone()], &grads[r.clone()]);
@@ -621,6 +661,25 @@ impl AdamCore {
         Ok(())
     }
 
+    /// Whether bounds on the magnitudes of the weights, gradients and moments show that step
+    /// `t` (with `rule`) stays finite, as for [`Sgd`]; the exact dry run decides otherwise.
+    fn bounded(&self, params: &[f32], grads: &[f32], segments: &[Segment], t: u64, rule: &AdamRule) -> bool {
+        let (Some(w), Some(g)) = (max_abs(params, segments), max_abs(grads, segments)) else { return false };
+        let (m, v) = if t == 1 {
+            (Some(0.0), Some(0.0))
+        } else {
+            (max_abs(&self.exp_avg, segments), max_abs(&self.exp_avg_sq, segments))
+        };
+        let (Some(m), Some(v)) = (m, v) else { return false };
+        let g = g + f64::from(rule.l2) * w;
+        let m = m + g;
+        let v = v + g * g;
+        let denom = v.sqrt() / f64::from(rule.bias_correction2_sqrt);
+        let moved = f64::from(rule.step_size) * m;
+        let w = w * f64::from(rule.shrink).abs().max(1.0) + moved / f64::from(rule.eps);
+        [g, g * g, m, v, denom, moved, w].iter().all(|&x| x < SAFE)
+    }
+
     /// [`Optimizer::check_step`] for [`step`](AdamCore::step).
     fn check_step(&self, params: &[f32], grads: &[f32], segments: &[Segment], decoupled: bool) -> StepCheck {
         if check_layout(params.len(), grads.len(), segments).is_err() {
@@ -628,6 +687,9 @@ impl AdamCore {
         }
         let Ok(t) = self.next_step(params.len()) else { return StepCheck::Unknown };
         let base = self.rule(t, decoupled);
+        if self.bounded(params, grads, segments, t, &base) {
+            return StepCheck::Finite;
+        }
         let finite = |s: &Segment, r: Range<usize>| {
             let rule = AdamRule { decay: s.decay && base.l2 != 0.0, ..base };
             let (w, g) = (&params[r.clone()], &grads[r.clone()]);
@@ -672,6 +734,17 @@ impl AdamCore {
             }
         };
         check_finite_state(kind, name, values)?;
+        if name == "exp_avg_sq" {
+            if let Some(i) = values.iter().position(|&v| v < 0.0) {
+                return Err(Error::InvalidArgument {
+                    name: "optimizer state",
+                    reason: format!(
+                        "{kind} state `{name}` holds {} at index {i}: a mean of squares is not negative",
+                        values[i]
+                    ),
+                });
+            }
+        }
         target.clear();
         target.extend_from_slice(values);
         // A buffer not loaded yet starts at zero, as on a first step.
@@ -1235,6 +1308,8 @@ mod tests {
         adam.load_counter("step", MAX_STEPS).unwrap();
         assert!(adam.load_state("exp_avg", &[0.0, f32::NAN]).unwrap_err().to_string().contains("NaN at index 1"));
         assert!(adam.state().is_empty(), "a refused state was kept");
+        let err = adam.load_state("exp_avg_sq", &[0.0, -1e-3]).unwrap_err().to_string();
+        assert!(err.contains("not negative"), "{err}");
         let mut sgd = Sgd::new(0.1, 0.9).unwrap();
         assert!(sgd.load_state("momentum_buffer", &[f32::INFINITY]).is_err());
         assert!(sgd.state().is_empty());
