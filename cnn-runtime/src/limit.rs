@@ -77,7 +77,7 @@ impl Budget {
 
     /// Takes `count` values of `size` bytes each.
     pub(crate) fn take_values(&mut self, path: &Path, count: usize, size: usize, what: &str) -> Result<()> {
-        let bytes = (count as u64).checked_mul(size as u64).unwrap_or(u64::MAX);
+        let bytes = (count as u64).saturating_mul(size as u64);
         self.take(path, bytes, what)
     }
 }
