@@ -65,7 +65,8 @@ fn loads_raw_and_gzip_idx() {
         assert_eq!(train.shape, Shape::volume(3, 2, 1));
         assert_eq!(train.labels, [0, 9, 4]);
         assert!(train.images.iter().all(|&v| v == 1.0));
-        assert_eq!(test.sample(1), (&[0.0; 6][..], 2));
+        assert_eq!(test.sample(1), Some((&[0.0; 6][..], 2)));
+        assert_eq!(test.sample(2), None);
     }
 }
 
@@ -137,7 +138,7 @@ fn cifar10_binary_batches() {
     assert_eq!((train.len(), test.len()), (10, 1));
     assert_eq!(train.shape, Shape::volume(32, 32, 3));
     assert_eq!(train.labels[..4], [1, 9, 2, 9]);
-    assert_eq!(test.sample(0).0[255], 1.0);
+    assert_eq!(test.sample(0).unwrap().0[255], 1.0);
 
     write(dir.path(), "test_batch.bin", &record(3)[..3000]);
     let (_, why) = reason(load_cifar10(dir.path()).unwrap_err());

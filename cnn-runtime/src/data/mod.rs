@@ -45,20 +45,25 @@ impl Dataset {
         self.labels.is_empty()
     }
 
-    /// Image `i` and its label.
-    pub fn sample(&self, i: usize) -> (&[f32], usize) {
-        let n = self.shape.len();
-        (&self.images[i * n..(i + 1) * n], self.labels[i])
+    /// Image `i` and its label, or `None` when there is no sample `i` (or its image lies past
+    /// the end of `images`).
+    pub fn sample(&self, i: usize) -> Option<(&[f32], usize)> {
+        let n = self.values_per_sample()?;
+        let start = i.checked_mul(n)?;
+        Some((self.images.get(start..start.checked_add(n)?)?, *self.labels.get(i)?))
     }
 
     /// The first `n` samples (all of them if there are fewer).
     pub fn take(&self, n: usize) -> Dataset {
         let n = n.min(self.len());
-        Dataset {
-            images: self.images[..n * self.shape.len()].to_vec(),
-            labels: self.labels[..n].to_vec(),
-            ..self.clone_empty()
-        }
+        let values = self.values_per_sample().map_or(usize::MAX, |v| v.saturating_mul(n)).min(self.images.len());
+        Dataset { images: self.images[..values].to_vec(), labels: self.labels[..n].to_vec(), ..self.clone_empty() }
+    }
+
+    /// Values per image; `None` when `shape` holds more than `usize` counts (its fields are
+    /// public, so nothing else stops that).
+    fn values_per_sample(&self) -> Option<usize> {
+        self.shape.w.checked_mul(self.shape.h)?.checked_mul(self.shape.d)
     }
 
     fn clone_empty(&self) -> Dataset {
@@ -73,7 +78,7 @@ impl Dataset {
 
     /// Checks that the images fit a model's input and its classes fit the model's outputs.
     pub fn check_fits(&self, input: Shape, outputs: usize) -> Result<()> {
-        if self.shape.len() != input.len() || (!input.flat && self.shape != input) {
+        if self.values_per_sample() != Some(input.len()) || (!input.flat && self.shape != input) {
             return Err(self.error(format!("images are {}, the model takes {input}", self.shape)));
         }
         if self.classes > outputs {
@@ -90,6 +95,11 @@ impl Dataset {
 /// The order in which to visit `len` samples in epoch `epoch`: a permutation drawn from
 /// `(seed, epoch)` alone, written into `order` (reused from epoch to epoch). Resuming training
 /// at an epoch therefore needs only the seed.
+///
+/// `order` ends up holding `len` indices, as much memory as the labels of a data set of `len`
+/// samples; nothing else is allocated and no arithmetic can overflow. Like any growth of a
+/// `Vec`, a `len` whose indices memory cannot hold panics (past `isize::MAX` bytes) or aborts
+/// (allocation failure): pass the length of a data set that is in memory.
 pub fn epoch_order(len: usize, seed: u64, epoch: u64, order: &mut Vec<usize>) {
     use rand::{RngExt as _, SeedableRng};
     let mut rng = crate::init::Rng::seed_from_u64(seed ^ epoch.wrapping_add(1).wrapping_mul(0xd6e8_feb8_6659_fd93));
@@ -122,4 +132,37 @@ pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>> {
         return Err(file_error(path, format!("larger than {MAX_FILE_BYTES} bytes")));
     }
     Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(images: Vec<f32>, labels: Vec<usize>) -> Dataset {
+        Dataset { images, labels, shape: Shape::volume(2, 1, 1), classes: 3, source: PathBuf::from("s") }
+    }
+
+    #[test]
+    fn a_sample_out_of_range_is_none() {
+        let s = set(vec![0.0, 0.1, 0.2, 0.3], vec![2, 1]);
+        assert_eq!(s.sample(1), Some((&[0.2, 0.3][..], 1)));
+        assert_eq!(s.sample(2), None);
+        assert_eq!(s.sample(usize::MAX), None);
+        // Fields are public: a set whose images run short has no sample there either.
+        let short = set(vec![0.0, 0.1, 0.2], vec![2, 1]);
+        assert_eq!(short.sample(1), None);
+        assert_eq!(short.take(5).images, [0.0, 0.1, 0.2]);
+        let huge = Dataset { shape: Shape::volume(usize::MAX, 2, 1), ..s.clone() };
+        assert_eq!(huge.sample(1), None);
+        assert_eq!(huge.take(1).images.len(), 4);
+    }
+
+    #[test]
+    fn epoch_orders_of_no_and_one_sample() {
+        let mut order = vec![9, 9];
+        epoch_order(0, 1, 2, &mut order);
+        assert!(order.is_empty());
+        epoch_order(1, 1, 2, &mut order);
+        assert_eq!(order, [0]);
+    }
 }
