@@ -175,3 +175,25 @@ fn the_embedded_digits_load_with_a_stratified_split() {
     let ink = train.images.iter().filter(|&&v| v > 0.5).count() as f64 / train.images.len() as f64;
     assert!((0.05..0.3).contains(&ink), "ink share {ink}");
 }
+
+/// `bytes` as two gzip members, one after the other, as `cat a.gz b.gz` makes.
+fn gzip_two_members(bytes: &[u8], split: usize) -> Vec<u8> {
+    [gzip(&bytes[..split]), gzip(&bytes[split..])].concat()
+}
+
+#[test]
+fn a_gzip_file_of_several_members_reads_whole() {
+    let pixels: Vec<u8> = (0..3 * 28 * 28).map(|i| (i % 256) as u8).collect();
+    let plain = images_file(3, 28, 28, &pixels);
+    let dir = tempfile::tempdir().unwrap();
+    let whole = read_idx_images(&write(dir.path(), "plain", &plain)).unwrap();
+    // Split inside the header and inside the pixels.
+    for split in [10, 16 + 1000] {
+        let two = gzip_two_members(&plain, split);
+        let read = read_idx_images(&write(dir.path(), &format!("two-{split}.gz"), &two)).unwrap();
+        assert_eq!(read, whole, "split at {split}");
+    }
+    let labels = labels_file(3, &[4, 5, 6]);
+    let read = read_idx_labels(&write(dir.path(), "labels.gz", &gzip_two_members(&labels, 9))).unwrap();
+    assert_eq!(read, [4, 5, 6]);
+}

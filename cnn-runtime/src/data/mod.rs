@@ -122,7 +122,7 @@ pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     file.take(MAX_FILE_BYTES + 1).read_to_end(&mut raw).map_err(|e| file_error(path, format!("cannot read: {e}")))?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw.as_slice())
+        flate2::read::MultiGzDecoder::new(raw.as_slice())
             .take(MAX_FILE_BYTES + 1)
             .read_to_end(&mut out)
             .map_err(|e| file_error(path, format!("corrupt gzip data: {e}")))?;
