@@ -36,7 +36,7 @@ fn lenet5_learns_real_digits_from_a_slice_of_the_embedded_data() {
             raw.clear();
             labels.clear();
             for &i in indices {
-                raw.extend_from_slice(train.sample(i).0);
+                raw.extend_from_slice(train.sample(i).unwrap().0);
                 labels.push(train.labels[i]);
             }
             batch.resize(raw.len(), 0.0);

@@ -55,29 +55,43 @@ impl Budget {
         self.limit - self.used
     }
 
+    /// Fails, naming the limit, when `bytes` more for `what` of `path` would pass it; takes
+    /// nothing.
+    pub(crate) fn check(&self, path: &Path, bytes: u64, what: &str) -> Result<()> {
+        let left = self.left();
+        if bytes > left {
+            return Err(
+                self.exceeded(path, format!("{what} would need {bytes} bytes, more than the {left} bytes left"))
+            );
+        }
+        Ok(())
+    }
+
     /// Takes `bytes` for `what` of `path`, or fails, naming the limit, before anything is
     /// allocated.
     pub(crate) fn take(&mut self, path: &Path, bytes: u64, what: &str) -> Result<()> {
-        match self.used.checked_add(bytes) {
-            Some(total) if total <= self.limit => {
-                self.used = total;
-                Ok(())
-            }
-            _ => Err(file_error(
-                path,
-                format!(
-                    "{what} would need {bytes} bytes, more than the {} bytes left of this load's limit of {} \
-                     (raise it with cnn::Limit::bytes)",
-                    self.left(),
-                    self.limit
-                ),
-            )),
-        }
+        self.check(path, bytes, what)?;
+        self.used += bytes;
+        Ok(())
+    }
+
+    /// Gives back `bytes` taken earlier and since freed.
+    pub(crate) fn give_back(&mut self, bytes: u64) {
+        self.used -= bytes.min(self.used);
+    }
+
+    /// The error for `path` passing the limit; `reason` says by what, and ends where "of this
+    /// load's limit" follows.
+    pub(crate) fn exceeded(&self, path: &Path, reason: String) -> crate::Error {
+        file_error(
+            path,
+            format!("{reason} of this load's limit of {} bytes (raise it with cnn::Limit::bytes)", self.limit),
+        )
     }
 
     /// Takes `count` values of `size` bytes each.
     pub(crate) fn take_values(&mut self, path: &Path, count: usize, size: usize, what: &str) -> Result<()> {
-        let bytes = (count as u64).checked_mul(size as u64).unwrap_or(u64::MAX);
+        let bytes = (count as u64).saturating_mul(size as u64);
         self.take(path, bytes, what)
     }
 }
@@ -96,5 +110,19 @@ mod tests {
         b.take(path, 40, "c").unwrap();
         assert_eq!(b.left(), 0);
         assert!(b.take_values(path, usize::MAX, 4, "d").is_err());
+    }
+
+    #[test]
+    fn a_check_takes_nothing_and_what_is_given_back_can_be_taken_again() {
+        let path = Path::new("x");
+        let mut b = Budget::new(Limit::bytes(100));
+        b.check(path, 100, "a").unwrap();
+        assert!(b.check(path, 101, "a").is_err());
+        b.take(path, 100, "b").unwrap();
+        b.give_back(30);
+        assert_eq!(b.left(), 30);
+        b.take(path, 30, "c").unwrap();
+        let e = b.exceeded(path, "it goes on".into()).to_string();
+        assert!(e.ends_with("it goes on of this load's limit of 100 bytes (raise it with cnn::Limit::bytes)"), "{e}");
     }
 }

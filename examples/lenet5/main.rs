@@ -203,7 +203,7 @@ fn train_epoch(
         raw.clear();
         labels.clear();
         for &i in indices {
-            let (image, label) = train.sample(i);
+            let (image, label) = train.sample(i).ok_or_else(|| format!("no training digit {i}"))?;
             raw.extend_from_slice(image);
             labels.push(label);
         }

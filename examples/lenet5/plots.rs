@@ -110,7 +110,8 @@ pub fn misclassified(
     for (k, &(i, predicted, truth)) in wrong.iter().take(shown).enumerate() {
         let (x, y) = (16 + (k % cols) as i32 * cw, 40 + (k / cols) as i32 * ch);
         let (lo, hi) = ((0.0 - mean) / std, (1.0 - mean) / std);
-        draw_image(&root, test.sample(i).0, side, (x, y), scale, (lo, hi))?;
+        let (image, _) = test.sample(i).ok_or_else(|| format!("no test digit {i}"))?;
+        draw_image(&root, image, side, (x, y), scale, (lo, hi))?;
         root.draw(&Text::new(format!("p:{predicted} t:{truth}"), (x, y + side as i32 * scale + 2), (FONT, 14)))?;
     }
     root.present()?;
