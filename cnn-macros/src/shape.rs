@@ -336,7 +336,7 @@ fn needs_volume(kind: &Kind, prev: &str, input: Shape) -> Result<(), String> {
     if prev.starts_with("input(") {
         let n = input.w;
         let side = |n: u64| (1..=n).find(|s| s * s >= n).filter(|s| s * s == n);
-        let hint = match (side(n), (n % 3 == 0).then(|| side(n / 3)).flatten()) {
+        let hint = match (side(n), n.is_multiple_of(3).then(|| side(n / 3)).flatten()) {
             (Some(s), _) => format!(": declare the input as a volume, such as `input({s}x{s}x1)`"),
             (None, Some(s)) => {
                 format!(": declare the input as a volume, such as `input({s}x{s}x3)`")
@@ -469,7 +469,11 @@ fn fixes(kind: &Kind, input: Shape, axes: [Axis; 2], depth: u64) -> Vec<String> 
         Kind::Pool { op, window, stride } => {
             // Windows that tile the input exactly, nearest to the window written first.
             if let Some(k) = nearest(window[0], 1, input.w.max(input.h), &|k| {
-                k >= 2 && k != window[0] && input.w % k == 0 && input.h % k == 0 && k <= input.w.min(input.h)
+                k >= 2
+                    && k != window[0]
+                    && input.w.is_multiple_of(k)
+                    && input.h.is_multiple_of(k)
+                    && k <= input.w.min(input.h)
             }) {
                 candidates.push(Kind::Pool { op: *op, window: [k, k], stride: [k, k] });
             }

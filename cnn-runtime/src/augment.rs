@@ -218,7 +218,7 @@ pub fn augment_batch(
     scratch: &mut Vec<f32>,
 ) -> Result<()> {
     let len = shape.len();
-    if len == 0 || src.len() % len != 0 || dst.len() != src.len() {
+    if len == 0 || !src.len().is_multiple_of(len) || dst.len() != src.len() {
         return Err(Error::InvalidArgument {
             name: "batch",
             reason: format!(
@@ -351,8 +351,8 @@ mod tests {
         }
         let src = vec![0.0; 2 * SHAPE.len()];
         let t = Shift { max: 1 };
-        assert!(augment_batch(&t, SHAPE, &src[..5], &mut vec![0.0; 5], 1, &mut Vec::new()).is_err());
-        assert!(augment_batch(&t, SHAPE, &src, &mut vec![0.0; 5], 1, &mut Vec::new()).is_err());
+        assert!(augment_batch(&t, SHAPE, &src[..5], &mut [0.0; 5], 1, &mut Vec::new()).is_err());
+        assert!(augment_batch(&t, SHAPE, &src, &mut [0.0; 5], 1, &mut Vec::new()).is_err());
         assert!(augment_batch(&t, Shape::vector(0), &[], &mut [], 1, &mut Vec::new()).is_err());
         let mut dst = vec![0.0; src.len()];
         let err = augment_batch(&Noise { std: f32::INFINITY }, SHAPE, &src, &mut dst, 1, &mut Vec::new());

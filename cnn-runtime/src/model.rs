@@ -450,7 +450,7 @@ fn keep(into: &mut Vec<f32>, values: &[f32]) {
 }
 
 /// Keeps the running statistics before a training pass, to put back if it diverges.
-fn keep_buffers<M: Model + ?Sized>(model: &mut M) {
+fn keep_buffers<M: Model>(model: &mut M) {
     let mut kept = std::mem::take(&mut model.trainable_mut().undo.buffers);
     keep(&mut kept, model.buffers());
     model.trainable_mut().undo.buffers = kept;
@@ -458,7 +458,7 @@ fn keep_buffers<M: Model + ?Sized>(model: &mut M) {
 
 /// Puts back what a training pass changed besides the gradient: the running statistics kept
 /// before it and the dropout counter `noise`.
-fn undo_pass<M: Model + ?Sized>(model: &mut M, noise: Noise) {
+fn undo_pass<M: Model>(model: &mut M, noise: Noise) {
     let kept = std::mem::take(&mut model.trainable_mut().undo.buffers);
     model.buffers_mut().copy_from_slice(&kept);
     model.trainable_mut().undo.buffers = kept;
@@ -467,7 +467,7 @@ fn undo_pass<M: Model + ?Sized>(model: &mut M, noise: Noise) {
 
 /// `Ok` when the pass over `n` samples left a finite loss, gradient and running statistics;
 /// otherwise the error naming the first layer whose values went non-finite.
-fn check_pass<M: Model + ?Sized>(model: &M, n: usize, loss: f32, step: u64) -> Result<()> {
+fn check_pass<M: Model>(model: &M, n: usize, loss: f32, step: u64) -> Result<()> {
     let bad_grad = first_non_finite(model.grads());
     let bad_buffer = first_non_finite(model.buffers());
     if loss.is_finite() && bad_grad.is_none() && bad_buffer.is_none() {
@@ -504,7 +504,7 @@ fn check_pass<M: Model + ?Sized>(model: &M, n: usize, loss: f32, step: u64) -> R
 }
 
 /// Row `row` of the layer table as a message names it; the loss for `None`.
-fn layer_name<M: Model + ?Sized>(row: Option<usize>) -> String {
+fn layer_name<M: Model>(row: Option<usize>) -> String {
     match row.and_then(|r| M::LAYERS.get(r).map(|l| (r, l))) {
         Some((r, l)) if l.path.is_empty() => format!("layer {r} `{}`", l.layer),
         Some((r, l)) => format!("layer {r} `{}` (PyTorch module `{}`)", l.layer, l.path),
@@ -513,16 +513,12 @@ fn layer_name<M: Model + ?Sized>(row: Option<usize>) -> String {
 }
 
 /// The innermost row of the layer table that holds parameter `index`.
-fn row_of_param<M: Model + ?Sized>(index: usize) -> Option<usize> {
+fn row_of_param<M: Model>(index: usize) -> Option<usize> {
     M::LAYERS.iter().rposition(|l| l.params > 0 && (l.offset..l.offset + l.params).contains(&index))
 }
 
 /// [`Model::apply`] over `segments`, refusing an update that leaves values not finite.
-fn apply_segments<M: Model + ?Sized, O: Optimizer + ?Sized>(
-    model: &mut M,
-    opt: &mut O,
-    segments: &[Segment],
-) -> Result<()> {
+fn apply_segments<M: Model, O: Optimizer + ?Sized>(model: &mut M, opt: &mut O, segments: &[Segment]) -> Result<()> {
     let step = model.noise().step.saturating_sub(1);
     let diverged = |index: usize| Error::Diverged {
         step,
@@ -673,7 +669,7 @@ fn batch_len<M: Model>(x: &[f32]) -> Result<usize> {
     if x.is_empty() {
         return Err(Error::EmptyBatch);
     }
-    if x.len() % M::INPUT_LEN != 0 {
+    if !x.len().is_multiple_of(M::INPUT_LEN) {
         return Err(Error::InputLength { shape: M::INPUT, per_sample: M::INPUT_LEN, found: x.len() });
     }
     // A branch-free pass per block (it vectorises), and the search only when one fails.

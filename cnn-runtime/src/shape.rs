@@ -55,7 +55,7 @@ impl fmt::Display for Shape {
 /// builds shapes at run time.
 pub const fn conv_output_len(input: usize, filter: usize, stride: usize, pad: usize) -> Option<usize> {
     let padded = input + 2 * pad;
-    if stride == 0 || filter == 0 || filter > padded || (padded - filter) % stride != 0 {
+    if stride == 0 || filter == 0 || filter > padded || !(padded - filter).is_multiple_of(stride) {
         None
     } else {
         Some((padded - filter) / stride + 1)
