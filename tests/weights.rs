@@ -249,3 +249,61 @@ fn epoch_orders_are_permutations_fixed_by_seed_and_epoch() {
     assert_ne!(a, b);
     let _ = Lcg(1);
 }
+
+/// `Regular` with every parameter, buffer, dropout position and Adam state set from fixed
+/// formulas (exact binary fractions), so that the files it writes depend on no arithmetic.
+fn fixed_model_and_optimizer() -> (Regular, Adam) {
+    let mut model = Regular::new();
+    for (i, p) in model.params_mut().iter_mut().enumerate() {
+        *p = ((i * 37 % 101) as f32 - 50.0) / 64.0;
+    }
+    for t in Regular::TENSORS.iter().filter(|t| !t.kind.is_param()) {
+        for (i, b) in model.buffers_mut()[t.offset..t.offset + t.len()].iter_mut().enumerate() {
+            *b = if t.kind == cnn::TensorKind::Count { 7.0 } else { (i + 1) as f32 / 8.0 };
+        }
+    }
+    model.set_noise(cnn::Noise { seed: 11, step: 7 });
+    let mut opt = Adam::new(0.001).unwrap();
+    let n = Regular::PARAM_COUNT;
+    opt.load_state("exp_avg", &(0..n).map(|i| (i % 13) as f32 / 1024.0 - 0.005).collect::<Vec<_>>()).unwrap();
+    opt.load_state("exp_avg_sq", &(0..n).map(|i| (i % 7) as f32 / 4096.0).collect::<Vec<_>>()).unwrap();
+    opt.load_counter("step", 7).unwrap();
+    (model, opt)
+}
+
+fn sha256_hex(path: &Path) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(std::fs::read(path).unwrap()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The written bytes depend only on what is saved: the same model gives the same file in every
+/// run, on every machine. The hashes are those of files of this crate's format and version
+/// (`cnn.version` is in the metadata); when the format or the version changes on purpose, run
+/// `cargo test --test weights written_files_are_reproducible_byte_for_byte` and copy the hashes
+/// it reports into `WEIGHTS` and `CHECKPOINT`.
+#[test]
+fn written_files_are_reproducible_byte_for_byte() {
+    const WEIGHTS: &str = "52e43390747e7d6c8518823859e1dc578991da6edb5245c5f318fdfaca53b469";
+    const CHECKPOINT: &str = "913c54b843e54d45fd9bd43a9f99b85011c24bf4319a1ce19e3c1d71e70e9f73";
+    let dir = tempfile::tempdir().unwrap();
+    let (weights, checkpoint) = (dir.path().join("w.safetensors"), dir.path().join("c.safetensors"));
+    let (model, opt) = fixed_model_and_optimizer();
+    save_weights(&model, &weights).unwrap();
+    save_checkpoint(&checkpoint, &model, &opt, Progress { epoch: 2, step: 7, seed: 42 }).unwrap();
+    let found = (sha256_hex(&weights), sha256_hex(&checkpoint));
+    assert_eq!(
+        found,
+        (WEIGHTS.to_string(), CHECKPOINT.to_string()),
+        "the SHA-256 of the weights and of the checkpoint"
+    );
+    // Still the format safetensors reads, with PyTorch's names and dtypes.
+    let bytes = std::fs::read(&checkpoint).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(tensors.tensor("1.num_batches_tracked").unwrap().dtype(), Dtype::I64);
+    assert_eq!(tensors.tensor("0.weight").unwrap().shape(), &[4, 1, 3, 3]);
+    assert_eq!(tensors.tensor("optimizer.exp_avg").unwrap().shape(), &[Regular::PARAM_COUNT]);
+    let (mut back, mut opt_back) = (Regular::with_seed(3), Adam::new(0.5).unwrap());
+    load_checkpoint(&checkpoint, &mut back, &mut opt_back).unwrap();
+    assert_eq!((back.params(), back.buffers(), back.noise()), (model.params(), model.buffers(), model.noise()));
+    assert_eq!(opt_back.state(), opt.state());
+}

@@ -7,7 +7,7 @@
 //! temporary file that is renamed over the target, so a crash while saving leaves the previous
 //! file intact. Loading checks everything before it changes the model.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Write;
 use std::path::Path;
@@ -35,39 +35,114 @@ pub struct Progress {
     pub seed: u64,
 }
 
-fn le_bytes(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+/// A tensor to write: its name, its shape and its values, stored as `dtype` (`F32`, or `I64`
+/// for a count).
+struct Entry<'a> {
+    name: String,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    values: &'a [f32],
 }
 
 /// The model's tensors as safetensors bytes, with `extra` tensors and `metadata` added.
-fn to_bytes<M: Model>(model: &M, extra: &[(String, &[f32])], mut metadata: HashMap<String, String>) -> Result<Vec<u8>> {
+fn to_bytes<M: Model>(model: &M, extra: &[(String, &[f32])], mut metadata: BTreeMap<String, String>) -> Vec<u8> {
     metadata.insert(MODEL_KEY.into(), M::DSL.into());
     metadata.insert(VERSION_KEY.into(), env!("CARGO_PKG_VERSION").into());
     let (params, buffers) = (model.params(), model.buffers());
-    let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = M::TENSORS
+    let mut entries: Vec<Entry<'_>> = M::TENSORS
         .iter()
         .map(|t| {
             let (name, shape, range) = (t.name.to_string(), t.shape.to_vec(), t.offset..t.offset + t.len());
             match t.kind {
-                TensorKind::Count => {
-                    let bytes = buffers[range].iter().flat_map(|&v| (v as i64).to_le_bytes()).collect();
-                    (name, Dtype::I64, shape, bytes)
-                }
-                TensorKind::Statistic => (name, Dtype::F32, shape, le_bytes(&buffers[range])),
-                _ => (name, Dtype::F32, shape, le_bytes(&params[range])),
+                TensorKind::Count => Entry { name, dtype: Dtype::I64, shape, values: &buffers[range] },
+                TensorKind::Statistic => Entry { name, dtype: Dtype::F32, shape, values: &buffers[range] },
+                _ => Entry { name, dtype: Dtype::F32, shape, values: &params[range] },
             }
         })
         .collect();
-    owned.extend(extra.iter().map(|(name, values)| (name.clone(), Dtype::F32, vec![values.len()], le_bytes(values))));
-    let views = owned
-        .iter()
-        .map(|(name, dtype, shape, bytes)| {
-            safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes).map(|view| (name.as_str(), view))
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::InvalidArgument { name: "tensor", reason: e.to_string() })?;
-    safetensors::serialize(views, Some(metadata))
-        .map_err(|e| Error::InvalidArgument { name: "tensor", reason: e.to_string() })
+    entries.extend(extra.iter().map(|(name, values)| Entry {
+        name: name.clone(),
+        dtype: Dtype::F32,
+        shape: vec![values.len()],
+        values,
+    }));
+    encode(&mut entries, &metadata)
+}
+
+/// The safetensors file of `entries` and `metadata`, whose bytes depend only on their content
+/// (the `safetensors` crate writes its metadata map in hash order, which changes from run to
+/// run). The layout, as the format defines it:
+///
+/// - the length `N` of the header, a little-endian `u64`;
+/// - the header, `N` bytes of JSON padded with spaces to a multiple of 8:
+///   `{"__metadata__":{"KEY":"VALUE",...},"NAME":{"dtype":"F32","shape":[...],"data_offsets":[BEGIN,END]},...}`,
+///   the metadata keys in sorted order and the tensors in the order of their data;
+/// - the tensors' little-endian values, one after the other, at their offsets from the end of
+///   the header.
+///
+/// The tensors are ordered as the `safetensors` crate orders them (by dtype, `I64` before `F32`,
+/// then by name), so that every tensor is aligned to its size, and the JSON is spelled as its writer
+/// spells it: the file is the one `safetensors::serialize` would write with sorted metadata.
+fn encode(entries: &mut [Entry<'_>], metadata: &BTreeMap<String, String>) -> Vec<u8> {
+    entries.sort_by(|a, b| b.dtype.cmp(&a.dtype).then_with(|| a.name.cmp(&b.name)));
+    let mut header = String::from("{");
+    if !metadata.is_empty() {
+        header.push_str("\"__metadata__\":{");
+        for (i, (key, value)) in metadata.iter().enumerate() {
+            if i > 0 {
+                header.push(',');
+            }
+            push_json_string(&mut header, key);
+            header.push(':');
+            push_json_string(&mut header, value);
+        }
+        header.push('}');
+    }
+    let mut offset = 0;
+    for (i, entry) in entries.iter().enumerate() {
+        if i > 0 || !metadata.is_empty() {
+            header.push(',');
+        }
+        push_json_string(&mut header, &entry.name);
+        let shape = entry.shape.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+        let end = offset + entry.values.len() * entry.dtype.bitsize() / 8;
+        let dtype = if entry.dtype == Dtype::I64 { "I64" } else { "F32" };
+        header.push_str(&format!(":{{\"dtype\":\"{dtype}\",\"shape\":[{shape}],\"data_offsets\":[{offset},{end}]}}"));
+        offset = end;
+    }
+    header.push('}');
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let mut bytes = Vec::with_capacity(8 + header.len() + offset);
+    bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for entry in entries.iter() {
+        match entry.dtype {
+            Dtype::I64 => entry.values.iter().for_each(|&v| bytes.extend_from_slice(&(v as i64).to_le_bytes())),
+            _ => entry.values.iter().for_each(|v| bytes.extend_from_slice(&v.to_le_bytes())),
+        }
+    }
+    bytes
+}
+
+/// Appends `text` as a JSON string, escaped as `serde_json` escapes it.
+fn push_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if c < ' ' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
@@ -88,8 +163,8 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Saves the model's parameters to `path`.
 pub fn save_weights<M: Model>(model: &M, path: &Path) -> Result<()> {
-    let metadata = HashMap::from([(KIND_KEY.to_string(), "weights".to_string())]);
-    write_atomic(path, &to_bytes(model, &[], metadata)?)
+    let metadata = BTreeMap::from([(KIND_KEY.to_string(), "weights".to_string())]);
+    write_atomic(path, &to_bytes(model, &[], metadata))
 }
 
 /// A parsed file and its metadata.
@@ -191,7 +266,7 @@ pub fn save_checkpoint<M: Model, O: Optimizer + ?Sized>(
     let extra: Vec<(String, &[f32])> =
         state.iter().map(|(name, values)| (format!("{OPTIMIZER_PREFIX}{name}"), *values)).collect();
     let noise = model.noise();
-    let mut metadata = HashMap::from([
+    let mut metadata = BTreeMap::from([
         (KIND_KEY.to_string(), "checkpoint".to_string()),
         ("cnn.noise_seed".to_string(), noise.seed.to_string()),
         ("cnn.noise_step".to_string(), noise.step.to_string()),
@@ -204,7 +279,7 @@ pub fn save_checkpoint<M: Model, O: Optimizer + ?Sized>(
     for (name, value) in opt.counters() {
         metadata.insert(format!("{OPTIMIZER_PREFIX}{name}"), value.to_string());
     }
-    write_atomic(path, &to_bytes(model, &extra, metadata)?)
+    write_atomic(path, &to_bytes(model, &extra, metadata))
 }
 
 /// Loads a checkpoint written by [`save_checkpoint`] into `model` and `opt` and returns the
@@ -272,4 +347,60 @@ pub fn load_checkpoint<M: Model, O: Optimizer + ?Sized>(path: &Path, model: &mut
 /// The optimizer's name in a description such as `Sgd(lr=...)`.
 fn kind_of(description: &str) -> &str {
     description.split('(').next().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries<'a>(a: &'a [f32], b: &'a [f32], count: &'a [f32]) -> Vec<Entry<'a>> {
+        vec![
+            Entry { name: "1.weight".into(), dtype: Dtype::F32, shape: vec![2, 3], values: a },
+            Entry { name: "0.num_batches_tracked".into(), dtype: Dtype::I64, shape: vec![], values: count },
+            Entry { name: "0.bias".into(), dtype: Dtype::F32, shape: vec![3], values: b },
+        ]
+    }
+
+    #[test]
+    fn the_written_layout_is_what_safetensors_writes_with_sorted_metadata() {
+        let (a, b, count) = ([1.0, -2.5, 3.0, 0.0, 1e-30, -0.0], [0.5, 7.0, -1.0], [12.0]);
+        // One metadata key, so that the crate's hash order cannot differ from the sorted one;
+        // the value needs every kind of JSON escape.
+        let value = "a \"quoted\" \\ path\nnext\tline \u{1} \u{8}\u{c}\r é";
+        let mine = encode(&mut entries(&a, &b, &count), &BTreeMap::from([("k".to_string(), value.to_string())]));
+        let bytes: Vec<Vec<u8>> =
+            [&a[..], &b[..]].iter().map(|v| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+        let count_bytes = 12i64.to_le_bytes();
+        let views = vec![
+            ("1.weight", safetensors::tensor::TensorView::new(Dtype::F32, vec![2, 3], &bytes[0]).unwrap()),
+            ("0.num_batches_tracked", safetensors::tensor::TensorView::new(Dtype::I64, vec![], &count_bytes).unwrap()),
+            ("0.bias", safetensors::tensor::TensorView::new(Dtype::F32, vec![3], &bytes[1]).unwrap()),
+        ];
+        let theirs =
+            safetensors::serialize(views, Some(HashMap::from([("k".to_string(), value.to_string())]))).unwrap();
+        assert_eq!(String::from_utf8_lossy(&mine), String::from_utf8_lossy(&theirs));
+        assert_eq!(mine, theirs);
+        // Without metadata too.
+        let bare = safetensors::serialize(
+            vec![("x", safetensors::tensor::TensorView::new(Dtype::F32, vec![3], &bytes[1]).unwrap())],
+            None::<HashMap<String, String>>,
+        )
+        .unwrap();
+        let x = Entry { name: "x".into(), dtype: Dtype::F32, shape: vec![3], values: &b };
+        assert_eq!(encode(&mut [x], &BTreeMap::new()), bare);
+    }
+
+    #[test]
+    fn the_bytes_depend_only_on_the_content() {
+        let (a, b, count) = ([1.0; 6], [2.0; 3], [3.0]);
+        let metadata: BTreeMap<String, String> = (0..20).map(|i| (format!("key{i}"), format!("value {i}"))).collect();
+        let first = encode(&mut entries(&a, &b, &count), &metadata);
+        let mut reversed = entries(&a, &b, &count);
+        reversed.reverse();
+        assert_eq!(encode(&mut reversed, &metadata.clone().into_iter().rev().collect()), first);
+        let (_, read) = SafeTensors::read_metadata(&first).unwrap();
+        assert_eq!(read.metadata().as_ref().unwrap(), &metadata.into_iter().collect::<HashMap<_, _>>());
+        let tensors = SafeTensors::deserialize(&first).unwrap();
+        assert_eq!(tensors.tensor("0.num_batches_tracked").unwrap().data(), &3i64.to_le_bytes());
+    }
 }
