@@ -307,3 +307,67 @@ fn written_files_are_reproducible_byte_for_byte() {
     assert_eq!((back.params(), back.buffers(), back.noise()), (model.params(), model.buffers(), model.noise()));
     assert_eq!(opt_back.state(), opt.state());
 }
+
+/// Creates `dir/name` with a modification time `age_s` seconds ago.
+fn leave_file(dir: &Path, name: &str, age_s: u64) {
+    let file = std::fs::File::create(dir.join(name)).unwrap();
+    file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(age_s)).unwrap();
+}
+
+#[test]
+fn a_save_removes_what_a_crashed_save_of_its_file_left_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ckpt.safetensors");
+    // Pids above Linux's largest (2^22) belong to no process.
+    let crashed = ".ckpt.safetensors.4294967295.3.tmp";
+    let kept = [
+        ".ckpt.safetensors.4294967294.4.tmp".to_string(), // Dead but recent: its save may be slow.
+        format!(".ckpt.safetensors.{}.9999.tmp", std::process::id()), // Old, but its process runs.
+        ".other.safetensors.4294967295.3.tmp".to_string(), // Another file's.
+        ".ckpt.safetensors.tmp".to_string(),              // Not a name this crate's saves use.
+        "ckpt.safetensors.4294967295.3.tmp".to_string(),
+    ];
+    let hour = 3600;
+    leave_file(dir.path(), crashed, hour);
+    leave_file(dir.path(), &kept[0], 0);
+    for name in &kept[1..] {
+        leave_file(dir.path(), name, hour);
+    }
+    let listing = || {
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        names
+    };
+    let mut expected: Vec<String> = kept.iter().cloned().chain(["ckpt.safetensors".to_string()]).collect();
+    expected.sort();
+    // A reader removes nothing: it may run while another process saves.
+    let elsewhere = tempfile::tempdir().unwrap();
+    save_weights(&Small::new(), &elsewhere.path().join("w.safetensors")).unwrap();
+    std::fs::copy(elsewhere.path().join("w.safetensors"), &path).unwrap();
+    load_weights(&mut Small::new(), &path).unwrap();
+    assert!(listing().contains(&crashed.to_string()), "{:?}", listing());
+    save_checkpoint(&path, &Small::new(), &Sgd::new(0.1, 0.9).unwrap(), Progress::default()).unwrap();
+    assert_eq!(listing(), expected);
+}
+
+#[test]
+fn saves_from_many_threads_to_one_file_do_not_collide() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.safetensors");
+    let models: Vec<Small> = (0..4).map(Small::with_seed).collect();
+    std::thread::scope(|scope| {
+        for model in &models {
+            let path = &path;
+            scope.spawn(move || {
+                for _ in 0..25 {
+                    save_weights(model, path).unwrap();
+                }
+            });
+        }
+    });
+    let mut loaded = Small::new();
+    load_weights(&mut loaded, &path).unwrap();
+    assert!(models.iter().any(|m| m.params() == loaded.params()), "the file holds none of the saved models");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "a temporary file was left behind");
+}

@@ -3,14 +3,20 @@
 //! PyTorch (`model.load_state_dict(safetensors.torch.load_file(path))`).
 //!
 //! Every file carries metadata: the model's layer list (`cnn.model`), the crate version and,
-//! for checkpoints, the optimizer, its state, the epoch, the step and the seed. Writes go to a
-//! temporary file that is renamed over the target, so a crash while saving leaves the previous
-//! file intact. Loading checks everything before it changes the model.
+//! for checkpoints, the optimizer, its state, the epoch, the step and the seed. The bytes written
+//! depend only on what is saved, so identical runs write identical files. Writes go to a
+//! temporary file of their own (`.NAME.PID.COUNTER.tmp`) that is synced and renamed over the
+//! target, so a crash while saving leaves the previous file intact; the next save to the same
+//! file removes the temporary a crashed save left. Loading checks everything before it changes
+//! the model.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use safetensors::{Dtype, SafeTensors};
 
@@ -145,20 +151,100 @@ fn push_json_string(out: &mut String, text: &str) {
     out.push('"');
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+/// Saves since the process started, to give each temporary file a name of its own.
+static SAVES: AtomicU64 = AtomicU64::new(0);
+
+/// How long a temporary file must have gone unmodified before a save takes it for one that a
+/// crashed save left behind.
+const STALE_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// Writes `bytes` to `path` through a temporary file in the same directory: written, synced to
+/// disk, renamed over `path`, and the directory synced where the system allows, so that a crash
+/// leaves either the previous file or the new one.
+///
+/// The temporary is `.NAME.PID.COUNTER.tmp` beside the target `NAME`: unique to this process
+/// (`PID`) and to this save within it (`COUNTER`), so that saves from several threads or
+/// processes never write into one another's temporary. Each save first removes the temporaries
+/// of its own target that a crashed save left behind (see [`remove_stale_temporaries`]).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path.file_name().ok_or_else(|| file_error(path, "not a file name"))?;
-    let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    remove_stale_temporaries(dir, name);
+    let tmp = dir.join(temporary_name(name, std::process::id(), SAVES.fetch_add(1, Ordering::Relaxed)));
     let result = (|| {
-        let mut file = fs::File::create(&tmp)?;
+        let mut file = fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&tmp, path)
     })();
-    result.map_err(|e| {
+    if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
-        file_error(path, format!("cannot write: {e}"))
-    })
+        return Err(file_error(path, format!("cannot write: {e}")));
+    }
+    // Makes the rename durable. Not every system can open a directory for this (Windows
+    // cannot, and renames there are durable by themselves), hence no error.
+    if let Ok(dir) = fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// The name of the temporary file of save `counter` of process `pid` to the file `name`.
+fn temporary_name(name: &OsStr, pid: u32, counter: u64) -> OsString {
+    let mut tmp = OsString::from(".");
+    tmp.push(name);
+    tmp.push(format!(".{pid}.{counter}.tmp"));
+    tmp
+}
+
+/// The process id in `file` when it is a temporary name of a save to `target`, as
+/// [`temporary_name`] makes them.
+fn temporary_pid(file: &OsStr, target: &OsStr) -> Option<u32> {
+    let rest = file.as_encoded_bytes().strip_prefix(b".")?;
+    let rest = rest.strip_prefix(target.as_encoded_bytes())?.strip_prefix(b".")?.strip_suffix(b".tmp")?;
+    let text = std::str::from_utf8(rest).ok()?;
+    let (pid, counter) = text.split_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(pid) || !digits(counter) {
+        return None;
+    }
+    counter.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
+/// Removes the temporaries of saves to `target` in `dir` that no save can still be writing: a
+/// temporary is removed when it has not been modified for [`STALE_AFTER`] (15 minutes) and,
+/// where the system lists its processes under `/proc`, the process that wrote it has ended.
+/// A live save writes its temporary, syncs it and renames it within moments, so neither rule
+/// alone removes it, and the age rule still guards where process ids do not tell (another pid
+/// namespace sharing the directory). A pid that was reused keeps its temporary, erring on the
+/// safe side. Temporaries of other targets, other names
+/// and anything that cannot be read are left alone; failures here never fail the save.
+/// Loads never remove anything: a reader may run while another process saves.
+fn remove_stale_temporaries(dir: &Path, target: &OsStr) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let Some(pid) = temporary_pid(&entry.file_name(), target) else { continue };
+        let Ok(meta) = entry.metadata() else { continue };
+        let old = meta.modified().ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age >= STALE_AFTER);
+        if meta.is_file() && old && !may_be_running(pid) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether process `pid` may still be running: this process is; elsewhere, where `/proc` lists
+/// the processes (Linux), whether `/proc/PID` exists; where it does not, `false`, and the age
+/// of a temporary decides alone.
+fn may_be_running(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    let proc = Path::new("/proc");
+    proc.join("self").exists() && proc.join(pid.to_string()).exists()
 }
 
 /// Saves the model's parameters to `path`.
@@ -388,6 +474,28 @@ mod tests {
         .unwrap();
         let x = Entry { name: "x".into(), dtype: Dtype::F32, shape: vec![3], values: &b };
         assert_eq!(encode(&mut [x], &BTreeMap::new()), bare);
+    }
+
+    #[test]
+    fn temporary_names_are_recognised_for_their_own_target_only() {
+        let target = OsStr::new("ckpt.safetensors");
+        let name = temporary_name(target, 4321, 7);
+        assert_eq!(name, ".ckpt.safetensors.4321.7.tmp");
+        assert_eq!(temporary_pid(&name, target), Some(4321));
+        for other in [
+            ".ckpt.safetensors.tmp",
+            ".ckpt.safetensors.4321.tmp",
+            ".ckpt.safetensors.x.7.tmp",
+            ".ckpt.safetensors.4321.7.8.tmp",
+            ".ckpt.safetensors.4321.-7.tmp",
+            ".ckpt.safetensors.99999999999.7.tmp",
+            "ckpt.safetensors.4321.7.tmp",
+            ".ckpt.safetensors.4321.7.tmp.bak",
+            ".other.safetensors.4321.7.tmp",
+            ".ckpt.4321.7.tmp",
+        ] {
+            assert_eq!(temporary_pid(OsStr::new(other), target), None, "{other}");
+        }
     }
 
     #[test]
