@@ -7,8 +7,11 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use cnn::data::epoch_order;
-use cnn::io::{load_checkpoint, load_weights, save_checkpoint, save_weights, Progress};
-use cnn::{cnn, Adam, Error, Model, Optimizer, Sgd};
+use cnn::io::{
+    load_checkpoint, load_checkpoint_with, load_weights, load_weights_with, save_checkpoint, save_checkpoint_with,
+    save_weights, save_weights_with, Options, Progress,
+};
+use cnn::{cnn, Adam, AdamW, Error, Limit, Model, Optimizer, Sgd};
 use common::{lines, Lcg};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
@@ -248,4 +251,365 @@ fn epoch_orders_are_permutations_fixed_by_seed_and_epoch() {
     epoch_order(100, 7, 4, &mut b);
     assert_ne!(a, b);
     let _ = Lcg(1);
+}
+
+/// `Regular` with every parameter, buffer, dropout position and Adam state set from fixed
+/// formulas (exact binary fractions), so that the files it writes depend on no arithmetic.
+fn fixed_model_and_optimizer() -> (Regular, Adam) {
+    let mut model = Regular::new();
+    for (i, p) in model.params_mut().iter_mut().enumerate() {
+        *p = ((i * 37 % 101) as f32 - 50.0) / 64.0;
+    }
+    for t in Regular::TENSORS.iter().filter(|t| !t.kind.is_param()) {
+        for (i, b) in model.buffers_mut()[t.offset..t.offset + t.len()].iter_mut().enumerate() {
+            *b = if t.kind == cnn::TensorKind::Count { 7.0 } else { (i + 1) as f32 / 8.0 };
+        }
+    }
+    model.set_noise(cnn::Noise { seed: 11, step: 7 });
+    let mut opt = Adam::new(0.001).unwrap();
+    let n = Regular::PARAM_COUNT;
+    opt.load_state("exp_avg", &(0..n).map(|i| (i % 13) as f32 / 1024.0 - 0.005).collect::<Vec<_>>()).unwrap();
+    opt.load_state("exp_avg_sq", &(0..n).map(|i| (i % 7) as f32 / 4096.0).collect::<Vec<_>>()).unwrap();
+    opt.load_counter("step", 7).unwrap();
+    (model, opt)
+}
+
+fn sha256_hex(path: &Path) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(std::fs::read(path).unwrap()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The written bytes depend only on what is saved: the same model gives the same file in every
+/// run, on every machine. The hashes are those of files of this crate's format and version
+/// (`cnn.version` is in the metadata); when the format or the version changes on purpose, run
+/// `cargo test --test weights written_files_are_reproducible_byte_for_byte` and copy the hashes
+/// it reports into `WEIGHTS` and `CHECKPOINT`.
+#[test]
+fn written_files_are_reproducible_byte_for_byte() {
+    const WEIGHTS: &str = "52e43390747e7d6c8518823859e1dc578991da6edb5245c5f318fdfaca53b469";
+    const CHECKPOINT: &str = "913c54b843e54d45fd9bd43a9f99b85011c24bf4319a1ce19e3c1d71e70e9f73";
+    let dir = tempfile::tempdir().unwrap();
+    let (weights, checkpoint) = (dir.path().join("w.safetensors"), dir.path().join("c.safetensors"));
+    let (model, opt) = fixed_model_and_optimizer();
+    save_weights(&model, &weights).unwrap();
+    save_checkpoint(&checkpoint, &model, &opt, Progress { epoch: 2, step: 7, seed: 42 }).unwrap();
+    let found = (sha256_hex(&weights), sha256_hex(&checkpoint));
+    assert_eq!(
+        found,
+        (WEIGHTS.to_string(), CHECKPOINT.to_string()),
+        "the SHA-256 of the weights and of the checkpoint"
+    );
+    // Still the format safetensors reads, with PyTorch's names and dtypes.
+    let bytes = std::fs::read(&checkpoint).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(tensors.tensor("1.num_batches_tracked").unwrap().dtype(), Dtype::I64);
+    assert_eq!(tensors.tensor("0.weight").unwrap().shape(), &[4, 1, 3, 3]);
+    assert_eq!(tensors.tensor("optimizer.exp_avg").unwrap().shape(), &[Regular::PARAM_COUNT]);
+    let (mut back, mut opt_back) = (Regular::with_seed(3), Adam::new(0.5).unwrap());
+    load_checkpoint(&checkpoint, &mut back, &mut opt_back).unwrap();
+    assert_eq!((back.params(), back.buffers(), back.noise()), (model.params(), model.buffers(), model.noise()));
+    assert_eq!(opt_back.state(), opt.state());
+}
+
+/// Creates `dir/name` with a modification time `age_s` seconds ago.
+fn leave_file(dir: &Path, name: &str, age_s: u64) {
+    let file = std::fs::File::create(dir.join(name)).unwrap();
+    file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(age_s)).unwrap();
+}
+
+#[test]
+fn a_save_removes_what_a_crashed_save_of_its_file_left_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ckpt.safetensors");
+    // Pids above Linux's largest (2^22) belong to no process.
+    let crashed = ".ckpt.safetensors.4294967295.3.tmp";
+    let kept = [
+        ".ckpt.safetensors.4294967294.4.tmp".to_string(), // Dead but recent: its save may be slow.
+        format!(".ckpt.safetensors.{}.9999.tmp", std::process::id()), // Old, but its process runs.
+        ".other.safetensors.4294967295.3.tmp".to_string(), // Another file's.
+        ".ckpt.safetensors.tmp".to_string(),              // Not a name this crate's saves use.
+        "ckpt.safetensors.4294967295.3.tmp".to_string(),
+    ];
+    let hour = 3600;
+    leave_file(dir.path(), crashed, hour);
+    leave_file(dir.path(), &kept[0], 0);
+    for name in &kept[1..] {
+        leave_file(dir.path(), name, hour);
+    }
+    let listing = || {
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        names
+    };
+    let mut expected: Vec<String> = kept.iter().cloned().chain(["ckpt.safetensors".to_string()]).collect();
+    expected.sort();
+    // A reader removes nothing: it may run while another process saves.
+    let elsewhere = tempfile::tempdir().unwrap();
+    save_weights(&Small::new(), &elsewhere.path().join("w.safetensors")).unwrap();
+    std::fs::copy(elsewhere.path().join("w.safetensors"), &path).unwrap();
+    load_weights(&mut Small::new(), &path).unwrap();
+    assert!(listing().contains(&crashed.to_string()), "{:?}", listing());
+    save_checkpoint(&path, &Small::new(), &Sgd::new(0.1, 0.9).unwrap(), Progress::default()).unwrap();
+    assert_eq!(listing(), expected);
+}
+
+#[test]
+fn saves_from_many_threads_to_one_file_do_not_collide() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.safetensors");
+    let models: Vec<Small> = (0..4).map(Small::with_seed).collect();
+    std::thread::scope(|scope| {
+        for model in &models {
+            let path = &path;
+            scope.spawn(move || {
+                for _ in 0..25 {
+                    save_weights(model, path).unwrap();
+                }
+            });
+        }
+    });
+    let mut loaded = Small::new();
+    load_weights(&mut loaded, &path).unwrap();
+    assert!(models.iter().any(|m| m.params() == loaded.params()), "the file holds none of the saved models");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "a temporary file was left behind");
+}
+
+/// A tensor of a file as `rewrite` hands it over: name, dtype, shape and bytes.
+type RawTensor = (String, Dtype, Vec<usize>, Vec<u8>);
+
+/// A change to a file's metadata and tensors, for `rewrite`.
+type Edit<'a> = &'a dyn Fn(&mut HashMap<String, String>, &mut Vec<RawTensor>);
+
+/// Rewrites the safetensors file at `path` through `edit`, which may change its metadata and
+/// change or drop tensors.
+fn rewrite(path: &Path, edit: impl FnOnce(&mut HashMap<String, String>, &mut Vec<RawTensor>)) {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut metadata = header.metadata().clone().unwrap_or_default();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<RawTensor> =
+        file.tensors().into_iter().map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec())).collect();
+    edit(&mut metadata, &mut tensors);
+    let views: Vec<(String, TensorView<'_>)> =
+        tensors.iter().map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
+    std::fs::write(path, safetensors::serialize(views, Some(metadata)).unwrap()).unwrap();
+}
+
+/// Sets value `index` of the f32 tensor `name`.
+fn set_value(tensors: &mut [RawTensor], name: &str, index: usize, value: f32) {
+    let tensor = tensors.iter_mut().find(|t| t.0 == name).unwrap();
+    tensor.3[index * 4..index * 4 + 4].copy_from_slice(&value.to_le_bytes());
+}
+
+/// Everything a load may change, as text, to check that a failed one changed nothing.
+fn everything<M: Model, O: Optimizer>(model: &M, opt: &O) -> String {
+    format!(
+        "{:?}",
+        (model.params(), model.buffers(), model.noise(), opt.state(), opt.counters(), opt.learning_rate().to_bits())
+    )
+}
+
+#[test]
+fn non_finite_values_are_neither_saved_nor_loaded_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("diverged.safetensors");
+    let mut diverged = Small::with_seed(1);
+    diverged.params_mut()[5] = f32::NAN;
+    let why = reason(save_weights(&diverged, &path).unwrap_err());
+    assert!(why.contains("tensor `0.weight` holds NaN at index 5"), "{why}");
+    assert!(!path.exists(), "a refused save wrote the file");
+    let opt = Sgd::new(0.1, 0.0).unwrap();
+    let why = reason(save_checkpoint(&path, &diverged, &opt, Progress::default()).unwrap_err());
+    assert!(why.contains("tensor `0.weight` holds NaN at index 5"), "{why}");
+    let mut statistics = Regular::with_seed(1);
+    let var = Regular::TENSORS.iter().find(|t| t.name == "1.running_var").unwrap();
+    statistics.buffers_mut()[var.offset + 2] = f32::INFINITY;
+    let why = reason(save_weights(&statistics, &path).unwrap_err());
+    assert!(why.contains("tensor `1.running_var` holds inf at index 2"), "{why}");
+
+    // Allowed, they are saved, and loads refuse them unless allowed too.
+    let allow = Options { allow_non_finite: true, ..Options::default() };
+    save_weights_with(&diverged, &path, allow).unwrap();
+    let mut model = Small::with_seed(2);
+    let before = model.params().to_vec();
+    let why = reason(load_weights(&mut model, &path).unwrap_err());
+    assert!(why.contains("tensor `0.weight` holds NaN at index 5") && why.contains("allow_non_finite"), "{why}");
+    assert_eq!(model.params(), &before[..]);
+    load_weights_with(&mut model, &path, allow).unwrap();
+    assert!(model.params()[5].is_nan());
+    save_checkpoint_with(&path, &diverged, &opt, Progress::default(), allow).unwrap();
+    let (mut resumed, mut sgd) = (Small::new(), Sgd::new(0.1, 0.0).unwrap());
+    assert!(reason(load_checkpoint(&path, &mut resumed, &mut sgd).unwrap_err()).contains("holds NaN at index 5"));
+    load_checkpoint_with(&path, &mut resumed, &mut sgd, allow).unwrap();
+    assert!(resumed.params()[5].is_nan());
+
+    // A file PyTorch wrote from a diverged run, and a checkpoint whose state diverged.
+    write_tensors(&path, &torch_tensors(&diverged), Dtype::F32);
+    assert!(reason(load_weights(&mut Small::new(), &path).unwrap_err()).contains("holds NaN at index 5"));
+    let mut trained = Small::with_seed(3);
+    let mut sgd = Sgd::new(0.05, 0.9).unwrap();
+    let (x, y) = lines(32, 12, 5);
+    trained.train_step(&mut sgd, &x, &y).unwrap();
+    save_checkpoint(&path, &trained, &sgd, Progress { epoch: 0, step: 1, seed: 1 }).unwrap();
+    rewrite(&path, |_, tensors| set_value(tensors, "optimizer.momentum_buffer", 7, f32::NEG_INFINITY));
+    let (mut model, mut opt) = (Small::with_seed(4), Sgd::new(0.05, 0.9).unwrap());
+    let before = everything(&model, &opt);
+    let why = reason(load_checkpoint(&path, &mut model, &mut opt).unwrap_err());
+    assert!(why.contains("`optimizer.momentum_buffer` holds -inf at index 7"), "{why}");
+    assert_eq!(everything(&model, &opt), before);
+}
+
+/// A checkpoint of `Regular` and Adam after one epoch (3 steps), and the model and optimizer
+/// that wrote it.
+fn adam_checkpoint(path: &Path) -> (Regular, Adam) {
+    let (mut model, mut opt) = (Regular::with_seed(3), Adam::new(0.01).unwrap());
+    train(&mut model, &mut opt, 0, 1, 42, Some(path));
+    (model, opt)
+}
+
+#[test]
+fn a_checkpoint_that_makes_no_sense_does_not_load_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, path) = (dir.path().join("good.safetensors"), dir.path().join("bad.safetensors"));
+    adam_checkpoint(&good);
+    // The model and optimizer loaded into have a state of their own, which must survive.
+    let (mut model, mut opt) = (Regular::with_seed(8), Adam::new(0.02).unwrap());
+    train(&mut model, &mut opt, 0, 1, 7, None);
+    let before = everything(&model, &opt);
+    let metadata = |key: &'static str, value: &'static str| {
+        move |m: &mut HashMap<String, String>, _: &mut Vec<RawTensor>| {
+            m.insert(key.to_string(), value.to_string());
+        }
+    };
+    let max = "18446744073709551615";
+    let mut check = |edit: Edit<'_>, want: &str| {
+        std::fs::copy(&good, &path).unwrap();
+        rewrite(&path, edit);
+        let why = reason(load_checkpoint(&path, &mut model, &mut opt).unwrap_err());
+        assert!(why.contains(want), "expected `{want}` in: {why}");
+        assert_eq!(everything(&model, &opt), before, "a refused checkpoint changed something: {why}");
+    };
+    for lr in ["NaN", "inf", "-1", "0"] {
+        check(&metadata("cnn.learning_rate", lr), "learning rate: must be finite and positive");
+    }
+    check(&metadata("cnn.learning_rate", "fast"), "metadata `cnn.learning_rate` is `fast`, not a number");
+    for key in ["optimizer.step", "cnn.noise_step", "cnn.step", "cnn.epoch"] {
+        check(&metadata(key, max), &format!("metadata `{key}`: invalid step count: {max} is above"));
+    }
+    check(&|m, _| drop(m.remove("optimizer.step")), "metadata `optimizer.step` of Adam(");
+    check(&|m, _| drop(m.remove("cnn.optimizer")), "metadata `cnn.optimizer` is missing");
+    check(&metadata("optimizer.momentum", "1"), "has no counter `momentum`");
+    for state in ["optimizer.exp_avg", "optimizer.exp_avg_sq"] {
+        check(&|_, t| t.retain(|t| t.0 != state), &format!("tensor `{state}` is missing: Adam("));
+    }
+    // Without state, a step count above 0 still needs it (here the file's own count only).
+    check(
+        &|m, t| {
+            t.retain(|t| !t.0.starts_with("optimizer."));
+            m.insert("optimizer.step".into(), "0".into());
+        },
+        "tensor `optimizer.exp_avg` is missing",
+    );
+    check(&|_, t| set_value(t, "optimizer.exp_avg_sq", 3, f32::NAN), "`optimizer.exp_avg_sq` holds NaN at index 3");
+    check(&|_, t| set_value(t, "8.weight", 0, f32::INFINITY), "tensor `8.weight` holds inf at index 0");
+
+    // Sgd with momentum after a step needs its buffer.
+    let mut small = Small::with_seed(1);
+    let mut sgd = Sgd::new(0.05, 0.9).unwrap();
+    train(&mut small, &mut sgd, 0, 1, 3, Some(&path));
+    rewrite(&path, |_, t| t.retain(|t| t.0 != "optimizer.momentum_buffer"));
+    let before = everything(&small, &sgd);
+    let why = reason(load_checkpoint(&path, &mut small, &mut sgd).unwrap_err());
+    assert!(why.contains("tensor `optimizer.momentum_buffer` is missing: Sgd("), "{why}");
+    assert_eq!(everything(&small, &sgd), before);
+}
+
+#[test]
+fn a_checkpoint_needs_the_same_hyperparameters_but_not_the_same_learning_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ckpt.safetensors");
+    let sgd = |momentum| Sgd::new(0.05, momentum).unwrap();
+    let mut small = Small::with_seed(1);
+    train(&mut small, &mut sgd(0.9).with_nesterov(true).unwrap(), 0, 1, 3, Some(&path));
+    let differing: [(Box<dyn Optimizer>, &str); 4] = [
+        (Box::new(sgd(0.5).with_nesterov(true).unwrap()), "momentum=0.9 in the checkpoint, momentum=0.5 here"),
+        (Box::new(sgd(0.9)), "nesterov=true in the checkpoint, nesterov=false here"),
+        (Box::new(sgd(0.9).with_nesterov(true).unwrap().with_weight_decay(1e-4).unwrap()), "weight_decay=0 in"),
+        (Box::new(sgd(0.9).with_nesterov(true).unwrap().with_l1(0.1).unwrap()), "l1=0 in the checkpoint, l1=0.1 here"),
+    ];
+    for (mut opt, want) in differing {
+        let mut model = Small::new();
+        let before = everything(&model, &Sgd::new(0.1, 0.0).unwrap());
+        let why = reason(load_checkpoint(&path, &mut model, opt.as_mut()).unwrap_err());
+        assert!(why.contains(want) && why.contains("only the learning rate may differ"), "{why}");
+        assert_eq!(everything(&model, &Sgd::new(0.1, 0.0).unwrap()), before);
+    }
+    // Another learning rate loads, and the checkpoint's is restored.
+    let mut opt = Sgd::new(0.5, 0.9).unwrap().with_nesterov(true).unwrap();
+    load_checkpoint(&path, &mut Small::new(), &mut opt).unwrap();
+    assert_eq!(opt.learning_rate(), 0.05 * 0.9);
+
+    let mut regular = Regular::with_seed(1);
+    train(&mut regular, &mut AdamW::new(0.01).unwrap(), 0, 1, 3, Some(&path));
+    let adams: [(Box<dyn Optimizer>, &str); 3] = [
+        (Box::new(AdamW::new(0.01).unwrap().with_betas(0.8, 0.999).unwrap()), "betas=(0.9, 0.999) in the checkpoint"),
+        (Box::new(AdamW::new(0.01).unwrap().with_eps(1e-6).unwrap()), "eps=1e-8 in the checkpoint, eps=1e-6 here"),
+        (Box::new(AdamW::new(0.01).unwrap().with_weight_decay(0.1).unwrap()), "weight_decay=0.01 in the checkpoint"),
+    ];
+    for (mut opt, want) in adams {
+        let why = reason(load_checkpoint(&path, &mut Regular::new(), opt.as_mut()).unwrap_err());
+        assert!(why.contains(want), "{why}");
+    }
+    load_checkpoint(&path, &mut Regular::new(), &mut AdamW::new(0.3).unwrap()).unwrap();
+}
+
+#[test]
+fn a_checkpoint_without_optimizer_state_at_step_0_resets_the_optimizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("start.safetensors");
+    let start = Regular::with_seed(1);
+    save_checkpoint(&path, &start, &Adam::new(0.01).unwrap(), Progress::default()).unwrap();
+    let (mut model, mut used) = (Regular::with_seed(2), Adam::new(0.01).unwrap());
+    train(&mut model, &mut used, 0, 1, 3, None);
+    assert_eq!(used.steps(), 3);
+    load_checkpoint(&path, &mut model, &mut used).unwrap();
+    assert_eq!(used.steps(), 0);
+    assert!(used.state().is_empty(), "the optimizer kept the state it had before the load");
+    // It then trains as a new optimizer from the same start would.
+    let (mut fresh_model, mut fresh) = (start.clone(), Adam::new(0.01).unwrap());
+    train(&mut model, &mut used, 0, 1, 3, None);
+    train(&mut fresh_model, &mut fresh, 0, 1, 3, None);
+    assert_eq!(everything(&model, &used), everything(&fresh_model, &fresh));
+}
+
+#[test]
+fn loads_count_what_they_allocate_against_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.safetensors");
+    save_weights(&Small::with_seed(1), &path).unwrap();
+    let size = std::fs::metadata(&path).unwrap().len();
+    let limited = |bytes| Options { limit: Limit::bytes(bytes), ..Options::default() };
+    let mut model = Small::new();
+    let before = model.params().to_vec();
+    let why = reason(load_weights_with(&mut model, &path, limited(size - 1)).unwrap_err());
+    assert!(why.contains(&format!("the file would need {size} bytes")) && why.contains("cnn::Limit::bytes"), "{why}");
+    let why = reason(load_weights_with(&mut model, &path, limited(size)).unwrap_err());
+    assert!(why.contains("the file's parsed header would need"), "{why}");
+    assert_eq!(model.params(), &before[..]);
+    load_weights_with(&mut model, &path, limited(2 * size + 64 * 1024)).unwrap();
+    // A checkpoint also holds the optimizer's state, and needs more.
+    let ckpt = dir.path().join("c.safetensors");
+    let (mut small, mut opt) = (Small::with_seed(1), Adam::new(0.01).unwrap());
+    train(&mut small, &mut opt, 0, 1, 3, Some(&ckpt));
+    let why = reason(load_checkpoint_with(&ckpt, &mut small, &mut opt, limited(2 * size + 64 * 1024)).unwrap_err());
+    assert!(why.contains("would need") && why.contains("optimizer"), "{why}");
+    // A file larger than the default limit is refused from its size, before it is read: this
+    // one is sparse, and reading it would take 4 GiB.
+    let huge = dir.path().join("huge.safetensors");
+    std::fs::File::create(&huge).unwrap().set_len(Limit::DEFAULT.max_bytes() + 1).unwrap();
+    let started = std::time::Instant::now();
+    let why = reason(load_weights(&mut model, &huge).unwrap_err());
+    assert!(why.contains("the file would need 4294967297 bytes"), "{why}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1), "the file was read");
 }

@@ -1,9 +1,14 @@
+use std::fmt;
 use std::path::PathBuf;
 
 use crate::Shape;
 
 /// What went wrong in a runtime call. Every variant says what was expected and what was found.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// `Debug` shows the variant's name before the message `Display` shows, such as
+/// `File: out/w.safetensors: tensor `0.weight` is missing`, so that an error returned from
+/// `fn main() -> Result<(), cnn::Error>` prints as a readable message.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// An input buffer's length is not a whole number of samples of the model's input shape.
@@ -117,4 +122,51 @@ pub enum Error {
         /// Why it is invalid.
         reason: String,
     },
+}
+
+impl Error {
+    /// The variant's name, as written in the source.
+    fn variant(&self) -> &'static str {
+        match self {
+            Error::InputLength { .. } => "InputLength",
+            Error::NonFiniteInput { .. } => "NonFiniteInput",
+            Error::EmptyBatch => "EmptyBatch",
+            Error::LabelCount { .. } => "LabelCount",
+            Error::LabelOutOfRange { .. } => "LabelOutOfRange",
+            Error::TargetLength { .. } => "TargetLength",
+            Error::InvalidTarget { .. } => "InvalidTarget",
+            Error::ParamCount { .. } => "ParamCount",
+            Error::OutputLength { .. } => "OutputLength",
+            Error::File { .. } => "File",
+            Error::Diverged { .. } => "Diverged",
+            Error::InvalidArgument { .. } => "InvalidArgument",
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {self}", self.variant())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_the_variant_and_the_message_unescaped() {
+        let missing = Error::File { path: "path/x.safetensors".into(), reason: "tensor `0.weight` is missing".into() };
+        assert_eq!(format!("{missing:?}"), "File: path/x.safetensors: tensor `0.weight` is missing");
+        // What `main` prints for an error it returns: `Error: ` and the `Debug` form.
+        let length = Error::InputLength { shape: Shape::volume(28, 28, 1), per_sample: 784, found: 100 };
+        assert_eq!(
+            format!("{length:?}"),
+            "InputLength: input has 100 values, which is not a whole number of samples of shape 28x28x1 \
+             (784 values each)"
+        );
+        let two_lines = Error::File { path: "w".into(), reason: "written for\n    input(4) fc(2)".into() };
+        assert_eq!(format!("{two_lines:?}"), "File: w: written for\n    input(4) fc(2)");
+        assert_eq!(format!("{:?}", Error::EmptyBatch), "EmptyBatch: the batch is empty: give at least one sample");
+    }
 }
