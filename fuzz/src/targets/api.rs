@@ -229,7 +229,17 @@ fn operate<M: Model>(r: &mut Reader<'_>, model: &mut M, opt: &mut Box<dyn Optimi
             ok(model.train_step_targets(opt.as_mut(), &x, &t).is_ok())
         }
         5 => {
-            opt.set_learning_rate(r.pick(&FLOATS));
+            let (lr, before) = (r.pick(&FLOATS), opt.learning_rate());
+            let set = opt.set_learning_rate(lr);
+            // Documented: fails, changing nothing, unless the rate is finite and positive.
+            let valid = lr.is_finite() && lr > 0.0;
+            let now = opt.learning_rate();
+            if set.is_ok() != valid || now.to_bits() != if valid { lr } else { before }.to_bits() {
+                return Err(Failure::new(
+                    Oracle::WrongResult,
+                    format!("set_learning_rate({lr}) from {before} returned {set:?}, the rate is now {now}"),
+                ));
+            }
             let (x, y) = (batch(2, M::INPUT_LEN), labels(2, M::classes()));
             ok(model.train_step(opt.as_mut(), &x, &y).is_ok())
         }
@@ -244,7 +254,10 @@ fn operate<M: Model>(r: &mut Reader<'_>, model: &mut M, opt: &mut Box<dyn Optimi
             Some(schedule) => {
                 let t = r.pick(&COUNTS);
                 let _ = schedule.lr(t);
-                schedule.apply(opt.as_mut(), r.pick(&COUNTS));
+                let (t, before) = (r.pick(&COUNTS), opt.learning_rate());
+                if schedule.apply(opt.as_mut(), t).is_err() && opt.learning_rate().to_bits() != before.to_bits() {
+                    return Err(Failure::new(Oracle::WrongResult, "a schedule that failed to apply changed the rate"));
+                }
                 "scheduled"
             }
             None => "refused",

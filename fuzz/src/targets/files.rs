@@ -55,7 +55,7 @@ impl Opt {
     }
 
     /// As a shared trait object.
-    pub fn as_ref(&self) -> &dyn Optimizer {
+    pub fn as_shared(&self) -> &dyn Optimizer {
         match self {
             Opt::Sgd(o) => o,
             Opt::Adam(o) => o,
@@ -171,9 +171,9 @@ impl<M: Model> Rig<M> {
 
     fn weights(&self, path: &Path, dir: &Path) -> Outcome {
         let mut model = self.model.clone();
-        let before = Snapshot::of(&model, Opt::of("sgd").as_ref());
+        let before = Snapshot::of(&model, Opt::of("sgd").as_shared());
         if let Err(e) = load_weights(&mut model, path) {
-            if let Some(what) = before.diff(&Snapshot::of(&model, Opt::of("sgd").as_ref())) {
+            if let Some(what) = before.diff(&Snapshot::of(&model, Opt::of("sgd").as_shared())) {
                 return Err(Failure::new(
                     Oracle::FailedLoadChanged,
                     format!("a failed weights load changed {what}: {e}"),
@@ -190,9 +190,9 @@ impl<M: Model> Rig<M> {
 
     fn checkpoint(&self, kind: &str, path: &Path, dir: &Path) -> Outcome {
         let (mut model, mut opt) = (self.model.clone(), self.opt(kind));
-        let before = Snapshot::of(&model, opt.as_ref());
+        let before = Snapshot::of(&model, opt.as_shared());
         let loaded = load_checkpoint(path, &mut model, opt.as_dyn());
-        let after = Snapshot::of(&model, opt.as_ref());
+        let after = Snapshot::of(&model, opt.as_shared());
         let progress = match loaded {
             Ok(progress) => progress,
             Err(e) => {
@@ -205,7 +205,7 @@ impl<M: Model> Rig<M> {
                 return Ok(signature(&e, dir));
             }
         };
-        check_state(opt.as_ref())?;
+        check_state(opt.as_shared())?;
         Self::check_finite(&model, "load_checkpoint")?;
         let (mut fresh_model, mut fresh_opt) = (self.fresh.clone(), Opt::of(kind));
         match load_checkpoint(path, &mut fresh_model, fresh_opt.as_dyn()) {
@@ -216,7 +216,7 @@ impl<M: Model> Rig<M> {
                 ))
             }
             Ok(again) => {
-                let diff = Snapshot::of(&fresh_model, fresh_opt.as_ref()).diff(&after);
+                let diff = Snapshot::of(&fresh_model, fresh_opt.as_shared()).diff(&after);
                 if let Some(what) = diff.or_else(|| (again != progress).then(|| "the progress".to_string())) {
                     return Err(Failure::new(
                         Oracle::LoadDependsOnPrevious,
@@ -269,7 +269,7 @@ fn magnitude(values: &[f32]) -> &'static str {
 fn train_after_load<M: Model>(model: &mut M, opt: &mut Opt, progress: Progress) -> Outcome {
     let (x, y) = (batch(4, M::INPUT_LEN), labels(4, M::OUTPUT_LEN));
     let describe = |opt: &Opt, model: &M| {
-        let o = opt.as_ref();
+        let o = opt.as_shared();
         let mut parts = vec![format!("lr {}", magnitude(&[o.learning_rate()]))];
         for (name, values) in o.state() {
             let negative = if values.iter().any(|v| *v < 0.0) { ", negative values" } else { "" };
