@@ -344,14 +344,15 @@ fn edit(rng: &mut Rng, file: &mut Safetensors, other: Option<&Safetensors>) {
             match rng.below(5) {
                 0 if !shape.is_empty() => {
                     let d = rng.below(shape.len());
-                    shape[d] = rng.pick(&[0, 1, shape[d] + 1, shape[d].saturating_sub(1), 1 << 32, u64::MAX]);
+                    shape[d] =
+                        rng.pick(&[0, 1, shape[d].saturating_add(1), shape[d].saturating_sub(1), 1 << 32, u64::MAX]);
                 }
                 1 => shape.push(1),
                 2 => {
                     shape.pop();
                 }
                 3 => shape.reverse(),
-                _ => shape = vec![shape.iter().product()],
+                _ => shape = vec![shape.iter().fold(1u64, |n, d| n.saturating_mul(*d))],
             }
             info.insert("shape".into(), Value::from(shape));
             resize_data(rng, &mut file.tensors[i]);

@@ -3,7 +3,7 @@
 //! global) and every oracle has its own test. A test whose oracle has findings on today's code
 //! is ignored with the finding in its reason; un-ignore it to check a fix.
 //!
-//! `CNN_FUZZ_CASES` sets the cases per target (default: a few thousand, a few seconds each).
+//! `CNN_FUZZ_CASES` sets the cases per target (default 20,000: about 10 s for all of them).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -20,7 +20,7 @@ static REPORTS: Mutex<BTreeMap<&'static str, Report>> = Mutex::new(BTreeMap::new
 
 /// Cases per target: CIFAR cases read six files each, so it gets fewer.
 fn cases(target: &str) -> u64 {
-    let base = std::env::var("CNN_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let base = std::env::var("CNN_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(20000);
     if target == "cifar" {
         base / 2
     } else {
@@ -87,6 +87,7 @@ oracle_tests! {
     weights_evaluate_after_load: "weights", WrongResult;
     checkpoint_never_panics: "checkpoint", Panic;
     checkpoint_stays_within_memory: "checkpoint", Memory;
+    #[ignore = "finding F6 open: a checkpoint load that fails on a later check (step count, learning rate, a non-finite state value) keeps the optimizer state it loaded before"]
     checkpoint_failed_loads_change_nothing: "checkpoint", FailedLoadChanged;
     #[ignore = "finding F2 open: load_checkpoint accepts NaN and infinite parameters"]
     checkpoint_loads_are_finite: "checkpoint", NonFiniteWeights;
