@@ -10,6 +10,8 @@
 mod codegen;
 mod errors;
 mod fallback;
+#[cfg(test)]
+mod fuzz;
 mod model;
 mod parse;
 mod shape;
