@@ -3,9 +3,8 @@
 //!
 //! The oracle is the README's promise: whatever the tokens, [`expand`] answers with valid code
 //! or with compile errors, and never panics. `cargo test -p cnn-macros` runs a short run;
-//! `CNN_FUZZ_CASES=1000000 cargo test -p cnn-macros --release fuzz -- --nocapture --include-ignored`
-//! a long one (`CNN_FUZZ_SEED` picks another sequence of cases). A test whose oracle has an open
-//! finding is ignored, with the finding in its reason, until the macro is fixed.
+//! `CNN_FUZZ_CASES=1000000 cargo test -p cnn-macros --release fuzz -- --nocapture` a long one
+//! (`CNN_FUZZ_SEED` picks another sequence of cases).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -396,7 +395,6 @@ fn fuzz_expansion_never_panics() {
 }
 
 #[test]
-#[ignore = "finding M1 open: a keyword as the model's name (`pub struct struct < ... >`) expands to code that does not parse"]
 fn fuzz_expansion_is_code_or_compile_errors() {
     assert_none(Oracle::Code);
 }

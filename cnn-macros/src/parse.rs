@@ -112,9 +112,10 @@ impl Parse for ModelSyntax {
                 );
             }
             input.parse::<Token![struct]>()?;
-            let name = input
-                .call(Ident::parse_any)
-                .map_err(|e| Error::new(e.span(), "expected the model's name after `struct`"))?;
+            // A keyword would name a struct that does not parse; `r#type` and the like are fine.
+            let name = input.parse::<Ident>().map_err(|e| {
+                Error::new(e.span(), "expected the model's name after `struct`: an identifier, not a keyword")
+            })?;
             (vis, Some(name))
         };
         if !input.peek(Token![<]) {
@@ -186,6 +187,15 @@ mod tests {
         let names: Vec<_> = m.layers.iter().map(|l| l.name.to_string()).collect();
         assert_eq!(names, ["input", "conv", "relu"]);
         assert!(m.layers[2].args.is_none());
+    }
+
+    #[test]
+    fn a_keyword_cannot_name_the_model_but_a_raw_identifier_can() {
+        for keyword in ["struct", "fn", "type", "self"] {
+            let err = parse(&format!("pub struct {keyword} < input(4) fc(2) >")).err().expect(keyword).to_string();
+            assert!(err.contains("not a keyword"), "{keyword}: {err}");
+        }
+        assert_eq!(parse("struct r#type < input(4) fc(2) >").unwrap().name.unwrap().to_string(), "r#type");
     }
 
     #[test]

@@ -37,15 +37,12 @@ fn check_image(image: &[f32], shape: Shape, scratch: Option<&[f32]>) -> Result<(
     Ok(())
 }
 
-/// Fails unless `value` is finite and within `range`.
-fn check_param(name: &'static str, value: f32, range: std::ops::Range<f32>) -> Result<()> {
-    if value.is_finite() && range.contains(&value) {
+/// Fails unless `value` is finite and `within` holds for it, which `rule` says in words.
+fn check_param(name: &'static str, value: f32, within: bool, rule: &str) -> Result<()> {
+    if value.is_finite() && within {
         Ok(())
     } else {
-        Err(Error::InvalidArgument {
-            name,
-            reason: format!("must be in [{}, {}), got {value}", range.start, range.end),
-        })
+        Err(Error::InvalidArgument { name, reason: format!("must be {rule}, got {value}") })
     }
 }
 
@@ -98,7 +95,7 @@ pub struct Noise {
 impl Transform for Noise {
     fn apply(&self, image: &mut [f32], shape: Shape, rng: &mut Rng, _: &mut [f32]) -> Result<()> {
         check_image(image, shape, None)?;
-        check_param("noise standard deviation", self.std, 0.0..f32::INFINITY)?;
+        check_param("noise standard deviation", self.std, self.std >= 0.0, "finite and not negative")?;
         for pair in image.chunks_mut(2) {
             // Box-Muller: two independent normal values from two uniform ones.
             let u1: f32 = 1.0 - rng.random::<f32>();
@@ -127,8 +124,9 @@ pub struct RotateScale {
 impl Transform for RotateScale {
     fn apply(&self, image: &mut [f32], shape: Shape, rng: &mut Rng, scratch: &mut [f32]) -> Result<()> {
         check_image(image, shape, Some(scratch))?;
-        check_param("largest rotation", self.max_degrees, 0.0..f32::INFINITY)?;
-        check_param("largest change of size", self.max_scale, 0.0..1.0)?;
+        let (degrees, scale) = (self.max_degrees, self.max_scale);
+        check_param("largest rotation", degrees, (0.0..=360.0).contains(&degrees), "in [0, 360] degrees")?;
+        check_param("largest change of size", scale, (0.0..1.0).contains(&scale), "in [0, 1)")?;
         let angle = rng.random_range(-self.max_degrees..=self.max_degrees).to_radians();
         let scale = 1.0 + rng.random_range(-self.max_scale..=self.max_scale);
         rotate_scale(image, shape, angle, scale, scratch);
@@ -323,7 +321,7 @@ mod tests {
         let mut rng = Rng::seed_from_u64(1);
         let mut img = dot((4, 3));
         let mut scratch = vec![0.0; SHAPE.len()];
-        let cases: [(&dyn Transform, &str); 7] = [
+        let cases: [(&dyn Transform, &str); 8] = [
             (&Noise { std: f32::NAN }, "noise"),
             (&Noise { std: -1.0 }, "noise"),
             (&RotateScale { max_degrees: f32::INFINITY, max_scale: 0.1 }, "rotation"),
@@ -331,6 +329,7 @@ mod tests {
             (&RotateScale { max_degrees: -1.0, max_scale: 0.0 }, "rotation"),
             (&Compose(vec![Box::new(Shift { max: 1 }), Box::new(Noise { std: f32::NAN })]), "noise"),
             (&RotateScale { max_degrees: 10.0, max_scale: f32::NAN }, "size"),
+            (&RotateScale { max_degrees: f32::MAX, max_scale: 0.0 }, "rotation"),
         ];
         for (k, (t, name)) in cases.into_iter().enumerate() {
             let before = img.clone();

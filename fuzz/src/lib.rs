@@ -23,6 +23,10 @@ mod work;
 pub use rng::Rng;
 pub use runner::{fuzz, load_seeds, run_case, Failure, Finding, Options, Oracle, Outcome, Report, Seed, Target};
 
+/// The limit every load of the harness runs under: half the memory ceiling of a case
+/// ([`runner::ceiling`]), so that a loader that honours it stays under the ceiling.
+pub const LOAD_LIMIT: cnn::Limit = cnn::Limit::bytes(32 << 20);
+
 /// The committed seed corpus: `fuzz/corpus`.
 pub fn corpus_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus")

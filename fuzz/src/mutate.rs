@@ -131,6 +131,14 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 /// second member.
 pub fn gzip_aware(rng: &mut Rng, data: &[u8], other: &[u8]) -> Vec<u8> {
     let payload = gunzip(data);
+    if rng.one_in(4096) {
+        if let Some(mut payload) = payload {
+            // A gzip bomb: up to 96 MiB of zeros after the payload, about a thousandth of that
+            // compressed, which a loader must refuse without holding it all.
+            payload.resize(payload.len() + ((1 + rng.below(96)) << 20), 0);
+            return gzip(&payload);
+        }
+    }
     let other_payload = if is_gzip(other) { gunzip(other) } else { Some(other.to_vec()) };
     match (rng.below(10), payload) {
         (0..=4, Some(mut payload)) => {

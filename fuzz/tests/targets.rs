@@ -1,7 +1,7 @@
 //! A short fuzz run of every target, so that `cargo test --workspace` fails when a finding
 //! appears. Each target runs once (serialised: the memory counters and the panic hook are
-//! global) and every oracle has its own test. A test whose oracle has findings on today's code
-//! is ignored with the finding in its reason; un-ignore it to check a fix.
+//! global) and every oracle has its own test, which fails with the findings' messages and the
+//! paths of the inputs kept in `fuzz/findings/`.
 //!
 //! `CNN_FUZZ_CASES` sets the cases per target (default 20,000: about 10 s for all of them).
 
@@ -82,20 +82,15 @@ oracle_tests! {
     weights_never_panic: "weights", Panic;
     weights_stay_within_memory: "weights", Memory;
     weights_failed_loads_change_nothing: "weights", FailedLoadChanged;
-    #[ignore = "finding F1 open: load_weights accepts NaN and infinite parameters"]
     weights_loads_are_finite: "weights", NonFiniteWeights;
     weights_evaluate_after_load: "weights", WrongResult;
     checkpoint_never_panics: "checkpoint", Panic;
     checkpoint_stays_within_memory: "checkpoint", Memory;
-    #[ignore = "finding F6 open: a checkpoint load that fails on a later check (step count, learning rate, a non-finite state value) keeps the optimizer state it loaded before"]
     checkpoint_failed_loads_change_nothing: "checkpoint", FailedLoadChanged;
-    #[ignore = "finding F2 open: load_checkpoint accepts NaN and infinite parameters"]
     checkpoint_loads_are_finite: "checkpoint", NonFiniteWeights;
     checkpoint_loads_a_usable_state: "checkpoint", LoadedState;
-    #[ignore = "finding F4 open: load_checkpoint keeps old optimizer state a file does not hold"]
     checkpoint_loads_do_not_depend_on_the_previous_state: "checkpoint", LoadDependsOnPrevious;
     checkpoint_training_after_a_load_stays_finite: "checkpoint", TrainAfterLoad;
-    #[ignore = "finding F5 open: augment_batch panics on an empty image shape, RotateScale on a negative or non-finite range"]
     api_never_panics: "api", Panic;
     api_stays_within_memory: "api", Memory;
     api_results_follow_the_docs: "api", WrongResult;

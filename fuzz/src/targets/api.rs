@@ -341,8 +341,11 @@ fn augment(r: &mut Reader<'_>) -> String {
     let src: Vec<f32> = batch(n, shape.len());
     let mut dst = vec![0.0; src.len()];
     let mut scratch = Vec::new();
-    augment_batch(t.as_ref(), shape, &src, &mut dst, r.pick(&U64S), &mut scratch);
-    "augmented".into()
+    // Refusing extreme parameters is an answer; only a panic is a finding.
+    match augment_batch(t.as_ref(), shape, &src, &mut dst, r.pick(&U64S), &mut scratch) {
+        Ok(()) => "augmented".into(),
+        Err(_) => "augmentation refused".into(),
+    }
 }
 
 /// The models operations run on, and the optimizer they share.

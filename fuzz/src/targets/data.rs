@@ -25,7 +25,7 @@ fn mutate_data(rng: &mut Rng, parent: &[u8], other: &[u8]) -> Vec<u8> {
     out
 }
 
-/// `cnn::data::read_idx_images`.
+/// `cnn::data::read_idx_images_with`, under [`crate::LOAD_LIMIT`].
 pub struct IdxImages {
     work: Work,
 }
@@ -54,7 +54,7 @@ impl Target for IdxImages {
 
     fn run(&mut self, _config: &str, input: &[u8]) -> Outcome {
         let path = self.work.write("images-idx3-ubyte", input);
-        match cnn::data::read_idx_images(&path) {
+        match cnn::data::read_idx_images_with(&path, crate::LOAD_LIMIT) {
             Ok(images) => {
                 let expected = images.count.checked_mul(images.rows).and_then(|n| n.checked_mul(images.cols));
                 if expected != Some(images.pixels.len()) {
@@ -76,7 +76,7 @@ impl Target for IdxImages {
     }
 }
 
-/// `cnn::data::read_idx_labels`.
+/// `cnn::data::read_idx_labels_with`, under [`crate::LOAD_LIMIT`].
 pub struct IdxLabels {
     work: Work,
 }
@@ -105,7 +105,7 @@ impl Target for IdxLabels {
 
     fn run(&mut self, _config: &str, input: &[u8]) -> Outcome {
         let path = self.work.write("labels-idx1-ubyte", input);
-        match cnn::data::read_idx_labels(&path) {
+        match cnn::data::read_idx_labels_with(&path, crate::LOAD_LIMIT) {
             Ok(_) => Ok("ok".into()),
             Err(e) => Ok(signature(&e, self.work.dir())),
         }
@@ -170,7 +170,7 @@ impl Target for Cifar {
         let file = format!("{inner}/{}", CIFAR_FILES[(hash % 6) as usize]);
         let _restore = Restore { work: &self.work, original: self.valid.clone(), file: file.clone() };
         self.work.write(&file, input);
-        match cnn::data::load_cifar10(&self.work.dir().join(dir)) {
+        match cnn::data::load_cifar10_with(&self.work.dir().join(dir), crate::LOAD_LIMIT) {
             Ok((train, test)) => {
                 for set in [&train, &test] {
                     if set.images.len() != set.labels.len() * (CIFAR_RECORD - 1) {

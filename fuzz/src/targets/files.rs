@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use cnn::io::{load_checkpoint, load_weights, Progress};
+use cnn::io::{load_checkpoint_with, load_weights_with, Options, Progress};
 use cnn::{Adam, AdamW, Model, Noise, Optimizer, Sgd};
 
 use super::data::signature;
@@ -11,6 +11,9 @@ use crate::mutate;
 use crate::rng::Rng;
 use crate::runner::{Failure, Oracle, Outcome, Target};
 use crate::work::Work;
+
+/// The loads' options: the defaults, under [`crate::LOAD_LIMIT`].
+const OPTIONS: Options = Options { limit: crate::LOAD_LIMIT, allow_non_finite: false };
 
 /// The largest optimizer counter a loaded checkpoint may hold. The runtime documents none yet;
 /// Adam's bias correction reads its step count as an `f64`, exact up to 2^53, and a count of
@@ -172,7 +175,7 @@ impl<M: Model> Rig<M> {
     fn weights(&self, path: &Path, dir: &Path) -> Outcome {
         let mut model = self.model.clone();
         let before = Snapshot::of(&model, Opt::of("sgd").as_shared());
-        if let Err(e) = load_weights(&mut model, path) {
+        if let Err(e) = load_weights_with(&mut model, path, OPTIONS) {
             if let Some(what) = before.diff(&Snapshot::of(&model, Opt::of("sgd").as_shared())) {
                 return Err(Failure::new(
                     Oracle::FailedLoadChanged,
@@ -191,7 +194,7 @@ impl<M: Model> Rig<M> {
     fn checkpoint(&self, kind: &str, path: &Path, dir: &Path) -> Outcome {
         let (mut model, mut opt) = (self.model.clone(), self.opt(kind));
         let before = Snapshot::of(&model, opt.as_shared());
-        let loaded = load_checkpoint(path, &mut model, opt.as_dyn());
+        let loaded = load_checkpoint_with(path, &mut model, opt.as_dyn(), OPTIONS);
         let after = Snapshot::of(&model, opt.as_shared());
         let progress = match loaded {
             Ok(progress) => progress,
@@ -208,7 +211,7 @@ impl<M: Model> Rig<M> {
         check_state(opt.as_shared())?;
         Self::check_finite(&model, "load_checkpoint")?;
         let (mut fresh_model, mut fresh_opt) = (self.fresh.clone(), Opt::of(kind));
-        match load_checkpoint(path, &mut fresh_model, fresh_opt.as_dyn()) {
+        match load_checkpoint_with(path, &mut fresh_model, fresh_opt.as_dyn(), OPTIONS) {
             Err(e) => {
                 return Err(Failure::new(
                     Oracle::LoadDependsOnPrevious,
