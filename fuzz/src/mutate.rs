@@ -131,11 +131,11 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 /// second member.
 pub fn gzip_aware(rng: &mut Rng, data: &[u8], other: &[u8]) -> Vec<u8> {
     let payload = gunzip(data);
-    if rng.one_in(4096) {
+    if rng.one_in(256) {
         if let Some(mut payload) = payload {
-            // A gzip bomb: up to 96 MiB of zeros after the payload, about a thousandth of that
+            // A gzip bomb: 16 to 128 MiB of zeros after the payload, a few hundred times smaller
             // compressed, which a loader must refuse without holding it all.
-            payload.resize(payload.len() + ((1 + rng.below(96)) << 20), 0);
+            payload.resize(payload.len() + ((16 + rng.below(113)) << 20), 0);
             return gzip(&payload);
         }
     }
