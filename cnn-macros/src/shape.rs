@@ -108,10 +108,14 @@ fn head(layers: &[Layer<'_>], errors: &mut Errors) -> Option<LossKind> {
         }
     }
     let (named, output) = match &layers[last].kind {
-        Kind::Loss(loss) => (Some((*loss, &layers[last])), last - 1),
+        Kind::Loss(loss) if last > 0 => (Some((*loss, &layers[last])), last - 1),
         _ => (None, last),
     };
     if output == 0 {
+        if !layers[0].kind.is_input() {
+            // The missing `input` is reported already: one mistake, one error.
+            return None;
+        }
         errors.spanned(
             &layers[last],
             "the model has no layers after its input: add the layers it computes, such as `fc(10) softmax`",
@@ -599,6 +603,9 @@ mod tests {
             error("input(4) fc(2) softmax fc(2)").contains("`softmax` must be the last layer, but `fc(2)` follows it")
         );
         assert!(error("input(4)").contains("no layers after its input"));
+        // A loss alone, or after a missing input: one error, for the input (found by fuzzing).
+        assert!(error("loss(bce)").contains("starts with `input"));
+        assert!(error("relu loss(mse)").contains("starts with `input"));
         assert!(error("input(4) loss(mse)").contains("no layers after its input"));
         assert!(error("input(784) conv(3x3, 2) fc(2) softmax").contains("such as `input(28x28x1)`"));
         assert!(
