@@ -31,7 +31,7 @@ fn lenet5_learns_real_digits_from_a_slice_of_the_embedded_data() {
     let (mut order, mut raw, mut batch, mut labels, mut scratch) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for epoch in 0..3 {
-        epoch_order(train.len(), 5, epoch, &mut order);
+        epoch_order(train.len(), 5, epoch, &mut order).unwrap();
         for (step, indices) in order.chunks(32).enumerate() {
             raw.clear();
             labels.clear();

@@ -56,7 +56,7 @@ pub enum Error {
         classes: usize,
     },
     /// Dense targets are not one row of the model's outputs per sample.
-    #[error("{found} target values for {samples} samples of {outputs} outputs: expected {}", .samples * .outputs)]
+    #[error("{found} target values for {samples} samples of {outputs} outputs: expected {}", product(.samples, .outputs))]
     TargetLength {
         /// Samples in the input.
         samples: usize,
@@ -150,6 +150,11 @@ impl fmt::Debug for Error {
     }
 }
 
+/// `a · b` as text, also when it passes `usize::MAX`.
+fn product(a: &usize, b: &usize) -> String {
+    (*a as u128 * *b as u128).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +173,7 @@ mod tests {
         let two_lines = Error::File { path: "w".into(), reason: "written for\n    input(4) fc(2)".into() };
         assert_eq!(format!("{two_lines:?}"), "File: w: written for\n    input(4) fc(2)");
         assert_eq!(format!("{:?}", Error::EmptyBatch), "EmptyBatch: the batch is empty: give at least one sample");
+        let huge = Error::TargetLength { samples: usize::MAX, outputs: 2, found: 3 };
+        assert!(huge.to_string().ends_with(&format!("expected {}", usize::MAX as u128 * 2)));
     }
 }

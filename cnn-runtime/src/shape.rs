@@ -26,9 +26,9 @@ impl Shape {
         Shape { w: n, h: 1, d: 1, flat: true }
     }
 
-    /// Number of values.
+    /// Number of values (`usize::MAX` for a shape too large to count).
     pub const fn len(&self) -> usize {
-        self.w * self.h * self.d
+        self.w.saturating_mul(self.h).saturating_mul(self.d)
     }
 
     /// Whether the shape holds no value.
@@ -54,7 +54,7 @@ impl fmt::Display for Shape {
 /// This is the rule the `cnn!` macro checks at compile time; it is repeated here for code that
 /// builds shapes at run time.
 pub const fn conv_output_len(input: usize, filter: usize, stride: usize, pad: usize) -> Option<usize> {
-    let padded = input + 2 * pad;
+    let Some(padded) = input.checked_add(pad.saturating_mul(2)) else { return None };
     if stride == 0 || filter == 0 || filter > padded || !(padded - filter).is_multiple_of(stride) {
         None
     } else {

@@ -193,7 +193,7 @@ fn train_epoch(
 ) -> Result<f32, Box<dyn Error>> {
     let len = LeNet5::INPUT_LEN;
     let mut order = Vec::new();
-    epoch_order(train.len(), progress.seed, progress.epoch, &mut order);
+    epoch_order(train.len(), progress.seed, progress.epoch, &mut order)?;
     let (mut raw, mut batch, mut labels, mut scratch) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let bar = ProgressBar::new(train.len() as u64);
     bar.set_style(ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} {per_sec} ETA {eta}")?);

@@ -94,7 +94,7 @@ fn train<M: Model>(
     let mut step = 0;
     for epoch in 0..epochs {
         let start = Instant::now();
-        epoch_order(y.len(), 7, epoch as u64, &mut order);
+        epoch_order(y.len(), 7, epoch as u64, &mut order)?;
         let mut total = 0.0;
         for chunk in order.chunks(batch) {
             xb.clear();

@@ -111,17 +111,21 @@ impl Dataset {
 /// at an epoch therefore needs only the seed.
 ///
 /// `order` ends up holding `len` indices, as much memory as the labels of a data set of `len`
-/// samples; nothing else is allocated and no arithmetic can overflow. Like any growth of a
-/// `Vec`, a `len` whose indices memory cannot hold panics (past `isize::MAX` bytes) or aborts
-/// (allocation failure): pass the length of a data set that is in memory.
-pub fn epoch_order(len: usize, seed: u64, epoch: u64, order: &mut Vec<usize>) {
+/// samples; nothing else is allocated. A `len` whose indices memory cannot hold is an `Err`,
+/// with `order` left empty.
+pub fn epoch_order(len: usize, seed: u64, epoch: u64, order: &mut Vec<usize>) -> Result<()> {
     use rand::{RngExt as _, SeedableRng};
     let mut rng = crate::init::Rng::seed_from_u64(seed ^ epoch.wrapping_add(1).wrapping_mul(0xd6e8_feb8_6659_fd93));
     order.clear();
+    order.try_reserve_exact(len).map_err(|e| Error::InvalidArgument {
+        name: "len",
+        reason: format!("the order of {len} samples does not fit in memory: {e}"),
+    })?;
     order.extend(0..len);
     for i in (1..len).rev() {
         order.swap(i, rng.random_range(0..=i));
     }
+    Ok(())
 }
 
 /// The error for `path`.
@@ -343,9 +347,11 @@ mod tests {
     #[test]
     fn epoch_orders_of_no_and_one_sample() {
         let mut order = vec![9, 9];
-        epoch_order(0, 1, 2, &mut order);
+        epoch_order(0, 1, 2, &mut order).unwrap();
         assert!(order.is_empty());
-        epoch_order(1, 1, 2, &mut order);
+        epoch_order(1, 1, 2, &mut order).unwrap();
         assert_eq!(order, [0]);
+        assert!(epoch_order(usize::MAX, 1, 2, &mut order).is_err());
+        assert!(order.is_empty());
     }
 }

@@ -133,7 +133,7 @@ impl Loss {
                 }
             }
             Targets::Dense(t) => {
-                if t.len() != n * k {
+                if n.checked_mul(k) != Some(t.len()) {
                     return Err(Error::TargetLength { samples: n, outputs: k, found: t.len() });
                 }
                 for (i, &v) in t.iter().enumerate() {

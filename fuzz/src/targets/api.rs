@@ -314,7 +314,7 @@ fn operate<M: Model>(r: &mut Reader<'_>, model: &mut M, opt: &mut Box<dyn Optimi
         }
         _ => {
             let mut order = Vec::new();
-            cnn::data::epoch_order(r.pick(&ORDER_LENS), r.pick(&U64S), r.pick(&U64S), &mut order);
+            let _ = cnn::data::epoch_order(r.pick(&ORDER_LENS), r.pick(&U64S), r.pick(&U64S), &mut order);
             "ordered"
         }
     };
