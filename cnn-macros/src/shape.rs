@@ -256,7 +256,7 @@ fn projection(input: Shape, output: Shape) -> Option<String> {
     if output.flat || input.flat {
         return Some(format!("fc({})", output.len()));
     }
-    let stride = |from: u64, to: u64| (1..=from).find(|s| (from - 1) / s + 1 == to);
+    let stride = |from: u64, to: u64| (1..=from).find(|&s| cnn_window::output_len(from, 1, s, 0) == Some(to));
     let (sw, sh) = (stride(input.w, output.w)?, stride(input.h, output.h)?);
     let s = if sw == sh { sw.to_string() } else { format!("{sw}x{sh}") };
     Some(if s == "1" { format!("conv(1x1, {})", output.d) } else { format!("conv(1x1, {}, stride={s})", output.d) })
@@ -366,15 +366,11 @@ impl Axis {
         self.input + 2 * self.pad
     }
 
-    /// `(W − F + 2P)/S + 1`, rounded down when the rest of the division only skips padding or
-    /// a gap the stride skips anyway (`(W − F + 2P) mod S ≤ P + max(S − F, 0)`), as in
-    /// ResNet's `conv(3x3, K, stride=2, pad=1)` on an even input; `None` when the windows would
-    /// leave input values at the edge unread.
+    /// `(W − F + 2P)/S + 1` by the rule the runtime shares ([`cnn_window::output_len`]): rounded
+    /// down only where the division drops padding or what the stride skips anyway; `None` when
+    /// the windows would leave input values at the edge unread.
     fn output(&self) -> Option<u64> {
-        let padded = self.padded();
-        (self.window <= padded
-            && (padded - self.window) % self.stride <= self.pad + self.stride.saturating_sub(self.window))
-        .then(|| (padded - self.window) / self.stride + 1)
+        cnn_window::output_len(self.input, self.window, self.stride, self.pad)
     }
 
     /// The rule with the actual numbers, such as `(28 − 5 + 2·0)/2 + 1 = 12.5`.
@@ -684,5 +680,25 @@ mod tests {
         // The bad pool makes every later shape unknown; only it is reported.
         let e = shapes("input(5x5x1) pool(2) conv(3x3, 4) pool(2) fc(3) softmax").unwrap_err();
         assert_eq!(e.len(), 1, "{e:?}");
+    }
+
+    #[test]
+    fn the_runtime_counts_outputs_as_the_macro_checks_them() {
+        for input in 1..40u64 {
+            for window in 1..9u64 {
+                for stride in 1..6u64 {
+                    for pad in 0..4u64 {
+                        let axis = Axis { input, window, stride, pad };
+                        let runtime = cnn_runtime::conv_output_len(
+                            input as usize,
+                            window as usize,
+                            stride as usize,
+                            pad as usize,
+                        );
+                        assert_eq!(axis.output().map(|n| n as usize), runtime, "{input} {window} {stride} {pad}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -47,18 +47,25 @@ impl fmt::Display for Shape {
     }
 }
 
-/// Output length of a convolution or pooling window along one axis:
-/// `(input - filter + 2 * pad) / stride + 1`, or `None` when it is not a whole number of at
-/// least 1.
-///
-/// This is the rule the `cnn!` macro checks at compile time; it is repeated here for code that
-/// builds shapes at run time.
+/// Output length of a convolution or pooling window along one axis,
+/// `(input − filter + 2·pad)/stride + 1`, by the rule the `cnn!` macro checks every layer with
+/// ([`cnn_window::output_len`]): the division may round down only where it drops padding or what
+/// the stride skips anyway, as ResNet's `(32, 3, stride 2, pad 1)` gives 16. `None` when the
+/// window is empty or larger than the padded input, the stride is 0, or the windows would leave
+/// input values at the edge unread.
 pub const fn conv_output_len(input: usize, filter: usize, stride: usize, pad: usize) -> Option<usize> {
-    let Some(padded) = input.checked_add(pad.saturating_mul(2)) else { return None };
-    if stride == 0 || filter == 0 || filter > padded || !(padded - filter).is_multiple_of(stride) {
-        None
-    } else {
-        Some((padded - filter) / stride + 1)
+    match cnn_window::output_len(input as u64, filter as u64, stride as u64, pad as u64) {
+        Some(n) => Some(n as usize),
+        None => None,
+    }
+}
+
+/// The windows a kernel visits along one axis ([`cnn_window::windows`]: the same formula,
+/// rounded down as PyTorch does); in a constant, a window that does not fit stops the build.
+pub(crate) const fn window_len(input: usize, window: usize, stride: usize, pad: usize) -> usize {
+    match cnn_window::windows(input as u64, window as u64, stride as u64, pad as u64) {
+        Some(n) => n as usize,
+        None => panic!("a window larger than its padded input, or a stride of 0"),
     }
 }
 
@@ -75,6 +82,9 @@ mod tests {
         assert_eq!(conv_output_len(3, 5, 1, 0), None);
         assert_eq!(conv_output_len(3, 5, 1, 1), Some(1));
         assert_eq!(conv_output_len(3, 3, 0, 0), None);
+        // As the macro: ResNet's stride-2 3x3 with padding 1 on an even input rounds down.
+        assert_eq!(conv_output_len(32, 3, 2, 1), Some(16));
+        assert_eq!(conv_output_len(usize::MAX, 1, 1, 1), None);
     }
 
     #[test]

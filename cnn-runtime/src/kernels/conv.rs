@@ -13,6 +13,8 @@
 //! fewer, it is dot products of the output gradient's rows with the transposed shifted views,
 //! or `dW` from [`im2row`]'s matrix.
 
+use crate::shape::window_len;
+
 use super::{
     chunk, chunk_count, chunk_len, for_each_chunk, gemm, lane_sum, reduce_partials, Act, ChunksMut, Layer, Mat, MatMut,
     Mode,
@@ -77,8 +79,7 @@ pub fn im2col(
     [sh, sw]: [usize; 2],
     [ph, pw]: [usize; 2],
 ) {
-    let oh = (h + 2 * ph - fh) / sh + 1;
-    let ow = (w + 2 * pw - fw) / sw + 1;
+    let (oh, ow) = (window_len(h, fh, sh, ph), window_len(w, fw, sw, pw));
     debug_assert!(x.len() >= d * h * w && cols.len() >= d * fh * fw * oh * ow);
     let mut rows = cols.chunks_exact_mut(oh * ow);
     for c in 0..d {
@@ -115,8 +116,7 @@ pub fn im2row(
     [sh, sw]: [usize; 2],
     [ph, pw]: [usize; 2],
 ) {
-    let oh = (h + 2 * ph - fh) / sh + 1;
-    let ow = (w + 2 * pw - fw) / sw + 1;
+    let (oh, ow) = (window_len(h, fh, sh, ph), window_len(w, fw, sw, pw));
     let r_len = d * fh * fw;
     debug_assert!(x.len() >= d * h * w && rows.len() >= r_len * oh * ow);
     for oy in 0..oh {
@@ -160,8 +160,7 @@ pub fn col2im(
     [sh, sw]: [usize; 2],
     [ph, pw]: [usize; 2],
 ) {
-    let oh = (h + 2 * ph - fh) / sh + 1;
-    let ow = (w + 2 * pw - fw) / sw + 1;
+    let (oh, ow) = (window_len(h, fh, sh, ph), window_len(w, fw, sw, pw));
     debug_assert!(dx.len() >= d * h * w && cols.len() >= d * fh * fw * oh * ow);
     let mut rows = cols.chunks_exact(oh * ow);
     for c in 0..d {
@@ -292,8 +291,7 @@ impl Geometry {
         [ph, pw]: [usize; 2],
         bias: bool,
     ) -> Self {
-        let oh = (h + 2 * ph - fh) / stride[0] + 1;
-        let ow = (w + 2 * pw - fw) / stride[1] + 1;
+        let (oh, ow) = (window_len(h, fh, stride[0], ph), window_len(w, fw, stride[1], pw));
         // Shifted views compute `fw - 1` throw-away columns per output row: worth it while
         // they add at most a seventh.
         let shifted = stride[0] == 1 && stride[1] == 1 && ph < fh && pw < fw && ow >= 7 * (fw - 1);

@@ -6,6 +6,8 @@
 //! the input exactly. Windows overlap when a stride is smaller than the window; the backward
 //! pass then adds up the gradients an input receives from each window holding it.
 
+use crate::shape::window_len;
+
 use super::{chunk, chunk_count, chunk_len, for_each_chunk, ChunksMut, Layer, Mode};
 
 /// How a pooling layer reduces a window, and how it hands the window's gradient back.
@@ -319,7 +321,7 @@ fn pool_sample<
     state: &mut [u32],
     train: bool,
 ) {
-    let (oh, ow) = ((H - KH) / SH + 1, (W - KW) / SW + 1);
+    let (oh, ow) = (window_len(H, KH, SH, 0), window_len(W, KW, SW, 0));
     if max2x2::<P>([KH, KW], [SH, SW]) {
         for c in 0..D {
             let plane = &x[c * H * W..(c + 1) * H * W];
@@ -375,7 +377,7 @@ fn unpool_sample<
     dx: &mut [f32],
     state: &[u32],
 ) {
-    let (oh, ow) = ((H - KH) / SH + 1, (W - KW) / SW + 1);
+    let (oh, ow) = (window_len(H, KH, SH, 0), window_len(W, KW, SW, 0));
     if max2x2::<P>([KH, KW], [SH, SW]) {
         // Every input under a window is written; a last odd row or column gets no gradient.
         for c in 0..D {
@@ -430,9 +432,9 @@ macro_rules! pool_layer {
             > $name<D, H, W, KH, KW, SH, SW>
         {
             /// Output height: `(H - KH) / SH + 1`.
-            pub const OH: usize = (H - KH) / SH + 1;
+            pub const OH: usize = window_len(H, KH, SH, 0);
             /// Output width: `(W - KW) / SW + 1`.
-            pub const OW: usize = (W - KW) / SW + 1;
+            pub const OW: usize = window_len(W, KW, SW, 0);
 
             /// Pools one sample `x` into `y`, writing the state the backward pass needs (one
             /// value per output for max pooling, none otherwise) to `state`.
