@@ -53,6 +53,7 @@ impl fmt::Display for Shape {
 /// the stride skips anyway, as ResNet's `(32, 3, stride 2, pad 1)` gives 16. `None` when the
 /// window is empty or larger than the padded input, the stride is 0, or the windows would leave
 /// input values at the edge unread.
+#[inline]
 pub const fn conv_output_len(input: usize, filter: usize, stride: usize, pad: usize) -> Option<usize> {
     match cnn_window::output_len(input as u64, filter as u64, stride as u64, pad as u64) {
         Some(n) => Some(n as usize),
@@ -62,6 +63,7 @@ pub const fn conv_output_len(input: usize, filter: usize, stride: usize, pad: us
 
 /// The windows a kernel visits along one axis ([`cnn_window::windows`]: the same formula,
 /// rounded down as PyTorch does); in a constant, a window that does not fit stops the build.
+#[inline]
 pub(crate) const fn window_len(input: usize, window: usize, stride: usize, pad: usize) -> usize {
     match cnn_window::windows(input as u64, window as u64, stride as u64, pad as u64) {
         Some(n) => n as usize,

@@ -14,6 +14,7 @@
 /// `pad` on each side: `(input − window + 2·pad)/stride + 1` rounded down, as a kernel visits
 /// them and as PyTorch counts them; `None` when the window is empty or larger than the padded
 /// input, or the stride is 0. [`output_len`] adds the rule on what rounding down may drop.
+#[inline]
 pub const fn windows(input: u64, window: u64, stride: u64, pad: u64) -> Option<u64> {
     let Some(both) = pad.checked_mul(2) else { return None };
     let Some(padded) = input.checked_add(both) else { return None };
@@ -26,6 +27,7 @@ pub const fn windows(input: u64, window: u64, stride: u64, pad: u64) -> Option<u
 /// The output length of a window of `window` values moved by `stride` over `input` values padded
 /// with `pad` on each side: [`windows`], and `None` as well when the windows would leave input
 /// values at the edge unread.
+#[inline]
 pub const fn output_len(input: u64, window: u64, stride: u64, pad: u64) -> Option<u64> {
     let Some(n) = windows(input, window, stride, pad) else { return None };
     // What the rounding drops: the end of the padded input that no window reaches (`windows`
