@@ -87,12 +87,12 @@ impl Transform for Shift {
 
 /// Adds Gaussian noise of standard deviation `std` to every value.
 #[derive(Clone, Copy, Debug)]
-pub struct Noise {
+pub struct GaussianNoise {
     /// Standard deviation.
     pub std: f32,
 }
 
-impl Transform for Noise {
+impl Transform for GaussianNoise {
     fn apply(&self, image: &mut [f32], shape: Shape, rng: &mut Rng, _: &mut [f32]) -> Result<()> {
         check_image(image, shape, None)?;
         check_param("noise standard deviation", self.std, self.std >= 0.0, "finite and not negative")?;
@@ -267,7 +267,7 @@ mod tests {
     #[test]
     fn noise_has_the_asked_spread() {
         let mut img = vec![0.5; 20_000];
-        Noise { std: 0.1 }.apply(&mut img, Shape::vector(20_000), &mut Rng::seed_from_u64(1), &mut []).unwrap();
+        GaussianNoise { std: 0.1 }.apply(&mut img, Shape::vector(20_000), &mut Rng::seed_from_u64(1), &mut []).unwrap();
         let mean = img.iter().sum::<f32>() / 20_000.0;
         let var = img.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 20_000.0;
         assert!((mean - 0.5).abs() < 0.005 && (var.sqrt() - 0.1).abs() < 0.005, "mean {mean}, std {}", var.sqrt());
@@ -301,7 +301,7 @@ mod tests {
         let t = Compose::new()
             .then(Shift { max: 2 })
             .then(RotateScale { max_degrees: 10.0, max_scale: 0.1 })
-            .then(Noise { std: 0.05 });
+            .then(GaussianNoise { std: 0.05 });
         let src: Vec<f32> = (0..4 * SHAPE.len()).map(|i| (i % 13) as f32 / 13.0).collect();
         let run = |seed| {
             let mut dst = vec![0.0; src.len()];
@@ -322,12 +322,12 @@ mod tests {
         let mut img = dot((4, 3));
         let mut scratch = vec![0.0; SHAPE.len()];
         let cases: [(&dyn Transform, &str); 8] = [
-            (&Noise { std: f32::NAN }, "noise"),
-            (&Noise { std: -1.0 }, "noise"),
+            (&GaussianNoise { std: f32::NAN }, "noise"),
+            (&GaussianNoise { std: -1.0 }, "noise"),
             (&RotateScale { max_degrees: f32::INFINITY, max_scale: 0.1 }, "rotation"),
             (&RotateScale { max_degrees: 10.0, max_scale: 1.0 }, "size"),
             (&RotateScale { max_degrees: -1.0, max_scale: 0.0 }, "rotation"),
-            (&Compose(vec![Box::new(Shift { max: 1 }), Box::new(Noise { std: f32::NAN })]), "noise"),
+            (&Compose(vec![Box::new(Shift { max: 1 }), Box::new(GaussianNoise { std: f32::NAN })]), "noise"),
             (&RotateScale { max_degrees: 10.0, max_scale: f32::NAN }, "size"),
             (&RotateScale { max_degrees: f32::MAX, max_scale: 0.0 }, "rotation"),
         ];
@@ -354,7 +354,7 @@ mod tests {
         assert!(augment_batch(&t, SHAPE, &src, &mut [0.0; 5], 1, &mut Vec::new()).is_err());
         assert!(augment_batch(&t, Shape::vector(0), &[], &mut [], 1, &mut Vec::new()).is_err());
         let mut dst = vec![0.0; src.len()];
-        let err = augment_batch(&Noise { std: f32::INFINITY }, SHAPE, &src, &mut dst, 1, &mut Vec::new());
+        let err = augment_batch(&GaussianNoise { std: f32::INFINITY }, SHAPE, &src, &mut dst, 1, &mut Vec::new());
         assert!(err.is_err());
     }
 }

@@ -254,13 +254,13 @@ impl<
         const PH: usize,
         const PW: usize,
         const BIAS: bool,
-    > Shape for Conv2d<D, H, W, K, FH, FW, SH, SW, PH, PW, BIAS>
+    > Dims for Conv2d<D, H, W, K, FH, FW, SH, SW, PH, PW, BIAS>
 {
     const GEOMETRY: Geometry = Geometry::new([D, H, W], K, [FH, FW], [SH, SW], [PH, PW], BIAS);
 }
 
 /// A convolution's dimensions, as one constant that the kernels below fold into their loops.
-trait Shape {
+trait Dims {
     const GEOMETRY: Geometry;
 }
 
@@ -410,7 +410,7 @@ fn pad_into(x: &[f32], xp: &mut [f32], [c, h, w]: [usize; 3], [top, left]: [usiz
     }
 }
 
-fn conv_forward<S: Shape>(act: Act, n: usize, x: &[f32], y: &mut [f32], p: &[f32], scratch: &mut [f32]) {
+fn conv_forward<S: Dims>(act: Act, n: usize, x: &[f32], y: &mut [f32], p: &[f32], scratch: &mut [f32]) {
     let g = &S::GEOMETRY;
     let (r, nn, (inp, out)) = (g.r(), g.n(), (g.inputs(), g.outputs()));
     let (w, b) = p[..g.params()].split_at(g.weights());
@@ -461,7 +461,7 @@ fn conv_forward<S: Shape>(act: Act, n: usize, x: &[f32], y: &mut [f32], p: &[f32
 /// before the activation) and `dx`; the parameters and their gradient.
 type Activations<'a> = (&'a [f32], &'a [f32], &'a mut [f32], Option<&'a mut [f32]>);
 
-fn conv_backward<S: Shape>(
+fn conv_backward<S: Dims>(
     act: Act,
     n: usize,
     (x, y, dy, dx): Activations<'_>,
@@ -750,12 +750,12 @@ mod tests {
     /// The convolution `C` with shifted views or im2col, whichever `SHIFTED` says.
     struct Forced<C, const SHIFTED: bool>(std::marker::PhantomData<C>);
 
-    impl<C: Shape, const SHIFTED: bool> Shape for Forced<C, SHIFTED> {
+    impl<C: Dims, const SHIFTED: bool> Dims for Forced<C, SHIFTED> {
         const GEOMETRY: Geometry = Geometry { shifted: SHIFTED, ..C::GEOMETRY };
     }
 
     /// Output, weight gradient and input gradient of `S` on a batch of `n`.
-    fn run<S: Shape>(n: usize, seed: u64) -> [Vec<f32>; 3] {
+    fn run<S: Dims>(n: usize, seed: u64) -> [Vec<f32>; 3] {
         let g = &S::GEOMETRY;
         let (inp, out) = (g.inputs(), g.outputs());
         let (x, p) = (random_vec(n * inp, seed), random_vec(g.params(), seed + 1));
@@ -770,7 +770,7 @@ mod tests {
     }
 
     /// Both ways on the convolution `C`, compared.
-    fn both_ways<C: Shape>(what: &str) {
+    fn both_ways<C: Dims>(what: &str) {
         let n = 6;
         let (fast, slow) = (run::<Forced<C, true>>(n, 1), run::<Forced<C, false>>(n, 1));
         for (part, (a, b)) in ["output", "parameter gradient", "input gradient"].iter().zip(fast.iter().zip(&slow)) {

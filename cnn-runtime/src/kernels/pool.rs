@@ -13,7 +13,7 @@ use super::{chunk, chunk_count, chunk_len, for_each_chunk, ChunksMut, Layer, Mod
 /// How a pooling layer reduces a window, and how it hands the window's gradient back.
 ///
 /// A window is `KH` rows of `KW` values, `W` apart in its channel plane, starting at `at`.
-trait PoolOp {
+trait Reduction {
     /// `u32` values kept per output from the forward to the backward pass.
     const STATE: usize;
     /// Floating-point operations per window value.
@@ -51,7 +51,7 @@ fn beats(v: f32, best: f32) -> bool {
     v > best || v.is_nan()
 }
 
-impl PoolOp for Max {
+impl Reduction for Max {
     const STATE: usize = 1;
     const FLOPS_PER_VALUE: u64 = 0;
     const MAX: bool = true;
@@ -99,7 +99,7 @@ impl PoolOp for Max {
 /// The window mean.
 enum Avg {}
 
-impl PoolOp for Avg {
+impl Reduction for Avg {
     const STATE: usize = 0;
     const FLOPS_PER_VALUE: u64 = 1;
 
@@ -133,7 +133,7 @@ impl PoolOp for Avg {
 /// The window's Euclidean norm.
 enum L2 {}
 
-impl PoolOp for L2 {
+impl Reduction for L2 {
     const STATE: usize = 0;
     const FLOPS_PER_VALUE: u64 = 2;
 
@@ -172,7 +172,7 @@ impl PoolOp for L2 {
 
 /// Whether the pooling is [`Max`] over 2x2 windows with stride 2, the common case, which has
 /// its own vectorised loops ([`max2x2_rows`], [`unmax2x2_rows`]).
-const fn max2x2<P: PoolOp>(k: [usize; 2], s: [usize; 2]) -> bool {
+const fn max2x2<P: Reduction>(k: [usize; 2], s: [usize; 2]) -> bool {
     P::MAX && k[0] == 2 && k[1] == 2 && s[0] == 2 && s[1] == 2
 }
 
@@ -307,7 +307,7 @@ fn blocks<const L: usize>(ow: usize, mut f: impl FnMut(usize)) {
 /// output in `state`.
 #[inline(always)]
 fn pool_sample<
-    P: PoolOp,
+    P: Reduction,
     const D: usize,
     const H: usize,
     const W: usize,
@@ -362,7 +362,7 @@ fn pool_sample<
 /// Adds the gradient of one sample's outputs `y` (gradient `dy`) to its input gradient `dx`.
 #[inline(always)]
 fn unpool_sample<
-    P: PoolOp,
+    P: Reduction,
     const D: usize,
     const H: usize,
     const W: usize,
@@ -406,7 +406,7 @@ fn unpool_sample<
     }
 }
 
-/// Defines a pooling layer type reducing its windows with the [`PoolOp`] `$op`.
+/// Defines a pooling layer type reducing its windows with the [`Reduction`] `$op`.
 macro_rules! pool_layer {
     ($(#[$doc:meta])* $name:ident, $op:ty) => {
         $(#[$doc])*
@@ -457,8 +457,8 @@ macro_rules! pool_layer {
             const OUT: usize = D * Self::OH * Self::OW;
             const PARAMS: usize = 0;
             const SCRATCH: usize = 0;
-            const STATE: usize = <$op as PoolOp>::STATE * Self::OUT;
-            const FLOPS: u64 = <$op as PoolOp>::FLOPS_PER_VALUE * (Self::OUT * KH * KW) as u64;
+            const STATE: usize = <$op as Reduction>::STATE * Self::OUT;
+            const FLOPS: u64 = <$op as Reduction>::FLOPS_PER_VALUE * (Self::OUT * KH * KW) as u64;
 
             fn forward(
                 &self,

@@ -4,7 +4,7 @@
 
 use std::ops::Bound;
 
-use cnn::augment::{augment_batch, Compose, Noise as GaussianNoise, RotateScale, Shift, Transform};
+use cnn::augment::{augment_batch, Compose, GaussianNoise, RotateScale, Shift, Transform};
 use cnn::schedule::{Constant, Cosine, Exponential, Schedule, StepDecay, WarmUp};
 use cnn::{accuracy, Adam, AdamW, Model, Noise, Optimizer, Sgd, Shape};
 
