@@ -16,6 +16,7 @@ use std::time::Instant;
 use proc_macro2::{Delimiter, Group, Punct, Spacing, TokenStream, TokenTree};
 
 use crate::expand;
+use crate::model::LAYER_NAMES;
 
 /// splitmix64: the same cases for a seed everywhere.
 struct Rng(u64);
@@ -84,26 +85,10 @@ const LITERALS: &[&str] = &[
     "true",
 ];
 
-/// Identifiers: every layer and parameter name, keywords and near misses.
-const IDENTS: &[&str] = &[
-    "input",
-    "conv",
-    "pool",
-    "maxpool",
-    "avgpool",
-    "l2pool",
-    "fc",
-    "relu",
-    "leaky_relu",
-    "sigmoid",
-    "tanh",
-    "dropout",
-    "batchnorm",
-    "lrn",
-    "residual",
+/// Identifiers besides the layer names ([`LAYER_NAMES`]): parameters and losses, keywords and
+/// near misses.
+const OTHER_IDENTS: &[&str] = &[
     "shortcut",
-    "softmax",
-    "loss",
     "cross_entropy",
     "bce",
     "mse",
@@ -125,6 +110,12 @@ const IDENTS: &[&str] = &[
     "x",
     "padding",
 ];
+
+/// An identifier for a mutation: a layer name or one of [`OTHER_IDENTS`].
+fn ident(rng: &mut Rng) -> &'static str {
+    let i = rng.below(LAYER_NAMES.len() + OTHER_IDENTS.len());
+    LAYER_NAMES.get(i).copied().unwrap_or_else(|| OTHER_IDENTS[i - LAYER_NAMES.len()])
+}
 
 /// Punctuation the grammar uses or could be confused by.
 const PUNCTS: &[char] = &[',', '=', '<', '>', '-', '#', ':', ';', '.', '!', '*', '/'];
@@ -179,7 +170,7 @@ fn mutate_tokens(rng: &mut Rng, tokens: &mut Vec<TokenTree>, other: &[TokenTree]
             }
         }
         4 => {
-            let new = token(rng.pick(IDENTS));
+            let new = token(ident(rng));
             let idents: Vec<usize> = (0..len).filter(|&i| matches!(tokens[i], TokenTree::Ident(_))).collect();
             if idents.is_empty() || rng.below(4) == 0 {
                 tokens.splice(at..at, new);

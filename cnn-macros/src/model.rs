@@ -14,7 +14,7 @@ use crate::shape::Shape;
 pub const MAX_NUMBER: u64 = 1 << 24;
 
 /// The names of every layer, for errors and suggestions.
-const LAYER_NAMES: [&str; 17] = [
+pub(crate) const LAYER_NAMES: [&str; 17] = [
     "input",
     "conv",
     "pool",
