@@ -672,12 +672,7 @@ fn batch_len<M: Model>(x: &[f32]) -> Result<usize> {
     if !x.len().is_multiple_of(M::INPUT_LEN) {
         return Err(Error::InputLength { shape: M::INPUT, per_sample: M::INPUT_LEN, found: x.len() });
     }
-    // A branch-free pass per block (it vectorises), and the search only when one fails.
-    let finite = |block: &[f32]| block.iter().fold(true, |ok, v| ok & v.is_finite());
-    if x.chunks(256).all(finite) {
-        return Ok(x.len() / M::INPUT_LEN);
-    }
-    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+    if let Some(i) = first_non_finite(x) {
         let (sample, index) = (i / M::INPUT_LEN, i % M::INPUT_LEN);
         return Err(Error::NonFiniteInput { sample, index, value: x[i].to_string() });
     }
