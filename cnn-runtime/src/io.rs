@@ -329,7 +329,11 @@ fn read_file(path: &Path, budget: &mut Budget) -> Result<Vec<u8>> {
     let file = fs::File::open(path).map_err(cannot_read)?;
     let size = file.metadata().map_err(cannot_read)?.len();
     budget.take(path, size, "the file")?;
-    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(usize::MAX));
+    let mut bytes = Vec::new();
+    usize::try_from(size)
+        .ok()
+        .and_then(|len| bytes.try_reserve_exact(len).ok())
+        .ok_or_else(|| file_error(path, format!("cannot allocate {size} bytes to read it")))?;
     (&file).take(size.saturating_add(budget.left()).saturating_add(1)).read_to_end(&mut bytes).map_err(cannot_read)?;
     if bytes.len() as u64 > size {
         budget.take(path, bytes.len() as u64 - size, "the file, which grew while it was read,")?;
