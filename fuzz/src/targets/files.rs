@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use cnn::io::{load_checkpoint_with, load_weights_with, Options, Progress};
+use cnn::optim::MAX_STEPS;
 use cnn::{Adam, AdamW, Model, Noise, Optimizer, Sgd};
 
 use super::data::signature;
@@ -14,11 +15,6 @@ use crate::work::Work;
 
 /// The loads' options: the defaults, under [`crate::LOAD_LIMIT`].
 const OPTIONS: Options = Options { limit: crate::LOAD_LIMIT, allow_non_finite: false };
-
-/// The largest optimizer counter a loaded checkpoint may hold. The runtime documents none yet;
-/// Adam's bias correction reads its step count as an `f64`, exact up to 2^53, and a count of
-/// `u64::MAX` overflows on the next step.
-pub const MAX_COUNTER: u64 = 1 << 53;
 
 /// An optimizer of a kind checkpoints are written with, cloneable so that every case starts
 /// from the same state.
@@ -245,10 +241,10 @@ fn check_state(opt: &dyn Optimizer) -> Result<(), Failure> {
         }
     }
     for (name, value) in opt.counters() {
-        if value > MAX_COUNTER {
+        if value > MAX_STEPS {
             return Err(Failure::new(
                 Oracle::LoadedState,
-                format!("optimizer counter `{name}` is {value}, past {MAX_COUNTER}"),
+                format!("optimizer counter `{name}` is {value}, past {MAX_STEPS}"),
             ));
         }
     }
