@@ -7,8 +7,7 @@ use syn::parse::{Parse, ParseStream};
 use syn::{Attribute, Ident, Token, Visibility};
 
 use crate::codegen::ANONYMOUS;
-use crate::model::Kind;
-use crate::parse::ModelSyntax;
+use crate::ir::{Kind, Model};
 
 /// The head of an item-form invocation, read on its own when the whole does not parse.
 struct Header {
@@ -33,16 +32,25 @@ impl Parse for Header {
 }
 
 /// `error` as compile errors, followed by a stub of the model when its name is known.
-pub fn expand(syntax: Option<&ModelSyntax>, error: syn::Error, input: &TokenStream) -> TokenStream {
+pub fn expand(model: Option<&Model>, error: syn::Error, input: &TokenStream) -> TokenStream {
     let errors = error.to_compile_error();
-    let header = match syntax {
-        Some(s) => Header { attrs: s.attrs.clone(), vis: s.vis.clone(), name: s.name.clone() },
+    let header = match model {
+        Some(m) => Header {
+            attrs: m
+                .attrs
+                .iter()
+                .filter_map(|a| syn::parse::Parser::parse2(Attribute::parse_outer, a.clone()).ok())
+                .flatten()
+                .collect(),
+            vis: syn::parse2(m.vis.clone()).unwrap_or(Visibility::Inherited),
+            name: m.name.clone(),
+        },
         None => match syn::parse2::<Header>(input.clone()) {
             Ok(header) => header,
             Err(_) => return errors,
         },
     };
-    let (input_len, classes) = syntax.map(known_sizes).unwrap_or((None, None));
+    let (input_len, classes) = model.map(known_sizes).unwrap_or((None, None));
     let stub = stub(&header, input_len, classes);
     if header.name.is_some() {
         quote!(#errors #stub)
@@ -52,9 +60,10 @@ pub fn expand(syntax: Option<&ModelSyntax>, error: syn::Error, input: &TokenStre
     }
 }
 
-/// Input length and class count, where the layers that give them are well formed.
-fn known_sizes(syntax: &ModelSyntax) -> (Option<u64>, Option<u64>) {
-    let kinds: Vec<Kind> = syntax.layers.iter().filter_map(|l| crate::model::lower_layer(l).ok()).collect();
+/// Input length and class count, where the layers that give them are well formed (a bad layer
+/// is left out of the model).
+fn known_sizes(model: &Model) -> (Option<usize>, Option<usize>) {
+    let kinds: Vec<&Kind> = model.layers.iter().map(|l| &l.kind).collect();
     let input = match kinds.first() {
         Some(Kind::InputVolume { w, h, d }) => w.checked_mul(*h).and_then(|v| v.checked_mul(*d)),
         Some(Kind::InputFlat { n }) => Some(*n),
@@ -72,11 +81,11 @@ fn known_sizes(syntax: &ModelSyntax) -> (Option<u64>, Option<u64>) {
     (input, classes)
 }
 
-fn stub(header: &Header, input_len: Option<u64>, classes: Option<u64>) -> TokenStream {
+fn stub(header: &Header, input_len: Option<usize>, classes: Option<usize>) -> TokenStream {
     let name = header.name.clone().unwrap_or_else(|| format_ident!("{}", ANONYMOUS));
     let vis = &header.vis;
     let docs = header.attrs.iter().filter(|a| a.path().is_ident("doc"));
-    let len = |v: Option<u64>| Literal::usize_unsuffixed(v.unwrap_or(0) as usize);
+    let len = |v: Option<usize>| Literal::usize_unsuffixed(v.unwrap_or(0));
     let (input_lit, classes_lit) = (len(input_len), len(classes));
     // Where a size is unknown the single-sample methods accept any, so that calls still check.
     let (in_generic, in_ty) = match input_len {

@@ -16,7 +16,7 @@ use std::time::Instant;
 use proc_macro2::{Delimiter, Group, Punct, Spacing, TokenStream, TokenTree};
 
 use crate::expand;
-use crate::model::LAYER_NAMES;
+use crate::parse::LAYER_NAMES;
 
 /// splitmix64: the same cases for a seed everywhere.
 struct Rng(u64);

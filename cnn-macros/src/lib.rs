@@ -1,20 +1,22 @@
 //! The `cnn!` procedural macro. Use it through the `cnn` crate, which re-exports it together
 //! with the runtime the generated code calls.
 //!
-//! The pipeline has one module per stage, each testable on its own:
-//! [`parse`] (tokens to syntax) → [`model`] (syntax to layers, with argument checks) →
-//! [`shape`] (every layer's output volume, with the compile-time shape errors) →
-//! [`codegen`] (the model struct and its kernel wiring). [`fallback`] emits the errors together
-//! with a stub of the struct, so that code using the model does not fail a second time.
+//! A small compiler with one module per stage, each testable on its own, and one typed
+//! representation between them ([`ir`]):
+//! [`parse`] (tokens to the model, arguments read and range-checked) → [`check`] (every layer's
+//! shapes and the loss, in a side table, or the compile-time shape errors) → [`codegen`] (the
+//! model struct and its kernel wiring, from the model and the side table only). [`fallback`]
+//! emits the errors together with a stub of the struct, so that code using the model does not
+//! fail a second time.
 
+mod check;
 mod codegen;
 mod errors;
 mod fallback;
 #[cfg(test)]
 mod fuzz;
-mod model;
+mod ir;
 mod parse;
-mod shape;
 
 use proc_macro::TokenStream;
 
@@ -28,17 +30,13 @@ pub fn cnn(input: TokenStream) -> TokenStream {
 
 /// Parses, checks and generates; on any error, the errors plus a stub.
 fn expand(input: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
-    let syntax = match syn::parse2::<parse::ModelSyntax>(input.clone()) {
-        Ok(syntax) => syntax,
+    let (model, errors) = match parse::parse(input.clone()) {
+        Ok(parsed) => parsed,
         Err(error) => return fallback::expand(None, error, &input),
     };
-    let checked = model::Model::lower(&syntax).and_then(|mut model| {
-        let loss = shape::check(&mut model)?;
-        Ok((model, loss))
-    });
-    match checked {
-        Ok((model, loss)) => codegen::expand(&syntax, &model, loss),
-        Err(error) => fallback::expand(Some(&syntax), error, &input),
+    match errors.map_or_else(|| check::check(&model), Err) {
+        Ok(checked) => codegen::expand(&model, &checked),
+        Err(error) => fallback::expand(Some(&model), error, &input),
     }
 }
 

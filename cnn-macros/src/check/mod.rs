@@ -1,99 +1,94 @@
-//! The shape check: every layer's output volume by `W2 = (W1 − F + 2P)/S + 1` (height likewise,
-//! depth = number of filters), and an error with the arithmetic and a fix wherever a layer does
-//! not fit what comes before it.
+//! The check stage: every layer's input and output volume by `W2 = (W1 − F + 2P)/S + 1`
+//! (height likewise, depth = number of filters), the loss the model trains with, and an error
+//! with the arithmetic and a fix wherever a layer does not fit what comes before it. It reads the
+//! model and returns what it learns in a side table, [`Checked`], or every mistake found.
 
-use std::fmt;
+mod windows;
+
+use cnn_shape::Shape;
 
 use crate::errors::Errors;
-use crate::model::{ActKind, Kind, Layer, LossKind, Model};
-#[cfg(test)]
-use crate::parse::ModelSyntax;
+use crate::ir::{list_text, ActKind, Kind, Layer, LossKind, Model, Pair};
+use windows::windows;
 
 /// Largest number of values a layer may output per sample, or hold as parameters.
-pub const MAX_VALUES: u64 = 1 << 31;
+pub const MAX_VALUES: usize = 1 << 31;
 
-/// A volume `w x h x d`, or a flat vector of `w` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Shape {
-    /// Width (columns), or the length of a flat vector.
-    pub w: u64,
-    /// Height (rows); 1 when flat.
-    pub h: u64,
-    /// Depth (channels); 1 when flat.
-    pub d: u64,
-    /// A flat vector rather than a volume.
-    pub flat: bool,
+/// What the check learnt about a model that fits: each layer's shapes and the loss.
+pub struct Checked {
+    /// The input and output shape of each layer, by [`Layer::id`].
+    shapes: Vec<(Shape, Shape)>,
+    /// The loss the model trains with.
+    pub loss: LossKind,
 }
 
-impl Shape {
-    /// Number of values.
-    pub fn len(&self) -> u64 {
-        self.w * self.h * self.d
+impl Checked {
+    /// The shape `layer` reads.
+    pub fn input(&self, layer: &Layer) -> Shape {
+        self.shapes[layer.id].0
     }
 
-    /// The shape of a layer not yet checked, or whose input is unknown.
-    pub const NONE: Shape = Shape { w: 0, h: 1, d: 1, flat: true };
-
-    /// A flat vector of `n` values.
-    pub fn vector(n: u64) -> Self {
-        Shape { w: n, h: 1, d: 1, flat: true }
-    }
-
-    /// A `w x h x d` volume.
-    pub fn volume(w: u64, h: u64, d: u64) -> Self {
-        Shape { w, h, d, flat: false }
+    /// The shape `layer` gives.
+    pub fn output(&self, layer: &Layer) -> Shape {
+        self.shapes[layer.id].1
     }
 }
 
-impl fmt::Display for Shape {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.flat {
-            write!(f, "{}", self.w)
-        } else {
-            write!(f, "{}x{}x{}", self.w, self.h, self.d)
-        }
+/// Why a layer does not fit.
+enum Misfit {
+    /// This message, to report at the layer.
+    Message(String),
+    /// A mistake inside it (in a block), reported where it is.
+    Reported,
+}
+
+impl From<String> for Misfit {
+    fn from(message: String) -> Self {
+        Misfit::Message(message)
     }
 }
 
-/// Records every layer's input and output shape in the model, and returns the loss it trains
-/// with, or every mistake found.
+/// The check's state: the errors so far and the shapes known.
+struct Cx {
+    errors: Errors,
+    shapes: Vec<Option<(Shape, Shape)>>,
+}
+
+/// Every layer's shapes and the loss the model trains with, or every mistake found.
 ///
 /// After a layer whose shape cannot be computed, the layers below it are not shape-checked
 /// (their input is unknown), so one mistake gives one error.
-pub fn check(model: &mut Model<'_>) -> syn::Result<LossKind> {
-    let mut errors = Errors::default();
-    let Some(first) = model.layers.first_mut() else {
+pub fn check(model: &Model) -> syn::Result<Checked> {
+    let mut cx = Cx { errors: Errors::default(), shapes: vec![None; model.count] };
+    let Some(first) = model.layers.first() else {
         return Err(syn::Error::new(model.open, "the model has no layers: start with `input(WxHxD)` or `input(N)`"));
     };
     let mut current = match first.kind {
         Kind::InputVolume { w, h, d } => Some(Shape::volume(w, h, d)),
         Kind::InputFlat { n } => Some(Shape::vector(n)),
         _ => {
-            errors
-                .spanned(&*first, format!("a model starts with `input(WxHxD)` or `input(N)`, found `{}`", first.kind));
+            let message = format!("a model starts with `input(WxHxD)` or `input(N)`, found `{}`", first.kind);
+            cx.errors.spanned(first, message);
             None
         }
     };
     if let Some(shape) = current {
         if shape.len() > MAX_VALUES {
-            errors.spanned(
-                &*first,
-                format!("the input holds {} values; the most a layer may hold is {MAX_VALUES}", shape.len()),
-            );
+            let message = format!("the input holds {} values; the most a layer may hold is {MAX_VALUES}", shape.len());
+            cx.errors.spanned(first, message);
             current = None;
         }
-        first.input = shape;
-        first.output = shape;
+        cx.shapes[first.id] = Some((shape, shape));
     }
-    let before = first.kind.to_string();
-    check_list(&mut model.layers[1..], current, &before, true, &mut errors);
-    let loss = head(&model.layers, &mut errors);
-    errors.finish(loss.unwrap_or(LossKind::Mse))
+    check_list(&model.layers[1..], current, &first.kind.to_string(), true, &mut cx);
+    let loss = head(&model.layers, &mut cx.errors);
+    let shapes = cx.shapes.into_iter().map(|s| s.unwrap_or((Shape::vector(0), Shape::vector(0)))).collect();
+    cx.errors.finish(Checked { shapes, loss: loss.unwrap_or(LossKind::Mse) })
 }
 
 /// The loss the model trains with, from its last layers, or the error saying why the named
 /// loss does not fit them.
-fn head(layers: &[Layer<'_>], errors: &mut Errors) -> Option<LossKind> {
+fn head(layers: &[Layer], errors: &mut Errors) -> Option<LossKind> {
     let last = layers.len() - 1;
     for (i, layer) in layers.iter().enumerate() {
         if i < last && matches!(layer.kind, Kind::Loss(_)) {
@@ -156,55 +151,34 @@ fn head(layers: &[Layer<'_>], errors: &mut Errors) -> Option<LossKind> {
 
 /// Checks `layers`, which read `input` (described by `before`), recording each layer's shapes;
 /// returns the shape of the last one, or `None` when it is unknown. `top` is false inside a
-/// `residual` block.
-fn check_list(
-    layers: &mut [Layer<'_>],
-    mut current: Option<Shape>,
-    before: &str,
-    top: bool,
-    errors: &mut Errors,
-) -> Option<Shape> {
-    for i in 0..layers.len() {
-        let prev = if i == 0 { before.to_string() } else { describe(&layers[..i]) };
-        let prev_kind = i.checked_sub(1).map(|j| layers[j].kind.clone());
-        let layer = &mut layers[i];
-        let misplaced = match &layer.kind {
-            k if k.is_input() => Some("`input` may appear only once, as the first layer".to_string()),
-            Kind::Softmax | Kind::Loss(_) if !top => {
-                Some(format!("`{}` belongs at the end of the model, not inside a `residual` block", layer.kind))
-            }
-            Kind::BatchNorm if top && i == 0 => Some(
-                "`batchnorm` normalises what a layer computes; straight after `input` it would only standardise the data, which is better done once when loading it: put `batchnorm` after a `conv` or `fc`".to_string(),
-            ),
-            Kind::BatchNorm if prev_kind == Some(Kind::BatchNorm) => {
-                Some("`batchnorm` follows another `batchnorm`, which has already normalised its input: remove one".to_string())
-            }
-            _ => None,
-        };
-        if let Some(message) = misplaced {
-            errors.spanned(&*layer, message);
+/// block.
+fn check_list(layers: &[Layer], mut current: Option<Shape>, before: &str, top: bool, cx: &mut Cx) -> Option<Shape> {
+    for (i, layer) in layers.iter().enumerate() {
+        if let Some(message) = misplaced(layers, i, top) {
+            cx.errors.spanned(layer, message);
             if layer.kind.is_input() {
                 continue;
             }
         }
         let Some(input) = current else {
-            if let Some(block) = &mut layer.block {
-                check_list(&mut block.body, None, "", false, errors);
-                check_list(&mut block.shortcut, None, "", false, errors);
+            for branch in &layer.branches {
+                check_list(branch, None, "", false, cx);
             }
             continue;
         };
-        layer.input = input;
-        let result =
-            if layer.kind == Kind::Residual { residual(layer, input, errors) } else { output(layer, &prev, input) };
+        let prev = if i == 0 { before.to_string() } else { describe(&layers[..i]) };
+        let result = match layer.kind {
+            Kind::Residual => residual(layer, input, cx),
+            _ => output(layer, &prev, input).map_err(Misfit::Message),
+        };
         current = match result {
             Ok(shape) => {
-                layer.output = shape;
+                cx.shapes[layer.id] = Some((input, shape));
                 Some(shape)
             }
-            Err(message) => {
-                if !message.is_empty() {
-                    errors.spanned(&*layer, message);
+            Err(misfit) => {
+                if let Misfit::Message(message) = misfit {
+                    cx.errors.spanned(layer, message);
                 }
                 None
             }
@@ -213,41 +187,58 @@ fn check_list(
     current
 }
 
+/// Why layer `i` of `layers` does not belong where it is, if it does not.
+fn misplaced(layers: &[Layer], i: usize, top: bool) -> Option<String> {
+    let layer = &layers[i];
+    let prev_kind = i.checked_sub(1).map(|j| &layers[j].kind);
+    match &layer.kind {
+        k if k.is_input() => Some("`input` may appear only once, as the first layer".to_string()),
+        Kind::Softmax | Kind::Loss(_) if !top => {
+            Some(format!("`{}` belongs at the end of the model, not inside a `residual` block", layer.kind))
+        }
+        Kind::BatchNorm if top && i == 0 => Some(
+            "`batchnorm` normalises what a layer computes; straight after `input` it would only standardise the data, which is better done once when loading it: put `batchnorm` after a `conv` or `fc`".to_string(),
+        ),
+        Kind::BatchNorm if prev_kind == Some(&Kind::BatchNorm) => {
+            Some("`batchnorm` follows another `batchnorm`, which has already normalised its input: remove one".to_string())
+        }
+        _ => None,
+    }
+}
+
 /// The output of a `residual` block reading `input`: its layers' output, which its shortcut
-/// (the identity, or the layers given) must match. An empty error means the error is already
-/// recorded inside the block.
-fn residual(layer: &mut Layer<'_>, input: Shape, errors: &mut Errors) -> Result<Shape, String> {
-    let block = layer.block.as_mut().expect("a residual layer has a block");
-    let body = check_list(&mut block.body, Some(input), "the block's input", false, errors);
-    let shortcut = if block.shortcut.is_empty() {
+/// (the identity, or the layers given) must match.
+fn residual(layer: &Layer, input: Shape, cx: &mut Cx) -> Result<Shape, Misfit> {
+    let body = check_list(layer.body(), Some(input), "the block's input", false, cx);
+    let shortcut = if layer.shortcut().is_empty() {
         Some(input)
     } else {
-        check_list(&mut block.shortcut, Some(input), "the block's input", false, errors)
+        check_list(layer.shortcut(), Some(input), "the block's input", false, cx)
     };
     let (Some(body), Some(shortcut)) = (body, shortcut) else {
-        return Err(String::new());
+        return Err(Misfit::Reported);
     };
     if body == shortcut {
         return Ok(body);
     }
     let projection = projection(input, body);
-    if !block.shortcut.is_empty() {
+    if !layer.shortcut().is_empty() {
         let fix = match projection {
             Some(p) => format!(": `shortcut={p}` would give {body}"),
             None => String::new(),
         };
         return Err(format!(
             "`residual` adds its shortcut to its layers' output, but its layers give {body} and its shortcut gives {shortcut}: both must give the same shape{fix}"
-        ));
+        ).into());
     }
-    let layers = crate::model::list_text(&block.body);
+    let layers = list_text(layer.body());
     let fix = match projection {
         Some(p) => format!(": project the shortcut the same way, as in `residual({layers}, shortcut={p})`"),
         None => format!(
             ": pad its convolutions so that they keep the width and height, or add a `shortcut=` that gives {body}"
         ),
     };
-    Err(format!("`residual` adds its input to its layers' output, but its layers turn {input} into {body}{fix}"))
+    Err(format!("`residual` adds its input to its layers' output, but its layers turn {input} into {body}{fix}").into())
 }
 
 /// A shortcut layer that turns `input` into `output`: a 1x1 convolution with a stride, or an
@@ -256,7 +247,7 @@ fn projection(input: Shape, output: Shape) -> Option<String> {
     if output.flat || input.flat {
         return Some(format!("fc({})", output.len()));
     }
-    let stride = |from: u64, to: u64| (1..=from).find(|&s| cnn_window::output_len(from, 1, s, 0) == Some(to));
+    let stride = |from: usize, to: usize| (1..=from).find(|&s| cnn_shape::output_len(from, 1, s, 0) == Some(to));
     let (sw, sh) = (stride(input.w, output.w)?, stride(input.h, output.h)?);
     let s = if sw == sh { sw.to_string() } else { format!("{sw}x{sh}") };
     Some(if s == "1" { format!("conv(1x1, {})", output.d) } else { format!("conv(1x1, {}, stride={s})", output.d) })
@@ -264,7 +255,7 @@ fn projection(input: Shape, output: Shape) -> Option<String> {
 
 /// The last layer of `layers` as the user wrote it, with the activation before it if it ends
 /// in one, such as `fc(100) relu`.
-fn describe(layers: &[Layer<'_>]) -> String {
+fn describe(layers: &[Layer]) -> String {
     match layers {
         [.., before, last] if last.kind.is_act() && !before.kind.is_act() && !before.kind.is_input() => {
             format!("{} {}", before.text(), last.text())
@@ -276,14 +267,15 @@ fn describe(layers: &[Layer<'_>]) -> String {
 
 /// The output shape of `layer` given its input (which `prev` describes), or why it does not
 /// fit.
-fn output(layer: &Layer<'_>, prev: &str, input: Shape) -> Result<Shape, String> {
+fn output(layer: &Layer, prev: &str, input: Shape) -> Result<Shape, String> {
     let shape = match &layer.kind {
         // A repeated `input` is reported by the caller; the shape passes through unchanged.
         Kind::InputVolume { .. } | Kind::InputFlat { .. } => input,
         Kind::Conv { filter, filters, stride, pad, .. } => {
             needs_volume(&layer.kind, prev, input)?;
             let out = windows(&layer.kind, input, *filter, *stride, *pad, *filters)?;
-            let params = filter[0] * filter[1] * input.d * filters + filters;
+            let params =
+                (filter.w * filter.h).saturating_mul(input.d).saturating_mul(*filters).saturating_add(*filters);
             if params > MAX_VALUES {
                 return Err(format!(
                     "`{}` would have {params} parameters; the most a layer may have is {MAX_VALUES}",
@@ -294,10 +286,10 @@ fn output(layer: &Layer<'_>, prev: &str, input: Shape) -> Result<Shape, String> 
         }
         Kind::Pool { window, stride, .. } => {
             needs_volume(&layer.kind, prev, input)?;
-            windows(&layer.kind, input, *window, *stride, [0, 0], input.d)?
+            windows(&layer.kind, input, *window, *stride, Pair::square(0), input.d)?
         }
         Kind::Fc { out, .. } => {
-            let params = (input.len() + 1) * out;
+            let params = (input.len() + 1).saturating_mul(*out);
             if params > MAX_VALUES {
                 return Err(format!(
                     "`{}` on {} inputs would have {params} parameters; the most a layer may have is {MAX_VALUES}",
@@ -339,7 +331,7 @@ fn needs_volume(kind: &Kind, prev: &str, input: Shape) -> Result<(), String> {
     );
     if prev.starts_with("input(") {
         let n = input.w;
-        let side = |n: u64| (1..=n).find(|s| s * s >= n).filter(|s| s * s == n);
+        let side = |n: usize| (1..=n).find(|s| s * s >= n).filter(|s| s * s == n);
         let hint = match (side(n), n.is_multiple_of(3).then(|| side(n / 3)).flatten()) {
             (Some(s), _) => format!(": declare the input as a volume, such as `input({s}x{s}x1)`"),
             (None, Some(s)) => {
@@ -352,167 +344,21 @@ fn needs_volume(kind: &Kind, prev: &str, input: Shape) -> Result<(), String> {
     Err(message)
 }
 
-/// One axis of a window layer: its input length, window, stride and padding.
-#[derive(Clone, Copy)]
-struct Axis {
-    input: u64,
-    window: u64,
-    stride: u64,
-    pad: u64,
-}
-
-impl Axis {
-    fn padded(&self) -> u64 {
-        self.input + 2 * self.pad
-    }
-
-    /// `(W − F + 2P)/S + 1` by the rule the runtime shares ([`cnn_window::output_len`]): rounded
-    /// down only where the division drops padding or what the stride skips anyway; `None` when
-    /// the windows would leave input values at the edge unread.
-    fn output(&self) -> Option<u64> {
-        cnn_window::output_len(self.input, self.window, self.stride, self.pad)
-    }
-
-    /// The rule with the actual numbers, such as `(28 − 5 + 2·0)/2 + 1 = 12.5`.
-    fn arithmetic(&self, with_pad: bool) -> String {
-        let pad = if with_pad { format!(" + 2·{}", self.pad) } else { String::new() };
-        let value = (self.padded() as f64 - self.window as f64) / self.stride as f64 + 1.0;
-        let value = format!("{value:.2}");
-        let value = value.trim_end_matches('0').trim_end_matches('.');
-        format!("({} − {}{pad})/{} + 1 = {value}", self.input, self.window, self.stride)
-    }
-}
-
-/// Output of a convolution (`depth` = number of filters) or pooling (`depth` = input depth)
-/// layer, or the error with its arithmetic and the nearest fixes.
-fn windows(
-    kind: &Kind,
-    input: Shape,
-    window: [u64; 2],
-    stride: [u64; 2],
-    pad: [u64; 2],
-    depth: u64,
-) -> Result<Shape, String> {
-    let axes = [
-        Axis { input: input.w, window: window[0], stride: stride[0], pad: pad[0] },
-        Axis { input: input.h, window: window[1], stride: stride[1], pad: pad[1] },
-    ];
-    if let (Some(w), Some(h)) = (axes[0].output(), axes[1].output()) {
-        return Ok(Shape::volume(w, h, depth));
-    }
-    let conv = matches!(kind, Kind::Conv { .. });
-    let what = if conv { "filter" } else { "window" };
-    let mut message = if axes.iter().any(|a| a.window > a.padded()) {
-        let padded = format!("{}x{}", axes[0].padded(), axes[1].padded());
-        let than = if pad == [0, 0] { format!("its {padded} input") } else { format!("its input padded to {padded}") };
-        format!("`{kind}` does not fit its {input} input: the {}x{} {what} is larger than {than}", window[0], window[1])
-    } else {
-        let mut parts: Vec<String> = Vec::new();
-        let failing: Vec<(usize, &Axis)> = axes.iter().enumerate().filter(|(_, a)| a.output().is_none()).collect();
-        let same = failing.len() == 2 && axes[0].arithmetic(conv) == axes[1].arithmetic(conv);
-        for (i, axis) in &failing {
-            let name = if same {
-                "width and height"
-            } else if *i == 0 {
-                "width"
-            } else {
-                "height"
-            };
-            parts.push(format!("{name}: {}", axis.arithmetic(conv)));
-            if same {
-                break;
-            }
-        }
-        format!(
-            "`{kind}` does not tile its {input} input: {}, not a whole number: the windows would leave the last input values unread",
-            parts.join("; ")
-        )
-    };
-    let fixes = fixes(kind, input, axes, depth);
-    if !fixes.is_empty() {
-        message.push_str(&format!("\nhelp: {}", fixes.join(", or ")));
-    }
-    Err(message)
-}
-
-/// Nearby layers that fit: another padding, stride or window, each with the shape it gives.
-fn fixes(kind: &Kind, input: Shape, axes: [Axis; 2], depth: u64) -> Vec<String> {
-    // Searches outward from `start` (larger first on ties) for a value that makes `fits` true.
-    let nearest = |start: u64, lowest: u64, highest: u64, fits: &dyn Fn(u64) -> bool| -> Option<u64> {
-        (0..=highest.saturating_sub(lowest).max(start.saturating_sub(lowest)))
-            .flat_map(|d| [start.checked_add(d), start.checked_sub(d)])
-            .flatten()
-            .find(|&v| (lowest..=highest).contains(&v) && fits(v))
-    };
-    let per_axis = |change: &dyn Fn(Axis, u64) -> Axis, start: &dyn Fn(Axis) -> u64, lowest: u64| -> Option<[u64; 2]> {
-        let mut out = [0; 2];
-        for (i, axis) in axes.iter().enumerate() {
-            let highest = axis.padded() + axis.window + 2;
-            out[i] = nearest(start(*axis), lowest, highest, &|v| change(*axis, v).output().is_some())?;
-        }
-        Some(out)
-    };
-    let mut candidates = Vec::new();
-    match kind {
-        Kind::Conv { filter, filters, stride, pad, bias } => {
-            let bias = *bias;
-            if let Some(p) = per_axis(&|a, v| Axis { pad: v, ..a }, &|a| a.pad, 0) {
-                candidates.push(Kind::Conv { filter: *filter, filters: *filters, stride: *stride, pad: p, bias });
-            }
-            if let Some(s) = per_axis(&|a, v| Axis { stride: v, ..a }, &|a| a.stride, 1) {
-                candidates.push(Kind::Conv { filter: *filter, filters: *filters, stride: s, pad: *pad, bias });
-            }
-            if let Some(f) = per_axis(&|a, v| Axis { window: v, ..a }, &|a| a.window, 1) {
-                candidates.push(Kind::Conv { filter: f, filters: *filters, stride: *stride, pad: *pad, bias });
-            }
-        }
-        Kind::Pool { op, window, stride } => {
-            // Windows that tile the input exactly, nearest to the window written first.
-            if let Some(k) = nearest(window[0], 1, input.w.max(input.h), &|k| {
-                k >= 2
-                    && k != window[0]
-                    && input.w.is_multiple_of(k)
-                    && input.h.is_multiple_of(k)
-                    && k <= input.w.min(input.h)
-            }) {
-                candidates.push(Kind::Pool { op: *op, window: [k, k], stride: [k, k] });
-            }
-            if let Some(s) = per_axis(&|a, v| Axis { stride: v, ..a }, &|a| a.stride, 1) {
-                candidates.push(Kind::Pool { op: *op, window: *window, stride: s });
-            }
-            if let Some(w) = per_axis(&|a, v| Axis { window: v, ..a }, &|a| a.window, 1) {
-                candidates.push(Kind::Pool { op: *op, window: w, stride: *stride });
-            }
-        }
-        _ => {}
-    }
-    candidates
-        .into_iter()
-        .filter(|c| c != kind)
-        // A pooling window smaller than its stride would skip inputs: not a fix worth offering.
-        .filter(|c| !matches!(c, Kind::Pool { window, stride, .. } if stride[0] > window[0] || stride[1] > window[1]))
-        .filter_map(|c| {
-            let (window, stride, pad) = match &c {
-                Kind::Conv { filter, stride, pad, .. } => (*filter, *stride, *pad),
-                Kind::Pool { window, stride, .. } => (*window, *stride, [0, 0]),
-                _ => return None,
-            };
-            let w = Axis { input: input.w, window: window[0], stride: stride[0], pad: pad[0] }.output()?;
-            let h = Axis { input: input.h, window: window[1], stride: stride[1], pad: pad[1] }.output()?;
-            Some(format!("`{c}` gives {}", Shape::volume(w, h, depth)))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The model written `text`, which must parse.
+    pub(crate) fn model(text: &str) -> Model {
+        let (model, errors) = crate::parse::parse(format!("struct M < {text} >").parse().unwrap()).unwrap();
+        assert!(errors.is_none(), "`{text}` should parse");
+        model
+    }
+
     fn shapes(text: &str) -> Result<Vec<String>, Vec<String>> {
-        let syntax: ModelSyntax = syn::parse_str(&format!("struct M < {text} >")).unwrap();
-        let mut model = Model::lower(&syntax).unwrap();
-        check(&mut model)
-            .map(|_| model.layers.iter().map(|l| l.output.to_string()).collect())
+        let model = model(text);
+        check(&model)
+            .map(|checked| model.layers.iter().map(|l| checked.output(l).to_string()).collect())
             .map_err(|e| e.into_iter().map(|e| e.to_string()).collect())
     }
 
@@ -627,10 +473,7 @@ mod tests {
 
     #[test]
     fn the_loss_follows_the_last_layer_or_must_fit_it() {
-        let loss = |text: &str| {
-            let syntax: ModelSyntax = syn::parse_str(&format!("struct M < {text} >")).unwrap();
-            check(&mut Model::lower(&syntax).unwrap()).map_err(|e| e.to_string())
-        };
+        let loss = |text: &str| check(&model(text)).map(|c| c.loss).map_err(|e| e.to_string());
         assert_eq!(loss("input(4) fc(3) softmax"), Ok(LossKind::CrossEntropy));
         assert_eq!(loss("input(4) fc(3) softmax loss(cross_entropy)"), Ok(LossKind::CrossEntropy));
         assert_eq!(loss("input(4) fc(1) sigmoid"), Ok(LossKind::Bce));
@@ -680,25 +523,5 @@ mod tests {
         // The bad pool makes every later shape unknown; only it is reported.
         let e = shapes("input(5x5x1) pool(2) conv(3x3, 4) pool(2) fc(3) softmax").unwrap_err();
         assert_eq!(e.len(), 1, "{e:?}");
-    }
-
-    #[test]
-    fn the_runtime_counts_outputs_as_the_macro_checks_them() {
-        for input in 1..40u64 {
-            for window in 1..9u64 {
-                for stride in 1..6u64 {
-                    for pad in 0..4u64 {
-                        let axis = Axis { input, window, stride, pad };
-                        let runtime = cnn_runtime::conv_output_len(
-                            input as usize,
-                            window as usize,
-                            stride as usize,
-                            pad as usize,
-                        );
-                        assert_eq!(axis.output().map(|n| n as usize), runtime, "{input} {window} {stride} {pad}");
-                    }
-                }
-            }
-        }
     }
 }

@@ -1,5 +1,5 @@
-//! Syntax only: the tokens of a `cnn!` invocation as written, before any meaning is given to
-//! layer names or arguments.
+//! The grammar: the tokens of a `cnn!` invocation as written, before any meaning is given to
+//! layer names or arguments (which [`super::layers`] gives).
 //!
 //! ```text
 //! cnn! { #[attr]* vis struct Name < layer* > }     item form

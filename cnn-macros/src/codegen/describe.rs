@@ -1,0 +1,318 @@
+//! The descriptions of a model: its layer table (`LAYERS`, `SUMMARY`), its parameter tensors in
+//! PyTorch's names (`TENSORS`), the equivalent PyTorch module (`PYTORCH`) and the rustdoc of the
+//! struct, all from one walk over the layers in PyTorch's module order.
+
+use cnn_shape::Shape;
+
+use super::program::sizes;
+use crate::check::Checked;
+use crate::ir::{list_text, ActKind, Kind, Layer, Model, PoolOp};
+
+/// One row of the layer table.
+pub struct Row {
+    /// The layer as written (`residual` for a block, `shortcut: ...` for a shortcut's layers).
+    pub text: String,
+    /// The PyTorch module path, such as `4.body.0` (empty for `input`).
+    pub path: String,
+    /// How many blocks the layer is inside.
+    pub depth: usize,
+    /// Its output.
+    pub output: Shape,
+    /// Its parameters (a block's: all of its layers').
+    pub params: usize,
+    /// Where its parameters start.
+    pub offset: usize,
+}
+
+/// What a tensor holds, as `cnn::TensorKind` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TensorKind {
+    /// A `conv` or `fc` weight.
+    Weight,
+    /// A bias.
+    Bias,
+    /// Batch normalisation's scale or shift.
+    Norm,
+    /// A running statistic.
+    Statistic,
+    /// Batch normalisation's batch count.
+    Count,
+}
+
+/// One parameter or buffer tensor.
+pub struct Tensor {
+    /// The PyTorch `state_dict` name.
+    pub name: String,
+    /// The PyTorch shape.
+    pub shape: Vec<usize>,
+    /// Where it starts among the parameters, or among the buffers.
+    pub offset: usize,
+    /// What it holds.
+    pub kind: TensorKind,
+}
+
+/// The description of a model.
+pub struct Description {
+    /// The layer table.
+    pub rows: Vec<Row>,
+    /// The row of each layer, by [`Layer::id`] (`None` for a `loss`).
+    pub row_of: Vec<Option<usize>>,
+    /// The tensors, in PyTorch's order.
+    pub tensors: Vec<Tensor>,
+    /// The equivalent `torch.nn.Sequential` (with the `Residual` module's definition first when
+    /// the model has blocks).
+    pub pytorch: String,
+    /// Total parameters.
+    pub params: usize,
+    /// Total buffers.
+    pub buffers: usize,
+    /// Forward FLOPs of one sample.
+    pub flops: usize,
+    residual: bool,
+}
+
+impl Description {
+    /// The description of a checked model.
+    pub fn of(model: &Model, checked: &Checked) -> Self {
+        let mut description = Description {
+            rows: Vec::new(),
+            row_of: vec![None; model.count],
+            tensors: Vec::new(),
+            pytorch: String::new(),
+            params: 0,
+            buffers: 0,
+            flops: flops(&model.layers, checked),
+            residual: false,
+        };
+        let lines = description.walk(&model.layers, "", 0, checked);
+        let sequential = sequential(&lines, 0);
+        description.pytorch = if description.residual { format!("{RESIDUAL_MODULE}{sequential}") } else { sequential };
+        description
+    }
+
+    /// Walks `layers` as the modules of a `torch.nn.Sequential` named `prefix` (empty at the top);
+    /// returns the module lines.
+    fn walk(&mut self, layers: &[Layer], prefix: &str, depth: usize, checked: &Checked) -> Vec<String> {
+        let mut lines = Vec::new();
+        for layer in layers {
+            let output = checked.output(layer);
+            if layer.kind.is_input() {
+                self.row_of[layer.id] = Some(self.rows.len());
+                let text = layer.text();
+                self.rows.push(Row { text, path: String::new(), depth, output, params: 0, offset: 0 });
+                continue;
+            }
+            if matches!(layer.kind, Kind::Loss(_)) {
+                continue;
+            }
+            let input = checked.input(layer);
+            if !input.flat && matches!(layer.kind, Kind::Fc { .. } | Kind::Softmax) {
+                lines.push("torch.nn.Flatten()".to_string());
+            }
+            let here = if prefix.is_empty() { lines.len().to_string() } else { format!("{prefix}.{}", lines.len()) };
+            let row = self.rows.len();
+            self.row_of[layer.id] = Some(row);
+            self.rows.push(Row {
+                text: if layer.kind == Kind::Residual { "residual".into() } else { layer.text() },
+                path: here.clone(),
+                depth,
+                output,
+                params: sizes(layer, checked).0,
+                offset: self.params,
+            });
+            let line = match layer.kind {
+                Kind::Residual => self.residual(layer, &here, depth, checked),
+                _ => self.module(&layer.kind, input, &here),
+            };
+            debug_assert_eq!(self.rows[row].params, self.params - self.rows[row].offset);
+            lines.push(line);
+        }
+        lines
+    }
+
+    /// The module of a `residual` block at `path`, its layers' rows and tensors recorded.
+    fn residual(&mut self, layer: &Layer, path: &str, depth: usize, checked: &Checked) -> String {
+        self.residual = true;
+        let body = self.walk(layer.body(), &format!("{path}.body"), depth + 1, checked);
+        let mut text = format!("Residual({}", sequential(&body, depth + 1));
+        if !layer.shortcut().is_empty() {
+            let start = self.rows.len();
+            let shortcut = self.walk(layer.shortcut(), &format!("{path}.shortcut"), depth + 1, checked);
+            for row in &mut self.rows[start..] {
+                row.text = format!("shortcut: {}", row.text);
+            }
+            text.push_str(&format!(", {}", sequential(&shortcut, depth + 1)));
+        }
+        text.push(')');
+        text
+    }
+
+    /// The PyTorch module of a layer (not a block) reading `input`, at `path`, its tensors
+    /// recorded.
+    fn module(&mut self, kind: &Kind, input: Shape, path: &str) -> String {
+        let (c, _) = input.channels();
+        match kind {
+            Kind::Conv { filter, filters, stride, pad, bias } => {
+                self.tensor(path, "weight", &[*filters, input.d, filter.h, filter.w], TensorKind::Weight);
+                if *bias {
+                    self.tensor(path, "bias", &[*filters], TensorKind::Bias);
+                }
+                format!(
+                    "torch.nn.Conv2d({}, {filters}, kernel_size=({}, {}), stride=({}, {}), padding=({}, {}){})",
+                    input.d,
+                    filter.h,
+                    filter.w,
+                    stride.h,
+                    stride.w,
+                    pad.h,
+                    pad.w,
+                    if *bias { "" } else { ", bias=False" }
+                )
+            }
+            Kind::Pool { op, window, stride } => {
+                let (kh, kw, sh, sw) = (window.h, window.w, stride.h, stride.w);
+                match op {
+                    PoolOp::Max => format!("torch.nn.MaxPool2d(kernel_size=({kh}, {kw}), stride=({sh}, {sw}))"),
+                    PoolOp::Avg => format!("torch.nn.AvgPool2d(kernel_size=({kh}, {kw}), stride=({sh}, {sw}))"),
+                    PoolOp::L2 => format!("torch.nn.LPPool2d(2, kernel_size=({kh}, {kw}), stride=({sh}, {sw}))"),
+                }
+            }
+            Kind::Fc { out, bias } => {
+                self.tensor(path, "weight", &[*out, input.len()], TensorKind::Weight);
+                if *bias {
+                    self.tensor(path, "bias", &[*out], TensorKind::Bias);
+                    format!("torch.nn.Linear({}, {out})", input.len())
+                } else {
+                    format!("torch.nn.Linear({}, {out}, bias=False)", input.len())
+                }
+            }
+            Kind::Act(ActKind::Relu) => "torch.nn.ReLU()".into(),
+            Kind::Act(ActKind::LeakyRelu(a)) => format!("torch.nn.LeakyReLU({a})"),
+            Kind::Act(ActKind::Sigmoid) => "torch.nn.Sigmoid()".into(),
+            Kind::Act(ActKind::Tanh) => "torch.nn.Tanh()".into(),
+            Kind::Softmax => "torch.nn.Softmax(dim=1)".into(),
+            Kind::Dropout { p } => format!("torch.nn.Dropout(p={p})"),
+            Kind::BatchNorm => {
+                self.tensor(path, "weight", &[c], TensorKind::Norm);
+                self.tensor(path, "bias", &[c], TensorKind::Norm);
+                self.buffer(path, "running_mean", &[c], TensorKind::Statistic);
+                self.buffer(path, "running_var", &[c], TensorKind::Statistic);
+                self.buffer(path, "num_batches_tracked", &[], TensorKind::Count);
+                let dims = if input.flat { "1d" } else { "2d" };
+                format!("torch.nn.BatchNorm{dims}({c})")
+            }
+            Kind::Lrn { size, alpha, beta, k } => {
+                format!("torch.nn.LocalResponseNorm({size}, alpha={alpha}, beta={beta}, k={k})")
+            }
+            Kind::Residual | Kind::InputVolume { .. } | Kind::InputFlat { .. } | Kind::Loss(_) => {
+                unreachable!("not a module of its own")
+            }
+        }
+    }
+
+    fn tensor(&mut self, path: &str, name: &str, shape: &[usize], kind: TensorKind) {
+        let offset = self.params;
+        self.params += shape.iter().product::<usize>();
+        let (name, shape) = (format!("{path}.{name}"), shape.to_vec());
+        self.tensors.push(Tensor { name, shape, offset, kind });
+    }
+
+    fn buffer(&mut self, path: &str, name: &str, shape: &[usize], kind: TensorKind) {
+        let offset = self.buffers;
+        self.buffers += shape.iter().product::<usize>();
+        let (name, shape) = (format!("{path}.{name}"), shape.to_vec());
+        self.tensors.push(Tensor { name, shape, offset, kind });
+    }
+
+    /// The layer table, like Keras' `model.summary()`.
+    pub fn summary(&self) -> String {
+        let cells: Vec<[String; 3]> = self
+            .rows
+            .iter()
+            .map(|r| [format!("{}{}", "  ".repeat(r.depth), r.text), r.output.to_string(), grouped(r.params)])
+            .collect();
+        let width = |i: usize, title: &str| cells.iter().map(|r| r[i].len()).chain([title.len()]).max().unwrap_or(0);
+        let (w0, w1, w2) = (width(0, "Layer"), width(1, "Output"), width(2, "Params"));
+        let rule = "-".repeat(w0 + w1 + w2 + 4);
+        let mut text = format!("{:<w0$}  {:<w1$}  {:>w2$}\n{rule}\n", "Layer", "Output", "Params");
+        for [a, b, c] in &cells {
+            text.push_str(&format!("{a:<w0$}  {b:<w1$}  {c:>w2$}\n"));
+        }
+        text.push_str(&format!("{rule}\nTotal params: {}\n", grouped(self.params)));
+        if self.buffers > 0 {
+            text.push_str(&format!("Buffers (running statistics): {}\n", grouped(self.buffers)));
+        }
+        text.push_str(&format!("Forward FLOPs per sample: {}\n", grouped(self.flops)));
+        text
+    }
+
+    /// The rustdoc of the generated struct, after the user's own.
+    pub fn doc(&self, model: &Model) -> String {
+        let (dsl, summary, torch) = (list_text(&model.layers), self.summary(), &self.pytorch);
+        format!(
+            "\n\nGenerated by `cnn!` from `{dsl}`: every shape below was checked while compiling.\n\n```text\n{summary}```\n\nThe same model in PyTorch:\n\n```python\n{torch}\n```\n\nThe methods come from the `cnn::Model` trait, plus `new`, `with_seed`, `classify` and `probabilities`."
+        )
+    }
+}
+
+/// Module lines as a `torch.nn.Sequential(...)` indented for nesting level `depth`.
+fn sequential(lines: &[String], depth: usize) -> String {
+    let pad = "    ".repeat(depth + 1);
+    let close = "    ".repeat(depth);
+    let body: String = lines.iter().map(|l| format!("{pad}{l},\n")).collect();
+    format!("torch.nn.Sequential(\n{body}{close})")
+}
+
+/// The Python definition of the module a residual block becomes.
+const RESIDUAL_MODULE: &str = "class Residual(torch.nn.Module):
+    \"\"\"`body(x) + shortcut(x)`, the shortcut being the identity when not given.\"\"\"
+
+    def __init__(self, body, shortcut=None):
+        super().__init__()
+        self.body = body
+        self.shortcut = shortcut
+
+    def forward(self, x):
+        return self.body(x) + (x if self.shortcut is None else self.shortcut(x))
+
+
+";
+
+/// Thousands separated by commas, as in model summaries.
+fn grouped(v: usize) -> String {
+    let s = v.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Forward FLOPs of one sample: two per multiply-add of the convolution and fully connected
+/// layers, the work that dominates.
+fn flops(layers: &[Layer], checked: &Checked) -> usize {
+    layers
+        .iter()
+        .map(|l| {
+            let (input, output) = (checked.input(l), checked.output(l));
+            match &l.kind {
+                Kind::Conv { filter, filters, .. } => 2 * filters * input.d * filter.w * filter.h * output.w * output.h,
+                Kind::Fc { out, .. } => 2 * input.len() * out,
+                Kind::Residual => l.branches.iter().map(|b| flops(b, checked)).sum(),
+                _ => 0,
+            }
+        })
+        .sum()
+}
+
+/// Whether a `batchnorm` among `layers` normalises one value per channel and sample (after
+/// `fc`), so that a training batch needs two samples for a variance.
+pub fn normalises_single_values(layers: &[Layer], checked: &Checked) -> bool {
+    layers.iter().any(|l| match l.kind {
+        Kind::Residual => l.branches.iter().any(|b| normalises_single_values(b, checked)),
+        _ => l.kind == Kind::BatchNorm && checked.input(l).channels().1 == 1,
+    })
+}

@@ -1,0 +1,276 @@
+//! The generated item: the struct, its inherent methods and its `Model` impl, assembled from the
+//! passes' code and the descriptions.
+
+use proc_macro2::{Ident, TokenStream};
+use quote::quote;
+
+use super::describe::{normalises_single_values, Description, TensorKind};
+use super::passes::Passes;
+use super::program::Program;
+use super::{lit, rt};
+use crate::check::Checked;
+use crate::ir::{list_text, LossKind, Model};
+use cnn_shape::Shape;
+
+fn shape_tokens(shape: Shape) -> TokenStream {
+    let (w, h, d) = (lit(shape.w), lit(shape.h), lit(shape.d));
+    if shape.flat {
+        quote!(::cnn::Shape::vector(#w))
+    } else {
+        quote!(::cnn::Shape::volume(#w, #h, #d))
+    }
+}
+
+fn loss_tokens(loss: LossKind) -> TokenStream {
+    match loss {
+        LossKind::CrossEntropy => quote!(::cnn::Loss::CrossEntropy),
+        LossKind::Bce => quote!(::cnn::Loss::BinaryCrossEntropy),
+        LossKind::Mse => quote!(::cnn::Loss::MeanSquaredError),
+    }
+}
+
+fn tensor_kind(kind: TensorKind) -> TokenStream {
+    match kind {
+        TensorKind::Weight => quote!(Weight),
+        TensorKind::Bias => quote!(Bias),
+        TensorKind::Norm => quote!(Norm),
+        TensorKind::Statistic => quote!(Statistic),
+        TensorKind::Count => quote!(Count),
+    }
+}
+
+/// The struct with every impl.
+pub fn item(
+    model: &Model,
+    checked: &Checked,
+    program: &Program<'_>,
+    description: &Description,
+    passes: &Passes,
+    name: &Ident,
+) -> TokenStream {
+    let strukt = strukt(model, checked.loss, program, description, passes, name);
+    let consts = model_consts(model, checked, program, description);
+    let methods = model_methods(checked.loss, program, passes);
+    quote! {
+        #strukt
+
+        impl ::cnn::Model for #name {
+            #consts
+            #methods
+        }
+    }
+}
+
+/// The struct, its inherent impl and its `Default` and `Debug` impls.
+fn strukt(
+    model: &Model,
+    loss: LossKind,
+    program: &Program<'_>,
+    description: &Description,
+    passes: &Passes,
+    name: &Ident,
+) -> TokenStream {
+    let rt = rt();
+    let (attrs, vis, doc) = (&model.attrs, &model.vis, description.doc(model));
+    let (param_lit, buffer_lit) = (lit(program.params), lit(program.buffers));
+    let (input_lit, outputs_lit) = (lit(program.nodes[0]), lit(program.nodes[program.output_node()]));
+    let (consts, checks, workspace, splits, forward, logits) =
+        (&passes.consts, &passes.checks, &passes.workspace, &passes.splits, &passes.forward, &passes.logits);
+    let loss = loss_tokens(loss);
+    quote! {
+        #(#attrs)*
+        #[doc = #doc]
+        #[derive(Clone)]
+        #vis struct #name {
+            __params: ::std::vec::Vec<f32>,
+            __grads: ::std::vec::Vec<f32>,
+            __buffers: ::std::vec::Vec<f32>,
+            __trainable: #rt::Trainable,
+            __noise: #rt::Noise,
+            __workspace: #rt::Workspace,
+        }
+
+        #[allow(non_upper_case_globals, clippy::all)]
+        impl #name {
+            #consts
+            const __WORKSPACE: #rt::WorkspaceSizes = #workspace;
+
+            /// The forward pass over `n` samples, in training mode when `train` holds the pass's
+            /// seed; leaves every activation and the outputs in the workspace.
+            fn __forward(&mut self, __n: usize, __x: &[f32], __train: ::core::option::Option<u64>) {
+                let __ws = self.__workspace.parts(__n, &Self::__WORKSPACE);
+                #splits
+                #forward
+                #loss.output(__n, #outputs_lit, #logits, __out);
+            }
+
+            /// A model initialised as PyTorch initialises it by default, from seed 0.
+            #vis fn new() -> Self {
+                Self::with_seed(0)
+            }
+
+            /// A model initialised as PyTorch initialises it by default, from `seed` (which
+            /// also seeds its dropout masks).
+            #vis fn with_seed(seed: u64) -> Self {
+                let mut model = Self {
+                    __params: ::std::vec![0.0; #param_lit],
+                    __grads: ::std::vec![0.0; #param_lit],
+                    __buffers: ::std::vec![0.0; #buffer_lit],
+                    __trainable: #rt::Trainable::new(<Self as ::cnn::Model>::LAYERS, <Self as ::cnn::Model>::TENSORS),
+                    __noise: #rt::Noise::new(seed),
+                    __workspace: #rt::Workspace::new(),
+                };
+                ::cnn::Model::init(&mut model, seed);
+                model
+            }
+
+            /// The outputs for one sample: class probabilities for a classifier.
+            #vis fn probabilities(&mut self, x: &[f32; #input_lit]) -> [f32; #outputs_lit] {
+                let mut out = [0.0; #outputs_lit];
+                out.copy_from_slice(::cnn::Model::forward_unchecked(self, 1, x));
+                out
+            }
+
+            /// The most probable class of one sample.
+            #vis fn classify(&mut self, x: &[f32; #input_lit]) -> usize {
+                #loss.classify(&self.probabilities(x))
+            }
+        }
+
+        const _: () = { #checks };
+
+        impl ::core::default::Default for #name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl ::core::fmt::Debug for #name {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(::core::stringify!(#name)).field("params", &#param_lit).finish_non_exhaustive()
+            }
+        }
+    }
+}
+
+/// The constants of the `Model` impl.
+fn model_consts(model: &Model, checked: &Checked, program: &Program<'_>, description: &Description) -> TokenStream {
+    let infos = description.rows.iter().map(|r| {
+        let (text, path, shape) = (&r.text, &r.path, shape_tokens(r.output));
+        let (at, p, depth) = (lit(r.offset), lit(r.params), lit(r.depth));
+        quote!(::cnn::LayerInfo { layer: #text, path: #path, depth: #depth, output: #shape, params: #p, offset: #at })
+    });
+    let tensors = description.tensors.iter().map(|t| {
+        let (name, dims, at, kind) = (&t.name, t.shape.iter().map(|&d| lit(d)), lit(t.offset), tensor_kind(t.kind));
+        quote!(::cnn::TensorInfo { name: #name, shape: &[#(#dims),*], offset: #at, kind: ::cnn::TensorKind::#kind })
+    });
+    let activations = program.nodes[1..].iter().zip(&program.writers[1..]).map(|(&len, &writer)| {
+        let (row, len) = (lit(description.row_of[writer].unwrap_or(0)), lit(len));
+        quote!((#row, #len))
+    });
+    let input = shape_tokens(checked.output(&model.layers[0]));
+    let (input_lit, outputs_lit) = (lit(program.nodes[0]), lit(program.nodes[program.output_node()]));
+    let (params, buffers, flops) = (lit(program.params), lit(program.buffers), lit(description.flops));
+    let loss = loss_tokens(checked.loss);
+    let min_batch = lit(if normalises_single_values(&model.layers, checked) { 2 } else { 1 });
+    let (summary, torch, dsl) = (description.summary(), &description.pytorch, list_text(&model.layers));
+    quote! {
+        const INPUT: ::cnn::Shape = #input;
+        const INPUT_LEN: usize = #input_lit;
+        const OUTPUT_LEN: usize = #outputs_lit;
+        const LOSS: ::cnn::Loss = #loss;
+        const PARAM_COUNT: usize = #params;
+        const BUFFER_COUNT: usize = #buffers;
+        const MIN_TRAIN_BATCH: usize = #min_batch;
+        const FLOPS_PER_SAMPLE: u64 = #flops;
+        const LAYERS: &'static [::cnn::LayerInfo] = &[#(#infos),*];
+        const TENSORS: &'static [::cnn::TensorInfo] = &[#(#tensors),*];
+        const SUMMARY: &'static str = #summary;
+        const PYTORCH: &'static str = #torch;
+        const DSL: &'static str = #dsl;
+        const ACTIVATIONS: &'static [(usize, usize)] = &[#(#activations),*];
+    }
+}
+
+/// The methods of the `Model` impl.
+fn model_methods(loss: LossKind, program: &Program<'_>, passes: &Passes) -> TokenStream {
+    let (rt, loss) = (rt(), loss_tokens(loss));
+    let (splits, slots, backward, output_grad, inits, logits) =
+        (&passes.splits, &passes.slots, &passes.backward, &passes.output_grad, &passes.inits, &passes.logits);
+    let output = program.output_node();
+    let outputs_lit = lit(program.nodes[output]);
+    let z_offset = lit(program.nodes[1..output].iter().sum::<usize>());
+    let out_offset = lit(program.nodes[1..].iter().sum::<usize>());
+    quote! {
+        fn params(&self) -> &[f32] {
+            &self.__params
+        }
+
+        fn params_mut(&mut self) -> &mut [f32] {
+            &mut self.__params
+        }
+
+        fn grads(&self) -> &[f32] {
+            &self.__grads
+        }
+
+        fn buffers(&self) -> &[f32] {
+            &self.__buffers
+        }
+
+        fn buffers_mut(&mut self) -> &mut [f32] {
+            &mut self.__buffers
+        }
+
+        fn params_and_grads(&mut self) -> (&mut [f32], &[f32]) {
+            (&mut self.__params, &self.__grads)
+        }
+
+        fn trainable(&self) -> &#rt::Trainable {
+            &self.__trainable
+        }
+
+        fn trainable_mut(&mut self) -> &mut #rt::Trainable {
+            &mut self.__trainable
+        }
+
+        fn noise(&self) -> #rt::Noise {
+            self.__noise
+        }
+
+        fn set_noise(&mut self, noise: #rt::Noise) {
+            self.__noise = noise;
+        }
+
+        fn init(&mut self, seed: u64) {
+            let mut __rng = #rt::rng(seed);
+            #inits
+            self.__grads.fill(0.0);
+            self.__noise = #rt::Noise::new(seed);
+        }
+
+        fn activations(&self) -> &[f32] {
+            self.__workspace.acts()
+        }
+
+        fn forward_pair_unchecked(&mut self, __n: usize, __x: &[f32]) -> (&[f32], &[f32]) {
+            self.__forward(__n, __x, ::core::option::Option::None);
+            let __acts = self.__workspace.acts();
+            (
+                &__acts[__n * #z_offset..__n * (#z_offset + #outputs_lit)],
+                &__acts[__n * #out_offset..__n * (#out_offset + #outputs_lit)],
+            )
+        }
+
+        fn backward_unchecked(&mut self, __n: usize, __x: &[f32], __targets: ::cnn::Targets<'_>) -> f32 {
+            let __train = self.__noise.next_step();
+            self.__forward(__n, __x, ::core::option::Option::Some(__train));
+            let __ws = self.__workspace.training_parts(__n, &Self::__WORKSPACE);
+            #splits
+            #slots
+            let __loss = #loss.loss_and_grad(__n, #outputs_lit, #logits, __out, __targets, #output_grad);
+            #backward
+            __loss
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Code generation on models built by hand, without compiling what it generates.
+
+use super::describe::{Description, TensorKind};
+use super::passes::kernel_tokens;
+use super::program::{Back, Backward, Dx, Op, Program};
+use crate::check::{check, Checked};
+use crate::ir::{ActKind, Kind, Layer, LossKind, Model, Pair, PoolOp};
+
+fn fc(out: usize) -> Layer {
+    Layer::of(Kind::Fc { out, bias: true })
+}
+
+fn act(a: ActKind) -> Layer {
+    Layer::of(Kind::Act(a))
+}
+
+fn conv(filter: Pair, filters: usize, stride: Pair, pad: Pair) -> Layer {
+    Layer::of(Kind::Conv { filter, filters, stride, pad, bias: true })
+}
+
+fn model(layers: Vec<Layer>) -> (Model, Checked) {
+    let model = Model::of(layers);
+    let checked = check(&model).unwrap_or_else(|e| panic!("the model checks: {e}"));
+    (model, checked)
+}
+
+/// Each kernel step as (layer text or `identity`, fused activation) and each sum as `add`.
+fn steps(program: &Program<'_>) -> Vec<String> {
+    program
+        .ops
+        .iter()
+        .map(|op| match op {
+            Op::Layer { kernel, .. } => {
+                let layer = kernel.layer.map_or("identity".to_string(), |l| l.kind.to_string());
+                match kernel.act {
+                    Some(a) => format!("{layer}+{}", Kind::Act(a)),
+                    None => layer,
+                }
+            }
+            Op::Add { act: Some(a), .. } => format!("add+{}", Kind::Act(*a)),
+            Op::Add { act: None, .. } => "add".to_string(),
+        })
+        .collect()
+}
+
+#[test]
+fn activations_fuse_into_the_layer_before_them_where_the_kernel_can() {
+    let (m, c) = model(vec![
+        Layer::of(Kind::InputVolume { w: 8, h: 8, d: 1 }),
+        conv(Pair::square(3), 4, Pair::square(1), Pair::square(0)),
+        act(ActKind::Relu),
+        Layer::of(Kind::Pool { op: PoolOp::Max, window: Pair::square(2), stride: Pair::square(2) }),
+        act(ActKind::Tanh),
+        fc(10),
+        Layer::of(Kind::BatchNorm),
+        act(ActKind::Relu),
+        fc(3),
+        Layer::of(Kind::Softmax),
+    ]);
+    let program = Program::lower(&m, &c);
+    assert_eq!(steps(&program), ["conv(3x3, 4)+relu", "pool(2)", "tanh", "fc(10)", "batchnorm+relu", "fc(3)"]);
+    assert_eq!(program.nodes, [64, 144, 36, 36, 10, 10, 3]);
+    assert_eq!(program.writers, [0, 1, 3, 4, 5, 6, 8], "each node names the layer that writes it");
+    assert_eq!(program.params, 4 * 10 + 36 * 10 + 10 + 2 * 10 + 10 * 3 + 3);
+    assert_eq!(program.buffers, 2 * 10 + 1);
+}
+
+#[test]
+fn the_loss_absorbs_the_output_function_it_is_computed_with() {
+    let (m, c) = model(vec![Layer::of(Kind::InputFlat { n: 4 }), fc(1), act(ActKind::Sigmoid)]);
+    assert_eq!(c.loss, LossKind::Bce);
+    assert_eq!(steps(&Program::lower(&m, &c)), ["fc(1)"]);
+    let (m, c) = model(vec![
+        Layer::of(Kind::InputFlat { n: 4 }),
+        fc(1),
+        act(ActKind::Sigmoid),
+        Layer::of(Kind::Loss(LossKind::Mse)),
+    ]);
+    assert_eq!(steps(&Program::lower(&m, &c)), ["fc(1)+sigmoid"], "mean squared error trains the sigmoid's output");
+    // Nothing left to run: an identity copies the input where the loss reads it.
+    let (m, c) = model(vec![Layer::of(Kind::InputFlat { n: 4 }), Layer::of(Kind::Softmax)]);
+    let program = Program::lower(&m, &c);
+    assert_eq!(steps(&program), ["identity"]);
+    assert_eq!(
+        kernel_tokens(match &program.ops[0] {
+            Op::Layer { kernel, .. } => kernel,
+            _ => unreachable!(),
+        })
+        .0
+        .to_string(),
+        ":: cnn :: __private :: Activation < 4 >"
+    );
+}
+
+#[test]
+fn a_chain_reuses_two_gradient_buffers() {
+    let mut layers = vec![Layer::of(Kind::InputFlat { n: 6 })];
+    for _ in 0..5 {
+        layers.extend([fc(6), act(ActKind::Tanh), Layer::of(Kind::Dropout { p: crate::ir::Float(0.5) })]);
+    }
+    let (m, c) = model(layers);
+    let program = Program::lower(&m, &c);
+    assert_eq!(program.ops.len(), 10);
+    let backward = Backward::plan(&program);
+    assert_eq!(backward.slots, 2);
+    let first = backward.steps.last().unwrap();
+    assert_eq!(*first, Back::Layer { op: 0, dy: 1, dx: Dx::Skip }, "the batch's gradient is never computed");
+}
+
+#[test]
+fn a_block_sums_the_gradients_of_the_node_both_branches_read() {
+    let (m, c) = model(vec![
+        Layer::of(Kind::InputFlat { n: 8 }),
+        fc(8),
+        Layer::residual(vec![fc(8), act(ActKind::Relu), fc(8)], Vec::new()),
+        fc(2),
+    ]);
+    let program = Program::lower(&m, &c);
+    assert_eq!(steps(&program), ["fc(8)", "fc(8)+relu", "fc(8)", "add", "fc(2)"]);
+    let backward = Backward::plan(&program);
+    assert_eq!(
+        backward.steps,
+        [
+            Back::Layer { op: 4, dy: 0, dx: Dx::Write(1) },
+            Back::Add { op: 3, dy: 1, shortcut: Dx::Write(0) },
+            Back::Layer { op: 2, dy: 1, dx: Dx::Write(2) },
+            Back::Layer { op: 1, dy: 2, dx: Dx::Accumulate { tmp: 1, into: 0 } },
+            Back::Layer { op: 0, dy: 0, dx: Dx::Skip },
+        ]
+    );
+    assert_eq!((backward.output, backward.slots), (0, 3));
+}
+
+#[test]
+fn a_block_on_the_batch_leaves_its_shortcut_gradient_out() {
+    let (m, c) = model(vec![
+        Layer::of(Kind::InputFlat { n: 8 }),
+        Layer::residual(vec![fc(8)], Vec::new()),
+        act(ActKind::Relu),
+        fc(2),
+    ]);
+    let program = Program::lower(&m, &c);
+    assert_eq!(steps(&program), ["fc(8)", "add+relu", "fc(2)"]);
+    let backward = Backward::plan(&program);
+    assert_eq!(backward.steps[1], Back::Add { op: 1, dy: 1, shortcut: Dx::Skip });
+}
+
+#[test]
+fn width_and_height_reach_pytorch_and_the_kernel_in_their_order() {
+    let (m, c) = model(vec![
+        Layer::of(Kind::InputVolume { w: 16, h: 8, d: 3 }),
+        conv(Pair { w: 5, h: 3 }, 4, Pair { w: 2, h: 1 }, Pair { w: 1, h: 0 }),
+        fc(2),
+    ]);
+    // Width (16 − 5 + 2)/2 + 1 = 7, height (8 − 3)/1 + 1 = 6.
+    assert_eq!(c.output(&m.layers[1]).to_string(), "7x6x4");
+    let d = Description::of(&m, &c);
+    assert!(
+        d.pytorch.contains("torch.nn.Conv2d(3, 4, kernel_size=(3, 5), stride=(1, 2), padding=(0, 1))"),
+        "{}",
+        d.pytorch
+    );
+    assert_eq!(d.tensors[0].shape, [4, 3, 3, 5], "weights are [K, D, FH, FW]");
+    let program = Program::lower(&m, &c);
+    let Op::Layer { kernel, .. } = &program.ops[0] else { unreachable!() };
+    let (ty, _) = kernel_tokens(kernel);
+    assert_eq!(ty.to_string(), ":: cnn :: __private :: Conv2d < 3 , 8 , 16 , 4 , 3 , 5 , 1 , 2 , 0 , 1 , true >");
+}
+
+#[test]
+fn the_description_names_blocks_as_pytorch_does() {
+    let bn = || Layer::of(Kind::BatchNorm);
+    let (m, c) = model(vec![
+        Layer::of(Kind::InputVolume { w: 4, h: 4, d: 2 }),
+        Layer::residual(
+            vec![conv(Pair::square(3), 4, Pair::square(2), Pair::square(1)), bn()],
+            vec![conv(Pair::square(1), 4, Pair::square(2), Pair::square(0))],
+        ),
+        fc(3),
+        Layer::of(Kind::Softmax),
+    ]);
+    let d = Description::of(&m, &c);
+    let rows: Vec<(&str, &str, usize)> = d.rows.iter().map(|r| (r.text.as_str(), r.path.as_str(), r.depth)).collect();
+    assert_eq!(
+        rows,
+        [
+            ("input(4x4x2)", "", 0),
+            ("residual", "0", 0),
+            ("conv(3x3, 4, stride=2, pad=1)", "0.body.0", 1),
+            ("batchnorm", "0.body.1", 1),
+            ("shortcut: conv(1x1, 4, stride=2)", "0.shortcut.0", 1),
+            ("fc(3)", "2", 0),
+            ("softmax", "3", 0),
+        ]
+    );
+    assert_eq!(d.row_of[..4], [Some(0), Some(1), Some(2), Some(3)]);
+    let names: Vec<&str> = d.tensors.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names[..4], ["0.body.0.weight", "0.body.0.bias", "0.body.1.weight", "0.body.1.bias"]);
+    let stats: Vec<(&str, usize)> = d
+        .tensors
+        .iter()
+        .filter(|t| !matches!(t.kind, TensorKind::Weight | TensorKind::Bias | TensorKind::Norm))
+        .map(|t| (t.name.as_str(), t.offset))
+        .collect();
+    assert_eq!(stats, [("0.body.1.running_mean", 0), ("0.body.1.running_var", 4), ("0.body.1.num_batches_tracked", 8)]);
+    assert!(d.pytorch.starts_with("class Residual(torch.nn.Module):"));
+    assert!(
+        d.pytorch.contains("    torch.nn.Flatten(),\n    torch.nn.Linear(16, 3),\n    torch.nn.Softmax(dim=1),\n)"),
+        "{}",
+        d.pytorch
+    );
+    let summary = d.summary();
+    assert!(summary.contains("  shortcut: conv(1x1, 4, stride=2)"), "{summary}");
+    assert!(summary.contains("Buffers (running statistics): 9"), "{summary}");
+    assert_eq!(d.params, 4 * 2 * 9 + 4 + 8 + 4 * 2 + 4 + 16 * 3 + 3);
+}
