@@ -647,7 +647,7 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, loss: LossKind) -> TokenS
                 let index = lit(i as u64);
                 quote! {
                     #rt::Layer::forward(
-                        &Self::#c, __n, #x, #y, &self.__params[#plo..#phi], &mut self.__buffers[#blo..#bhi],
+                        &Self::#c, __n, #x, #y, &__state.params[#plo..#phi], &mut __state.buffers[#blo..#bhi],
                         __ws.scratch, #s, #rt::mode(__train, #index),
                     );
                 }
@@ -696,7 +696,7 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, loss: LossKind) -> TokenS
                 backward_calls.push(quote! {
                     #rt::Layer::backward(
                         &Self::#c, __n, #x, #y, #dy, #dx,
-                        &self.__params[#plo..#phi], &mut self.__grads[#plo..#phi], __ws.scratch, __ws.partial, &*#s,
+                        &__state.params[#plo..#phi], &mut __state.grads[#plo..#phi], __ws.scratch, __ws.partial, &*#s,
                     );
                     #after
                 });
@@ -739,7 +739,7 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, loss: LossKind) -> TokenS
     let inits = kernels.iter().filter(|(i, k)| k.params + k.buffers > 0 && ranges.contains_key(i)).map(|(i, _)| {
         let c = layer_const(*i);
         let ((plo, phi), (blo, bhi)) = &ranges[i];
-        quote!(#rt::Layer::init(&Self::#c, &mut self.__params[#plo..#phi], &mut self.__buffers[#blo..#bhi], &mut __rng);)
+        quote!(#rt::Layer::init(&Self::#c, &mut __state.params[#plo..#phi], &mut __state.buffers[#blo..#bhi], &mut __rng);)
     });
     let flops_lit = flops;
     let scratch_max = quote!(#rt::max_of(&[0 #(, Self::#sizes_list.scratch)*]));
@@ -768,20 +768,13 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, loss: LossKind) -> TokenS
         let (row, len) = (lit(description.row_of.get(writer).copied().unwrap_or(0) as u64), lit(len));
         quote!((#row, #len))
     });
-    let z_offset = lit(program.nodes[1..final_node].iter().sum::<u64>());
-    let out_offset = lit(program.nodes[1..].iter().sum::<u64>());
 
     let item = quote! {
         #(#attrs)*
         #[doc = #doc]
         #[derive(Clone)]
         #vis struct #name {
-            __params: ::std::vec::Vec<f32>,
-            __grads: ::std::vec::Vec<f32>,
-            __buffers: ::std::vec::Vec<f32>,
-            __trainable: #rt::Trainable,
-            __noise: #rt::Noise,
-            __workspace: #rt::Workspace,
+            __state: #rt::State,
         }
 
         #[allow(non_upper_case_globals, clippy::all)]
@@ -795,15 +788,6 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, loss: LossKind) -> TokenS
                 partial: #partial_max,
             };
 
-            /// The forward pass over `n` samples, in training mode when `train` holds the pass's
-            /// seed; leaves every activation and the outputs in the workspace.
-            fn __forward(&mut self, __n: usize, __x: &[f32], __train: ::core::option::Option<u64>) {
-                let __ws = self.__workspace.parts(__n, &Self::__WORKSPACE);
-                #splits
-                #(#forward_calls)*
-                #loss_value.output(__n, #outputs_lit, #logits, __out);
-            }
-
             /// A model initialised as PyTorch initialises it by default, from seed 0.
             #vis fn new() -> Self {
                 Self::with_seed(0)
@@ -813,12 +797,13 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, loss: LossKind) -> TokenS
             /// also seeds its dropout masks).
             #vis fn with_seed(seed: u64) -> Self {
                 let mut model = Self {
-                    __params: ::std::vec![0.0; #param_lit],
-                    __grads: ::std::vec![0.0; #param_lit],
-                    __buffers: ::std::vec![0.0; #buffer_lit],
-                    __trainable: #rt::Trainable::new(<Self as ::cnn::Model>::LAYERS, <Self as ::cnn::Model>::TENSORS),
-                    __noise: #rt::Noise::new(seed),
-                    __workspace: #rt::Workspace::new(),
+                    __state: #rt::State::new(
+                        #param_lit,
+                        #buffer_lit,
+                        <Self as ::cnn::Model>::LAYERS,
+                        <Self as ::cnn::Model>::TENSORS,
+                        seed,
+                    ),
                 };
                 ::cnn::Model::init(&mut model, seed);
                 model
@@ -827,7 +812,7 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, loss: LossKind) -> TokenS
             /// The outputs for one sample: class probabilities for a classifier.
             #vis fn probabilities(&mut self, x: &[f32; #input_lit]) -> [f32; #outputs_lit] {
                 let mut out = [0.0; #outputs_lit];
-                out.copy_from_slice(::cnn::Model::forward_unchecked(self, 1, x));
+                out.copy_from_slice(#rt::forward_unchecked(self, 1, x));
                 out
             }
 
@@ -865,72 +850,35 @@ pub fn expand(syntax: &ModelSyntax, model: &Model<'_>, loss: LossKind) -> TokenS
             const SUMMARY: &'static str = #summary;
             const PYTORCH: &'static str = #torch;
             const DSL: &'static str = #dsl;
+        }
+
+        impl #rt::Compiled for #name {
             const ACTIVATIONS: &'static [(usize, usize)] = &[#(#activations),*];
 
-            fn params(&self) -> &[f32] {
-                &self.__params
+            fn state(&self) -> &#rt::State {
+                &self.__state
             }
 
-            fn params_mut(&mut self) -> &mut [f32] {
-                &mut self.__params
+            fn state_mut(&mut self) -> &mut #rt::State {
+                &mut self.__state
             }
 
-            fn grads(&self) -> &[f32] {
-                &self.__grads
-            }
-
-            fn buffers(&self) -> &[f32] {
-                &self.__buffers
-            }
-
-            fn buffers_mut(&mut self) -> &mut [f32] {
-                &mut self.__buffers
-            }
-
-            fn params_and_grads(&mut self) -> (&mut [f32], &[f32]) {
-                (&mut self.__params, &self.__grads)
-            }
-
-            fn trainable(&self) -> &#rt::Trainable {
-                &self.__trainable
-            }
-
-            fn trainable_mut(&mut self) -> &mut #rt::Trainable {
-                &mut self.__trainable
-            }
-
-            fn noise(&self) -> #rt::Noise {
-                self.__noise
-            }
-
-            fn set_noise(&mut self, noise: #rt::Noise) {
-                self.__noise = noise;
-            }
-
-            fn init(&mut self, seed: u64) {
-                let mut __rng = #rt::rng(seed);
+            fn init_layers(&mut self, mut __rng: #rt::Rng) {
+                let __state = &mut self.__state;
                 #(#inits)*
-                self.__grads.fill(0.0);
-                self.__noise = #rt::Noise::new(seed);
             }
 
-            fn activations(&self) -> &[f32] {
-                self.__workspace.acts()
+            fn forward_pass(&mut self, __n: usize, __x: &[f32], __train: ::core::option::Option<u64>) {
+                let __state = &mut self.__state;
+                let __ws = __state.workspace.parts(__n, &Self::__WORKSPACE);
+                #splits
+                #(#forward_calls)*
+                #loss_value.output(__n, #outputs_lit, #logits, __out);
             }
 
-            fn forward_pair_unchecked(&mut self, __n: usize, __x: &[f32]) -> (&[f32], &[f32]) {
-                self.__forward(__n, __x, ::core::option::Option::None);
-                let __acts = self.__workspace.acts();
-                (
-                    &__acts[__n * #z_offset..__n * (#z_offset + #outputs_lit)],
-                    &__acts[__n * #out_offset..__n * (#out_offset + #outputs_lit)],
-                )
-            }
-
-            fn backward_unchecked(&mut self, __n: usize, __x: &[f32], __targets: ::cnn::Targets<'_>) -> f32 {
-                let __train = self.__noise.next_step();
-                self.__forward(__n, __x, ::core::option::Option::Some(__train));
-                let __ws = self.__workspace.training_parts(__n, &Self::__WORKSPACE);
+            fn backward_pass(&mut self, __n: usize, __x: &[f32], __targets: ::cnn::Targets<'_>) -> f32 {
+                let __state = &mut self.__state;
+                let __ws = __state.workspace.training_parts(__n, &Self::__WORKSPACE);
                 #splits
                 #grad_slots
                 let __loss = #loss_value.loss_and_grad(__n, #outputs_lit, #logits, __out, __targets, #final_grad);

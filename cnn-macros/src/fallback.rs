@@ -125,43 +125,24 @@ fn stub(header: &Header, input_len: Option<u64>, classes: Option<u64>) -> TokenS
             const SUMMARY: &'static str = "";
             const PYTORCH: &'static str = "";
             const DSL: &'static str = "";
-            fn params(&self) -> &[f32] {
+        }
+
+        #[allow(unused_variables, clippy::all)]
+        impl ::cnn::__private::Compiled for #name {
+            const ACTIVATIONS: &'static [(usize, usize)] = &[];
+            fn state(&self) -> &::cnn::__private::State {
                 ::core::unreachable!()
             }
-            fn params_mut(&mut self) -> &mut [f32] {
+            fn state_mut(&mut self) -> &mut ::cnn::__private::State {
                 ::core::unreachable!()
             }
-            fn grads(&self) -> &[f32] {
+            fn init_layers(&mut self, rng: ::cnn::__private::Rng) {
                 ::core::unreachable!()
             }
-            fn params_and_grads(&mut self) -> (&mut [f32], &[f32]) {
+            fn forward_pass(&mut self, n: usize, x: &[f32], train: ::core::option::Option<u64>) {
                 ::core::unreachable!()
             }
-            fn buffers(&self) -> &[f32] {
-                ::core::unreachable!()
-            }
-            fn buffers_mut(&mut self) -> &mut [f32] {
-                ::core::unreachable!()
-            }
-            fn trainable(&self) -> &::cnn::__private::Trainable {
-                ::core::unreachable!()
-            }
-            fn trainable_mut(&mut self) -> &mut ::cnn::__private::Trainable {
-                ::core::unreachable!()
-            }
-            fn noise(&self) -> ::cnn::__private::Noise {
-                ::core::unreachable!()
-            }
-            fn set_noise(&mut self, noise: ::cnn::__private::Noise) {
-                ::core::unreachable!()
-            }
-            fn init(&mut self, seed: u64) {
-                ::core::unreachable!()
-            }
-            fn forward_pair_unchecked(&mut self, n: usize, x: &[f32]) -> (&[f32], &[f32]) {
-                ::core::unreachable!()
-            }
-            fn backward_unchecked(&mut self, n: usize, x: &[f32], targets: ::cnn::Targets<'_>) -> f32 {
+            fn backward_pass(&mut self, n: usize, x: &[f32], targets: ::cnn::Targets<'_>) -> f32 {
                 ::core::unreachable!()
             }
         }

@@ -13,6 +13,8 @@
 #![warn(missing_docs)]
 
 pub mod augment;
+#[doc(hidden)]
+pub mod compiled;
 pub mod data;
 mod error;
 pub mod init;
@@ -23,16 +25,16 @@ mod model;
 pub mod optim;
 pub mod schedule;
 mod shape;
+mod state;
 mod workspace;
 
 pub use error::Error;
 pub use kernels::{Loss, Targets};
 pub use limit::Limit;
-pub use model::{accuracy, mode, Evaluation, LayerInfo, Model, Noise, TensorInfo, TensorKind, Trainable};
+pub use model::{accuracy, Evaluation, LayerInfo, Model, Noise, TensorInfo, TensorKind};
 pub use optim::{Adam, AdamW, Optimizer, Segment, Sgd};
 pub use schedule::Schedule;
 pub use shape::{conv_output_len, Shape};
-pub use workspace::{Workspace, WorkspaceParts, WorkspaceSizes};
 
 /// The result type of every fallible runtime operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
