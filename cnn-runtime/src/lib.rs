@@ -1,7 +1,7 @@
 //! CPU runtime of the [`cnn`](https://docs.rs/cnn) crate.
 //!
 //! The `cnn!` macro generates a model struct whose every dimension is a compile-time constant and
-//! wires it to the const-generic layer kernels of [`kernels`]. Everything a training loop needs
+//! wires it to the const-generic layer kernels of this crate. Everything a training loop needs
 //! beyond the model itself lives here too: the [`Model`] trait that every generated model
 //! implements, the [`optim`] module with its [`Optimizer`] trait, seeded initialisation ([`init`])
 //! and the [`Error`] type.
@@ -19,6 +19,7 @@ pub mod data;
 mod error;
 pub mod init;
 pub mod io;
+#[doc(hidden)]
 pub mod kernels;
 mod limit;
 mod model;
