@@ -10,7 +10,7 @@ mod workloads;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use cnn::kernels::{gemm, isa, Mat, MatMut};
+use cnn::__private::kernels::{gemm, isa, Mat, MatMut};
 use cnn::{Model, Sgd};
 use rayon::prelude::*;
 use workloads::{data, CifarNet, LeNet5};

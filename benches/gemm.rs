@@ -6,7 +6,7 @@
 
 use std::hint::black_box;
 
-use cnn::kernels::{gemm, Mat, MatMut};
+use cnn::__private::kernels::{gemm, Mat, MatMut};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 /// (name, m, n, k, A transposed, B transposed)

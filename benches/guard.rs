@@ -9,6 +9,7 @@ mod workloads;
 use std::hint::black_box;
 use std::time::Instant;
 
+use cnn::__private::{backward_unchecked, Compiled};
 use cnn::optim::first_non_finite;
 use cnn::{Model, Optimizer, Sgd, Targets};
 use workloads::{data, LeNet5};
@@ -48,9 +49,9 @@ fn main() {
                 black_box(model.train_step(&mut opt, &x, &y).unwrap());
             }));
             bare.push(time(|| {
-                black_box(model.backward_unchecked(BATCH, &x, Targets::Labels(&y)));
-                let (params, grads) = model.params_and_grads();
-                opt.step(params, grads, &segments).unwrap();
+                black_box(backward_unchecked(&mut model, BATCH, &x, Targets::Labels(&y)));
+                let state = model.state_mut();
+                opt.step(&mut state.params, &state.grads, &segments).unwrap();
             }));
             checks.push(time(|| {
                 black_box(first_non_finite(model.grads()));
@@ -77,8 +78,8 @@ fn main() {
                     (0..BLOCKS)
                         .map(|_| {
                             time(|| {
-                                let (p, g) = model.params_and_grads();
-                                opt.step(p, g, &segments).unwrap();
+                                let state = model.state_mut();
+                                opt.step(&mut state.params, &state.grads, &segments).unwrap();
                             })
                         })
                         .collect(),

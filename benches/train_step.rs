@@ -10,7 +10,7 @@ mod workloads;
 use std::hint::black_box;
 use std::time::Duration;
 
-use cnn::kernels::{force_isa, Isa};
+use cnn::__private::kernels::{force_isa, Isa};
 use cnn::{Model, Sgd};
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use workloads::{data, CifarNet, LeNet5};

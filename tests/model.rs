@@ -3,6 +3,7 @@
 
 mod common;
 
+use cnn::__private::forward_pair_unchecked;
 use cnn::{cnn, Error, Model, Optimizer, Sgd, Shape};
 use common::{gradient_error, lines, Lcg};
 
@@ -96,6 +97,36 @@ fn forward_gives_probabilities_independent_of_the_batch() {
         }
         assert_eq!(model.classify(one), model.predict(&x[s * 784..(s + 1) * 784]).unwrap()[0]);
     }
+}
+
+cnn!(struct Tagger < input(6) fc(8) tanh fc(3) sigmoid >);
+cnn!(struct Block < input(6) fc(6) relu residual(fc(6) relu fc(6)) loss(mse) >);
+cnn!(struct Identity < input(4) softmax >);
+
+/// The logits the runtime reads from the workspace after an evaluation pass are the last
+/// layer's: the output function turns them into the outputs, and the evaluation loss computed
+/// from them is the training loss of the same batch.
+fn check_logits<M: Model>(mut model: M, seed: u64) {
+    let n = 3;
+    let x = Lcg(seed).vec(n * M::INPUT_LEN);
+    let targets: Vec<f32> = (0..n * M::OUTPUT_LEN).map(|i| f32::from(u8::from(i % 3 == 0))).collect();
+    let (z, out) = forward_pair_unchecked(&mut model, n, &x);
+    let (z, out) = (z.to_vec(), out.to_vec());
+    let mut expected = vec![0.0; n * M::OUTPUT_LEN];
+    M::LOSS.output(n, M::OUTPUT_LEN, &z, &mut expected);
+    assert_eq!(out, expected, "{}", M::DSL);
+    assert_eq!(model.forward(&x).unwrap(), out);
+    let evaluated = model.evaluate_targets(&x, &targets, n).unwrap().loss;
+    let trained = model.loss_and_grad_targets(&x, &targets).unwrap();
+    assert!((evaluated - trained).abs() <= 1e-6 * trained.abs().max(1.0), "{}: {evaluated} vs {trained}", M::DSL);
+}
+
+#[test]
+fn the_logits_are_the_last_layers_outputs() {
+    check_logits(Odd::with_seed(1), 2);
+    check_logits(Tagger::with_seed(3), 4);
+    check_logits(Block::with_seed(5), 6);
+    check_logits(Identity::new(), 7);
 }
 
 cnn! {

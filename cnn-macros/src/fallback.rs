@@ -87,6 +87,7 @@ fn stub(header: &Header, input_len: Option<usize>, classes: Option<usize>) -> To
     let docs = header.attrs.iter().filter(|a| a.path().is_ident("doc"));
     let len = |v: Option<usize>| Literal::usize_unsuffixed(v.unwrap_or(0));
     let (input_lit, classes_lit) = (len(input_len), len(classes));
+    let traits = stub_traits(&name, &input_lit, &classes_lit);
     // Where a size is unknown the single-sample methods accept any, so that calls still check.
     let (in_generic, in_ty) = match input_len {
         Some(_) => (quote!(), quote!([f32; #input_lit])),
@@ -119,6 +120,13 @@ fn stub(header: &Header, input_len: Option<usize>, classes: Option<usize>) -> To
             }
         }
 
+        #traits
+    }
+}
+
+/// The trait impls of the stub, with the sizes that are known.
+fn stub_traits(name: &Ident, input_lit: &Literal, classes_lit: &Literal) -> TokenStream {
+    quote! {
         #[allow(unused_variables, clippy::all)]
         impl ::cnn::Model for #name {
             const INPUT: ::cnn::Shape = ::cnn::Shape::vector(#input_lit);
@@ -134,43 +142,24 @@ fn stub(header: &Header, input_len: Option<usize>, classes: Option<usize>) -> To
             const SUMMARY: &'static str = "";
             const PYTORCH: &'static str = "";
             const DSL: &'static str = "";
-            fn params(&self) -> &[f32] {
+        }
+
+        #[allow(unused_variables, clippy::all)]
+        impl ::cnn::__private::Compiled for #name {
+            const ACTIVATIONS: &'static [(usize, usize)] = &[];
+            fn state(&self) -> &::cnn::__private::State {
                 ::core::unreachable!()
             }
-            fn params_mut(&mut self) -> &mut [f32] {
+            fn state_mut(&mut self) -> &mut ::cnn::__private::State {
                 ::core::unreachable!()
             }
-            fn grads(&self) -> &[f32] {
+            fn init_layers(&mut self, rng: ::cnn::__private::Rng) {
                 ::core::unreachable!()
             }
-            fn params_and_grads(&mut self) -> (&mut [f32], &[f32]) {
+            fn forward_pass(&mut self, n: usize, x: &[f32], train: ::core::option::Option<u64>) {
                 ::core::unreachable!()
             }
-            fn buffers(&self) -> &[f32] {
-                ::core::unreachable!()
-            }
-            fn buffers_mut(&mut self) -> &mut [f32] {
-                ::core::unreachable!()
-            }
-            fn trainable(&self) -> &::cnn::__private::Trainable {
-                ::core::unreachable!()
-            }
-            fn trainable_mut(&mut self) -> &mut ::cnn::__private::Trainable {
-                ::core::unreachable!()
-            }
-            fn noise(&self) -> ::cnn::__private::Noise {
-                ::core::unreachable!()
-            }
-            fn set_noise(&mut self, noise: ::cnn::__private::Noise) {
-                ::core::unreachable!()
-            }
-            fn init(&mut self, seed: u64) {
-                ::core::unreachable!()
-            }
-            fn forward_pair_unchecked(&mut self, n: usize, x: &[f32]) -> (&[f32], &[f32]) {
-                ::core::unreachable!()
-            }
-            fn backward_unchecked(&mut self, n: usize, x: &[f32], targets: ::cnn::Targets<'_>) -> f32 {
+            fn backward_pass(&mut self, n: usize, x: &[f32], targets: ::cnn::Targets<'_>) -> f32 {
                 ::core::unreachable!()
             }
         }

@@ -1,7 +1,7 @@
 //! CPU runtime of the [`cnn`](https://docs.rs/cnn) crate.
 //!
 //! The `cnn!` macro generates a model struct whose every dimension is a compile-time constant and
-//! wires it to the const-generic layer kernels of [`kernels`]. Everything a training loop needs
+//! wires it to the const-generic layer kernels of this crate. Everything a training loop needs
 //! beyond the model itself lives here too: the [`Model`] trait that every generated model
 //! implements, the [`optim`] module with its [`Optimizer`] trait, seeded initialisation ([`init`])
 //! and the [`Error`] type.
@@ -13,26 +13,29 @@
 #![warn(missing_docs)]
 
 pub mod augment;
+#[doc(hidden)]
+pub mod compiled;
 pub mod data;
 mod error;
 pub mod init;
 pub mod io;
+#[doc(hidden)]
 pub mod kernels;
 mod limit;
 mod model;
 pub mod optim;
 pub mod schedule;
 mod shape;
+mod state;
 mod workspace;
 
 pub use error::Error;
 pub use kernels::{Loss, Targets};
 pub use limit::Limit;
-pub use model::{accuracy, mode, Evaluation, LayerInfo, Model, Noise, TensorInfo, TensorKind, Trainable};
+pub use model::{accuracy, Evaluation, LayerInfo, Model, Noise, TensorInfo, TensorKind};
 pub use optim::{Adam, AdamW, Optimizer, Segment, Sgd};
 pub use schedule::Schedule;
 pub use shape::{conv_output_len, Shape};
-pub use workspace::{Workspace, WorkspaceParts, WorkspaceSizes};
 
 /// The result type of every fallible runtime operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

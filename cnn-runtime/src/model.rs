@@ -2,8 +2,9 @@
 
 use std::ops::{Bound, RangeBounds};
 
-use crate::init::splitmix;
-use crate::kernels::{in_pool, Loss, Mode, Targets};
+use crate::compiled::{activations, backward_unchecked, forward_pair_unchecked, forward_unchecked, Compiled, State};
+use crate::init::{rng, splitmix};
+use crate::kernels::{in_pool, Loss, Targets};
 use crate::optim::{check_count, first_non_finite, Segment, StepCheck};
 use crate::{Error, Optimizer, Result, Shape};
 
@@ -86,7 +87,10 @@ impl TensorInfo {
 /// training methods ([`loss_and_grad`](Model::loss_and_grad), [`train_step`](Model::train_step)
 /// and their `_targets` forms) run in training mode (dropout active, batch statistics, running
 /// statistics updated); every other method evaluates (no dropout, running statistics).
-pub trait Model: Clone + Send + Sync {
+///
+/// Only `cnn!` implements it: the layers and their passes are generated with each model, every
+/// method here is written once on top of them.
+pub trait Model: Compiled + Clone + Send + Sync {
     /// The input volume, as written in `input(...)`.
     const INPUT: Shape;
     /// Values per input sample.
@@ -117,68 +121,56 @@ pub trait Model: Clone + Send + Sync {
     const PYTORCH: &'static str;
     /// The layer list in the DSL's canonical spelling, such as `input(4) fc(2) softmax`.
     const DSL: &'static str;
-    /// The activation buffers of a pass in the order [`activations`](Model::activations) holds
-    /// them: for each, the row of [`LAYERS`](Model::LAYERS) that writes it and its values per
-    /// sample. Read when a training step diverges, to name the layer where it began.
-    #[doc(hidden)]
-    const ACTIVATIONS: &'static [(usize, usize)] = &[];
 
     /// All parameters, layer after layer, each in PyTorch's layout (weights, then biases).
-    fn params(&self) -> &[f32];
+    fn params(&self) -> &[f32] {
+        &self.state().params
+    }
+
     /// All parameters, mutable.
-    fn params_mut(&mut self) -> &mut [f32];
+    fn params_mut(&mut self) -> &mut [f32] {
+        &mut self.state_mut().params
+    }
+
     /// The gradient of the last [`loss_and_grad`](Model::loss_and_grad), same layout as the
     /// parameters.
-    fn grads(&self) -> &[f32];
-    /// Parameters (mutable) and gradients together, for optimizers.
-    fn params_and_grads(&mut self) -> (&mut [f32], &[f32]);
+    fn grads(&self) -> &[f32] {
+        &self.state().grads
+    }
+
     /// The buffers (batch normalisation's running mean, variance and batch count), layer after
     /// layer, as [`TENSORS`](Model::TENSORS) places them.
-    fn buffers(&self) -> &[f32];
+    fn buffers(&self) -> &[f32] {
+        &self.state().buffers
+    }
+
     /// The buffers, mutable.
-    fn buffers_mut(&mut self) -> &mut [f32];
+    fn buffers_mut(&mut self) -> &mut [f32] {
+        &mut self.state_mut().buffers
+    }
+
     /// Re-initialises every parameter and buffer as PyTorch does by default, from `seed`, and
     /// restarts the dropout masks from `seed`.
-    fn init(&mut self, seed: u64);
+    fn init(&mut self, seed: u64) {
+        self.init_layers(rng(seed));
+        self.state_mut().reset(seed);
+    }
 
-    /// Which layers are frozen. Use [`freeze`](Model::freeze).
-    #[doc(hidden)]
-    fn trainable(&self) -> &Trainable;
-    /// Which layers are frozen, mutable. Use [`freeze`](Model::freeze).
-    #[doc(hidden)]
-    fn trainable_mut(&mut self) -> &mut Trainable;
     /// Where the dropout masks stand: their seed and the number of training passes so far.
-    fn noise(&self) -> Noise;
+    fn noise(&self) -> Noise {
+        self.state().noise
+    }
+
     /// Sets where the dropout masks stand, for resuming training.
-    fn set_noise(&mut self, noise: Noise);
-
-    /// Every activation of the last pass, laid out as [`ACTIVATIONS`](Model::ACTIVATIONS) says.
-    #[doc(hidden)]
-    fn activations(&self) -> &[f32] {
-        &[]
+    fn set_noise(&mut self, noise: Noise) {
+        self.state_mut().noise = noise;
     }
-
-    /// Forward pass over `n` samples without checks, in evaluation mode; returns the
-    /// `n * OUTPUT_LEN` values before the output function (softmax, sigmoid) and the outputs.
-    #[doc(hidden)]
-    fn forward_pair_unchecked(&mut self, n: usize, x: &[f32]) -> (&[f32], &[f32]);
-
-    /// Forward pass over `n` samples without checks, in evaluation mode; returns the
-    /// `n * OUTPUT_LEN` outputs. Use [`forward`](Model::forward).
-    #[doc(hidden)]
-    fn forward_unchecked(&mut self, n: usize, x: &[f32]) -> &[f32] {
-        self.forward_pair_unchecked(n, x).1
-    }
-    /// Forward and backward pass over `n` samples without checks, in training mode; returns
-    /// the mean loss. Use [`loss_and_grad`](Model::loss_and_grad).
-    #[doc(hidden)]
-    fn backward_unchecked(&mut self, n: usize, x: &[f32], targets: Targets<'_>) -> f32;
 
     /// The outputs of a batch (class probabilities for a classifier), in evaluation mode:
     /// `n * OUTPUT_LEN` values, sample after sample.
     fn forward(&mut self, x: &[f32]) -> Result<&[f32]> {
         let n = batch_len::<Self>(x)?;
-        Ok(in_pool(|| self.forward_unchecked(n, x)))
+        Ok(in_pool(|| forward_unchecked(self, n, x)))
     }
 
     /// The parameters of layer `index` of [`LAYERS`](Model::LAYERS) (weights, then biases;
@@ -232,7 +224,7 @@ pub trait Model: Clone + Send + Sync {
         let noise = self.noise();
         check_count("training pass count", noise.step.saturating_add(1))?;
         keep_buffers(self);
-        let loss = in_pool(|| self.backward_unchecked(n, x, targets));
+        let loss = in_pool(|| backward_unchecked(self, n, x, targets));
         if let Err(e) = check_pass(self, n, loss, noise.step) {
             undo_pass(self, noise);
             return Err(e);
@@ -277,16 +269,13 @@ pub trait Model: Clone + Send + Sync {
     /// parameters for this; for others the model keeps a copy of the parameters and the
     /// optimizer's state to undo the update.
     fn apply<O: Optimizer + ?Sized>(&mut self, opt: &mut O) -> Result<()> {
-        let segments = std::mem::take(&mut self.trainable_mut().segments);
-        let result = apply_segments(self, opt, &segments);
-        self.trainable_mut().segments = segments;
-        result
+        apply_update::<Self, O>(self.state_mut(), opt)
     }
 
     /// The parameter runs an optimizer updates: every tensor of the layers not frozen, with
     /// weight decay marked for the weights of `conv` and `fc` layers only.
     fn segments(&self) -> &[Segment] {
-        &self.trainable().segments
+        &self.state().segments
     }
 
     /// Freezes the layers of `layers` (indices into [`LAYERS`](Model::LAYERS); a `residual` row
@@ -326,14 +315,14 @@ pub trait Model: Clone + Send + Sync {
                 ),
             });
         };
-        self.trainable_mut().set(Self::LAYERS, Self::TENSORS, start..end, frozen);
+        self.state_mut().set_frozen(Self::LAYERS, Self::TENSORS, start..end, frozen);
         Ok(())
     }
 
     /// Whether layer `index` of [`LAYERS`](Model::LAYERS) is frozen, on its own or inside a
     /// frozen `residual` block.
     fn is_frozen(&self, index: usize) -> bool {
-        let frozen = &self.trainable().frozen;
+        let frozen = &self.state().frozen;
         let Some(row) = Self::LAYERS.get(index) else { return false };
         if frozen[index] {
             return true;
@@ -366,7 +355,7 @@ pub trait Model: Clone + Send + Sync {
         if out.len() != n {
             return Err(Error::OutputLength { expected: n, found: out.len() });
         }
-        let probs = in_pool(|| self.forward_unchecked(n, x));
+        let probs = in_pool(|| forward_unchecked(self, n, x));
         for (o, p) in out.iter_mut().zip(probs.chunks_exact(Self::OUTPUT_LEN)) {
             *o = Self::LOSS.classify(p);
         }
@@ -413,7 +402,7 @@ pub trait Model: Clone + Send + Sync {
                     Targets::Labels(l) => Targets::Labels(&l[range.clone()]),
                     Targets::Dense(t) => Targets::Dense(&t[range.start * k..range.end * k]),
                 };
-                let (z, out) = self.forward_pair_unchecked(m, xs);
+                let (z, out) = forward_pair_unchecked(self, m, xs);
                 loss += Self::LOSS.loss_sum(m, k, z, out, part);
                 hits += hits_of(Self::LOSS, k, out, part);
             }
@@ -451,18 +440,16 @@ fn keep(into: &mut Vec<f32>, values: &[f32]) {
 
 /// Keeps the running statistics before a training pass, to put back if it diverges.
 fn keep_buffers<M: Model>(model: &mut M) {
-    let mut kept = std::mem::take(&mut model.trainable_mut().undo.buffers);
-    keep(&mut kept, model.buffers());
-    model.trainable_mut().undo.buffers = kept;
+    let state = model.state_mut();
+    keep(&mut state.undo.buffers, &state.buffers);
 }
 
 /// Puts back what a training pass changed besides the gradient: the running statistics kept
 /// before it and the dropout counter `noise`.
 fn undo_pass<M: Model>(model: &mut M, noise: Noise) {
-    let kept = std::mem::take(&mut model.trainable_mut().undo.buffers);
-    model.buffers_mut().copy_from_slice(&kept);
-    model.trainable_mut().undo.buffers = kept;
-    model.set_noise(noise);
+    let state = model.state_mut();
+    state.buffers.copy_from_slice(&state.undo.buffers);
+    state.noise = noise;
 }
 
 /// `Ok` when the pass over `n` samples left a finite loss, gradient and running statistics;
@@ -475,7 +462,7 @@ fn check_pass<M: Model>(model: &M, n: usize, loss: f32, step: u64) -> Result<()>
     }
     let diverged = |row: Option<usize>, reason: String| Error::Diverged { step, layer: layer_name::<M>(row), reason };
     // Forward first: the first layer whose outputs are not finite is where it began.
-    let acts = model.activations();
+    let acts = activations(model);
     let mut at = 0;
     for &(row, len) in M::ACTIVATIONS {
         let Some(values) = acts.get(at..at + n * len) else { break };
@@ -517,31 +504,30 @@ fn row_of_param<M: Model>(index: usize) -> Option<usize> {
     M::LAYERS.iter().rposition(|l| l.params > 0 && (l.offset..l.offset + l.params).contains(&index))
 }
 
-/// [`Model::apply`] over `segments`, refusing an update that leaves values not finite.
-fn apply_segments<M: Model, O: Optimizer + ?Sized>(model: &mut M, opt: &mut O, segments: &[Segment]) -> Result<()> {
-    let step = model.noise().step.saturating_sub(1);
+/// [`Model::apply`] on the values `state` of an `M`, refusing an update that leaves values not
+/// finite.
+fn apply_update<M: Model, O: Optimizer + ?Sized>(state: &mut State, opt: &mut O) -> Result<()> {
+    let step = state.noise.step.saturating_sub(1);
     let diverged = |index: usize| Error::Diverged {
         step,
         layer: layer_name::<M>(row_of_param::<M>(index)),
         reason: format!("the update would make parameter {index} or its optimizer state non-finite"),
     };
-    let (params, grads) = model.params_and_grads();
+    let State { params, grads, segments, undo, .. } = state;
     match opt.check_step(params, grads, segments) {
         StepCheck::Finite => opt.step(params, grads, segments),
         StepCheck::NonFinite { index } => Err(diverged(index)),
         StepCheck::Unknown => {
             // Keep what the step changes, take it, and put it back if anything went non-finite.
-            let mut undo = std::mem::take(&mut model.trainable_mut().undo);
-            keep(&mut undo.params, model.params());
+            keep(&mut undo.params, params);
             undo.state.clear();
             undo.state.extend(opt.state().into_iter().map(|(name, values)| (name, values.to_vec())));
             let counters = opt.counters();
-            let (params, grads) = model.params_and_grads();
             let mut result = opt.step(params, grads, segments);
-            let bad = first_non_finite(model.params())
+            let bad = first_non_finite(params)
                 .or_else(|| opt.state().iter().find_map(|(_, values)| first_non_finite(values)));
             if let (Ok(()), Some(index)) = (&result, bad) {
-                model.params_mut().copy_from_slice(&undo.params);
+                params.copy_from_slice(&undo.params);
                 opt.reset();
                 for (name, values) in &undo.state {
                     opt.load_state(name, values)?;
@@ -551,57 +537,8 @@ fn apply_segments<M: Model, O: Optimizer + ?Sized>(model: &mut M, opt: &mut O, s
                 }
                 result = Err(diverged(index));
             }
-            model.trainable_mut().undo = undo;
             result
         }
-    }
-}
-
-/// Which layers of a model are frozen, and the parameter runs an optimizer may update.
-#[doc(hidden)]
-#[derive(Clone, Debug, Default)]
-pub struct Trainable {
-    frozen: Vec<bool>,
-    segments: Vec<Segment>,
-    undo: Undo,
-}
-
-/// Copies a training step keeps to undo itself, reused from step to step.
-#[derive(Clone, Debug, Default)]
-struct Undo {
-    /// The running statistics before the pass.
-    buffers: Vec<f32>,
-    /// The parameters before an update by an optimizer that cannot check its step beforehand.
-    params: Vec<f32>,
-    /// That optimizer's state before the update.
-    state: Vec<(&'static str, Vec<f32>)>,
-}
-
-impl Trainable {
-    /// Every layer trainable.
-    pub fn new(layers: &[LayerInfo], tensors: &[TensorInfo]) -> Self {
-        let mut t = Trainable { frozen: vec![false; layers.len()], segments: Vec::new(), undo: Undo::default() };
-        t.set(layers, tensors, 0..0, false);
-        t
-    }
-
-    fn set(&mut self, layers: &[LayerInfo], tensors: &[TensorInfo], range: std::ops::Range<usize>, frozen: bool) {
-        self.frozen[range].fill(frozen);
-        let frozen_at = |offset: usize| {
-            layers
-                .iter()
-                .zip(&self.frozen)
-                .any(|(l, &f)| f && l.params > 0 && (l.offset..l.offset + l.params).contains(&offset))
-        };
-        let mut segments: Vec<Segment> = Vec::new();
-        for t in tensors.iter().filter(|t| t.kind.is_param() && !frozen_at(t.offset)) {
-            let (start, end, decay) = (t.offset, t.offset + t.len(), t.kind == TensorKind::Weight);
-            match segments.last_mut() {
-                Some(last) if last.end == start && last.decay == decay => last.end = end,
-                _ => segments.push(Segment { start, end, decay }),
-            }
-        }
-        self.segments = segments;
     }
 }
 
@@ -628,16 +565,6 @@ impl Noise {
         let seed = splitmix(self.seed ^ splitmix(self.step.wrapping_add(0x5851_f42d_4c95_7f2d)));
         self.step += 1;
         seed
-    }
-}
-
-/// The mode of op `index` in a pass: training with a seed of its own (from the pass's seed),
-/// or evaluation.
-#[doc(hidden)]
-pub fn mode(train: Option<u64>, index: u64) -> Mode {
-    match train {
-        Some(seed) => Mode::Train { seed: splitmix(seed ^ splitmix(index)) },
-        None => Mode::Eval,
     }
 }
 

@@ -50,13 +50,16 @@ pub fn item(
 ) -> TokenStream {
     let strukt = strukt(model, checked.loss, program, description, passes, name);
     let consts = model_consts(model, checked, program, description);
-    let methods = model_methods(checked.loss, program, passes);
+    let compiled = compiled(checked.loss, program, description, passes);
     quote! {
         #strukt
 
         impl ::cnn::Model for #name {
             #consts
-            #methods
+        }
+
+        impl ::cnn::__private::Compiled for #name {
+            #compiled
         }
     }
 }
@@ -74,35 +77,20 @@ fn strukt(
     let (attrs, vis, doc) = (&model.attrs, &model.vis, description.doc(model));
     let (param_lit, buffer_lit) = (lit(program.params), lit(program.buffers));
     let (input_lit, outputs_lit) = (lit(program.nodes[0]), lit(program.nodes[program.output_node()]));
-    let (consts, checks, workspace, splits, forward, logits) =
-        (&passes.consts, &passes.checks, &passes.workspace, &passes.splits, &passes.forward, &passes.logits);
+    let (consts, checks, workspace) = (&passes.consts, &passes.checks, &passes.workspace);
     let loss = loss_tokens(loss);
     quote! {
         #(#attrs)*
         #[doc = #doc]
         #[derive(Clone)]
         #vis struct #name {
-            __params: ::std::vec::Vec<f32>,
-            __grads: ::std::vec::Vec<f32>,
-            __buffers: ::std::vec::Vec<f32>,
-            __trainable: #rt::Trainable,
-            __noise: #rt::Noise,
-            __workspace: #rt::Workspace,
+            __state: #rt::State,
         }
 
         #[allow(non_upper_case_globals, clippy::all)]
         impl #name {
             #consts
             const __WORKSPACE: #rt::WorkspaceSizes = #workspace;
-
-            /// The forward pass over `n` samples, in training mode when `train` holds the pass's
-            /// seed; leaves every activation and the outputs in the workspace.
-            fn __forward(&mut self, __n: usize, __x: &[f32], __train: ::core::option::Option<u64>) {
-                let __ws = self.__workspace.parts(__n, &Self::__WORKSPACE);
-                #splits
-                #forward
-                #loss.output(__n, #outputs_lit, #logits, __out);
-            }
 
             /// A model initialised as PyTorch initialises it by default, from seed 0.
             #vis fn new() -> Self {
@@ -112,14 +100,8 @@ fn strukt(
             /// A model initialised as PyTorch initialises it by default, from `seed` (which
             /// also seeds its dropout masks).
             #vis fn with_seed(seed: u64) -> Self {
-                let mut model = Self {
-                    __params: ::std::vec![0.0; #param_lit],
-                    __grads: ::std::vec![0.0; #param_lit],
-                    __buffers: ::std::vec![0.0; #buffer_lit],
-                    __trainable: #rt::Trainable::new(<Self as ::cnn::Model>::LAYERS, <Self as ::cnn::Model>::TENSORS),
-                    __noise: #rt::Noise::new(seed),
-                    __workspace: #rt::Workspace::new(),
-                };
+                let (layers, tensors) = (<Self as ::cnn::Model>::LAYERS, <Self as ::cnn::Model>::TENSORS);
+                let mut model = Self { __state: #rt::State::new(#param_lit, #buffer_lit, layers, tensors, seed) };
                 ::cnn::Model::init(&mut model, seed);
                 model
             }
@@ -127,7 +109,7 @@ fn strukt(
             /// The outputs for one sample: class probabilities for a classifier.
             #vis fn probabilities(&mut self, x: &[f32; #input_lit]) -> [f32; #outputs_lit] {
                 let mut out = [0.0; #outputs_lit];
-                out.copy_from_slice(::cnn::Model::forward_unchecked(self, 1, x));
+                out.copy_from_slice(#rt::forward_unchecked(self, 1, x));
                 out
             }
 
@@ -164,10 +146,6 @@ fn model_consts(model: &Model, checked: &Checked, program: &Program<'_>, descrip
         let (name, dims, at, kind) = (&t.name, t.shape.iter().map(|&d| lit(d)), lit(t.offset), tensor_kind(t.kind));
         quote!(::cnn::TensorInfo { name: #name, shape: &[#(#dims),*], offset: #at, kind: ::cnn::TensorKind::#kind })
     });
-    let activations = program.nodes[1..].iter().zip(&program.writers[1..]).map(|(&len, &writer)| {
-        let (row, len) = (lit(description.row_of[writer].unwrap_or(0)), lit(len));
-        quote!((#row, #len))
-    });
     let input = shape_tokens(checked.output(&model.layers[0]));
     let (input_lit, outputs_lit) = (lit(program.nodes[0]), lit(program.nodes[program.output_node()]));
     let (params, buffers, flops) = (lit(program.params), lit(program.buffers), lit(description.flops));
@@ -188,84 +166,47 @@ fn model_consts(model: &Model, checked: &Checked, program: &Program<'_>, descrip
         const SUMMARY: &'static str = #summary;
         const PYTORCH: &'static str = #torch;
         const DSL: &'static str = #dsl;
-        const ACTIVATIONS: &'static [(usize, usize)] = &[#(#activations),*];
     }
 }
 
-/// The methods of the `Model` impl.
-fn model_methods(loss: LossKind, program: &Program<'_>, passes: &Passes) -> TokenStream {
+/// The items of the hidden `Compiled` impl: the state's place, the layers' initialisation and
+/// the two passes.
+fn compiled(loss: LossKind, program: &Program<'_>, description: &Description, passes: &Passes) -> TokenStream {
     let (rt, loss) = (rt(), loss_tokens(loss));
-    let (splits, slots, backward, output_grad, inits, logits) =
-        (&passes.splits, &passes.slots, &passes.backward, &passes.output_grad, &passes.inits, &passes.logits);
-    let output = program.output_node();
-    let outputs_lit = lit(program.nodes[output]);
-    let z_offset = lit(program.nodes[1..output].iter().sum::<usize>());
-    let out_offset = lit(program.nodes[1..].iter().sum::<usize>());
+    let (splits, slots, forward, backward) = (&passes.splits, &passes.slots, &passes.forward, &passes.backward);
+    let (output_grad, inits, logits) = (&passes.output_grad, &passes.inits, &passes.logits);
+    let outputs_lit = lit(program.nodes[program.output_node()]);
+    let activations = program.nodes[1..].iter().zip(&program.writers[1..]).map(|(&len, &writer)| {
+        let (row, len) = (lit(description.row_of[writer].unwrap_or(0)), lit(len));
+        quote!((#row, #len))
+    });
     quote! {
-        fn params(&self) -> &[f32] {
-            &self.__params
+        const ACTIVATIONS: &'static [(usize, usize)] = &[#(#activations),*];
+
+        fn state(&self) -> &#rt::State {
+            &self.__state
         }
 
-        fn params_mut(&mut self) -> &mut [f32] {
-            &mut self.__params
+        fn state_mut(&mut self) -> &mut #rt::State {
+            &mut self.__state
         }
 
-        fn grads(&self) -> &[f32] {
-            &self.__grads
-        }
-
-        fn buffers(&self) -> &[f32] {
-            &self.__buffers
-        }
-
-        fn buffers_mut(&mut self) -> &mut [f32] {
-            &mut self.__buffers
-        }
-
-        fn params_and_grads(&mut self) -> (&mut [f32], &[f32]) {
-            (&mut self.__params, &self.__grads)
-        }
-
-        fn trainable(&self) -> &#rt::Trainable {
-            &self.__trainable
-        }
-
-        fn trainable_mut(&mut self) -> &mut #rt::Trainable {
-            &mut self.__trainable
-        }
-
-        fn noise(&self) -> #rt::Noise {
-            self.__noise
-        }
-
-        fn set_noise(&mut self, noise: #rt::Noise) {
-            self.__noise = noise;
-        }
-
-        fn init(&mut self, seed: u64) {
-            let mut __rng = #rt::rng(seed);
+        fn init_layers(&mut self, mut __rng: #rt::Rng) {
+            let __state = &mut self.__state;
             #inits
-            self.__grads.fill(0.0);
-            self.__noise = #rt::Noise::new(seed);
         }
 
-        fn activations(&self) -> &[f32] {
-            self.__workspace.acts()
+        fn forward_pass(&mut self, __n: usize, __x: &[f32], __train: ::core::option::Option<u64>) {
+            let __state = &mut self.__state;
+            let __ws = __state.workspace.parts(__n, &Self::__WORKSPACE);
+            #splits
+            #forward
+            #loss.output(__n, #outputs_lit, #logits, __out);
         }
 
-        fn forward_pair_unchecked(&mut self, __n: usize, __x: &[f32]) -> (&[f32], &[f32]) {
-            self.__forward(__n, __x, ::core::option::Option::None);
-            let __acts = self.__workspace.acts();
-            (
-                &__acts[__n * #z_offset..__n * (#z_offset + #outputs_lit)],
-                &__acts[__n * #out_offset..__n * (#out_offset + #outputs_lit)],
-            )
-        }
-
-        fn backward_unchecked(&mut self, __n: usize, __x: &[f32], __targets: ::cnn::Targets<'_>) -> f32 {
-            let __train = self.__noise.next_step();
-            self.__forward(__n, __x, ::core::option::Option::Some(__train));
-            let __ws = self.__workspace.training_parts(__n, &Self::__WORKSPACE);
+        fn backward_pass(&mut self, __n: usize, __x: &[f32], __targets: ::cnn::Targets<'_>) -> f32 {
+            let __state = &mut self.__state;
+            let __ws = __state.workspace.training_parts(__n, &Self::__WORKSPACE);
             #splits
             #slots
             let __loss = #loss.loss_and_grad(__n, #outputs_lit, #logits, __out, __targets, #output_grad);

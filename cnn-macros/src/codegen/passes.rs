@@ -257,7 +257,7 @@ fn forward(program: &Program<'_>, ranges: &Ranges) -> TokenStream {
             let (x, y, index) = (node_tokens(*input), format_ident!("__a{}", output), lit(i));
             quote! {
                 #rt::Layer::forward(
-                    &Self::#c, __n, #x, #y, &self.__params[#plo..#phi], &mut self.__buffers[#blo..#bhi],
+                    &Self::#c, __n, #x, #y, &__state.params[#plo..#phi], &mut __state.buffers[#blo..#bhi],
                     __ws.scratch, #s, #rt::mode(__train, #index),
                 );
             }
@@ -295,7 +295,7 @@ fn backward_calls(program: &Program<'_>, backward: &Backward, ranges: &Ranges) -
             quote! {
                 #rt::Layer::backward(
                     &Self::#c, __n, #x, #y, #dy, #dx,
-                    &self.__params[#plo..#phi], &mut self.__grads[#plo..#phi], __ws.scratch, __ws.partial, &*#s,
+                    &__state.params[#plo..#phi], &mut __state.grads[#plo..#phi], __ws.scratch, __ws.partial, &*#s,
                 );
                 #after
             }
@@ -326,7 +326,7 @@ fn inits(program: &Program<'_>, ranges: &Ranges) -> TokenStream {
     let calls = kernels(program).filter(|(_, k)| k.params + k.buffers > 0).map(|(i, _)| {
         let c = layer_const(i);
         let ((plo, phi), (blo, bhi)) = ranges[i].as_ref().expect("a kernel step has ranges");
-        quote!(#rt::Layer::init(&Self::#c, &mut self.__params[#plo..#phi], &mut self.__buffers[#blo..#bhi], &mut __rng);)
+        quote!(#rt::Layer::init(&Self::#c, &mut __state.params[#plo..#phi], &mut __state.buffers[#blo..#bhi], &mut __rng);)
     });
     quote!(#(#calls)*)
 }
