@@ -214,3 +214,25 @@ fn the_description_names_blocks_as_pytorch_does() {
     assert!(summary.contains("Buffers (running statistics): 9"), "{summary}");
     assert_eq!(d.params, 4 * 2 * 9 + 4 + 8 + 4 * 2 + 4 + 16 * 3 + 3);
 }
+
+#[test]
+fn the_item_is_rust_with_the_activation_table_of_its_program() {
+    let (m, c) = model(vec![
+        Layer::of(Kind::InputFlat { n: 4 }),
+        fc(4),
+        act(ActKind::Relu),
+        Layer::residual(vec![fc(4)], Vec::new()),
+        fc(2),
+        Layer::of(Kind::Softmax),
+    ]);
+    let tokens = super::expand(&m, &c);
+    let file: syn::File = syn::parse2(quote::quote!(fn f() { #tokens; })).expect("the expansion parses as Rust");
+    let text = quote::ToTokens::to_token_stream(&file).to_string();
+    // Nodes: fc+relu (row 1), the block's fc (row 4), the sum (row 3), the last fc (row 5).
+    assert!(
+        text.contains("const ACTIVATIONS : & 'static [(usize , usize)] = & [(1 , 4) , (4 , 4) , (3 , 4) , (5 , 2)]"),
+        "{text}"
+    );
+    assert!(text.contains("struct CnnModel { __state : :: cnn :: __private :: State , }"), "{text}");
+    assert!(text.contains("impl :: cnn :: __private :: Compiled for CnnModel"), "{text}");
+}
