@@ -36,7 +36,7 @@ pub struct Layer {
     /// The tokens it was written with (`name(args)`), for errors that cover the whole layer.
     pub tokens: TokenStream,
     /// The branches of a block layer: for `residual`, the body and the shortcut (empty for the
-    /// identity). Empty for other layers.
+    /// identity); for `concat`, its branches in order. Empty for other layers.
     pub branches: Vec<Vec<Layer>>,
 }
 
@@ -144,8 +144,9 @@ pub enum Kind {
     InputFlat { n: usize },
     /// `conv(FxG, K, stride=S, pad=P, bias=B)`.
     Conv { filter: Pair, filters: usize, stride: Pair, pad: Pair, bias: bool },
-    /// `pool(k)` / `maxpool(k)`, `avgpool(k)`, `l2pool(k)`, with optional `stride=`.
-    Pool { op: PoolOp, window: Pair, stride: Pair },
+    /// `pool(k)` / `maxpool(k)`, `avgpool(k)`, `l2pool(k)`, with optional `stride=` and (but for
+    /// `l2pool`) `pad=`: max pooling pads with −∞, average pooling with zeros it counts.
+    Pool { op: PoolOp, window: Pair, stride: Pair, pad: Pair },
     /// `fc(N, bias=B)`.
     Fc { out: usize, bias: bool },
     /// `relu`, `leaky_relu(a)`, `sigmoid`, `tanh`.
@@ -160,6 +161,8 @@ pub enum Kind {
     Lrn { size: usize, alpha: Float, beta: Float, k: Float },
     /// `residual(body, shortcut=...)`: the sum of its two branches ([`Layer::branches`]).
     Residual,
+    /// `concat(branch, branch, ...)`: its branches' outputs stacked along the depth.
+    Concat,
     /// `loss(name)`.
     Loss(LossKind),
 }
@@ -204,10 +207,13 @@ impl fmt::Display for Kind {
                 }
                 write!(f, ")")
             }
-            Kind::Pool { op, window, stride } => {
+            Kind::Pool { op, window, stride, pad } => {
                 write!(f, "{}({window}", Kind::pool_name(*op))?;
                 if stride != window {
                     write!(f, ", stride={stride}")?;
+                }
+                if *pad != Pair::square(0) {
+                    write!(f, ", pad={pad}")?;
                 }
                 write!(f, ")")
             }
@@ -231,6 +237,7 @@ impl fmt::Display for Kind {
                 write!(f, ")")
             }
             Kind::Residual => write!(f, "residual"),
+            Kind::Concat => write!(f, "concat"),
             Kind::Loss(loss) => write!(f, "loss({})", loss.name()),
         }
     }
@@ -277,8 +284,17 @@ impl Layer {
                 text.push(')');
                 text
             }
+            Kind::Concat => {
+                let branches: Vec<String> = self.branches.iter().map(|b| list_text(b)).collect();
+                format!("concat({})", branches.join(", "))
+            }
             _ => self.kind.to_string(),
         }
+    }
+
+    /// Whether the layer is a block, whose branches read its input.
+    pub fn is_block(&self) -> bool {
+        matches!(self.kind, Kind::Residual | Kind::Concat)
     }
 }
 
@@ -348,7 +364,8 @@ mod tests {
             bias: false,
         };
         assert_eq!(conv.to_string(), "conv(5x3, 8, stride=2x1, pad=1, bias=false)");
-        let pool = Kind::Pool { op: PoolOp::L2, window: Pair::square(3), stride: Pair::square(2) };
+        let pool =
+            Kind::Pool { op: PoolOp::L2, window: Pair::square(3), stride: Pair::square(2), pad: Pair::square(0) };
         assert_eq!(pool.to_string(), "l2pool(3, stride=2)");
     }
 }

@@ -8,7 +8,7 @@ mod windows;
 use cnn_shape::Shape;
 
 use crate::errors::Errors;
-use crate::ir::{list_text, ActKind, Kind, Layer, LossKind, Model, Pair};
+use crate::ir::{list_text, ActKind, Kind, Layer, LossKind, Model, Pair, PoolOp};
 use windows::windows;
 
 /// Largest number of values a layer may output per sample, or hold as parameters.
@@ -80,7 +80,7 @@ pub fn check(model: &Model) -> syn::Result<Checked> {
         }
         cx.shapes[first.id] = Some((shape, shape));
     }
-    check_list(&model.layers[1..], current, &first.kind.to_string(), true, &mut cx);
+    check_list(&model.layers[1..], current, &first.kind.to_string(), None, &mut cx);
     let loss = head(&model.layers, &mut cx.errors);
     let shapes = cx.shapes.into_iter().map(|s| s.unwrap_or((Shape::vector(0), Shape::vector(0)))).collect();
     cx.errors.finish(Checked { shapes, loss: loss.unwrap_or(LossKind::Mse) })
@@ -150,11 +150,17 @@ fn head(layers: &[Layer], errors: &mut Errors) -> Option<LossKind> {
 }
 
 /// Checks `layers`, which read `input` (described by `before`), recording each layer's shapes;
-/// returns the shape of the last one, or `None` when it is unknown. `top` is false inside a
-/// block.
-fn check_list(layers: &[Layer], mut current: Option<Shape>, before: &str, top: bool, cx: &mut Cx) -> Option<Shape> {
+/// returns the shape of the last one, or `None` when it is unknown. `within` names the block
+/// part the list is (`a \`residual\` block`), `None` at the top.
+fn check_list(
+    layers: &[Layer],
+    mut current: Option<Shape>,
+    before: &str,
+    within: Option<&str>,
+    cx: &mut Cx,
+) -> Option<Shape> {
     for (i, layer) in layers.iter().enumerate() {
-        if let Some(message) = misplaced(layers, i, top) {
+        if let Some(message) = misplaced(layers, i, within) {
             cx.errors.spanned(layer, message);
             if layer.kind.is_input() {
                 continue;
@@ -162,13 +168,14 @@ fn check_list(layers: &[Layer], mut current: Option<Shape>, before: &str, top: b
         }
         let Some(input) = current else {
             for branch in &layer.branches {
-                check_list(branch, None, "", false, cx);
+                check_list(branch, None, "", Some(""), cx);
             }
             continue;
         };
         let prev = if i == 0 { before.to_string() } else { describe(&layers[..i]) };
         let result = match layer.kind {
             Kind::Residual => residual(layer, input, cx),
+            Kind::Concat => concat(layer, input, cx),
             _ => output(layer, &prev, input).map_err(Misfit::Message),
         };
         current = match result {
@@ -188,14 +195,17 @@ fn check_list(layers: &[Layer], mut current: Option<Shape>, before: &str, top: b
 }
 
 /// Why layer `i` of `layers` does not belong where it is, if it does not.
-fn misplaced(layers: &[Layer], i: usize, top: bool) -> Option<String> {
+fn misplaced(layers: &[Layer], i: usize, within: Option<&str>) -> Option<String> {
+    let top = within.is_none();
     let layer = &layers[i];
     let prev_kind = i.checked_sub(1).map(|j| &layers[j].kind);
     match &layer.kind {
         k if k.is_input() => Some("`input` may appear only once, as the first layer".to_string()),
-        Kind::Softmax | Kind::Loss(_) if !top => {
-            Some(format!("`{}` belongs at the end of the model, not inside a `residual` block", layer.kind))
-        }
+        Kind::Softmax | Kind::Loss(_) if !top => Some(format!(
+            "`{}` belongs at the end of the model, not inside {}",
+            layer.kind,
+            within.unwrap_or_default()
+        )),
         Kind::BatchNorm if top && i == 0 => Some(
             "`batchnorm` normalises what a layer computes; straight after `input` it would only standardise the data, which is better done once when loading it: put `batchnorm` after a `conv` or `fc`".to_string(),
         ),
@@ -209,11 +219,12 @@ fn misplaced(layers: &[Layer], i: usize, top: bool) -> Option<String> {
 /// The output of a `residual` block reading `input`: its layers' output, which its shortcut
 /// (the identity, or the layers given) must match.
 fn residual(layer: &Layer, input: Shape, cx: &mut Cx) -> Result<Shape, Misfit> {
-    let body = check_list(layer.body(), Some(input), "the block's input", false, cx);
+    let within = Some("a `residual` block");
+    let body = check_list(layer.body(), Some(input), "the block's input", within, cx);
     let shortcut = if layer.shortcut().is_empty() {
         Some(input)
     } else {
-        check_list(layer.shortcut(), Some(input), "the block's input", false, cx)
+        check_list(layer.shortcut(), Some(input), "the block's input", within, cx)
     };
     let (Some(body), Some(shortcut)) = (body, shortcut) else {
         return Err(Misfit::Reported);
@@ -239,6 +250,69 @@ fn residual(layer: &Layer, input: Shape, cx: &mut Cx) -> Result<Shape, Misfit> {
         ),
     };
     Err(format!("`residual` adds its input to its layers' output, but its layers turn {input} into {body}{fix}").into())
+}
+
+/// The output of a `concat` block reading `input`: its branches' outputs stacked along the
+/// depth (or joined, for flat vectors), which must all have the same width and height.
+fn concat(layer: &Layer, input: Shape, cx: &mut Cx) -> Result<Shape, Misfit> {
+    let within = Some("a `concat` branch");
+    let outputs: Vec<Option<Shape>> =
+        layer.branches.iter().map(|b| check_list(b, Some(input), "the block's input", within, cx)).collect();
+    let Some(outputs) = outputs.into_iter().collect::<Option<Vec<Shape>>>() else {
+        return Err(Misfit::Reported);
+    };
+    let first = outputs[0];
+    if outputs.iter().all(|s| s.flat) {
+        return Ok(Shape::vector(outputs.iter().map(Shape::len).sum()));
+    }
+    if outputs.iter().all(|s| !s.flat && (s.w, s.h) == (first.w, first.h)) {
+        return Ok(Shape::volume(first.w, first.h, outputs.iter().map(|s| s.d).sum()));
+    }
+    let listed: Vec<String> = outputs.iter().enumerate().map(|(k, s)| format!("branch {} gives {s}", k + 1)).collect();
+    let mut message = format!(
+        "`concat` stacks its branches' outputs along the depth, but {}: every branch must give the same width and height",
+        listed.join(", ")
+    );
+    // The size to keep: the block's input's, when a branch keeps it, else the first branch's.
+    let target = outputs.iter().find(|s| !s.flat && (s.w, s.h) == (input.w, input.h)).copied().unwrap_or(first);
+    let fixes: Vec<String> = layer
+        .branches
+        .iter()
+        .zip(&outputs)
+        .enumerate()
+        .filter(|(_, (_, s))| s.flat || (s.w, s.h) != (target.w, target.h))
+        .flat_map(|(k, (branch, _))| keeping_fixes(branch, k + 1))
+        .collect();
+    if !fixes.is_empty() {
+        message.push_str(&format!("\nhelp: {}", fixes.join(", and ")));
+    }
+    Err(message.into())
+}
+
+/// For the window layers of branch `k` that shrink their input with stride 1, the padding that
+/// keeps its width and height, such as `in branch 2, \`conv(3x3, 8, pad=1)\``.
+fn keeping_fixes(branch: &[Layer], k: usize) -> Vec<String> {
+    let keeping = |window: Pair, pad: Pair, stride: Pair| {
+        let keep = |f: usize| (f % 2 == 1).then_some((f - 1) / 2);
+        let p = Pair { w: keep(window.w)?, h: keep(window.h)? };
+        (stride == Pair::square(1) && p != pad).then_some(p)
+    };
+    branch
+        .iter()
+        .filter_map(|l| match &l.kind {
+            Kind::Conv { filter, filters, stride, pad, bias } => keeping(*filter, *pad, *stride).map(|p| Kind::Conv {
+                filter: *filter,
+                filters: *filters,
+                stride: *stride,
+                pad: p,
+                bias: *bias,
+            }),
+            Kind::Pool { op, window, stride, pad } if *op != PoolOp::L2 => keeping(*window, *pad, *stride)
+                .map(|p| Kind::Pool { op: *op, window: *window, stride: *stride, pad: p }),
+            _ => None,
+        })
+        .map(|fixed| format!("in branch {k}, `{fixed}` keeps the width and height"))
+        .collect()
 }
 
 /// A shortcut layer that turns `input` into `output`: a 1x1 convolution with a stride, or an
@@ -284,9 +358,9 @@ fn output(layer: &Layer, prev: &str, input: Shape) -> Result<Shape, String> {
             }
             out
         }
-        Kind::Pool { window, stride, .. } => {
+        Kind::Pool { window, stride, pad, .. } => {
             needs_volume(&layer.kind, prev, input)?;
-            windows(&layer.kind, input, *window, *stride, Pair::square(0), input.d)?
+            windows(&layer.kind, input, *window, *stride, *pad, input.d)?
         }
         Kind::Fc { out, .. } => {
             let params = (input.len() + 1).saturating_mul(*out);
@@ -299,9 +373,13 @@ fn output(layer: &Layer, prev: &str, input: Shape) -> Result<Shape, String> {
             }
             Shape::vector(*out)
         }
-        Kind::Act(_) | Kind::Dropout { .. } | Kind::BatchNorm | Kind::Lrn { .. } | Kind::Loss(_) | Kind::Residual => {
-            input
-        }
+        Kind::Act(_)
+        | Kind::Dropout { .. }
+        | Kind::BatchNorm
+        | Kind::Lrn { .. }
+        | Kind::Loss(_)
+        | Kind::Residual
+        | Kind::Concat => input,
         Kind::Softmax => {
             if !input.flat && (input.w, input.h) != (1, 1) {
                 return Err(format!(
@@ -523,5 +601,32 @@ mod tests {
         // The bad pool makes every later shape unknown; only it is reported.
         let e = shapes("input(5x5x1) pool(2) conv(3x3, 4) pool(2) fc(3) softmax").unwrap_err();
         assert_eq!(e.len(), 1, "{e:?}");
+    }
+
+    #[test]
+    fn concat_stacks_branches_of_one_width_and_height() {
+        let s = shapes(
+            "input(8x8x3) concat(conv(1x1, 4), conv(3x3, 8, pad=1) relu, maxpool(3, stride=1, pad=1)) relu fc(2)",
+        )
+        .unwrap();
+        assert_eq!(s[1..3], ["8x8x15", "8x8x15"]);
+        let s = shapes("input(8) concat(fc(3), fc(5) relu, concat(fc(1), fc(1))) fc(2)").unwrap();
+        assert_eq!(s[1], "10");
+        let e = error("input(8x8x3) concat(conv(1x1, 4), conv(3x3, 8) relu, maxpool(3, stride=1)) fc(2)");
+        assert!(e.contains("branch 1 gives 8x8x4, branch 2 gives 6x6x8, branch 3 gives 6x6x3"), "{e}");
+        assert!(e.contains("in branch 2, `conv(3x3, 8, pad=1)` keeps the width and height"), "{e}");
+        assert!(e.contains("in branch 3, `pool(3, stride=1, pad=1)` keeps the width and height"), "{e}");
+        assert!(error("input(8) concat(fc(2) softmax, fc(2)) fc(2)").contains("not inside a `concat` branch"));
+        // A mistake inside a branch is reported once, at its layer.
+        let e = error("input(8x8x3) concat(conv(3x3, 4, stride=2), conv(1x1, 4)) fc(2)");
+        assert!(e.contains("does not tile"), "{e}");
+    }
+
+    #[test]
+    fn pools_pad_as_the_resnet_stem_does() {
+        let s = shapes("input(32x32x3) conv(7x7, 8, stride=2, pad=3) maxpool(3, stride=2, pad=1) avgpool(3, stride=1, pad=1) fc(2)").unwrap();
+        assert_eq!(s[1..4], ["16x16x8", "8x8x8", "8x8x8"]);
+        let e = error("input(32x32x3) maxpool(3, stride=2) fc(2) softmax");
+        assert!(e.contains("`pool(3, stride=2, pad=1)` gives 16x16x3"), "{e}");
     }
 }

@@ -3,7 +3,7 @@
 
 use cnn_shape::Shape;
 
-use crate::ir::{Kind, Pair};
+use crate::ir::{Kind, Pair, PoolOp};
 
 /// The width and height axes of a window layer reading `input`.
 fn axes_of(input: Shape, window: Pair, stride: Pair, pad: Pair) -> [Axis; 2] {
@@ -65,6 +65,8 @@ pub fn windows(
     }
     let conv = matches!(kind, Kind::Conv { .. });
     let what = if conv { "filter" } else { "window" };
+    // Convolutions always show their padding in the arithmetic, pools when they have one.
+    let conv = conv || pad != Pair::square(0);
     let mut message = if axes.iter().any(|a| a.window > a.padded()) {
         let padded = format!("{}x{}", axes[0].padded(), axes[1].padded());
         let than = if pad == Pair::square(0) {
@@ -133,7 +135,7 @@ fn fixes(kind: &Kind, input: Shape, axes: [Axis; 2], depth: usize) -> Vec<String
                 candidates.push(Kind::Conv { filter: f, filters: *filters, stride: *stride, pad: *pad, bias });
             }
         }
-        Kind::Pool { op, window, stride } => {
+        Kind::Pool { op, window, stride, pad } => {
             // Windows that tile the input exactly, nearest to the window written first.
             if let Some(k) = nearest(window.w, 1, input.w.max(input.h), &|k| {
                 k >= 2
@@ -142,13 +144,23 @@ fn fixes(kind: &Kind, input: Shape, axes: [Axis; 2], depth: usize) -> Vec<String
                     && input.h.is_multiple_of(k)
                     && k <= input.w.min(input.h)
             }) {
-                candidates.push(Kind::Pool { op: *op, window: Pair::square(k), stride: Pair::square(k) });
+                candidates.push(Kind::Pool {
+                    op: *op,
+                    window: Pair::square(k),
+                    stride: Pair::square(k),
+                    pad: Pair::square(0),
+                });
             }
             if let Some(s) = per_axis(&|a, v| Axis { stride: v, ..a }, &|a| a.stride, 1) {
-                candidates.push(Kind::Pool { op: *op, window: *window, stride: s });
+                candidates.push(Kind::Pool { op: *op, window: *window, stride: s, pad: *pad });
             }
             if let Some(w) = per_axis(&|a, v| Axis { window: v, ..a }, &|a| a.window, 1) {
-                candidates.push(Kind::Pool { op: *op, window: w, stride: *stride });
+                candidates.push(Kind::Pool { op: *op, window: w, stride: *stride, pad: *pad });
+            }
+            // Padding, as ResNet's stem pools, where the pool takes one (at most half its window).
+            let fits = per_axis(&|a, v| Axis { pad: v, ..a }, &|a| a.pad, 0);
+            if let Some(p) = fits.filter(|p| *op != PoolOp::L2 && p.w <= window.w / 2 && p.h <= window.h / 2) {
+                candidates.push(Kind::Pool { op: *op, window: *window, stride: *stride, pad: p });
             }
         }
         _ => {}
@@ -161,7 +173,7 @@ fn fixes(kind: &Kind, input: Shape, axes: [Axis; 2], depth: usize) -> Vec<String
         .filter_map(|c| {
             let (window, stride, pad) = match &c {
                 Kind::Conv { filter, stride, pad, .. } => (*filter, *stride, *pad),
-                Kind::Pool { window, stride, .. } => (*window, *stride, Pair::square(0)),
+                Kind::Pool { window, stride, pad, .. } => (*window, *stride, *pad),
                 _ => return None,
             };
             Some(format!("`{c}` gives {}", output(axes_of(input, window, stride, pad), depth)?))

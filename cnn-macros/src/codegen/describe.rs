@@ -6,7 +6,7 @@ use cnn_shape::Shape;
 
 use super::program::sizes;
 use crate::check::Checked;
-use crate::ir::{list_text, ActKind, Kind, Layer, Model, PoolOp};
+use crate::ir::{list_text, ActKind, Kind, Layer, Model, Pair, PoolOp};
 
 /// One row of the layer table.
 pub struct Row {
@@ -69,6 +69,7 @@ pub struct Description {
     /// Forward FLOPs of one sample.
     pub flops: usize,
     residual: bool,
+    concat: bool,
 }
 
 impl Description {
@@ -83,10 +84,13 @@ impl Description {
             buffers: 0,
             flops: flops(&model.layers, checked),
             residual: false,
+            concat: false,
         };
         let lines = description.walk(&model.layers, "", 0, checked);
         let sequential = sequential(&lines, 0);
-        description.pytorch = if description.residual { format!("{RESIDUAL_MODULE}{sequential}") } else { sequential };
+        let residual = if description.residual { RESIDUAL_MODULE } else { "" };
+        let concat = if description.concat { CONCAT_MODULE } else { "" };
+        description.pytorch = format!("{residual}{concat}{sequential}");
         description
     }
 
@@ -113,7 +117,7 @@ impl Description {
             let row = self.rows.len();
             self.row_of[layer.id] = Some(row);
             self.rows.push(Row {
-                text: if layer.kind == Kind::Residual { "residual".into() } else { layer.text() },
+                text: if layer.is_block() { layer.kind.to_string() } else { layer.text() },
                 path: here.clone(),
                 depth,
                 output,
@@ -122,6 +126,7 @@ impl Description {
             });
             let line = match layer.kind {
                 Kind::Residual => self.residual(layer, &here, depth, checked),
+                Kind::Concat => self.concat(layer, &here, depth, checked),
                 _ => self.module(&layer.kind, input, &here),
             };
             debug_assert_eq!(self.rows[row].params, self.params - self.rows[row].offset);
@@ -147,6 +152,21 @@ impl Description {
         text
     }
 
+    /// The module of a `concat` block at `path`, its branches' rows and tensors recorded.
+    fn concat(&mut self, layer: &Layer, path: &str, depth: usize, checked: &Checked) -> String {
+        self.concat = true;
+        let mut branches = Vec::new();
+        for (k, branch) in layer.branches.iter().enumerate() {
+            let start = self.rows.len();
+            let lines = self.walk(branch, &format!("{path}.branches.{k}"), depth + 1, checked);
+            for row in &mut self.rows[start..] {
+                row.text = format!("branch {}: {}", k + 1, row.text);
+            }
+            branches.push(sequential(&lines, depth + 1));
+        }
+        format!("Concat({})", branches.join(", "))
+    }
+
     /// The PyTorch module of a layer (not a block) reading `input`, at `path`, its tensors
     /// recorded.
     fn module(&mut self, kind: &Kind, input: Shape, path: &str) -> String {
@@ -169,11 +189,17 @@ impl Description {
                     if *bias { "" } else { ", bias=False" }
                 )
             }
-            Kind::Pool { op, window, stride } => {
+            Kind::Pool { op, window, stride, pad } => {
                 let (kh, kw, sh, sw) = (window.h, window.w, stride.h, stride.w);
+                let padding =
+                    if *pad == Pair::square(0) { String::new() } else { format!(", padding=({}, {})", pad.h, pad.w) };
                 match op {
-                    PoolOp::Max => format!("torch.nn.MaxPool2d(kernel_size=({kh}, {kw}), stride=({sh}, {sw}))"),
-                    PoolOp::Avg => format!("torch.nn.AvgPool2d(kernel_size=({kh}, {kw}), stride=({sh}, {sw}))"),
+                    PoolOp::Max => {
+                        format!("torch.nn.MaxPool2d(kernel_size=({kh}, {kw}), stride=({sh}, {sw}){padding})")
+                    }
+                    PoolOp::Avg => {
+                        format!("torch.nn.AvgPool2d(kernel_size=({kh}, {kw}), stride=({sh}, {sw}){padding})")
+                    }
                     PoolOp::L2 => format!("torch.nn.LPPool2d(2, kernel_size=({kh}, {kw}), stride=({sh}, {sw}))"),
                 }
             }
@@ -204,7 +230,7 @@ impl Description {
             Kind::Lrn { size, alpha, beta, k } => {
                 format!("torch.nn.LocalResponseNorm({size}, alpha={alpha}, beta={beta}, k={k})")
             }
-            Kind::Residual | Kind::InputVolume { .. } | Kind::InputFlat { .. } | Kind::Loss(_) => {
+            Kind::Residual | Kind::Concat | Kind::InputVolume { .. } | Kind::InputFlat { .. } | Kind::Loss(_) => {
                 unreachable!("not a module of its own")
             }
         }
@@ -278,6 +304,20 @@ const RESIDUAL_MODULE: &str = "class Residual(torch.nn.Module):
 
 ";
 
+/// The Python definition of the module a concat block becomes.
+const CONCAT_MODULE: &str = "class Concat(torch.nn.Module):
+    \"\"\"The branches' outputs stacked along the channels (or joined, for vectors).\"\"\"
+
+    def __init__(self, *branches):
+        super().__init__()
+        self.branches = torch.nn.ModuleList(branches)
+
+    def forward(self, x):
+        return torch.cat([branch(x) for branch in self.branches], dim=1)
+
+
+";
+
 /// Thousands separated by commas, as in model summaries.
 fn grouped(v: usize) -> String {
     let s = v.to_string();
@@ -301,7 +341,7 @@ fn flops(layers: &[Layer], checked: &Checked) -> usize {
             match &l.kind {
                 Kind::Conv { filter, filters, .. } => 2 * filters * input.d * filter.w * filter.h * output.w * output.h,
                 Kind::Fc { out, .. } => 2 * input.len() * out,
-                Kind::Residual => l.branches.iter().map(|b| flops(b, checked)).sum(),
+                Kind::Residual | Kind::Concat => l.branches.iter().map(|b| flops(b, checked)).sum(),
                 _ => 0,
             }
         })
@@ -312,7 +352,7 @@ fn flops(layers: &[Layer], checked: &Checked) -> usize {
 /// `fc`), so that a training batch needs two samples for a variance.
 pub fn normalises_single_values(layers: &[Layer], checked: &Checked) -> bool {
     layers.iter().any(|l| match l.kind {
-        Kind::Residual => l.branches.iter().any(|b| normalises_single_values(b, checked)),
+        Kind::Residual | Kind::Concat => l.branches.iter().any(|b| normalises_single_values(b, checked)),
         _ => l.kind == Kind::BatchNorm && checked.input(l).channels().1 == 1,
     })
 }

@@ -7,7 +7,7 @@ use quote::{format_ident, quote};
 
 use super::program::{Back, Backward, Dx, Kernel, Op, Program};
 use super::{lit, rt};
-use crate::ir::{ActKind, Kind, PoolOp};
+use crate::ir::{ActKind, Kind, Pair, PoolOp};
 
 /// The code of both passes.
 pub struct Passes {
@@ -67,14 +67,22 @@ pub fn kernel_tokens(kernel: &Kernel<'_>) -> (TokenStream, TokenStream) {
                 quote!(#rt::Conv2d { act: #act }),
             )
         }
-        Kind::Pool { op, window, stride } => {
+        Kind::Pool { op, window, stride, pad } => {
             let (kh, kw, sh, sw) = (lit(window.h), lit(window.w), lit(stride.h), lit(stride.w));
             let name = match op {
                 PoolOp::Max => format_ident!("MaxPool2d"),
                 PoolOp::Avg => format_ident!("AvgPool2d"),
                 PoolOp::L2 => format_ident!("L2Pool2d"),
             };
-            (quote!(#rt::#name<#d, #h, #w, #kh, #kw, #sh, #sw>), quote!(#rt::#name))
+            // Unpadded pools keep the kernels' shorter form (their padding defaults to 0).
+            let padding = match *pad == Pair::square(0) {
+                true => quote!(),
+                false => {
+                    let (ph, pw) = (lit(pad.h), lit(pad.w));
+                    quote!(, #ph, #pw)
+                }
+            };
+            (quote!(#rt::#name<#d, #h, #w, #kh, #kw, #sh, #sw #padding>), quote!(#rt::#name))
         }
         Kind::Fc { out, bias } => {
             let out = lit(*out);
@@ -98,9 +106,12 @@ pub fn kernel_tokens(kernel: &Kernel<'_>) -> (TokenStream, TokenStream) {
             let (c, s, size, alpha, beta, k) = (lit(c), lit(s), lit(*size), alpha.0, beta.0, k.0);
             (quote!(#rt::Lrn<#c, #s>), quote!(#rt::Lrn { size: #size, alpha: #alpha, beta: #beta, k: #k }))
         }
-        Kind::Residual | Kind::InputVolume { .. } | Kind::InputFlat { .. } | Kind::Softmax | Kind::Loss(_) => {
-            unreachable!("not a kernel")
-        }
+        Kind::Residual
+        | Kind::Concat
+        | Kind::InputVolume { .. }
+        | Kind::InputFlat { .. }
+        | Kind::Softmax
+        | Kind::Loss(_) => unreachable!("not a kernel"),
     }
 }
 
@@ -143,7 +154,7 @@ fn ranges(program: &Program<'_>) -> Ranges {
                 (p, b) = (p + kernel.params, b + kernel.buffers);
                 Some(range)
             }
-            Op::Add { .. } => None,
+            Op::Add { .. } | Op::Concat { .. } => None,
         });
     }
     ranges
@@ -153,7 +164,7 @@ fn ranges(program: &Program<'_>) -> Ranges {
 fn kernels<'p, 'a>(program: &'p Program<'a>) -> impl Iterator<Item = (usize, &'p Kernel<'a>)> {
     program.ops.iter().enumerate().filter_map(|(i, op)| match op {
         Op::Layer { kernel, .. } => Some((i, kernel)),
-        Op::Add { .. } => None,
+        Op::Add { .. } | Op::Concat { .. } => None,
     })
 }
 
@@ -268,6 +279,14 @@ fn forward(program: &Program<'_>, ranges: &Ranges) -> TokenStream {
             let act = act_tokens(*act);
             quote!(#rt::add_forward(__n, #len, #a, #b, #y, #act);)
         }
+        Op::Concat { inputs, output, act } => {
+            let parts = inputs.iter().map(|&i| {
+                let (x, len) = (node_tokens(i), lit(program.nodes[i]));
+                quote!((#x, #len))
+            });
+            let (y, act) = (format_ident!("__a{}", output), act_tokens(*act));
+            quote!(#rt::concat_forward(__n, &[#(#parts),*], #y, #act);)
+        }
     });
     quote!(#(#calls)*)
 }
@@ -317,8 +336,33 @@ fn backward_calls(program: &Program<'_>, backward: &Backward, ranges: &Ranges) -
             };
             quote!(#rt::act_backward(__n, #len_lit, #act, #y, #dy); #copy)
         }
+        Back::Concat { op, dy, ref parts } => concat_backward(program, op, dy, parts),
     });
     quote!(#(#calls)*)
+}
+
+/// The backward of concatenation step `op`, its gradient in slot `dy`, split as `parts` says.
+fn concat_backward(program: &Program<'_>, op: usize, dy: usize, parts: &[Dx]) -> TokenStream {
+    let rt = rt();
+    let Op::Concat { inputs, output, act } = &program.ops[op] else { unreachable!("a concatenation step") };
+    let len = program.nodes[*output];
+    let (y, act, len_lit, dy) = (node_tokens(*output), act_tokens(*act), lit(len), slot(dy, len));
+    let lens = inputs.iter().map(|&i| lit(program.nodes[i]));
+    let shares = inputs.iter().zip(parts).map(|(&i, part)| match *part {
+        Dx::Skip => quote!(#rt::Share::Skip),
+        Dx::Write(d) => {
+            let d = slot(d, program.nodes[i]);
+            quote!(#rt::Share::Write(#d))
+        }
+        Dx::Accumulate { into, .. } => {
+            let d = slot(into, program.nodes[i]);
+            quote!(#rt::Share::Add(#d))
+        }
+    });
+    quote! {
+        #rt::act_backward(__n, #len_lit, #act, #y, #dy);
+        #rt::concat_backward(__n, &*#dy, &[#(#lens),*], &mut [#(#shares),*]);
+    }
 }
 
 fn inits(program: &Program<'_>, ranges: &Ranges) -> TokenStream {

@@ -33,13 +33,15 @@ pub enum Op<'a> {
     Layer { kernel: Kernel<'a>, input: usize, output: usize },
     /// `output = act(a + b)`, the end of a residual block (`a` its body, `b` its shortcut).
     Add { a: usize, b: usize, output: usize, act: Option<ActKind> },
+    /// `output = act(concat(inputs))`, the end of a concat block: its branches' outputs stacked.
+    Concat { inputs: Vec<usize>, output: usize, act: Option<ActKind> },
 }
 
 impl Op<'_> {
     /// The node the step writes.
     pub fn output(&self) -> usize {
         match self {
-            Op::Layer { output, .. } | Op::Add { output, .. } => *output,
+            Op::Layer { output, .. } | Op::Add { output, .. } | Op::Concat { output, .. } => *output,
         }
     }
 }
@@ -77,7 +79,7 @@ pub fn sizes(layer: &Layer, checked: &Checked) -> (usize, usize) {
             let c = input.channels().0;
             (2 * c, 2 * c + 1)
         }
-        Kind::Residual => {
+        Kind::Residual | Kind::Concat => {
             layer.branches.iter().flatten().map(|l| sizes(l, checked)).fold((0, 0), |(p, b), (q, c)| (p + q, b + c))
         }
         _ => (0, 0),
@@ -132,7 +134,10 @@ impl<'a> Program<'a> {
                 continue;
             }
             let next = layers.get(i).filter(|l| !absorbed(l, checked.loss, Some(i) == last));
-            let fusable = matches!(layer.kind, Kind::Conv { .. } | Kind::Fc { .. } | Kind::BatchNorm | Kind::Residual);
+            let fusable = matches!(
+                layer.kind,
+                Kind::Conv { .. } | Kind::Fc { .. } | Kind::BatchNorm | Kind::Residual | Kind::Concat
+            );
             let act = match next.map(|l| &l.kind) {
                 Some(Kind::Act(a)) if fusable => {
                     i += 1;
@@ -142,6 +147,7 @@ impl<'a> Program<'a> {
             };
             node = match layer.kind {
                 Kind::Residual => self.residual(layer, node, checked, act),
+                Kind::Concat => self.concat(layer, node, checked, act),
                 _ => self.layer(layer, node, checked, act),
             };
         }
@@ -154,6 +160,14 @@ impl<'a> Program<'a> {
         let b = self.list(layer.shortcut(), node, checked, None);
         let output = self.node(checked.output(layer).len(), layer.id);
         self.ops.push(Op::Add { a, b, output, act });
+        output
+    }
+
+    /// Lowers a `concat` block reading node `node`, its stacked output activated by `act`.
+    fn concat(&mut self, layer: &'a Layer, node: usize, checked: &Checked, act: Option<ActKind>) -> usize {
+        let inputs = layer.branches.iter().map(|b| self.list(b, node, checked, None)).collect();
+        let output = self.node(checked.output(layer).len(), layer.id);
+        self.ops.push(Op::Concat { inputs, output, act });
         output
     }
 
@@ -184,7 +198,7 @@ pub enum Dx {
 }
 
 /// One step of the backward pass, in the order it runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Back {
     /// The backward of kernel step `op`, reading its output gradient from slot `dy`.
     Layer { op: usize, dy: usize, dx: Dx },
@@ -192,6 +206,10 @@ pub enum Back {
     /// which then becomes the body's gradient; the shortcut's gets a copy (`Write`) or a sum
     /// (`Accumulate { tmp: dy, .. }`), or nothing when the shortcut is the batch (`Skip`).
     Add { op: usize, dy: usize, shortcut: Dx },
+    /// The backward of the concatenation of step `op`: its activation's gradient in place in
+    /// slot `dy`, then each branch's part copied (`Write`) or added (`Accumulate { tmp: dy, .. }`)
+    /// to its output's gradient, or left out for the batch (`Skip`).
+    Concat { op: usize, dy: usize, parts: Vec<Dx> },
 }
 
 /// The backward pass laid out with gradient buffers ("slots") of the largest node's size, each
@@ -230,6 +248,20 @@ impl Slots {
     /// The slot of node `node`'s gradient, which must be live, handed over to the caller.
     fn live(&mut self, node: usize) -> usize {
         self.of.remove(&node).expect("a step's output gradient is live")
+    }
+
+    /// Where a block's gradient, in slot `dy`, goes for its branch output `node`: nowhere for
+    /// the batch, added to the node's slot when it has one, else copied into a new one.
+    fn part(&mut self, node: usize, dy: usize) -> Dx {
+        match (node, self.of.get(&node)) {
+            (0, _) => Dx::Skip,
+            (_, Some(&into)) => Dx::Accumulate { tmp: dy, into },
+            (_, None) => {
+                let slot = self.take();
+                self.of.insert(node, slot);
+                Dx::Write(slot)
+            }
+        }
     }
 
     /// Where the gradient of node `input` goes: a new slot for it, or a temporary one to add to
@@ -273,17 +305,15 @@ impl Backward {
                 }
                 Op::Add { a, b, output, .. } => {
                     let dy = slots.live(*output);
-                    let shortcut = match (*b, slots.of.get(b)) {
-                        (0, _) => Dx::Skip,
-                        (_, Some(&into)) => Dx::Accumulate { tmp: dy, into },
-                        (_, None) => {
-                            let slot = slots.take();
-                            slots.of.insert(*b, slot);
-                            Dx::Write(slot)
-                        }
-                    };
+                    let shortcut = slots.part(*b, dy);
                     steps.push(Back::Add { op, dy, shortcut });
                     slots.of.insert(*a, dy);
+                }
+                Op::Concat { inputs, output, .. } => {
+                    let dy = slots.live(*output);
+                    let parts = inputs.iter().map(|&b| slots.part(b, dy)).collect();
+                    steps.push(Back::Concat { op, dy, parts });
+                    slots.give(dy);
                 }
             }
         }

@@ -39,6 +39,8 @@ fn steps(program: &Program<'_>) -> Vec<String> {
             }
             Op::Add { act: Some(a), .. } => format!("add+{}", Kind::Act(*a)),
             Op::Add { act: None, .. } => "add".to_string(),
+            Op::Concat { act: Some(a), .. } => format!("concat+{}", Kind::Act(*a)),
+            Op::Concat { act: None, .. } => "concat".to_string(),
         })
         .collect()
 }
@@ -49,7 +51,12 @@ fn activations_fuse_into_the_layer_before_them_where_the_kernel_can() {
         Layer::of(Kind::InputVolume { w: 8, h: 8, d: 1 }),
         conv(Pair::square(3), 4, Pair::square(1), Pair::square(0)),
         act(ActKind::Relu),
-        Layer::of(Kind::Pool { op: PoolOp::Max, window: Pair::square(2), stride: Pair::square(2) }),
+        Layer::of(Kind::Pool {
+            op: PoolOp::Max,
+            window: Pair::square(2),
+            stride: Pair::square(2),
+            pad: Pair::square(0),
+        }),
         act(ActKind::Tanh),
         fc(10),
         Layer::of(Kind::BatchNorm),
@@ -235,4 +242,69 @@ fn the_item_is_rust_with_the_activation_table_of_its_program() {
     );
     assert!(text.contains("struct CnnModel { __state : :: cnn :: __private :: State , }"), "{text}");
     assert!(text.contains("impl :: cnn :: __private :: Compiled for CnnModel"), "{text}");
+}
+
+fn inception() -> (Model, Checked) {
+    let pool = Kind::Pool { op: PoolOp::Max, window: Pair::square(3), stride: Pair::square(1), pad: Pair::square(1) };
+    let one = || conv(Pair::square(1), 2, Pair::square(1), Pair::square(0));
+    model(vec![
+        Layer::of(Kind::InputVolume { w: 6, h: 6, d: 3 }),
+        Layer::new(
+            Kind::Concat,
+            quote::quote!(concat),
+            vec![
+                vec![one()],
+                vec![one(), act(ActKind::Relu), conv(Pair::square(3), 4, Pair::square(1), Pair::square(1))],
+                vec![Layer::of(pool), one()],
+            ],
+        ),
+        act(ActKind::Relu),
+        fc(2),
+    ])
+}
+
+#[test]
+fn a_concat_block_stacks_its_branches_and_splits_the_gradient_back() {
+    let (m, c) = inception();
+    assert_eq!(c.output(&m.layers[1]).to_string(), "6x6x8");
+    let program = Program::lower(&m, &c);
+    assert_eq!(
+        steps(&program),
+        [
+            "conv(1x1, 2)",
+            "conv(1x1, 2)+relu",
+            "conv(3x3, 4, pad=1)",
+            "pool(3, stride=1, pad=1)",
+            "conv(1x1, 2)",
+            "concat+relu",
+            "fc(2)"
+        ]
+    );
+    let backward = Backward::plan(&program);
+    assert_eq!(backward.steps[1], Back::Concat { op: 5, dy: 1, parts: vec![Dx::Write(0), Dx::Write(2), Dx::Write(3)] });
+    // Every branch reads the batch: no gradient of it is computed.
+    assert!(backward.steps.iter().all(|s| !matches!(s, Back::Layer { dx: Dx::Accumulate { .. }, .. })));
+    let (ty, _) = kernel_tokens(match &program.ops[3] {
+        Op::Layer { kernel, .. } => kernel,
+        _ => unreachable!(),
+    });
+    assert_eq!(ty.to_string(), ":: cnn :: __private :: MaxPool2d < 3 , 6 , 6 , 3 , 3 , 1 , 1 , 1 , 1 >");
+}
+
+#[test]
+fn a_concat_block_is_a_module_list_in_pytorch() {
+    let (m, c) = inception();
+    let d = Description::of(&m, &c);
+    assert!(d.pytorch.starts_with("class Concat(torch.nn.Module):"), "{}", d.pytorch);
+    assert!(
+        d.pytorch.contains("torch.nn.MaxPool2d(kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))"),
+        "{}",
+        d.pytorch
+    );
+    let names: Vec<&str> = d.tensors.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names[..3], ["0.branches.0.0.weight", "0.branches.0.0.bias", "0.branches.1.0.weight"]);
+    assert_eq!(names[names.len() - 4..], ["0.branches.2.1.weight", "0.branches.2.1.bias", "3.weight", "3.bias"]);
+    let rows: Vec<&str> = d.rows.iter().map(|r| r.text.as_str()).collect();
+    assert_eq!(rows[1..4], ["concat", "branch 1: conv(1x1, 2)", "branch 2: conv(1x1, 2)"]);
+    assert_eq!(d.flops, 2 * (2 * 3 + 2 * 3 + 4 * 2 * 9 + 2 * 3) * 36 + 2 * 288 * 2);
 }

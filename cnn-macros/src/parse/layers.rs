@@ -12,7 +12,7 @@ use crate::ir::{ActKind, Float, Kind, Layer, LossKind, Pair, PoolOp, LRN_DEFAULT
 pub const MAX_NUMBER: usize = 1 << 24;
 
 /// The names of every layer, for errors and suggestions.
-pub const LAYER_NAMES: [&str; 17] = [
+pub const LAYER_NAMES: [&str; 18] = [
     "input",
     "conv",
     "pool",
@@ -29,11 +29,12 @@ pub const LAYER_NAMES: [&str; 17] = [
     "batchnorm",
     "lrn",
     "residual",
+    "concat",
     "loss",
 ];
 
 /// Names other libraries use, mapped to ours.
-const ALIASES: [(&str, &str); 27] = [
+const ALIASES: [(&str, &str); 29] = [
     ("conv2d", "conv"),
     ("convolution", "conv"),
     ("dense", "fc"),
@@ -56,6 +57,8 @@ const ALIASES: [(&str, &str); 27] = [
     ("localresponsenorm", "lrn"),
     ("local_response_norm", "lrn"),
     ("resblock", "residual"),
+    ("cat", "concat"),
+    ("inception", "concat"),
     ("flatten", "fc"),
     ("log_softmax", "softmax"),
     ("mse", "loss(mse)"),
@@ -68,13 +71,14 @@ const ALIASES: [(&str, &str); 27] = [
 pub fn lower_list(syntax: &[LayerSyntax], errors: &mut Errors) -> Vec<Layer> {
     let mut layers = Vec::with_capacity(syntax.len());
     for layer in syntax {
-        let branches = match &layer.block {
-            Some(block) => {
+        let branches = match (&layer.block, &layer.branches) {
+            (Some(block), _) => {
                 let body = lower_list(&block.body, errors);
                 let shortcut = block.shortcut.as_ref().map(|(_, s)| lower_list(s, errors)).unwrap_or_default();
                 vec![body, shortcut]
             }
-            None => Vec::new(),
+            (None, Some(branches)) => branches.iter().map(|b| lower_list(b, errors)).collect(),
+            (None, None) => Vec::new(),
         };
         match lower_layer(layer) {
             Ok(kind) => layers.push(Layer::new(kind, layer.original(), branches)),
@@ -129,6 +133,13 @@ pub fn lower_layer(layer: &LayerSyntax) -> syn::Result<Kind> {
                 "`residual` needs the layers of its block, as in `residual(conv(3x3, 16, pad=1) relu conv(3x3, 16, pad=1))`",
             )),
         },
+        "concat" => match &layer.branches {
+            Some(branches) if !branches.is_empty() => Ok(Kind::Concat),
+            _ => Err(syn::Error::new_spanned(
+                layer,
+                "`concat` needs its branches, separated by commas, as in `concat(conv(1x1, 16), conv(3x3, 16, pad=1), maxpool(3, stride=1, pad=1) conv(1x1, 16))`",
+            )),
+        },
         "loss" => loss(layer),
         _ => Err(unknown(layer, &name)),
     }
@@ -180,17 +191,29 @@ fn conv(layer: &LayerSyntax) -> syn::Result<Kind> {
 }
 
 fn pool(layer: &LayerSyntax, name: &str) -> syn::Result<Kind> {
-    let args = Args::read(layer, &["stride"], &format!("{name}(2, stride=2)"), 1)?;
+    let (allowed, usage): (&[&str], _) = match name {
+        "l2pool" => (&["stride"], format!("{name}(2, stride=2)")),
+        _ => (&["stride", "pad"], format!("{name}(3, stride=2, pad=1)")),
+    };
+    let args = Args::read(layer, allowed, &usage, 1)?;
     let w = &args.positional[0].value;
     let window = pair(w, "the pooling window")?;
     at_least_one(w, &[window.w, window.h], "the pooling window")?;
     let stride = args.get("stride").map_or(Ok(window), stride)?;
+    let pad = args.get("pad").map_or(Ok(Pair::square(0)), |p| pair(p, "the padding"))?;
+    if let Some(p) = args.get("pad").filter(|_| pad.w > window.w / 2 || pad.h > window.h / 2) {
+        let most = Pair { w: window.w / 2, h: window.h / 2 };
+        return Err(syn::Error::new_spanned(
+            p,
+            format!("a pooling window pads at most half its size on each side (as in PyTorch): for `{name}({window})`, at most `pad={most}`"),
+        ));
+    }
     let op = match name {
         "avgpool" => PoolOp::Avg,
         "l2pool" => PoolOp::L2,
         _ => PoolOp::Max,
     };
-    Ok(Kind::Pool { op, window, stride })
+    Ok(Kind::Pool { op, window, stride, pad })
 }
 
 fn dropout(layer: &LayerSyntax) -> syn::Result<Kind> {
@@ -314,8 +337,14 @@ mod tests {
                 bias: true
             }
         );
-        assert_eq!(kinds[3], Kind::Pool { op: PoolOp::Max, window: Pair::square(2), stride: Pair::square(2) });
-        assert_eq!(kinds[4], Kind::Pool { op: PoolOp::Max, window: Pair::square(3), stride: Pair::square(2) });
+        assert_eq!(
+            kinds[3],
+            Kind::Pool { op: PoolOp::Max, window: Pair::square(2), stride: Pair::square(2), pad: Pair::square(0) }
+        );
+        assert_eq!(
+            kinds[4],
+            Kind::Pool { op: PoolOp::Max, window: Pair::square(3), stride: Pair::square(2), pad: Pair::square(0) }
+        );
         assert_eq!(
             kinds[5],
             Kind::Conv {
@@ -337,8 +366,14 @@ mod tests {
     #[test]
     fn reads_the_course_layers() {
         let kinds = lower("input(8x8x3) avgpool(2) l2pool(3, stride=1) leaky_relu leaky_relu(0.2) sigmoid tanh dropout(0.5) batchnorm lrn(5, k=2) lrn(3, alpha=1e-3, beta=0.5) loss(mse)").unwrap();
-        assert_eq!(kinds[1], Kind::Pool { op: PoolOp::Avg, window: Pair::square(2), stride: Pair::square(2) });
-        assert_eq!(kinds[2], Kind::Pool { op: PoolOp::L2, window: Pair::square(3), stride: Pair::square(1) });
+        assert_eq!(
+            kinds[1],
+            Kind::Pool { op: PoolOp::Avg, window: Pair::square(2), stride: Pair::square(2), pad: Pair::square(0) }
+        );
+        assert_eq!(
+            kinds[2],
+            Kind::Pool { op: PoolOp::L2, window: Pair::square(3), stride: Pair::square(1), pad: Pair::square(0) }
+        );
         assert_eq!(kinds[3], Kind::Act(ActKind::LeakyRelu(Float(0.01))));
         assert_eq!(kinds[4], Kind::Act(ActKind::LeakyRelu(Float(0.2))));
         assert_eq!(kinds[7], Kind::Dropout { p: Float(0.5) });
@@ -424,7 +459,12 @@ mod tests {
         assert!(error("relu(2)").contains("takes no arguments"));
         assert!(error("dropout(0.5, stride=2)").contains("takes none"));
         assert!(error("fc(2, stride=2)").contains("accepts `bias`"));
-        assert!(error("pool(2, pad=1)").contains("accepts `stride`"));
+        assert!(error("l2pool(2, pad=1)").contains("accepts `stride`"));
+        assert!(error("maxpool(3, pad=2)").contains("at most `pad=1`"));
+        assert_eq!(
+            lower("input(8x8x1) maxpool(3, stride=2, pad=1)").unwrap()[1],
+            Kind::Pool { op: PoolOp::Max, window: Pair::square(3), stride: Pair::square(2), pad: Pair::square(1) }
+        );
         assert!(error("conv(3x3, 8, stride=)").contains("needs a value"));
     }
 

@@ -6,6 +6,7 @@
 //! cnn!( < layer* > )                               expression form
 //! layer := name | name ( tokens )
 //!          | residual ( layer* )  |  residual ( layer* , shortcut = layer* )
+//!          | concat ( layer+ , layer+ , ... )
 //! ```
 
 use proc_macro2::{Delimiter, Group, Ident, TokenStream, TokenTree};
@@ -36,6 +37,8 @@ pub struct LayerSyntax {
     pub args: Option<Group>,
     /// The layers inside a `residual(...)` block.
     pub block: Option<BlockSyntax>,
+    /// The branches of a `concat(...)` block.
+    pub branches: Option<Vec<Vec<LayerSyntax>>>,
 }
 
 /// The inside of `residual( body , shortcut = layers )`.
@@ -46,18 +49,46 @@ pub struct BlockSyntax {
     pub shortcut: Option<(Ident, Vec<LayerSyntax>)>,
 }
 
-/// The name of the block layer.
+/// The name of the residual block layer.
 pub const RESIDUAL: &str = "residual";
+
+/// The name of the block layer that stacks its branches' outputs.
+pub const CONCAT: &str = "concat";
+
+/// Layers up to the next top-level comma or the end.
+fn layer_list(input: ParseStream) -> syn::Result<Vec<LayerSyntax>> {
+    let mut layers = Vec::new();
+    while !input.is_empty() && !input.peek(Token![,]) {
+        layers.push(input.parse()?);
+    }
+    Ok(layers)
+}
+
+/// The branches of `concat( layers , layers , ... )`, each non-empty (a trailing comma is
+/// allowed).
+fn branches(input: ParseStream) -> syn::Result<Vec<Vec<LayerSyntax>>> {
+    let mut branches = Vec::new();
+    while !input.is_empty() {
+        let comma = input.peek(Token![,]);
+        let branch = layer_list(input)?;
+        if branch.is_empty() {
+            let span = if comma { input.span() } else { input.cursor().span() };
+            return Err(syn::Error::new(
+                span,
+                "an empty branch: each branch of `concat` holds at least one layer, as in `concat(conv(1x1, 16), conv(3x3, 16, pad=1))`",
+            ));
+        }
+        branches.push(branch);
+        if !input.is_empty() {
+            input.parse::<Token![,]>()?;
+        }
+    }
+    Ok(branches)
+}
 
 impl Parse for BlockSyntax {
     fn parse(input: ParseStream) -> syn::Result<Self> {
-        let layers = |input: ParseStream| -> syn::Result<Vec<LayerSyntax>> {
-            let mut layers = Vec::new();
-            while !input.is_empty() && !input.peek(Token![,]) {
-                layers.push(input.parse()?);
-            }
-            Ok(layers)
-        };
+        let layers = layer_list;
         let body = layers(input)?;
         if input.is_empty() {
             return Ok(BlockSyntax { body, shortcut: None });
@@ -161,7 +192,11 @@ impl Parse for LayerSyntax {
             Some(group) if name == RESIDUAL => Some(syn::parse2(group.stream())?),
             _ => None,
         };
-        Ok(LayerSyntax { name, args, block })
+        let branches = match &args {
+            Some(group) if name == CONCAT => Some(syn::parse::Parser::parse2(branches, group.stream())?),
+            _ => None,
+        };
+        Ok(LayerSyntax { name, args, block, branches })
     }
 }
 
@@ -218,6 +253,8 @@ mod tests {
         assert!(err("struct M < input(4) residual(fc(4), conv(1x1, 4)) >").contains("introduces its projection"));
         assert!(err("struct M < input(4) residual(fc(4), shortcut=) >").contains("at least one layer"));
         assert!(err("struct M < input(4) residual(fc(4), shortcut=fc(4), x) >").contains("unexpected tokens"));
+        assert!(err("struct M < input(4) concat(fc(4), , fc(2)) >").contains("an empty branch"));
+        assert!(err("struct M < input(4) concat(, fc(2)) >").contains("an empty branch"));
     }
 
     #[test]
@@ -230,5 +267,17 @@ mod tests {
         let (key, shortcut) = m.layers[2].block.as_ref().unwrap().shortcut.as_ref().unwrap();
         assert_eq!(key.to_string(), "shortcut");
         assert_eq!(shortcut.len(), 2);
+    }
+
+    #[test]
+    fn concat_reads_its_branches() {
+        let m: ModelSyntax = syn::parse_str(
+            "struct M < input(8x8x4) concat(conv(1x1, 4), conv(3x3, 4, pad=1) relu, concat(relu, tanh),) >",
+        )
+        .unwrap();
+        let branches = m.layers[1].branches.as_ref().unwrap();
+        let names: Vec<Vec<String>> = branches.iter().map(|b| b.iter().map(|l| l.name.to_string()).collect()).collect();
+        assert_eq!(names, [vec!["conv"], vec!["conv", "relu"], vec!["concat"]]);
+        assert_eq!(branches[2][0].branches.as_ref().unwrap().len(), 2);
     }
 }

@@ -28,7 +28,7 @@ pub use linear::Linear;
 pub use loss::{Loss, Targets};
 pub use lrn::Lrn;
 pub use pool::{AvgPool2d, L2Pool2d, MaxPool2d};
-pub use residual::{add_assign, add_forward};
+pub use residual::{add_assign, add_forward, concat_backward, concat_forward, Share};
 pub use softmax::{softmax_cross_entropy, softmax_forward};
 
 pub use crate::init::rng;
