@@ -73,7 +73,17 @@ fn known_sizes(model: &Model) -> (Option<usize>, Option<usize>) {
     let classes = kinds
         .iter()
         .rev()
-        .find(|k| !matches!(k, Kind::Act(_) | Kind::Softmax | Kind::Loss(_) | Kind::Dropout { .. } | Kind::BatchNorm))
+        .find(|k| {
+            !matches!(
+                k,
+                Kind::Act(_)
+                    | Kind::Softmax
+                    | Kind::Loss(_)
+                    | Kind::Dropout { .. }
+                    | Kind::Sparsity { .. }
+                    | Kind::BatchNorm
+            )
+        })
         .and_then(|k| match k {
             Kind::Fc { out, .. } => Some(*out),
             _ => None,

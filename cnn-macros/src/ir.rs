@@ -102,6 +102,8 @@ pub enum PoolOp {
 pub enum ActKind {
     /// `relu`.
     Relu,
+    /// `relu6`: `min(max(x, 0), 6)`, as MobileNet uses.
+    Relu6,
     /// `leaky_relu(a)`.
     LeakyRelu(Float),
     /// `sigmoid`.
@@ -142,8 +144,9 @@ pub enum Kind {
     InputVolume { w: usize, h: usize, d: usize },
     /// `input(N)`: a flat vector.
     InputFlat { n: usize },
-    /// `conv(FxG, K, stride=S, pad=P, bias=B)`.
-    Conv { filter: Pair, filters: usize, stride: Pair, pad: Pair, bias: bool },
+    /// `conv(FxG, K, stride=S, pad=P, bias=B, groups=G)`: with `groups`, the input depth and the
+    /// filters split in `G` groups, each group's filters reading its group's channels only.
+    Conv { filter: Pair, filters: usize, stride: Pair, pad: Pair, bias: bool, groups: usize },
     /// `pool(k)` / `maxpool(k)`, `avgpool(k)`, `l2pool(k)`, with optional `stride=` and (but for
     /// `l2pool`) `pad=`: max pooling pads with −∞, average pooling with zeros it counts.
     Pool { op: PoolOp, window: Pair, stride: Pair, pad: Pair },
@@ -155,6 +158,8 @@ pub enum Kind {
     Softmax,
     /// `dropout(p)`.
     Dropout { p: Float },
+    /// `sparsity(λ)`: the identity, adding `λ · mean |a|` of its input to the training loss.
+    Sparsity { lambda: Float },
     /// `batchnorm`.
     BatchNorm,
     /// `lrn(size, alpha=, beta=, k=)`.
@@ -194,7 +199,7 @@ impl fmt::Display for Kind {
         match self {
             Kind::InputVolume { w, h, d } => write!(f, "input({w}x{h}x{d})"),
             Kind::InputFlat { n } => write!(f, "input({n})"),
-            Kind::Conv { filter, filters, stride, pad, bias } => {
+            Kind::Conv { filter, filters, stride, pad, bias, groups } => {
                 write!(f, "conv({}x{}, {filters}", filter.w, filter.h)?;
                 if *stride != Pair::square(1) {
                     write!(f, ", stride={stride}")?;
@@ -204,6 +209,9 @@ impl fmt::Display for Kind {
                 }
                 if !bias {
                     write!(f, ", bias=false")?;
+                }
+                if *groups != 1 {
+                    write!(f, ", groups={groups}")?;
                 }
                 write!(f, ")")
             }
@@ -220,11 +228,13 @@ impl fmt::Display for Kind {
             Kind::Fc { out, bias: true } => write!(f, "fc({out})"),
             Kind::Fc { out, bias: false } => write!(f, "fc({out}, bias=false)"),
             Kind::Act(ActKind::Relu) => write!(f, "relu"),
+            Kind::Act(ActKind::Relu6) => write!(f, "relu6"),
             Kind::Act(ActKind::LeakyRelu(a)) => write!(f, "leaky_relu({a})"),
             Kind::Act(ActKind::Sigmoid) => write!(f, "sigmoid"),
             Kind::Act(ActKind::Tanh) => write!(f, "tanh"),
             Kind::Softmax => write!(f, "softmax"),
             Kind::Dropout { p } => write!(f, "dropout({p})"),
+            Kind::Sparsity { lambda } => write!(f, "sparsity({lambda})"),
             Kind::BatchNorm => write!(f, "batchnorm"),
             Kind::Lrn { size, alpha, beta, k } => {
                 write!(f, "lrn({size}")?;
@@ -362,6 +372,7 @@ mod tests {
             stride: Pair { w: 2, h: 1 },
             pad: Pair::square(1),
             bias: false,
+            groups: 1,
         };
         assert_eq!(conv.to_string(), "conv(5x3, 8, stride=2x1, pad=1, bias=false)");
         let pool =

@@ -9,7 +9,7 @@ use cnn_shape::Shape;
 
 use crate::errors::Errors;
 use crate::ir::{list_text, ActKind, Kind, Layer, LossKind, Model, Pair, PoolOp};
-use windows::windows;
+use windows::{reshaped, windows};
 
 /// Largest number of values a layer may output per sample, or hold as parameters.
 pub const MAX_VALUES: usize = 1 << 31;
@@ -300,15 +300,12 @@ fn keeping_fixes(branch: &[Layer], k: usize) -> Vec<String> {
     branch
         .iter()
         .filter_map(|l| match &l.kind {
-            Kind::Conv { filter, filters, stride, pad, bias } => keeping(*filter, *pad, *stride).map(|p| Kind::Conv {
-                filter: *filter,
-                filters: *filters,
-                stride: *stride,
-                pad: p,
-                bias: *bias,
-            }),
-            Kind::Pool { op, window, stride, pad } if *op != PoolOp::L2 => keeping(*window, *pad, *stride)
-                .map(|p| Kind::Pool { op: *op, window: *window, stride: *stride, pad: p }),
+            Kind::Conv { filter: window, stride, pad, .. } => {
+                keeping(*window, *pad, *stride).map(|p| reshaped(&l.kind, *window, *stride, p))
+            }
+            Kind::Pool { op, window, stride, pad } if *op != PoolOp::L2 => {
+                keeping(*window, *pad, *stride).map(|p| reshaped(&l.kind, *window, *stride, p))
+            }
             _ => None,
         })
         .map(|fixed| format!("in branch {k}, `{fixed}` keeps the width and height"))
@@ -345,11 +342,27 @@ fn output(layer: &Layer, prev: &str, input: Shape) -> Result<Shape, String> {
     let shape = match &layer.kind {
         // A repeated `input` is reported by the caller; the shape passes through unchanged.
         Kind::InputVolume { .. } | Kind::InputFlat { .. } => input,
-        Kind::Conv { filter, filters, stride, pad, .. } => {
+        Kind::Conv { filter, filters, stride, pad, groups, .. } => {
             needs_volume(&layer.kind, prev, input)?;
+            if !input.d.is_multiple_of(*groups) {
+                let divisors: Vec<String> = (2..=input.d)
+                    .filter(|g| input.d.is_multiple_of(*g) && filters.is_multiple_of(*g))
+                    .map(|g| g.to_string())
+                    .collect();
+                let fix = match divisors.as_slice() {
+                    [] => String::new(),
+                    d => format!(": `groups` may be {}", d.join(", ")),
+                };
+                return Err(format!(
+                    "`{}` splits its input's {} channels in {groups} groups, but {groups} does not divide {}{fix}",
+                    layer.kind, input.d, input.d
+                ));
+            }
             let out = windows(&layer.kind, input, *filter, *stride, *pad, *filters)?;
-            let params =
-                (filter.w * filter.h).saturating_mul(input.d).saturating_mul(*filters).saturating_add(*filters);
+            let params = (filter.w * filter.h)
+                .saturating_mul(input.d / groups)
+                .saturating_mul(*filters)
+                .saturating_add(*filters);
             if params > MAX_VALUES {
                 return Err(format!(
                     "`{}` would have {params} parameters; the most a layer may have is {MAX_VALUES}",
@@ -375,6 +388,7 @@ fn output(layer: &Layer, prev: &str, input: Shape) -> Result<Shape, String> {
         }
         Kind::Act(_)
         | Kind::Dropout { .. }
+        | Kind::Sparsity { .. }
         | Kind::BatchNorm
         | Kind::Lrn { .. }
         | Kind::Loss(_)
@@ -628,5 +642,16 @@ mod tests {
         assert_eq!(s[1..4], ["16x16x8", "8x8x8", "8x8x8"]);
         let e = error("input(32x32x3) maxpool(3, stride=2) fc(2) softmax");
         assert!(e.contains("`pool(3, stride=2, pad=1)` gives 16x16x3"), "{e}");
+    }
+
+    #[test]
+    fn groups_must_divide_the_input_depth() {
+        let s = shapes("input(8x8x6) conv(3x3, 6, pad=1, groups=6) relu6 conv(1x1, 4, groups=2) fc(2)").unwrap();
+        assert_eq!(s[1..4], ["8x8x6", "8x8x6", "8x8x4"]);
+        let e = error("input(8x8x6) conv(3x3, 8, groups=4) fc(2)");
+        assert!(
+            e.contains("splits its input's 6 channels in 4 groups, but 4 does not divide 6: `groups` may be 2"),
+            "{e}"
+        );
     }
 }

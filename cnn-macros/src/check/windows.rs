@@ -104,6 +104,16 @@ pub fn windows(
     Err(message)
 }
 
+/// `kind`, a window layer, with another window, stride and padding.
+pub fn reshaped(kind: &Kind, window: Pair, stride: Pair, pad: Pair) -> Kind {
+    let mut kind = kind.clone();
+    if let Kind::Conv { filter: w, stride: s, pad: p, .. } | Kind::Pool { window: w, stride: s, pad: p, .. } = &mut kind
+    {
+        (*w, *s, *p) = (window, stride, pad);
+    }
+    kind
+}
+
 /// Nearby layers that fit: another padding, stride or window, each with the shape it gives.
 fn fixes(kind: &Kind, input: Shape, axes: [Axis; 2], depth: usize) -> Vec<String> {
     // Searches outward from `start` (larger first on ties) for a value that makes `fits` true.
@@ -123,16 +133,15 @@ fn fixes(kind: &Kind, input: Shape, axes: [Axis; 2], depth: usize) -> Vec<String
         };
     let mut candidates = Vec::new();
     match kind {
-        Kind::Conv { filter, filters, stride, pad, bias } => {
-            let bias = *bias;
+        Kind::Conv { filter, stride, pad, .. } => {
             if let Some(p) = per_axis(&|a, v| Axis { pad: v, ..a }, &|a| a.pad, 0) {
-                candidates.push(Kind::Conv { filter: *filter, filters: *filters, stride: *stride, pad: p, bias });
+                candidates.push(reshaped(kind, *filter, *stride, p));
             }
             if let Some(s) = per_axis(&|a, v| Axis { stride: v, ..a }, &|a| a.stride, 1) {
-                candidates.push(Kind::Conv { filter: *filter, filters: *filters, stride: s, pad: *pad, bias });
+                candidates.push(reshaped(kind, *filter, s, *pad));
             }
             if let Some(f) = per_axis(&|a, v| Axis { window: v, ..a }, &|a| a.window, 1) {
-                candidates.push(Kind::Conv { filter: f, filters: *filters, stride: *stride, pad: *pad, bias });
+                candidates.push(reshaped(kind, f, *stride, *pad));
             }
         }
         Kind::Pool { op, window, stride, pad } => {

@@ -70,6 +70,7 @@ pub struct Description {
     pub flops: usize,
     residual: bool,
     concat: bool,
+    sparsity: bool,
 }
 
 impl Description {
@@ -85,12 +86,14 @@ impl Description {
             flops: flops(&model.layers, checked),
             residual: false,
             concat: false,
+            sparsity: false,
         };
         let lines = description.walk(&model.layers, "", 0, checked);
         let sequential = sequential(&lines, 0);
         let residual = if description.residual { RESIDUAL_MODULE } else { "" };
         let concat = if description.concat { CONCAT_MODULE } else { "" };
-        description.pytorch = format!("{residual}{concat}{sequential}");
+        let sparsity = if description.sparsity { SPARSITY_MODULE } else { "" };
+        description.pytorch = format!("{residual}{concat}{sparsity}{sequential}");
         description
     }
 
@@ -172,13 +175,14 @@ impl Description {
     fn module(&mut self, kind: &Kind, input: Shape, path: &str) -> String {
         let (c, _) = input.channels();
         match kind {
-            Kind::Conv { filter, filters, stride, pad, bias } => {
-                self.tensor(path, "weight", &[*filters, input.d, filter.h, filter.w], TensorKind::Weight);
+            Kind::Conv { filter, filters, stride, pad, bias, groups } => {
+                self.tensor(path, "weight", &[*filters, input.d / groups, filter.h, filter.w], TensorKind::Weight);
                 if *bias {
                     self.tensor(path, "bias", &[*filters], TensorKind::Bias);
                 }
+                let groups = if *groups == 1 { String::new() } else { format!(", groups={groups}") };
                 format!(
-                    "torch.nn.Conv2d({}, {filters}, kernel_size=({}, {}), stride=({}, {}), padding=({}, {}){})",
+                    "torch.nn.Conv2d({}, {filters}, kernel_size=({}, {}), stride=({}, {}), padding=({}, {}){groups}{})",
                     input.d,
                     filter.h,
                     filter.w,
@@ -213,11 +217,16 @@ impl Description {
                 }
             }
             Kind::Act(ActKind::Relu) => "torch.nn.ReLU()".into(),
+            Kind::Act(ActKind::Relu6) => "torch.nn.ReLU6()".into(),
             Kind::Act(ActKind::LeakyRelu(a)) => format!("torch.nn.LeakyReLU({a})"),
             Kind::Act(ActKind::Sigmoid) => "torch.nn.Sigmoid()".into(),
             Kind::Act(ActKind::Tanh) => "torch.nn.Tanh()".into(),
             Kind::Softmax => "torch.nn.Softmax(dim=1)".into(),
             Kind::Dropout { p } => format!("torch.nn.Dropout(p={p})"),
+            Kind::Sparsity { lambda } => {
+                self.sparsity = true;
+                format!("Sparsity({lambda})")
+            }
             Kind::BatchNorm => {
                 self.tensor(path, "weight", &[c], TensorKind::Norm);
                 self.tensor(path, "bias", &[c], TensorKind::Norm);
@@ -318,6 +327,23 @@ const CONCAT_MODULE: &str = "class Concat(torch.nn.Module):
 
 ";
 
+/// The Python definition of the module a `sparsity` layer becomes.
+const SPARSITY_MODULE: &str = "class Sparsity(torch.nn.Module):
+    \"\"\"The identity; in training, records `weight * mean |x|` in `penalty`, to add to the loss.\"\"\"
+
+    def __init__(self, weight):
+        super().__init__()
+        self.weight = weight
+        self.penalty = 0.0
+
+    def forward(self, x):
+        if self.training:
+            self.penalty = self.weight * x.abs().mean()
+        return x
+
+
+";
+
 /// Thousands separated by commas, as in model summaries.
 fn grouped(v: usize) -> String {
     let s = v.to_string();
@@ -339,7 +365,9 @@ fn flops(layers: &[Layer], checked: &Checked) -> usize {
         .map(|l| {
             let (input, output) = (checked.input(l), checked.output(l));
             match &l.kind {
-                Kind::Conv { filter, filters, .. } => 2 * filters * input.d * filter.w * filter.h * output.w * output.h,
+                Kind::Conv { filter, filters, groups, .. } => {
+                    2 * filters * (input.d / groups) * filter.w * filter.h * output.w * output.h
+                }
                 Kind::Fc { out, .. } => 2 * input.len() * out,
                 Kind::Residual | Kind::Concat => l.branches.iter().map(|b| flops(b, checked)).sum(),
                 _ => 0,

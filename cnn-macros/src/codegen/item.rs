@@ -84,12 +84,14 @@ fn strukt(
         #[doc = #doc]
         #[derive(Clone)]
         #vis struct #name {
+            #[doc(hidden)]
             __state: #rt::State,
         }
 
         #[allow(non_upper_case_globals, clippy::all)]
         impl #name {
             #consts
+            #[doc(hidden)]
             const __WORKSPACE: #rt::WorkspaceSizes = #workspace;
 
             /// A model initialised as PyTorch initialises it by default, from seed 0.
@@ -174,7 +176,8 @@ fn model_consts(model: &Model, checked: &Checked, program: &Program<'_>, descrip
 fn compiled(loss: LossKind, program: &Program<'_>, description: &Description, passes: &Passes) -> TokenStream {
     let (rt, loss) = (rt(), loss_tokens(loss));
     let (splits, slots, forward, backward) = (&passes.splits, &passes.slots, &passes.forward, &passes.backward);
-    let (output_grad, inits, logits) = (&passes.output_grad, &passes.inits, &passes.logits);
+    let (output_grad, inits, logits, penalties) =
+        (&passes.output_grad, &passes.inits, &passes.logits, &passes.penalties);
     let outputs_lit = lit(program.nodes[program.output_node()]);
     let activations = program.nodes[1..].iter().zip(&program.writers[1..]).map(|(&len, &writer)| {
         let (row, len) = (lit(description.row_of[writer].unwrap_or(0)), lit(len));
@@ -209,7 +212,7 @@ fn compiled(loss: LossKind, program: &Program<'_>, description: &Description, pa
             let __ws = __state.workspace.training_parts(__n, &Self::__WORKSPACE);
             #splits
             #slots
-            let __loss = #loss.loss_and_grad(__n, #outputs_lit, #logits, __out, __targets, #output_grad);
+            let __loss = #loss.loss_and_grad(__n, #outputs_lit, #logits, __out, __targets, #output_grad) #penalties;
             #backward
             __loss
         }

@@ -32,6 +32,8 @@ pub struct Passes {
     pub inits: TokenStream,
     /// The model's outputs before the loss (its logits).
     pub logits: TokenStream,
+    /// The sparsity penalties of the training pass, each as `+ penalty`, to add to the loss.
+    pub penalties: TokenStream,
 }
 
 /// The activation tokens of an activation (the identity for `None`).
@@ -40,6 +42,7 @@ pub fn act_tokens(act: Option<ActKind>) -> TokenStream {
     match act {
         None => quote!(#rt::Act::Identity),
         Some(ActKind::Relu) => quote!(#rt::Act::Relu),
+        Some(ActKind::Relu6) => quote!(#rt::Act::Relu6),
         Some(ActKind::LeakyRelu(a)) => {
             let a = a.0;
             quote!(#rt::Act::LeakyRelu(#a))
@@ -59,11 +62,19 @@ pub fn kernel_tokens(kernel: &Kernel<'_>) -> (TokenStream, TokenStream) {
         return (quote!(#rt::Activation<#len>), quote!(#rt::Activation { act: #act }));
     };
     match &layer.kind {
-        Kind::Conv { filter, filters, stride, pad, bias } => {
+        Kind::Conv { filter, filters, stride, pad, bias, groups } => {
             let (k, fh, fw) = (lit(*filters), lit(filter.h), lit(filter.w));
             let (sh, sw, ph, pw) = (lit(stride.h), lit(stride.w), lit(pad.h), lit(pad.w));
+            // Ungrouped convolutions keep the kernel's shorter form (its groups default to 1).
+            let groups = match *groups {
+                1 => quote!(),
+                g => {
+                    let g = lit(g);
+                    quote!(, #g)
+                }
+            };
             (
-                quote!(#rt::Conv2d<#d, #h, #w, #k, #fh, #fw, #sh, #sw, #ph, #pw, #bias>),
+                quote!(#rt::Conv2d<#d, #h, #w, #k, #fh, #fw, #sh, #sw, #ph, #pw, #bias #groups>),
                 quote!(#rt::Conv2d { act: #act }),
             )
         }
@@ -95,6 +106,10 @@ pub fn kernel_tokens(kernel: &Kernel<'_>) -> (TokenStream, TokenStream) {
         Kind::Dropout { p } => {
             let p = p.0;
             (quote!(#rt::Dropout<#len>), quote!(#rt::Dropout { p: #p }))
+        }
+        Kind::Sparsity { lambda } => {
+            let lambda = lambda.0;
+            (quote!(#rt::Sparsity<#len>), quote!(#rt::Sparsity { lambda: #lambda }))
         }
         Kind::BatchNorm => {
             let (c, s) = input.channels();
@@ -185,6 +200,7 @@ impl Passes {
             output_grad: slot(backward.output, outputs),
             inits: inits(program, &ranges),
             logits: node_tokens(program.output_node()),
+            penalties: penalties(program),
         }
     }
 }
@@ -197,7 +213,9 @@ fn constants(program: &Program<'_>, name: &Ident) -> (TokenStream, TokenStream) 
         let (c, s) = (layer_const(i), size_const(i));
         let (ty, value) = kernel_tokens(kernel);
         consts.extend(quote! {
+            #[doc(hidden)]
             const #c: #ty = #value;
+            #[doc(hidden)]
             const #s: #rt::LayerSizes = #rt::sizes_of(&Self::#c);
         });
         let (inp, out, p, b) = (lit(kernel.inputs), lit(kernel.outputs), lit(kernel.params), lit(kernel.buffers));
@@ -363,6 +381,19 @@ fn concat_backward(program: &Program<'_>, op: usize, dy: usize, parts: &[Dx]) ->
         #rt::act_backward(__n, #len_lit, #act, #y, #dy);
         #rt::concat_backward(__n, &*#dy, &[#(#lens),*], &mut [#(#shares),*]);
     }
+}
+
+/// `+ penalty` for each `sparsity` layer, from the state its training forward pass left.
+fn penalties(program: &Program<'_>) -> TokenStream {
+    let rt = rt();
+    let terms = kernels(program).filter_map(|(i, kernel)| match kernel.layer.map(|l| &l.kind) {
+        Some(Kind::Sparsity { lambda }) => {
+            let (s, len, lambda) = (state_ident(i), lit(kernel.inputs), lambda.0);
+            Some(quote!(+ #rt::sparsity_penalty(__n, #len, #lambda, &*#s)))
+        }
+        _ => None,
+    });
+    quote!(#(#terms)*)
 }
 
 fn inits(program: &Program<'_>, ranges: &Ranges) -> TokenStream {

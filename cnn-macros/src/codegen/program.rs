@@ -73,7 +73,9 @@ fn absorbed(layer: &Layer, loss: LossKind, is_last: bool) -> bool {
 pub fn sizes(layer: &Layer, checked: &Checked) -> (usize, usize) {
     let input = checked.input(layer);
     match &layer.kind {
-        Kind::Conv { filter, filters, bias, .. } => (filters * (input.d * filter.w * filter.h + usize::from(*bias)), 0),
+        Kind::Conv { filter, filters, bias, groups, .. } => {
+            (filters * (input.d / groups * filter.w * filter.h + usize::from(*bias)), 0)
+        }
         Kind::Fc { out, bias } => (out * (input.len() + usize::from(*bias)), 0),
         Kind::BatchNorm => {
             let c = input.channels().0;

@@ -15,7 +15,7 @@ fn act(a: ActKind) -> Layer {
 }
 
 fn conv(filter: Pair, filters: usize, stride: Pair, pad: Pair) -> Layer {
-    Layer::of(Kind::Conv { filter, filters, stride, pad, bias: true })
+    Layer::of(Kind::Conv { filter, filters, stride, pad, bias: true, groups: 1 })
 }
 
 fn model(layers: Vec<Layer>) -> (Model, Checked) {
@@ -240,7 +240,7 @@ fn the_item_is_rust_with_the_activation_table_of_its_program() {
         text.contains("const ACTIVATIONS : & 'static [(usize , usize)] = & [(1 , 4) , (4 , 4) , (3 , 4) , (5 , 2)]"),
         "{text}"
     );
-    assert!(text.contains("struct CnnModel { __state : :: cnn :: __private :: State , }"), "{text}");
+    assert!(text.contains("struct CnnModel { # [doc (hidden)] __state : :: cnn :: __private :: State , }"), "{text}");
     assert!(text.contains("impl :: cnn :: __private :: Compiled for CnnModel"), "{text}");
 }
 
@@ -307,4 +307,39 @@ fn a_concat_block_is_a_module_list_in_pytorch() {
     let rows: Vec<&str> = d.rows.iter().map(|r| r.text.as_str()).collect();
     assert_eq!(rows[1..4], ["concat", "branch 1: conv(1x1, 2)", "branch 2: conv(1x1, 2)"]);
     assert_eq!(d.flops, 2 * (2 * 3 + 2 * 3 + 4 * 2 * 9 + 2 * 3) * 36 + 2 * 288 * 2);
+}
+
+#[test]
+fn grouped_convolutions_and_sparsity_reach_pytorch_and_the_kernels() {
+    let grouped = Kind::Conv {
+        filter: Pair::square(3),
+        filters: 8,
+        stride: Pair::square(1),
+        pad: Pair::square(1),
+        bias: true,
+        groups: 4,
+    };
+    let (m, c) = model(vec![
+        Layer::of(Kind::InputVolume { w: 5, h: 5, d: 4 }),
+        Layer::of(grouped),
+        act(ActKind::Relu6),
+        Layer::of(Kind::Sparsity { lambda: crate::ir::Float(0.5) }),
+        fc(2),
+    ]);
+    let d = Description::of(&m, &c);
+    assert_eq!(d.tensors[0].shape, [8, 1, 3, 3], "each filter reads its group's one channel");
+    assert!(d.pytorch.contains("torch.nn.Conv2d(4, 8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), groups=4)"));
+    assert!(d.pytorch.contains("    torch.nn.ReLU6(),\n    Sparsity(0.5),\n"), "{}", d.pytorch);
+    assert!(d.pytorch.starts_with("class Sparsity(torch.nn.Module):"));
+    assert_eq!(d.params, 8 * 9 + 8 + 200 * 2 + 2);
+    assert_eq!(d.flops, 2 * 8 * 9 * 25 + 2 * 200 * 2);
+    let program = Program::lower(&m, &c);
+    assert_eq!(steps(&program), ["conv(3x3, 8, pad=1, groups=4)+relu6", "sparsity(0.5)", "fc(2)"]);
+    let Op::Layer { kernel, .. } = &program.ops[0] else { unreachable!() };
+    assert!(kernel_tokens(kernel).0.to_string().ends_with("1 , 1 , 1 , 1 , true , 4 >"));
+    let passes = super::passes::Passes::of(&program, &Backward::plan(&program), &quote::format_ident!("M"));
+    assert_eq!(
+        passes.penalties.to_string(),
+        "+ :: cnn :: __private :: sparsity_penalty (__n , 200 , 0.5f32 , & * __s1)"
+    );
 }

@@ -12,7 +12,7 @@ use crate::ir::{ActKind, Float, Kind, Layer, LossKind, Pair, PoolOp, LRN_DEFAULT
 pub const MAX_NUMBER: usize = 1 << 24;
 
 /// The names of every layer, for errors and suggestions.
-pub const LAYER_NAMES: [&str; 18] = [
+pub const LAYER_NAMES: [&str; 20] = [
     "input",
     "conv",
     "pool",
@@ -21,11 +21,13 @@ pub const LAYER_NAMES: [&str; 18] = [
     "l2pool",
     "fc",
     "relu",
+    "relu6",
     "leaky_relu",
     "sigmoid",
     "tanh",
     "softmax",
     "dropout",
+    "sparsity",
     "batchnorm",
     "lrn",
     "residual",
@@ -103,12 +105,13 @@ pub fn lower_layer(layer: &LayerSyntax) -> syn::Result<Kind> {
             let bias = args.flag("bias", true)?;
             Ok(Kind::Fc { out, bias })
         }
-        "relu" | "softmax" | "sigmoid" | "tanh" | "batchnorm" => {
+        "relu" | "relu6" | "softmax" | "sigmoid" | "tanh" | "batchnorm" => {
             if let Some(group) = &layer.args {
                 return Err(syn::Error::new_spanned(group, format!("`{name}` takes no arguments: write `{name}`")));
             }
             Ok(match name.as_str() {
                 "relu" => Kind::Act(ActKind::Relu),
+                "relu6" => Kind::Act(ActKind::Relu6),
                 "sigmoid" => Kind::Act(ActKind::Sigmoid),
                 "tanh" => Kind::Act(ActKind::Tanh),
                 "batchnorm" => Kind::BatchNorm,
@@ -125,6 +128,12 @@ pub fn lower_layer(layer: &LayerSyntax) -> syn::Result<Kind> {
             Ok(Kind::Act(ActKind::LeakyRelu(slope)))
         }
         "dropout" => dropout(layer),
+        "sparsity" => {
+            let args = Args::read(layer, &[], "sparsity(0.001)", 1)?;
+            let v = &args.positional[0].value;
+            let lambda = float_in(v, "the sparsity weight", |l| l >= 0.0, "at least 0")?;
+            Ok(Kind::Sparsity { lambda })
+        }
         "lrn" => lrn(layer),
         "residual" => match &layer.block {
             Some(block) if !block.body.is_empty() => Ok(Kind::Residual),
@@ -169,7 +178,7 @@ fn stride(value: &TokenStream) -> syn::Result<Pair> {
 
 fn conv(layer: &LayerSyntax) -> syn::Result<Kind> {
     let usage = "conv(5x5, 16, stride=1, pad=0)";
-    let args = Args::read(layer, &["stride", "pad", "bias"], usage, 2)?;
+    let args = Args::read(layer, &["stride", "pad", "bias", "groups"], usage, 2)?;
     let f = &args.positional[0].value;
     let filter = match numbers(f, "the filter size")?.as_slice() {
         [w, h] => Pair { w: *w, h: *h },
@@ -187,7 +196,21 @@ fn conv(layer: &LayerSyntax) -> syn::Result<Kind> {
     let stride = args.get("stride").map_or(Ok(Pair::square(1)), stride)?;
     let pad = args.get("pad").map_or(Ok(Pair::square(0)), |p| pair(p, "the padding"))?;
     let bias = args.flag("bias", true)?;
-    Ok(Kind::Conv { filter, filters, stride, pad, bias })
+    let groups = match args.get("groups") {
+        Some(g) => {
+            let groups = number(g, "the number of groups")?;
+            at_least_one(g, &[groups], "the number of groups")?;
+            if !filters.is_multiple_of(groups) {
+                return Err(syn::Error::new_spanned(
+                    g,
+                    format!("{groups} groups do not divide the {filters} filters: each group has as many filters, so `groups` must divide the number of filters"),
+                ));
+            }
+            groups
+        }
+        None => 1,
+    };
+    Ok(Kind::Conv { filter, filters, stride, pad, bias, groups })
 }
 
 fn pool(layer: &LayerSyntax, name: &str) -> syn::Result<Kind> {
@@ -334,7 +357,8 @@ mod tests {
                 filters: 8,
                 stride: Pair::square(2),
                 pad: Pair::square(1),
-                bias: true
+                bias: true,
+                groups: 1,
             }
         );
         assert_eq!(
@@ -352,7 +376,8 @@ mod tests {
                 filters: 4,
                 stride: Pair { w: 2, h: 1 },
                 pad: Pair { w: 0, h: 1 },
-                bias: true
+                bias: true,
+                groups: 1,
             }
         );
         assert_eq!(kinds[6], Kind::Fc { out: 10, bias: true });
@@ -483,5 +508,19 @@ mod tests {
         let errors: Vec<String> =
             model("input(4) rellu fc(0)").err().unwrap().into_iter().map(|e| e.to_string()).collect();
         assert_eq!(errors.len(), 2, "{errors:?}");
+    }
+
+    #[test]
+    fn reads_groups_relu6_and_sparsity() {
+        let kinds =
+            lower("input(8x8x4) conv(3x3, 8, pad=1, groups=4) relu6 sparsity(0.001) conv(1x1, 8, groups=1)").unwrap();
+        assert_eq!(kinds[1].to_string(), "conv(3x3, 8, pad=1, groups=4)");
+        assert_eq!(kinds[2], Kind::Act(ActKind::Relu6));
+        assert_eq!(kinds[3], Kind::Sparsity { lambda: Float(0.001) });
+        assert_eq!(kinds[4].to_string(), "conv(1x1, 8)");
+        assert!(error("conv(3x3, 8, groups=3)").contains("3 groups do not divide the 8 filters"));
+        assert!(error("conv(3x3, 8, groups=0)").contains("at least 1"));
+        assert!(error("sparsity(-1)").contains("at least 0"));
+        assert!(error("relu6(2)").contains("takes no arguments"));
     }
 }
