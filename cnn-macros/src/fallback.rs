@@ -63,7 +63,7 @@ pub fn expand(model: Option<&Model>, error: syn::Error, input: &TokenStream) -> 
 /// Input length and class count, where the layers that give them are well formed (a bad layer
 /// is left out of the model).
 fn known_sizes(model: &Model) -> (Option<usize>, Option<usize>) {
-    let kinds: Vec<&Kind> = model.layers.iter().map(|l| &l.kind).collect();
+    let kinds: Vec<&Kind> = model.layers.iter().map(|l| &l.kind).filter(|k| **k != Kind::Invalid).collect();
     let input = match kinds.first() {
         Some(Kind::InputVolume { w, h, d }) => w.checked_mul(*h).and_then(|v| v.checked_mul(*d)),
         Some(Kind::InputFlat { n }) => Some(*n),

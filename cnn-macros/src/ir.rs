@@ -170,6 +170,9 @@ pub enum Kind {
     Concat,
     /// `loss(name)`.
     Loss(LossKind),
+    /// A layer whose mistake the parse stage reported; its output is unknown, so the check
+    /// reports only what is independent of it.
+    Invalid,
 }
 
 impl Kind {
@@ -249,6 +252,7 @@ impl fmt::Display for Kind {
             Kind::Residual => write!(f, "residual"),
             Kind::Concat => write!(f, "concat"),
             Kind::Loss(loss) => write!(f, "loss({})", loss.name()),
+            Kind::Invalid => write!(f, "?"),
         }
     }
 }

@@ -34,9 +34,14 @@ fn expand(input: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
         Ok(parsed) => parsed,
         Err(error) => return fallback::expand(None, error, &input),
     };
-    match errors.map_or_else(|| check::check(&model), Err) {
-        Ok(checked) => codegen::expand(&model, &checked),
-        Err(error) => fallback::expand(Some(&model), error, &input),
+    // The check runs after parse errors too, to report the mistakes independent of them.
+    match (errors, check::check(&model)) {
+        (None, Ok(checked)) => codegen::expand(&model, &checked),
+        (Some(error), Ok(_)) | (None, Err(error)) => fallback::expand(Some(&model), error, &input),
+        (Some(mut error), Err(more)) => {
+            error.combine(more);
+            fallback::expand(Some(&model), error, &input)
+        }
     }
 }
 

@@ -3,12 +3,16 @@
 //! with the arithmetic and a fix wherever a layer does not fit what comes before it. It reads the
 //! model and returns what it learns in a side table, [`Checked`], or every mistake found.
 
+mod blocks;
+mod loss;
 mod windows;
 
 use cnn_shape::Shape;
 
 use crate::errors::Errors;
-use crate::ir::{list_text, ActKind, Kind, Layer, LossKind, Model, Pair, PoolOp};
+use crate::ir::{Kind, Layer, LossKind, Model, Pair, PoolOp};
+use blocks::{concat, residual};
+use loss::head;
 use windows::{reshaped, windows};
 
 /// Largest number of values a layer may output per sample, or hold as parameters.
@@ -48,10 +52,72 @@ impl From<String> for Misfit {
     }
 }
 
-/// The check's state: the errors so far and the shapes known.
+/// The check's state: the errors so far, the shapes known, and the trail of layers from the
+/// input to the layer being checked.
 struct Cx {
     errors: Errors,
     shapes: Vec<Option<(Shape, Shape)>>,
+    trail: Vec<Step>,
+}
+
+/// A layer on the way to the one being checked, as a shape error shows it.
+struct Step {
+    /// The layer as written (a block: its name and the branch).
+    text: String,
+    /// The layer and its shapes, for a layer that changes the shape.
+    layer: Option<(Kind, Shape, Shape)>,
+}
+
+impl Cx {
+    /// Records `message` at `layer`, whose input was `input`, with the trail of shapes that led
+    /// to it and, where a window no longer fits, the layers that lost the size.
+    fn misfit(&mut self, layer: &Layer, input: Shape, message: String) {
+        let mut trail: Vec<String> = self.trail.iter().map(|s| s.text.clone()).collect();
+        trail.push(format!("`{}` ✗", layer.kind));
+        let trail = format!("\ntrail: {}", trail.join(" → "));
+        let lost = shrinking_fixes(&self.trail, &layer.kind, input);
+        let message = match message.split_once("\nhelp: ") {
+            Some((head, help)) if lost.is_empty() => format!("{head}{trail}\nhelp: {help}"),
+            Some((head, help)) => format!("{head}{trail}\nhelp: {}, or {help}", lost.join(", or ")),
+            None if lost.is_empty() => format!("{message}{trail}"),
+            None => format!("{message}{trail}\nhelp: {}", lost.join(", or ")),
+        };
+        self.errors.spanned(layer, message);
+    }
+}
+
+/// Where `kind`, a window layer, is larger than its (padded) `input`: the unpadded stride-1
+/// window layers on the trail that shrank the width or height, each with the padding that would
+/// have kept it, nearest first (at most three).
+fn shrinking_fixes(trail: &[Step], kind: &Kind, input: Shape) -> Vec<String> {
+    let (window, pad) = match kind {
+        Kind::Conv { filter, pad, .. } => (*filter, *pad),
+        Kind::Pool { window, pad, .. } => (*window, *pad),
+        _ => return Vec::new(),
+    };
+    if window.w <= input.w + 2 * pad.w && window.h <= input.h + 2 * pad.h {
+        return Vec::new();
+    }
+    let keep = |f: usize| (f % 2 == 1).then_some((f - 1) / 2);
+    trail
+        .iter()
+        .rev()
+        .filter_map(|step| {
+            let (kind, from, to) = step.layer.as_ref()?;
+            let (window, stride, pad) = match kind {
+                Kind::Conv { filter, stride, pad, .. } => (*filter, *stride, *pad),
+                Kind::Pool { op, window, stride, pad } if *op != PoolOp::L2 => (*window, *stride, *pad),
+                _ => return None,
+            };
+            let shrank = (to.w, to.h) != (from.w, from.h);
+            let kept = Pair { w: keep(window.w)?, h: keep(window.h)? };
+            (shrank && stride == Pair::square(1) && kept != pad).then(|| {
+                let fixed = reshaped(kind, window, stride, kept);
+                format!("`{kind}` turned {from} into {to}: `{fixed}` keeps {}x{}", from.w, from.h)
+            })
+        })
+        .take(3)
+        .collect()
 }
 
 /// Every layer's shapes and the loss the model trains with, or every mistake found.
@@ -59,13 +125,14 @@ struct Cx {
 /// After a layer whose shape cannot be computed, the layers below it are not shape-checked
 /// (their input is unknown), so one mistake gives one error.
 pub fn check(model: &Model) -> syn::Result<Checked> {
-    let mut cx = Cx { errors: Errors::default(), shapes: vec![None; model.count] };
+    let mut cx = Cx { errors: Errors::default(), shapes: vec![None; model.count], trail: Vec::new() };
     let Some(first) = model.layers.first() else {
         return Err(syn::Error::new(model.open, "the model has no layers: start with `input(WxHxD)` or `input(N)`"));
     };
     let mut current = match first.kind {
         Kind::InputVolume { w, h, d } => Some(Shape::volume(w, h, d)),
         Kind::InputFlat { n } => Some(Shape::vector(n)),
+        Kind::Invalid => None,
         _ => {
             let message = format!("a model starts with `input(WxHxD)` or `input(N)`, found `{}`", first.kind);
             cx.errors.spanned(first, message);
@@ -80,73 +147,13 @@ pub fn check(model: &Model) -> syn::Result<Checked> {
         }
         cx.shapes[first.id] = Some((shape, shape));
     }
+    cx.trail.push(Step { text: format!("`{}`", first.kind), layer: None });
     check_list(&model.layers[1..], current, &first.kind.to_string(), None, &mut cx);
-    let loss = head(&model.layers, &mut cx.errors);
+    // A loss that does not fit could be the invalid layer's fault: not an independent mistake.
+    let invalid = model.layers.iter().any(|l| l.kind == Kind::Invalid);
+    let loss = if invalid { None } else { head(&model.layers, &mut cx.errors) };
     let shapes = cx.shapes.into_iter().map(|s| s.unwrap_or((Shape::vector(0), Shape::vector(0)))).collect();
     cx.errors.finish(Checked { shapes, loss: loss.unwrap_or(LossKind::Mse) })
-}
-
-/// The loss the model trains with, from its last layers, or the error saying why the named
-/// loss does not fit them.
-fn head(layers: &[Layer], errors: &mut Errors) -> Option<LossKind> {
-    let last = layers.len() - 1;
-    for (i, layer) in layers.iter().enumerate() {
-        if i < last && matches!(layer.kind, Kind::Loss(_)) {
-            errors
-                .spanned(layer, format!("`{}` ends the model, but `{}` follows it", layer.kind, layers[i + 1].text()));
-            return None;
-        }
-        if layer.kind == Kind::Softmax && i < last && !matches!(layers[i + 1].kind, Kind::Loss(_)) {
-            errors
-                .spanned(layer, format!("`softmax` must be the last layer, but `{}` follows it", layers[i + 1].text()));
-            return None;
-        }
-    }
-    let (named, output) = match &layers[last].kind {
-        Kind::Loss(loss) if last > 0 => (Some((*loss, &layers[last])), last - 1),
-        _ => (None, last),
-    };
-    if output == 0 {
-        if !layers[0].kind.is_input() {
-            // The missing `input` is reported already: one mistake, one error.
-            return None;
-        }
-        errors.spanned(
-            &layers[last],
-            "the model has no layers after its input: add the layers it computes, such as `fc(10) softmax`",
-        );
-        return None;
-    }
-    let final_kind = &layers[output].kind;
-    let (loss, fits) = match (final_kind, named.map(|(l, _)| l)) {
-        (Kind::Softmax, None | Some(LossKind::CrossEntropy)) => (LossKind::CrossEntropy, Ok(())),
-        (Kind::Softmax, Some(other)) => (other, Err(format!(
-            "`loss({})` does not fit a `softmax` output: softmax is trained with `loss(cross_entropy)`, the default; for {} end the model without `softmax`{}",
-            other.name(),
-            if other == LossKind::Mse { "mean squared error," } else { "binary cross-entropy," },
-            if other == LossKind::Bce { " and with `sigmoid`" } else { "" },
-        ))),
-        (Kind::Act(ActKind::Sigmoid), None | Some(LossKind::Bce)) => (LossKind::Bce, Ok(())),
-        (Kind::Act(ActKind::Sigmoid), Some(LossKind::Mse)) => (LossKind::Mse, Ok(())),
-        (_, None | Some(LossKind::Mse)) => (LossKind::Mse, Ok(())),
-        (_, Some(LossKind::CrossEntropy)) => (LossKind::CrossEntropy, Err(format!(
-            "`loss(cross_entropy)` needs class probabilities, but the model ends with `{}`: end it with `fc(N) softmax`, N being the number of classes{}",
-            layers[output].text(),
-            if *final_kind == Kind::Act(ActKind::Sigmoid) { ", or train the sigmoid outputs with `loss(bce)`" } else { "" }
-        ))),
-        (_, Some(LossKind::Bce)) => (LossKind::Bce, Err(format!(
-            "`loss(bce)` needs probabilities from `sigmoid`, but the model ends with `{}`: add `sigmoid` before the loss",
-            layers[output].text()
-        ))),
-    };
-    match fits {
-        Ok(()) => Some(loss),
-        Err(message) => {
-            let (_, at) = named.expect("only a named loss can misfit");
-            errors.spanned(at, message);
-            None
-        }
-    }
 }
 
 /// Checks `layers`, which read `input` (described by `before`), recording each layer's shapes;
@@ -174,6 +181,7 @@ fn check_list(
         };
         let prev = if i == 0 { before.to_string() } else { describe(&layers[..i]) };
         let result = match layer.kind {
+            Kind::Invalid => Err(Misfit::Reported),
             Kind::Residual => residual(layer, input, cx),
             Kind::Concat => concat(layer, input, cx),
             _ => output(layer, &prev, input).map_err(Misfit::Message),
@@ -181,11 +189,17 @@ fn check_list(
         current = match result {
             Ok(shape) => {
                 cx.shapes[layer.id] = Some((input, shape));
+                if shape != input || layer.is_block() || matches!(layer.kind, Kind::Conv { .. } | Kind::Pool { .. }) {
+                    let text = if layer.is_block() { layer.kind.to_string() } else { layer.text() };
+                    let step =
+                        Step { text: format!("`{text}` {shape}"), layer: Some((layer.kind.clone(), input, shape)) };
+                    cx.trail.push(step);
+                }
                 Some(shape)
             }
             Err(misfit) => {
                 if let Misfit::Message(message) = misfit {
-                    cx.errors.spanned(layer, message);
+                    cx.misfit(layer, input, message);
                 }
                 None
             }
@@ -214,114 +228,6 @@ fn misplaced(layers: &[Layer], i: usize, within: Option<&str>) -> Option<String>
         }
         _ => None,
     }
-}
-
-/// The output of a `residual` block reading `input`: its layers' output, which its shortcut
-/// (the identity, or the layers given) must match.
-fn residual(layer: &Layer, input: Shape, cx: &mut Cx) -> Result<Shape, Misfit> {
-    let within = Some("a `residual` block");
-    let body = check_list(layer.body(), Some(input), "the block's input", within, cx);
-    let shortcut = if layer.shortcut().is_empty() {
-        Some(input)
-    } else {
-        check_list(layer.shortcut(), Some(input), "the block's input", within, cx)
-    };
-    let (Some(body), Some(shortcut)) = (body, shortcut) else {
-        return Err(Misfit::Reported);
-    };
-    if body == shortcut {
-        return Ok(body);
-    }
-    let projection = projection(input, body);
-    if !layer.shortcut().is_empty() {
-        let fix = match projection {
-            Some(p) => format!(": `shortcut={p}` would give {body}"),
-            None => String::new(),
-        };
-        return Err(format!(
-            "`residual` adds its shortcut to its layers' output, but its layers give {body} and its shortcut gives {shortcut}: both must give the same shape{fix}"
-        ).into());
-    }
-    let layers = list_text(layer.body());
-    let fix = match projection {
-        Some(p) => format!(": project the shortcut the same way, as in `residual({layers}, shortcut={p})`"),
-        None => format!(
-            ": pad its convolutions so that they keep the width and height, or add a `shortcut=` that gives {body}"
-        ),
-    };
-    Err(format!("`residual` adds its input to its layers' output, but its layers turn {input} into {body}{fix}").into())
-}
-
-/// The output of a `concat` block reading `input`: its branches' outputs stacked along the
-/// depth (or joined, for flat vectors), which must all have the same width and height.
-fn concat(layer: &Layer, input: Shape, cx: &mut Cx) -> Result<Shape, Misfit> {
-    let within = Some("a `concat` branch");
-    let outputs: Vec<Option<Shape>> =
-        layer.branches.iter().map(|b| check_list(b, Some(input), "the block's input", within, cx)).collect();
-    let Some(outputs) = outputs.into_iter().collect::<Option<Vec<Shape>>>() else {
-        return Err(Misfit::Reported);
-    };
-    let first = outputs[0];
-    if outputs.iter().all(|s| s.flat) {
-        return Ok(Shape::vector(outputs.iter().map(Shape::len).sum()));
-    }
-    if outputs.iter().all(|s| !s.flat && (s.w, s.h) == (first.w, first.h)) {
-        return Ok(Shape::volume(first.w, first.h, outputs.iter().map(|s| s.d).sum()));
-    }
-    let listed: Vec<String> = outputs.iter().enumerate().map(|(k, s)| format!("branch {} gives {s}", k + 1)).collect();
-    let mut message = format!(
-        "`concat` stacks its branches' outputs along the depth, but {}: every branch must give the same width and height",
-        listed.join(", ")
-    );
-    // The size to keep: the block's input's, when a branch keeps it, else the first branch's.
-    let target = outputs.iter().find(|s| !s.flat && (s.w, s.h) == (input.w, input.h)).copied().unwrap_or(first);
-    let fixes: Vec<String> = layer
-        .branches
-        .iter()
-        .zip(&outputs)
-        .enumerate()
-        .filter(|(_, (_, s))| s.flat || (s.w, s.h) != (target.w, target.h))
-        .flat_map(|(k, (branch, _))| keeping_fixes(branch, k + 1))
-        .collect();
-    if !fixes.is_empty() {
-        message.push_str(&format!("\nhelp: {}", fixes.join(", and ")));
-    }
-    Err(message.into())
-}
-
-/// For the window layers of branch `k` that shrink their input with stride 1, the padding that
-/// keeps its width and height, such as `in branch 2, \`conv(3x3, 8, pad=1)\``.
-fn keeping_fixes(branch: &[Layer], k: usize) -> Vec<String> {
-    let keeping = |window: Pair, pad: Pair, stride: Pair| {
-        let keep = |f: usize| (f % 2 == 1).then_some((f - 1) / 2);
-        let p = Pair { w: keep(window.w)?, h: keep(window.h)? };
-        (stride == Pair::square(1) && p != pad).then_some(p)
-    };
-    branch
-        .iter()
-        .filter_map(|l| match &l.kind {
-            Kind::Conv { filter: window, stride, pad, .. } => {
-                keeping(*window, *pad, *stride).map(|p| reshaped(&l.kind, *window, *stride, p))
-            }
-            Kind::Pool { op, window, stride, pad } if *op != PoolOp::L2 => {
-                keeping(*window, *pad, *stride).map(|p| reshaped(&l.kind, *window, *stride, p))
-            }
-            _ => None,
-        })
-        .map(|fixed| format!("in branch {k}, `{fixed}` keeps the width and height"))
-        .collect()
-}
-
-/// A shortcut layer that turns `input` into `output`: a 1x1 convolution with a stride, or an
-/// `fc` for vectors; `None` when no stride gives the output's width and height.
-fn projection(input: Shape, output: Shape) -> Option<String> {
-    if output.flat || input.flat {
-        return Some(format!("fc({})", output.len()));
-    }
-    let stride = |from: usize, to: usize| (1..=from).find(|&s| cnn_shape::output_len(from, 1, s, 0) == Some(to));
-    let (sw, sh) = (stride(input.w, output.w)?, stride(input.h, output.h)?);
-    let s = if sw == sh { sw.to_string() } else { format!("{sw}x{sh}") };
-    Some(if s == "1" { format!("conv(1x1, {})", output.d) } else { format!("conv(1x1, {}, stride={s})", output.d) })
 }
 
 /// The last layer of `layers` as the user wrote it, with the activation before it if it ends
@@ -393,7 +299,8 @@ fn output(layer: &Layer, prev: &str, input: Shape) -> Result<Shape, String> {
         | Kind::Lrn { .. }
         | Kind::Loss(_)
         | Kind::Residual
-        | Kind::Concat => input,
+        | Kind::Concat
+        | Kind::Invalid => input,
         Kind::Softmax => {
             if !input.flat && (input.w, input.h) != (1, 1) {
                 return Err(format!(
@@ -653,5 +560,43 @@ mod tests {
             e.contains("splits its input's 6 channels in 4 groups, but 4 does not divide 6: `groups` may be 2"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_shape_error_shows_the_trail_and_the_layers_that_lost_the_size() {
+        let e = error(
+            "input(7x7x3) conv(3x3, 8, pad=1) relu conv(3x3, 8) relu conv(3x3, 8) relu conv(3x3, 8) relu pool(2) fc(2)",
+        );
+        assert!(e.contains("the 2x2 window is larger than its 1x1 input"), "{e}");
+        assert!(
+            e.contains("\ntrail: `input(7x7x3)` → `conv(3x3, 8, pad=1)` 7x7x8 → `conv(3x3, 8)` 5x5x8 → `conv(3x3, 8)` 3x3x8 → `conv(3x3, 8)` 1x1x8 → `pool(2)` ✗\n"),
+            "{e}"
+        );
+        assert!(e.contains("help: `conv(3x3, 8)` turned 3x3x8 into 1x1x8: `conv(3x3, 8, pad=1)` keeps 3x3, or `conv(3x3, 8)` turned 5x5x8 into 3x3x8"), "{e}");
+        // Inside a block, the trail names the branch.
+        let e = error("input(8x8x4) conv(1x1, 4) concat(conv(1x1, 2), conv(3x3, 4, stride=2)) fc(2)");
+        assert!(
+            e.contains(
+                "trail: `input(8x8x4)` → `conv(1x1, 4)` 8x8x4 → `concat` branch 2: → `conv(3x3, 4, stride=2)` ✗"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn mistakes_independent_of_a_bad_layer_are_reported_with_it() {
+        let (model, parsed) = crate::parse::parse(
+            "struct M < input(28x28x1) conv(5x5, 6, stride=2) relu conv(3x3, 8, padding=1) fc(10) softmax loss(mse) >"
+                .parse()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(parsed.unwrap().to_string().contains("did you mean `pad`?"));
+        let errors: Vec<String> = check(&model).err().unwrap().into_iter().map(|e| e.to_string()).collect();
+        assert_eq!(errors.len(), 1, "the loss, after the bad layer, is not judged: {errors:?}");
+        assert!(errors[0].contains("does not tile its 28x28x1 input"), "{errors:?}");
+        // A bad first layer leaves nothing else to report.
+        let (model, _) = crate::parse::parse("struct M < input(28x28) conv(3x3, 2) fc(2) >".parse().unwrap()).unwrap();
+        assert!(check(&model).is_ok());
     }
 }

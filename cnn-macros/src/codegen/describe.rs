@@ -239,7 +239,12 @@ impl Description {
             Kind::Lrn { size, alpha, beta, k } => {
                 format!("torch.nn.LocalResponseNorm({size}, alpha={alpha}, beta={beta}, k={k})")
             }
-            Kind::Residual | Kind::Concat | Kind::InputVolume { .. } | Kind::InputFlat { .. } | Kind::Loss(_) => {
+            Kind::Residual
+            | Kind::Concat
+            | Kind::Invalid
+            | Kind::InputVolume { .. }
+            | Kind::InputFlat { .. }
+            | Kind::Loss(_) => {
                 unreachable!("not a module of its own")
             }
         }

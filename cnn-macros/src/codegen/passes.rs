@@ -123,6 +123,7 @@ pub fn kernel_tokens(kernel: &Kernel<'_>) -> (TokenStream, TokenStream) {
         }
         Kind::Residual
         | Kind::Concat
+        | Kind::Invalid
         | Kind::InputVolume { .. }
         | Kind::InputFlat { .. }
         | Kind::Softmax

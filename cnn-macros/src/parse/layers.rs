@@ -68,8 +68,8 @@ const ALIASES: [(&str, &str); 29] = [
     ("bce", "loss(bce)"),
 ];
 
-/// Lowers a list of layers, blocks included, recording each bad layer in `errors` and leaving
-/// it out.
+/// Lowers a list of layers, blocks included, recording each bad layer's mistake in `errors`
+/// (the layer stays, as [`Kind::Invalid`]).
 pub fn lower_list(syntax: &[LayerSyntax], errors: &mut Errors) -> Vec<Layer> {
     let mut layers = Vec::with_capacity(syntax.len());
     for layer in syntax {
@@ -82,10 +82,11 @@ pub fn lower_list(syntax: &[LayerSyntax], errors: &mut Errors) -> Vec<Layer> {
             (None, Some(branches)) => branches.iter().map(|b| lower_list(b, errors)).collect(),
             (None, None) => Vec::new(),
         };
-        match lower_layer(layer) {
-            Ok(kind) => layers.push(Layer::new(kind, layer.original(), branches)),
-            Err(error) => errors.push(error),
-        }
+        let kind = lower_layer(layer).unwrap_or_else(|error| {
+            errors.push(error);
+            Kind::Invalid
+        });
+        layers.push(Layer::new(kind, layer.original(), branches));
     }
     layers
 }
@@ -214,11 +215,14 @@ fn conv(layer: &LayerSyntax) -> syn::Result<Kind> {
 }
 
 fn pool(layer: &LayerSyntax, name: &str) -> syn::Result<Kind> {
-    let (allowed, usage): (&[&str], _) = match name {
-        "l2pool" => (&["stride"], format!("{name}(2, stride=2)")),
-        _ => (&["stride", "pad"], format!("{name}(3, stride=2, pad=1)")),
-    };
-    let args = Args::read(layer, allowed, &usage, 1)?;
+    let usage = format!("{name}(2, stride=2)");
+    let args = Args::read(layer, &["stride", "pad"], &usage, 1)?;
+    if let (Some(p), "l2pool") = (args.get("pad"), name) {
+        return Err(syn::Error::new_spanned(
+            p,
+            "`l2pool` takes no `pad`, as PyTorch's `LPPool2d` has none: pad with `maxpool` or `avgpool`, or with the `conv` before it",
+        ));
+    }
     let w = &args.positional[0].value;
     let window = pair(w, "the pooling window")?;
     at_least_one(w, &[window.w, window.h], "the pooling window")?;
@@ -484,7 +488,8 @@ mod tests {
         assert!(error("relu(2)").contains("takes no arguments"));
         assert!(error("dropout(0.5, stride=2)").contains("takes none"));
         assert!(error("fc(2, stride=2)").contains("accepts `bias`"));
-        assert!(error("l2pool(2, pad=1)").contains("accepts `stride`"));
+        assert!(error("l2pool(2, pad=1)").contains("`l2pool` takes no `pad`"));
+        assert!(error("l2pool(2, padding=1)").contains("did you mean `pad`?"));
         assert!(error("maxpool(3, pad=2)").contains("at most `pad=1`"));
         assert_eq!(
             lower("input(8x8x1) maxpool(3, stride=2, pad=1)").unwrap()[1],

@@ -2,8 +2,9 @@
 //!
 //! [`syntax`] reads the grammar (the item, the layer list, blocks); [`layers`] gives each layer
 //! its meaning, reading its arguments with [`args`]. A mistake in the grammar stops at once; a
-//! bad layer is reported and left out, and the others are still read, so that every bad layer
-//! is reported together.
+//! bad layer is reported and kept as [`crate::ir::Kind::Invalid`], and the others are still
+//! read, so that every bad layer is reported together (and the check reports the mistakes
+//! before it).
 
 mod args;
 mod layers;
@@ -18,8 +19,8 @@ use crate::ir::Model;
 #[cfg(test)]
 pub use layers::LAYER_NAMES;
 
-/// The model in `input`, with the errors of the layers left out of it (`None` when there are
-/// none); `Err` when the grammar itself is broken.
+/// The model in `input`, with the errors of its invalid layers (`None` when there are none);
+/// `Err` when the grammar itself is broken.
 pub fn parse(input: TokenStream) -> syn::Result<(Model, Option<syn::Error>)> {
     let syntax = syn::parse2::<syntax::ModelSyntax>(input)?;
     let mut errors = Errors::default();
@@ -40,7 +41,7 @@ mod tests {
         assert_eq!(model.name.unwrap().to_string(), "Net");
         assert_eq!(model.attrs.len(), 1);
         assert_eq!(model.vis.to_string(), "pub");
-        assert_eq!(crate::ir::list_text(&model.layers), "input(4) fc(2)");
+        assert_eq!(crate::ir::list_text(&model.layers), "input(4) ? fc(2)");
         assert!(errors.unwrap().to_string().contains("did you mean `relu`"));
         assert!(parse(quote::quote!(struct Net input(4) >)).is_err());
     }
