@@ -17,7 +17,7 @@ pub mod __private {
     pub use cnn_runtime::init::Rng;
     pub use cnn_runtime::kernels;
     pub use cnn_runtime::kernels::{
-        act_backward, add_assign, add_forward, argmax, max_of, sizes_of, Act, Activation, AvgPool2d, BatchNorm, Conv2d,
-        Dropout, L2Pool2d, Layer, LayerSizes, Linear, Lrn, MaxPool2d, Mode,
+        act_backward, add_assign, add_forward, argmax, max_of, sizes_of, sparsity_penalty, Act, Activation, AvgPool2d,
+        BatchNorm, Conv2d, Dropout, L2Pool2d, Layer, LayerSizes, Linear, Lrn, MaxPool2d, Mode, Sparsity,
     };
 }
