@@ -17,8 +17,8 @@ pub mod __private {
     pub use cnn_runtime::init::Rng;
     pub use cnn_runtime::kernels;
     pub use cnn_runtime::kernels::{
-        act_backward, add_assign, add_forward, argmax, concat_backward, concat_forward, max_of, sizes_of, Act,
-        Activation, AvgPool2d, BatchNorm, Conv2d, Dropout, L2Pool2d, Layer, LayerSizes, Linear, Lrn, MaxPool2d, Mode,
-        Share,
+        act_backward, add_assign, add_forward, argmax, concat_backward, concat_forward, max_of, sizes_of,
+        sparsity_penalty, Act, Activation, AvgPool2d, BatchNorm, Conv2d, Dropout, L2Pool2d, Layer, LayerSizes, Linear,
+        Lrn, MaxPool2d, Mode, Share, Sparsity,
     };
 }

@@ -5,13 +5,17 @@ use super::{chunk, chunk_count, chunk_len, for_each_chunk, ChunksMut, Layer, Mod
 /// An element-wise activation function.
 ///
 /// Its derivative is computed from the activation's output `y`, so a layer that applies it keeps
-/// no extra state: the backward pass of ReLU is the mask `y > 0`, that of the sigmoid `y(1 − y)`.
+/// no extra state: the backward pass of ReLU is the mask `y > 0`, that of ReLU6 the mask
+/// `0 < y < 6`, that of the sigmoid `y(1 − y)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Act {
     /// `y = x`.
     Identity,
     /// `y = max(x, 0)`.
     Relu,
+    /// `y = min(max(x, 0), 6)` (PyTorch's `ReLU6`); the gradient passes where `0 < x < 6`, as
+    /// PyTorch's, whose kinks at 0 and 6 get none.
+    Relu6,
     /// `y = x` for `x > 0`, else `a·x`, with a slope `a ≥ 0` (PyTorch's `LeakyReLU(a)`).
     LeakyRelu(f32),
     /// `y = 1 / (1 + e^−x)`.
@@ -38,6 +42,7 @@ impl Act {
         match self {
             Act::Identity => x,
             Act::Relu => x.max(0.0),
+            Act::Relu6 => x.clamp(0.0, 6.0),
             Act::LeakyRelu(a) => {
                 if x > 0.0 {
                     x
@@ -62,6 +67,13 @@ impl Act {
                     0.0
                 }
             }
+            Act::Relu6 => {
+                if y > 0.0 && y < 6.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
             Act::LeakyRelu(a) => {
                 if y > 0.0 {
                     1.0
@@ -80,6 +92,7 @@ impl Act {
         match self {
             Act::Identity => {}
             Act::Relu => v.iter_mut().for_each(|v| *v = v.max(0.0)),
+            Act::Relu6 => v.iter_mut().for_each(|v| *v = v.clamp(0.0, 6.0)),
             _ => v.iter_mut().for_each(|v| *v = self.apply(*v)),
         }
     }
@@ -90,6 +103,7 @@ impl Act {
         match self {
             Act::Identity => {}
             Act::Relu => dy.iter_mut().zip(y).for_each(|(g, &y)| *g = if y > 0.0 { *g } else { 0.0 }),
+            Act::Relu6 => dy.iter_mut().zip(y).for_each(|(g, &y)| *g = if y > 0.0 && y < 6.0 { *g } else { 0.0 }),
             _ => dy.iter_mut().zip(y).for_each(|(g, &y)| *g *= self.derivative_from_output(y)),
         }
     }
@@ -172,7 +186,8 @@ impl<const LEN: usize> Layer for Activation<LEN> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::testutil::layer_gradient_errors;
+    use crate::kernels::testutil::{gradient_errors_at, layer_gradient_errors, random_vec};
+    use crate::kernels::{add_forward, BatchNorm, Conv2d, Linear};
 
     #[test]
     fn relu_forward_and_mask() {
@@ -189,7 +204,9 @@ mod tests {
 
     #[test]
     fn gradient_matches_finite_differences() {
-        for act in [Act::Relu, Act::LeakyRelu(0.01), Act::LeakyRelu(0.3), Act::Sigmoid, Act::Tanh, Act::Identity] {
+        let acts =
+            [Act::Relu, Act::Relu6, Act::LeakyRelu(0.01), Act::LeakyRelu(0.3), Act::Sigmoid, Act::Tanh, Act::Identity];
+        for act in acts {
             let (ex, _) = layer_gradient_errors(&Activation::<10> { act }, 3, 11);
             println!("{act:?}: max relative error {ex:e}");
             assert!(ex < 1e-2, "{act:?}: max relative error {ex}");
@@ -206,5 +223,74 @@ mod tests {
         }
         assert_eq!(Act::Sigmoid.apply(-1000.0), 0.0);
         assert_eq!(Act::Sigmoid.apply(1000.0), 1.0);
+    }
+
+    #[test]
+    fn relu6_clamps_and_passes_the_gradient_strictly_inside() {
+        let layer = Activation::<8> { act: Act::Relu6 };
+        let x = [-1.0, 0.0, 0.5, 5.9, 6.0, 7.5, -0.0, 1e9];
+        let mut y = [f32::NAN; 8];
+        layer.forward(1, &x, &mut y, &[], &mut [], &mut [], &mut [], Mode::Eval);
+        assert_eq!(y, [0.0, 0.0, 0.5, 5.9, 6.0, 6.0, 0.0, 6.0]);
+        let mut dy = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        let mut dx = [f32::NAN; 8];
+        layer.backward(1, &x, &y, &mut dy, Some(&mut dx), &[], &mut [], &mut [], &mut [], &[]);
+        // As PyTorch's hardtanh backward: nothing at 0 and 6 themselves.
+        assert_eq!(dx, [0.0, 0.0, 3.0, 4.0, 0.0, 0.0, 0.0, 0.0]);
+        // The in-place forms, which the fused layers use, agree with the element-wise ones.
+        let mut v = x;
+        Act::Relu6.apply_in_place(&mut v);
+        assert_eq!(v, y);
+        let mut g = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        Act::Relu6.backward_in_place(&y, &mut g);
+        assert_eq!(g, dx);
+        let mut g = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        act_backward(2, 4, Act::Relu6, &y, &mut g);
+        assert_eq!(g, dx);
+        // A NaN stays one, as in PyTorch, and passes no gradient.
+        assert!(Act::Relu6.apply(f32::NAN).is_nan());
+        assert_eq!(Act::Relu6.derivative_from_output(f32::NAN), 0.0);
+    }
+
+    /// `len` values spread over [-2, 8), across both of ReLU6's kinks.
+    fn around_relu6(len: usize, seed: u64) -> Vec<f32> {
+        random_vec(len, seed).iter().map(|v| 5.0 * v + 3.0).collect()
+    }
+
+    #[test]
+    fn relu6_gradient_matches_finite_differences() {
+        let layer = Activation::<40> { act: Act::Relu6 };
+        let x = around_relu6(3 * 40, 1);
+        assert!(x.iter().any(|&v| v > 6.0) && x.iter().any(|&v| v < 0.0));
+        let (ex, _) = gradient_errors_at(&layer, 3, &x, &[], 2);
+        assert!(ex < 1e-2, "max relative error {ex}");
+    }
+
+    #[test]
+    fn relu6_fused_into_other_layers() {
+        // Inputs large enough that the outputs before the activation cross 0 and 6.
+        macro_rules! check {
+            ($layer:expr, $n:expr, $x:expr, $p:expr) => {{
+                let (layer, n) = ($layer, $n);
+                let (x, p): (Vec<f32>, Vec<f32>) = ($x, $p);
+                let y = crate::kernels::testutil::forward(&layer, n, &x, &p).0;
+                assert!(y.contains(&6.0) && y.contains(&0.0), "{}: both kinks reached", stringify!($layer));
+                let (ex, ep) = gradient_errors_at(&layer, n, &x, &p, 9);
+                assert!(ex < 1e-2 && ep < 1e-2, "{}: dx {ex}, dparams {ep}", stringify!($layer));
+            }};
+        }
+        let act = Act::Relu6;
+        type C = Conv2d<2, 5, 6, 3, 3, 3, 1, 1, 1, 1>;
+        check!(C { act }, 2, around_relu6(2 * C::IN, 3), random_vec(C::PARAMS, 4));
+        check!(Linear::<9, 20> { act }, 3, around_relu6(27, 5), random_vec(200, 6));
+        // γ = 4 and β = 3 spread the normalised values over both kinks.
+        let p: Vec<f32> = (0..8).map(|i| if i < 4 { 4.0 } else { 3.0 }).collect();
+        check!(BatchNorm::<4, 5> { act }, 3, random_vec(60, 7), p);
+        // A residual addition.
+        let (a, b) = (around_relu6(30, 8), around_relu6(30, 9));
+        let mut y = vec![f32::NAN; 30];
+        add_forward(3, 10, &a, &b, &mut y, act);
+        let want: Vec<f32> = a.iter().zip(&b).map(|(a, b)| (a + b).clamp(0.0, 6.0)).collect();
+        assert_eq!(y, want);
     }
 }

@@ -12,6 +12,14 @@
 //! or im2col's matrix) against the transposed output gradient, one column per filter. With
 //! fewer, it is dot products of the output gradient's rows with the transposed shifted views,
 //! or `dW` from [`im2row`]'s matrix.
+//!
+//! A grouped convolution is `G` independent convolutions of `D/G` channels into `K/G` filters,
+//! each on its own slice of the input, the weights and the output: the passes above run once
+//! per group, choosing their ways by the group's sizes. That costs `G` times the GEMM calls,
+//! each `G` times smaller, whose fixed overheads (packing, edge tiles) dominate when a group
+//! has few filters: a depthwise convolution (`G = D = K`) makes GEMMs of a single row, several
+//! times slower per multiply-add than a direct loop would be. With `G = 1` the per-group loops
+//! run once, over whole samples, and compile to the ungrouped code.
 
 use crate::shape::window_len;
 
@@ -21,10 +29,22 @@ use super::{
 };
 
 /// Convolution of a `D x H x W` input (channels, rows, columns) with `K` filters of `FH x FW`,
-/// strides `SH`/`SW` and zero padding `PH`/`PW`, followed by an activation.
+/// strides `SH`/`SW`, zero padding `PH`/`PW` and `G` groups, followed by an activation.
 ///
-/// Parameters: weights `[K, D, FH, FW]` then, when `BIAS`, biases `[K]`, as in
-/// `torch.nn.Conv2d(..., bias=BIAS)`.
+/// Parameters: weights `[K, D/G, FH, FW]` then, when `BIAS`, biases `[K]`, as in
+/// `torch.nn.Conv2d(..., bias=BIAS, groups=G)`: group `g` convolves input channels
+/// `g·D/G .. (g+1)·D/G` into output channels `g·K/G .. (g+1)·K/G`, and `G = D = K` is a
+/// depthwise convolution. `G` must divide `D` and `K`, or the build stops:
+///
+/// ```
+/// use cnn_runtime::kernels::{Conv2d, Layer};
+/// assert_eq!(<Conv2d<4, 5, 5, 6, 3, 3, 1, 1, 1, 1, false, 2> as Layer>::PARAMS, 6 * 2 * 3 * 3);
+/// ```
+///
+/// ```compile_fail
+/// use cnn_runtime::kernels::{Conv2d, Layer};
+/// assert_eq!(<Conv2d<4, 5, 5, 6, 3, 3, 1, 1, 1, 1, false, 4> as Layer>::PARAMS, 6 * 3 * 3);
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Conv2d<
     const D: usize,
@@ -38,6 +58,7 @@ pub struct Conv2d<
     const PH: usize,
     const PW: usize,
     const BIAS: bool = true,
+    const G: usize = 1,
 > {
     /// Activation fused into the output pass.
     pub act: Act,
@@ -55,7 +76,8 @@ impl<
         const PH: usize,
         const PW: usize,
         const BIAS: bool,
-    > Conv2d<D, H, W, K, FH, FW, SH, SW, PH, PW, BIAS>
+        const G: usize,
+    > Conv2d<D, H, W, K, FH, FW, SH, SW, PH, PW, BIAS, G>
 {
     /// Output height: `(H - FH + 2 PH) / SH + 1`.
     pub const OH: usize = Self::GEOMETRY.oh;
@@ -63,7 +85,8 @@ impl<
     pub const OW: usize = Self::GEOMETRY.ow;
 
     /// Unfolds one sample `x` (`[D, H, W]`) into `cols` (`[D*FH*FW, OH*OW]`): column `n` holds the
-    /// receptive field of output position `n`, zeros where it overlaps the padding.
+    /// receptive field of output position `n`, zeros where it overlaps the padding. (All `D`
+    /// channels, whatever the groups.)
     pub fn im2col(x: &[f32], cols: &mut [f32]) {
         im2col(x, cols, [D, H, W], [FH, FW], [SH, SW], [PH, PW]);
     }
@@ -198,7 +221,8 @@ impl<
         const PH: usize,
         const PW: usize,
         const BIAS: bool,
-    > Layer for Conv2d<D, H, W, K, FH, FW, SH, SW, PH, PW, BIAS>
+        const G: usize,
+    > Layer for Conv2d<D, H, W, K, FH, FW, SH, SW, PH, PW, BIAS, G>
 {
     const IN: usize = Self::GEOMETRY.inputs();
     const OUT: usize = Self::GEOMETRY.outputs();
@@ -208,6 +232,7 @@ impl<
     const FLOPS: u64 = 2 * (Self::GEOMETRY.weights() * Self::GEOMETRY.n()) as u64;
 
     fn init(&self, p: &mut [f32], _: &mut [f32], rng: &mut crate::init::Rng) {
+        // A filter reads one group's channels: PyTorch's fan-in is `D/G·FH·FW`.
         crate::init::pytorch_default(p, Self::GEOMETRY.r(), rng);
     }
 
@@ -254,9 +279,10 @@ impl<
         const PH: usize,
         const PW: usize,
         const BIAS: bool,
-    > Dims for Conv2d<D, H, W, K, FH, FW, SH, SW, PH, PW, BIAS>
+        const G: usize,
+    > Dims for Conv2d<D, H, W, K, FH, FW, SH, SW, PH, PW, BIAS, G>
 {
-    const GEOMETRY: Geometry = Geometry::new([D, H, W], K, [FH, FW], [SH, SW], [PH, PW], BIAS);
+    const GEOMETRY: Geometry = Geometry::new([D, H, W], K, [FH, FW], [SH, SW], [PH, PW], BIAS, G);
 }
 
 /// A convolution's dimensions, as one constant that the kernels below fold into their loops.
@@ -267,10 +293,13 @@ trait Dims {
 /// A convolution's dimensions and the way it is computed.
 #[derive(Clone, Copy, Debug)]
 struct Geometry {
+    /// Input channels of one group.
     d: usize,
     h: usize,
     w: usize,
+    /// Filters of one group.
     k: usize,
+    groups: usize,
     f: [usize; 2],
     stride: [usize; 2],
     pad: [usize; 2],
@@ -283,6 +312,8 @@ struct Geometry {
 }
 
 impl Geometry {
+    /// `d` input channels and `k` filters in all, in `groups` groups.
+    #[allow(clippy::too_many_arguments)]
     const fn new(
         [d, h, w]: [usize; 3],
         k: usize,
@@ -290,15 +321,21 @@ impl Geometry {
         stride: [usize; 2],
         [ph, pw]: [usize; 2],
         bias: bool,
+        groups: usize,
     ) -> Self {
+        assert!(
+            groups > 0 && d.is_multiple_of(groups) && k.is_multiple_of(groups),
+            "the groups must divide the channels and filters"
+        );
+        let (d, k) = (d / groups, k / groups);
         let (oh, ow) = (window_len(h, fh, stride[0], ph), window_len(w, fw, stride[1], pw));
         // Shifted views compute `fw - 1` throw-away columns per output row: worth it while
         // they add at most a seventh.
         let shifted = stride[0] == 1 && stride[1] == 1 && ph < fh && pw < fw && ow >= 7 * (fw - 1);
-        Geometry { d, h, w, k, f: [fh, fw], stride, pad: [ph, pw], bias, oh, ow, shifted }
+        Geometry { d, h, w, k, groups, f: [fh, fw], stride, pad: [ph, pw], bias, oh, ow, shifted }
     }
 
-    /// Filter taps per output value, and output positions per channel.
+    /// Filter taps per output value (of one group), and output positions per channel.
     const fn r(&self) -> usize {
         self.d * self.f[0] * self.f[1]
     }
@@ -307,21 +344,35 @@ impl Geometry {
         self.oh * self.ow
     }
 
-    /// Values per input and per output sample.
+    /// Values per input and per output sample, all groups.
     const fn inputs(&self) -> usize {
-        self.d * self.h * self.w
+        self.groups * self.group_inputs()
     }
 
     const fn outputs(&self) -> usize {
+        self.groups * self.group_outputs()
+    }
+
+    /// Values per input and per output sample of one group.
+    const fn group_inputs(&self) -> usize {
+        self.d * self.h * self.w
+    }
+
+    const fn group_outputs(&self) -> usize {
         self.k * self.n()
     }
 
+    /// Weights of all groups, and of one.
     const fn weights(&self) -> usize {
+        self.groups * self.group_weights()
+    }
+
+    const fn group_weights(&self) -> usize {
         self.k * self.r()
     }
 
     const fn params(&self) -> usize {
-        self.weights() + if self.bias { self.k } else { 0 }
+        self.weights() + if self.bias { self.groups * self.k } else { 0 }
     }
 
     /// The weight gradient as `dWᵀ` (one column per filter) from the unfolded input (shifted
@@ -351,10 +402,11 @@ impl Geometry {
         [hq, wq, self.k * hq * wq + self.f[1] - 1, self.h * wq]
     }
 
-    /// Scratch per chunk. On the im2col path the two gradients take it one after the other:
-    /// the larger of im2col's matrix and the weight gradient's part. With shifted views, the
-    /// larger of the forward (padded input, wide output) and backward (the weight gradient's
-    /// part, then flipped filters, padded output gradient, wide input gradient) needs.
+    /// Scratch per chunk, which the groups use one after the other. On the im2col path the two
+    /// gradients take it one after the other: the larger of im2col's matrix and the weight
+    /// gradient's part. With shifted views, the larger of the forward (padded input, wide
+    /// output) and backward (the weight gradient's part, then flipped filters, padded output
+    /// gradient, wide input gradient) needs.
     const fn scratch(&self) -> usize {
         let cols = self.r() * self.n();
         if !self.shifted {
@@ -362,7 +414,7 @@ impl Geometry {
         }
         let forward = self.padded()[2] + self.k * self.np();
         let [_, _, dyp, nq] = self.grad_padded();
-        let backward = self.dw_scratch() + self.weights() + dyp + self.d * nq;
+        let backward = self.dw_scratch() + self.group_weights() + dyp + self.d * nq;
         if forward > backward {
             forward
         } else {
@@ -394,9 +446,23 @@ impl Geometry {
         }
     }
 
+    /// The dimensions of one group's input, filters, strides and padding.
     fn dims(&self) -> ([usize; 3], [usize; 2], [usize; 2], [usize; 2]) {
         ([self.d, self.h, self.w], self.f, self.stride, self.pad)
     }
+}
+
+/// Part `gi` of `len` values of each sample of `samples` (samples of `stride` values): group
+/// `gi`'s slice of a batch.
+#[inline(always)]
+fn group_of(samples: &[f32], stride: usize, len: usize, gi: usize) -> impl Iterator<Item = &[f32]> {
+    samples.chunks_exact(stride).map(move |s| &s[gi * len..(gi + 1) * len])
+}
+
+/// [`group_of`] for writing.
+#[inline(always)]
+fn group_of_mut(samples: &mut [f32], stride: usize, len: usize, gi: usize) -> impl Iterator<Item = &mut [f32]> {
+    samples.chunks_exact_mut(stride).map(move |s| &mut s[gi * len..(gi + 1) * len])
 }
 
 /// Copies the `[c, h, w]` volume `x` into the interior of `xp`, `[c, hp, wp]`, starting at row
@@ -413,6 +479,7 @@ fn pad_into(x: &[f32], xp: &mut [f32], [c, h, w]: [usize; 3], [top, left]: [usiz
 fn conv_forward<S: Dims>(act: Act, n: usize, x: &[f32], y: &mut [f32], p: &[f32], scratch: &mut [f32]) {
     let g = &S::GEOMETRY;
     let (r, nn, (inp, out)) = (g.r(), g.n(), (g.inputs(), g.outputs()));
+    let (gin, gout, gw) = (g.group_inputs(), g.group_outputs(), g.group_weights());
     let (w, b) = p[..g.params()].split_at(g.weights());
     let (len, count) = (chunk_len(n), chunk_count(n));
     let size = g.scratch();
@@ -428,16 +495,19 @@ fn conv_forward<S: Dims>(act: Act, n: usize, x: &[f32], y: &mut [f32], p: &[f32]
             let np = g.np();
             let (xp, wide) = scratch.split_at_mut(xp_len);
             let wide = &mut wide[..g.k * np];
+            // Every group pads into the same interior: the border stays zero.
             xp.fill(0.0);
             for (y, x) in y.chunks_exact_mut(out).zip(x.chunks_exact(inp)) {
-                pad_into(x, xp, [g.d, g.h, g.w], g.pad, [hp, wp]);
-                // shape: [K, R] x [R, OH*WP] -> [K, OH*WP]
-                let taps = Mat::taps(xp, [g.d, hp, wp], g.f, np);
-                gemm(1.0, Mat::new(w, g.k, r), taps, 0.0, MatMut::new(wide, g.k, np));
-                for (k, (y, wide)) in y.chunks_exact_mut(nn).zip(wide.chunks_exact(np)).enumerate() {
-                    let bias = bias_of(k);
-                    for (y, wide) in y.chunks_exact_mut(g.ow).zip(wide.chunks_exact(wp)) {
-                        y.iter_mut().zip(wide).for_each(|(y, v)| *y = act.apply(v + bias));
+                for (gi, (y, x)) in y.chunks_exact_mut(gout).zip(x.chunks_exact(gin)).enumerate() {
+                    pad_into(x, xp, [g.d, g.h, g.w], g.pad, [hp, wp]);
+                    // shape: [K, R] x [R, OH*WP] -> [K, OH*WP]
+                    let taps = Mat::taps(xp, [g.d, hp, wp], g.f, np);
+                    gemm(1.0, Mat::new(&w[gi * gw..(gi + 1) * gw], g.k, r), taps, 0.0, MatMut::new(wide, g.k, np));
+                    for (k, (y, wide)) in y.chunks_exact_mut(nn).zip(wide.chunks_exact(np)).enumerate() {
+                        let bias = bias_of(gi * g.k + k);
+                        for (y, wide) in y.chunks_exact_mut(g.ow).zip(wide.chunks_exact(wp)) {
+                            y.iter_mut().zip(wide).for_each(|(y, v)| *y = act.apply(v + bias));
+                        }
                     }
                 }
             }
@@ -446,12 +516,15 @@ fn conv_forward<S: Dims>(act: Act, n: usize, x: &[f32], y: &mut [f32], p: &[f32]
         let (dims, f, st, pad) = g.dims();
         let cols = &mut scratch[..r * nn];
         for (y, x) in y.chunks_exact_mut(out).zip(x.chunks_exact(inp)) {
-            im2col(x, cols, dims, f, st, pad);
-            // shape: [K, R] x [R, N] -> [K, N]
-            gemm(1.0, Mat::new(w, g.k, r), Mat::new(cols, r, nn), 0.0, MatMut::new(y, g.k, nn));
-            for (k, row) in y.chunks_exact_mut(nn).enumerate() {
-                let bias = bias_of(k);
-                row.iter_mut().for_each(|v| *v = act.apply(*v + bias));
+            for (gi, (y, x)) in y.chunks_exact_mut(gout).zip(x.chunks_exact(gin)).enumerate() {
+                im2col(x, cols, dims, f, st, pad);
+                // shape: [K, R] x [R, N] -> [K, N]
+                let w = Mat::new(&w[gi * gw..(gi + 1) * gw], g.k, r);
+                gemm(1.0, w, Mat::new(cols, r, nn), 0.0, MatMut::new(y, g.k, nn));
+                for (k, row) in y.chunks_exact_mut(nn).enumerate() {
+                    let bias = bias_of(gi * g.k + k);
+                    row.iter_mut().for_each(|v| *v = act.apply(*v + bias));
+                }
             }
         }
     });
@@ -506,10 +579,12 @@ fn conv_backward<S: Dims>(
     reduce_partials(n, &partial[..count * params], &mut dp[..params]);
 }
 
-/// `dw` (`[K, R]`, zero on entry) = the chunk's output gradients `dz` against its inputs `x`.
+/// `dw` (`[K, R]`, zero on entry) = the chunk's output gradients `dz` against its inputs `x`,
+/// group after group.
 #[inline(always)]
 fn weight_gradient(g: &Geometry, dz: &[f32], x: &[f32], dw: &mut [f32], scratch: &mut [f32]) {
     let (r, nn, (inp, out)) = (g.r(), g.n(), (g.inputs(), g.outputs()));
+    let (gin, gout, gw) = (g.group_inputs(), g.group_outputs(), g.group_weights());
     if g.transposed_dw() {
         // dWᵀ [R, K] = the unfolded input [R, N'] x dzᵀ [N', K]. With shifted views, N' runs over
         // the padded width and dzᵀ is zero in the throw-away columns, so that they add nothing.
@@ -520,31 +595,33 @@ fn weight_gradient(g: &Geometry, dz: &[f32], x: &[f32], dw: &mut [f32], scratch:
         let (dzt, rest) = rest.split_at_mut(wide * g.k);
         let dwt = &mut rest[..r * g.k];
         if g.shifted {
-            // The padding and the throw-away columns, which the loop below leaves alone.
+            // The padding and the throw-away columns, which the loops below leave alone.
             unfolded.fill(0.0);
             dzt.fill(0.0);
         }
-        for (s, (dz, x)) in dz.chunks_exact(out).zip(x.chunks_exact(inp)).enumerate() {
-            for (k, dz) in dz.chunks_exact(nn).enumerate() {
-                for (oy, dz) in dz.chunks_exact(g.ow).enumerate() {
-                    for (ox, &v) in dz.iter().enumerate() {
-                        dzt[(oy * width + ox) * g.k + k] = v;
+        for (gi, dw) in dw.chunks_exact_mut(gw).enumerate() {
+            for (s, (dz, x)) in group_of(dz, out, gout, gi).zip(group_of(x, inp, gin, gi)).enumerate() {
+                for (k, dz) in dz.chunks_exact(nn).enumerate() {
+                    for (oy, dz) in dz.chunks_exact(g.ow).enumerate() {
+                        for (ox, &v) in dz.iter().enumerate() {
+                            dzt[(oy * width + ox) * g.k + k] = v;
+                        }
                     }
                 }
+                let a = if g.shifted {
+                    pad_into(x, unfolded, [g.d, g.h, g.w], g.pad, [hp, wp]);
+                    Mat::taps(unfolded, [g.d, hp, wp], g.f, wide)
+                } else {
+                    im2col(x, unfolded, dims, f, st, pad);
+                    Mat::new(unfolded, r, nn)
+                };
+                let beta = if s == 0 { 0.0 } else { 1.0 };
+                gemm(1.0, a, Mat::new(dzt, wide, g.k), beta, MatMut::new(dwt, r, g.k));
             }
-            let a = if g.shifted {
-                pad_into(x, unfolded, [g.d, g.h, g.w], g.pad, [hp, wp]);
-                Mat::taps(unfolded, [g.d, hp, wp], g.f, wide)
-            } else {
-                im2col(x, unfolded, dims, f, st, pad);
-                Mat::new(unfolded, r, nn)
-            };
-            let beta = if s == 0 { 0.0 } else { 1.0 };
-            gemm(1.0, a, Mat::new(dzt, wide, g.k), beta, MatMut::new(dwt, r, g.k));
-        }
-        for (k, dw) in dw.chunks_exact_mut(r).enumerate() {
-            for (t, dw) in dw.iter_mut().enumerate() {
-                *dw = dwt[t * g.k + k];
+            for (k, dw) in dw.chunks_exact_mut(r).enumerate() {
+                for (t, dw) in dw.iter_mut().enumerate() {
+                    *dw = dwt[t * g.k + k];
+                }
             }
         }
         return;
@@ -558,73 +635,83 @@ fn weight_gradient(g: &Geometry, dz: &[f32], x: &[f32], dw: &mut [f32], scratch:
         let dzw = &mut rest[..g.k * np];
         xp.fill(0.0);
         dzw.fill(0.0);
-        for (dz, x) in dz.chunks_exact(out).zip(x.chunks_exact(inp)) {
-            pad_into(x, xp, [g.d, g.h, g.w], g.pad, [hp, wp]);
-            for (row, wide) in dz.chunks_exact(g.ow).zip(dzw.chunks_exact_mut(wp)) {
-                wide[..g.ow].copy_from_slice(row);
+        for (gi, dw) in dw.chunks_exact_mut(gw).enumerate() {
+            for (dz, x) in group_of(dz, out, gout, gi).zip(group_of(x, inp, gin, gi)) {
+                pad_into(x, xp, [g.d, g.h, g.w], g.pad, [hp, wp]);
+                for (row, wide) in dz.chunks_exact(g.ow).zip(dzw.chunks_exact_mut(wp)) {
+                    wide[..g.ow].copy_from_slice(row);
+                }
+                let taps = Mat::taps(xp, [g.d, hp, wp], g.f, np).t();
+                gemm(1.0, Mat::new(dzw, g.k, np), taps, 1.0, MatMut::new(dw, g.k, r));
             }
-            let taps = Mat::taps(xp, [g.d, hp, wp], g.f, np).t();
-            gemm(1.0, Mat::new(dzw, g.k, np), taps, 1.0, MatMut::new(dw, g.k, r));
         }
         return;
     }
     let (dims, f, st, pad) = g.dims();
     let rows = &mut scratch[..r * nn];
-    for (dz, x) in dz.chunks_exact(out).zip(x.chunks_exact(inp)) {
-        im2row(x, rows, dims, f, st, pad);
-        // dW [K, R] += dz [K, N] x rows [N, R]
-        gemm(1.0, Mat::new(dz, g.k, nn), Mat::new(rows, nn, r), 1.0, MatMut::new(dw, g.k, r));
+    for (gi, dw) in dw.chunks_exact_mut(gw).enumerate() {
+        for (dz, x) in group_of(dz, out, gout, gi).zip(group_of(x, inp, gin, gi)) {
+            im2row(x, rows, dims, f, st, pad);
+            // dW [K, R] += dz [K, N] x rows [N, R]
+            gemm(1.0, Mat::new(dz, g.k, nn), Mat::new(rows, nn, r), 1.0, MatMut::new(dw, g.k, r));
+        }
     }
 }
 
-/// `dx` = the chunk's output gradients `dz` through the filters `w`, written (not added).
+/// `dx` = the chunk's output gradients `dz` through the filters `w`, written (not added),
+/// group after group.
 #[inline(always)]
 fn input_gradient(g: &Geometry, w: &[f32], dz: &[f32], dx: &mut [f32], scratch: &mut [f32]) {
     let (r, nn, (inp, out)) = (g.r(), g.n(), (g.inputs(), g.outputs()));
+    let (gin, gout, gw) = (g.group_inputs(), g.group_outputs(), g.group_weights());
     if g.shifted {
         // dx [D, H*WQ] = flipped filters [D, K*FH*FW] x taps of dz padded by (F - 1 - P).
         let [fh, fw] = g.f;
         let [hq, wq, dyp_len, nq] = g.grad_padded();
-        let (flipped, rest) = scratch.split_at_mut(g.weights());
+        let (flipped, rest) = scratch.split_at_mut(gw);
         let (dyp, rest) = rest.split_at_mut(dyp_len);
         let wide = &mut rest[..g.d * nq];
-        for c in 0..g.d {
-            for k in 0..g.k {
-                for i in 0..fh {
-                    for j in 0..fw {
-                        let from = ((k * g.d + c) * fh + fh - 1 - i) * fw + fw - 1 - j;
-                        flipped[((c * g.k + k) * fh + i) * fw + j] = w[from];
+        dyp.fill(0.0);
+        let corner = [fh - 1 - g.pad[0], fw - 1 - g.pad[1]];
+        for (gi, w) in w.chunks_exact(gw).enumerate() {
+            for c in 0..g.d {
+                for k in 0..g.k {
+                    for i in 0..fh {
+                        for j in 0..fw {
+                            let from = ((k * g.d + c) * fh + fh - 1 - i) * fw + fw - 1 - j;
+                            flipped[((c * g.k + k) * fh + i) * fw + j] = w[from];
+                        }
                     }
                 }
             }
-        }
-        dyp.fill(0.0);
-        let corner = [fh - 1 - g.pad[0], fw - 1 - g.pad[1]];
-        for (dz, dx) in dz.chunks_exact(out).zip(dx.chunks_exact_mut(inp)) {
-            pad_into(dz, dyp, [g.k, g.oh, g.ow], corner, [hq, wq]);
-            let taps = Mat::taps(dyp, [g.k, hq, wq], g.f, nq);
-            gemm(1.0, Mat::new(flipped, g.d, g.k * fh * fw), taps, 0.0, MatMut::new(wide, g.d, nq));
-            for (dx, wide) in dx.chunks_exact_mut(g.w).zip(wide.chunks_exact(wq)) {
-                dx.copy_from_slice(&wide[..g.w]);
+            for (dz, dx) in group_of(dz, out, gout, gi).zip(group_of_mut(dx, inp, gin, gi)) {
+                pad_into(dz, dyp, [g.k, g.oh, g.ow], corner, [hq, wq]);
+                let taps = Mat::taps(dyp, [g.k, hq, wq], g.f, nq);
+                gemm(1.0, Mat::new(flipped, g.d, g.k * fh * fw), taps, 0.0, MatMut::new(wide, g.d, nq));
+                for (dx, wide) in dx.chunks_exact_mut(g.w).zip(wide.chunks_exact(wq)) {
+                    dx.copy_from_slice(&wide[..g.w]);
+                }
             }
         }
         return;
     }
     let (dims, f, st, pad) = g.dims();
     let cols = &mut scratch[..r * nn];
-    for (dz, dx) in dz.chunks_exact(out).zip(dx.chunks_exact_mut(inp)) {
-        // dcols [R, N] = W^T [R, K] x dz [K, N], then fold back onto the input.
-        gemm(1.0, Mat::new(w, g.k, r).t(), Mat::new(dz, g.k, nn), 0.0, MatMut::new(cols, r, nn));
-        dx.fill(0.0);
-        col2im(cols, dx, dims, f, st, pad);
+    for (gi, w) in w.chunks_exact(gw).enumerate() {
+        for (dz, dx) in group_of(dz, out, gout, gi).zip(group_of_mut(dx, inp, gin, gi)) {
+            // dcols [R, N] = W^T [R, K] x dz [K, N], then fold back onto the input.
+            gemm(1.0, Mat::new(w, g.k, r).t(), Mat::new(dz, g.k, nn), 0.0, MatMut::new(cols, r, nn));
+            dx.fill(0.0);
+            col2im(cols, dx, dims, f, st, pad);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::chunk_count;
     use crate::kernels::testutil::{assert_close, forward, layer_gradient_errors, random_vec};
+    use crate::kernels::{chunk_count, sizes_of};
 
     /// Direct convolution straight from the definition, for comparison.
     fn reference<
@@ -835,5 +922,201 @@ mod tests {
         let act = Act::Sigmoid;
         let want = forward(&Biased { act }, 2, &x, &p).0;
         assert_eq!(forward(&Unbiased { act }, 2, &x, &p[..Unbiased::PARAMS]).0, want);
+    }
+
+    /// Grouped convolution straight from the definition, in f64, on one sample: filter `k`
+    /// of group `k / (k_all / groups)` reads that group's input channels.
+    #[allow(clippy::too_many_arguments)]
+    fn grouped_reference(
+        x: &[f32],
+        p: &[f32],
+        [d, h, w]: [usize; 3],
+        k_all: usize,
+        [fh, fw]: [usize; 2],
+        [sh, sw]: [usize; 2],
+        [ph, pw]: [usize; 2],
+        groups: usize,
+        bias: bool,
+    ) -> Vec<f32> {
+        let (oh, ow) = ((h + 2 * ph - fh) / sh + 1, (w + 2 * pw - fw) / sw + 1);
+        let (dg, kg) = (d / groups, k_all / groups);
+        let mut y = vec![0.0; k_all * oh * ow];
+        for k in 0..k_all {
+            let first = k / kg * dg;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut s = if bias { p[k_all * dg * fh * fw + k] as f64 } else { 0.0 };
+                    for c in 0..dg {
+                        for i in 0..fh {
+                            for j in 0..fw {
+                                let (iy, ix) =
+                                    ((oy * sh + i) as isize - ph as isize, (ox * sw + j) as isize - pw as isize);
+                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                    s += x[((first + c) * h + iy as usize) * w + ix as usize] as f64
+                                        * p[((k * dg + c) * fh + i) * fw + j] as f64;
+                                }
+                            }
+                        }
+                    }
+                    y[(k * oh + oy) * ow + ox] = s as f32;
+                }
+            }
+        }
+        y
+    }
+
+    /// Checks the grouped convolution `layer` against [`grouped_reference`] on `n` samples.
+    fn check_grouped<L: Layer + Dims>(layer: L, n: usize, seed: u64) {
+        let g = L::GEOMETRY;
+        let (x, p) = (random_vec(n * L::IN, seed), random_vec(L::PARAMS, seed + 1));
+        let y = forward(&layer, n, &x, &p).0;
+        for s in 0..n {
+            let (dims, k) = ([g.d * g.groups, g.h, g.w], g.k * g.groups);
+            let x = &x[s * L::IN..(s + 1) * L::IN];
+            let want = grouped_reference(x, &p, dims, k, g.f, g.stride, g.pad, g.groups, g.bias);
+            let what = format!("{} groups, {dims:?} into {k}, sample {s}", g.groups);
+            assert_close(&y[s * L::OUT..(s + 1) * L::OUT], &want, 1e-5, &what);
+        }
+    }
+
+    #[test]
+    fn grouped_forward_matches_direct_convolution() {
+        // Two groups, by im2col (stride 2, rectangular padding) and by shifted views.
+        check_grouped(Conv2d::<4, 6, 7, 6, 3, 3, 2, 1, 1, 0, true, 2> { act: Act::Identity }, 3, 1);
+        check_grouped(Conv2d::<4, 5, 16, 6, 3, 3, 1, 1, 1, 1, true, 2> { act: Act::Identity }, 3, 2);
+        // Depthwise, both ways; one input channel into two filters per group; 1x1 groups.
+        check_grouped(Conv2d::<3, 7, 8, 3, 3, 3, 2, 2, 1, 1, true, 3> { act: Act::Identity }, 2, 3);
+        check_grouped(Conv2d::<3, 6, 16, 3, 3, 3, 1, 1, 1, 1, false, 3> { act: Act::Identity }, 2, 4);
+        check_grouped(Conv2d::<3, 5, 6, 6, 3, 2, 2, 1, 1, 0, true, 3> { act: Act::Identity }, 2, 5);
+        check_grouped(Conv2d::<6, 5, 5, 4, 1, 1, 1, 1, 0, 0, false, 2> { act: Act::Identity }, 2, 6);
+        // 32 filters in 2 groups of 16: the weight gradient as dWᵀ.
+        check_grouped(Conv2d::<4, 5, 6, 32, 3, 3, 2, 2, 1, 1, true, 2> { act: Act::Identity }, 2, 7);
+    }
+
+    /// Output, parameter gradient and input gradient of `layer` on `n` samples `x` with
+    /// parameters `p` and output gradient `dy`.
+    fn pass<L: Layer>(layer: &L, n: usize, x: &[f32], p: &[f32], dy: &[f32]) -> [Vec<f32>; 3] {
+        let (y, state) = forward(layer, n, x, p);
+        let count = chunk_count(n);
+        let (mut dx, mut dp) = (vec![f32::NAN; n * L::IN], vec![f32::NAN; L::PARAMS]);
+        let (mut scratch, mut partial) = (vec![f32::NAN; count * L::SCRATCH], vec![f32::NAN; count * L::PARTIAL]);
+        let mut dy = dy.to_vec();
+        layer.backward(n, x, &y, &mut dy, Some(&mut dx), p, &mut dp, &mut scratch, &mut partial, &state);
+        [y, dp, dx]
+    }
+
+    /// `v`'s samples of `len` values cut in two halves, each returned whole.
+    fn halves(v: &[f32], len: usize) -> [Vec<f32>; 2] {
+        let half = |i: usize| v.chunks_exact(len).flat_map(|s| &s[i * len / 2..(i + 1) * len / 2]).copied().collect();
+        [half(0), half(1)]
+    }
+
+    /// The 2-group convolution `grouped` against `half`, the convolution of one group, run on
+    /// each half of the channels: outputs and gradients with the same bits.
+    /// `ways` says whether they take shifted views and compute `dWᵀ`.
+    fn two_groups_are_two_convolutions<L: Layer + Dims, M: Layer + Dims>(
+        grouped: L,
+        half: M,
+        ways: [bool; 2],
+        what: &str,
+    ) {
+        let n = 5;
+        assert_eq!([L::GEOMETRY.shifted, L::GEOMETRY.transposed_dw()], ways, "{what}");
+        assert_eq!((L::GEOMETRY.groups, L::IN, L::OUT), (2, 2 * M::IN, 2 * M::OUT), "{what}");
+        assert_eq!((L::PARAMS, L::SCRATCH, L::FLOPS), (2 * M::PARAMS, M::SCRATCH, 2 * M::FLOPS), "{what}");
+        let (x, p, dy) = (random_vec(n * L::IN, 1), random_vec(L::PARAMS, 2), random_vec(n * L::OUT, 3));
+        // Group i: weights [i·Wh, (i+1)·Wh), biases [2·Wh + i·Kh, 2·Wh + (i+1)·Kh).
+        let (wh, kh) = (M::GEOMETRY.weights(), M::PARAMS - M::GEOMETRY.weights());
+        let params = |i: usize| [&p[i * wh..(i + 1) * wh], &p[2 * wh + i * kh..2 * wh + (i + 1) * kh]].concat();
+        let [xa, xb] = halves(&x, L::IN);
+        let [dya, dyb] = halves(&dy, L::OUT);
+        let [ya, dpa, dxa] = pass(&half, n, &xa, &params(0), &dya);
+        let [yb, dpb, dxb] = pass(&half, n, &xb, &params(1), &dyb);
+        let [y, dp, dx] = pass(&grouped, n, &x, &p, &dy);
+        let join = |a: &[f32], b: &[f32], len: usize| -> Vec<u32> {
+            a.chunks_exact(len)
+                .zip(b.chunks_exact(len))
+                .flat_map(|(a, b)| a.iter().chain(b))
+                .map(|v| v.to_bits())
+                .collect()
+        };
+        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&y), join(&ya, &yb, M::OUT), "{what}: output");
+        assert_eq!(bits(&dx), join(&dxa, &dxb, M::IN), "{what}: input gradient");
+        let dp_want = [&dpa[..wh], &dpb[..wh], &dpa[wh..], &dpb[wh..]].concat();
+        assert_eq!(bits(&dp), bits(&dp_want), "{what}: parameter gradient");
+    }
+
+    #[test]
+    fn two_groups_are_two_convolutions_on_the_channel_halves() {
+        let act = Act::Tanh;
+        two_groups_are_two_convolutions(
+            Conv2d::<4, 7, 8, 6, 3, 3, 2, 2, 1, 1, true, 2> { act },
+            Conv2d::<2, 7, 8, 3, 3, 3, 2, 2, 1, 1> { act },
+            [false, false],
+            "im2col, stride 2",
+        );
+        two_groups_are_two_convolutions(
+            Conv2d::<6, 5, 16, 4, 3, 3, 1, 1, 1, 1, false, 2> { act },
+            Conv2d::<3, 5, 16, 2, 3, 3, 1, 1, 1, 1, false> { act },
+            [true, false],
+            "shifted views, no bias",
+        );
+        two_groups_are_two_convolutions(
+            Conv2d::<4, 6, 9, 32, 3, 2, 1, 2, 1, 1, true, 2> { act },
+            Conv2d::<2, 6, 9, 16, 3, 2, 1, 2, 1, 1> { act },
+            [false, true],
+            "im2col, dWᵀ",
+        );
+        two_groups_are_two_convolutions(
+            Conv2d::<2, 5, 16, 32, 3, 3, 1, 1, 1, 1, true, 2> { act },
+            Conv2d::<1, 5, 16, 16, 3, 3, 1, 1, 1, 1> { act },
+            [true, true],
+            "shifted views, dWᵀ",
+        );
+    }
+
+    #[test]
+    fn one_group_is_the_ungrouped_convolution() {
+        // The same type, hence the same code.
+        let conv: Conv2d<3, 6, 6, 4, 3, 3, 1, 1, 1, 1> =
+            Conv2d::<3, 6, 6, 4, 3, 3, 1, 1, 1, 1, true, 1> { act: Act::Relu };
+        assert_eq!(sizes_of(&conv).params, 4 * 3 * 9 + 4);
+    }
+
+    #[test]
+    fn grouped_sizes() {
+        // Depthwise 3x3 over 8 channels, stride 2, padding 1: 8 filters of one channel each.
+        type L = Conv2d<8, 9, 9, 8, 3, 3, 2, 2, 1, 1, true, 8>;
+        assert_eq!((L::IN, L::OUT, L::PARAMS, L::STATE, L::BUFFERS), (8 * 81, 8 * 25, 8 * 9 + 8, 0, 0));
+        assert_eq!((L::PARTIAL, L::FLOPS), (L::PARAMS, 2 * 8 * 9 * 25));
+        // The scratch is one group's: each group reuses it.
+        assert_eq!(L::SCRATCH, Conv2d::<1, 9, 9, 1, 3, 3, 2, 2, 1, 1>::SCRATCH);
+        // PyTorch's initialisation bound follows the fan-in of one group, 1/sqrt(9).
+        let mut p = vec![0.0; L::PARAMS];
+        L { act: Act::Identity }.init(&mut p, &mut [], &mut crate::init::rng(3));
+        let largest = p.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(largest < 1.0 / 3.0 && largest > 1.0 / (8.0 * 9.0f32).sqrt(), "largest {largest}");
+    }
+
+    #[test]
+    fn grouped_shifted_views_give_the_im2col_results() {
+        both_ways::<Conv2d<4, 6, 9, 32, 3, 3, 1, 1, 1, 1, true, 2>>("3x3, 2 groups of 16 filters");
+        both_ways::<Conv2d<6, 7, 8, 4, 3, 2, 1, 1, 1, 0, false, 2>>("3x2, 2 groups of 2 filters");
+        both_ways::<Conv2d<5, 6, 7, 5, 3, 3, 1, 1, 1, 1, true, 5>>("depthwise 3x3");
+    }
+
+    #[test]
+    fn grouped_gradients_match_finite_differences() {
+        // Two groups: im2col with stride and padding, shifted views, dWᵀ, no bias.
+        check_gradients(Conv2d::<4, 7, 6, 6, 3, 3, 2, 2, 1, 1, true, 2> { act: Act::Identity }, 3, 80);
+        check_gradients(Conv2d::<4, 5, 16, 4, 3, 3, 1, 1, 1, 1, true, 2> { act: Act::Tanh }, 2, 81);
+        check_gradients(Conv2d::<4, 6, 5, 32, 3, 2, 2, 1, 1, 1, true, 2> { act: Act::Identity }, 2, 82);
+        check_gradients(Conv2d::<6, 5, 6, 3, 3, 3, 1, 2, 0, 1, false, 3> { act: Act::Relu }, 3, 83);
+        // Depthwise: stride 2 and padding 1 by im2col, stride 1 by shifted views, and with
+        // more samples than chunks.
+        check_gradients(Conv2d::<3, 7, 8, 3, 3, 3, 2, 2, 1, 1, true, 3> { act: Act::Identity }, 3, 84);
+        check_gradients(Conv2d::<3, 5, 16, 3, 3, 3, 1, 1, 1, 1, true, 3> { act: Act::Tanh }, 2, 85);
+        check_gradients(Conv2d::<2, 5, 5, 2, 3, 3, 2, 2, 1, 1, true, 2> { act: Act::Identity }, 37, 86);
     }
 }

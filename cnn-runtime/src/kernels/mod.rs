@@ -18,6 +18,7 @@ mod lrn;
 mod pool;
 mod residual;
 mod softmax;
+mod sparsity;
 
 pub use activation::{act_backward, sigmoid, Act, Activation};
 pub use batchnorm::BatchNorm;
@@ -30,6 +31,7 @@ pub use lrn::Lrn;
 pub use pool::{AvgPool2d, L2Pool2d, MaxPool2d};
 pub use residual::{add_assign, add_forward, concat_backward, concat_forward, Share};
 pub use softmax::{softmax_cross_entropy, softmax_forward};
+pub use sparsity::{sparsity_penalty, Sparsity};
 
 pub use crate::init::rng;
 
@@ -184,13 +186,19 @@ pub const fn sizes_of<L: Layer>(_layer: &L) -> LayerSizes {
 /// The sum of `v` in 16 interleaved partial sums, added pairwise at the end, then the values
 /// left over: independent additions that vectorise, in an order fixed by the length alone.
 pub(crate) fn lane_sum(v: &[f32]) -> f32 {
+    lane_sum_of(v, |x| x)
+}
+
+/// [`lane_sum`] of `f` of each value.
+#[inline(always)]
+pub(crate) fn lane_sum_of(v: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     const L: usize = 16;
     let mut acc = [0.0f32; L];
     let chunks = v.chunks_exact(L);
     let tail = chunks.remainder();
     for chunk in chunks {
-        for (a, x) in acc.iter_mut().zip(chunk) {
-            *a += x;
+        for (a, &x) in acc.iter_mut().zip(chunk) {
+            *a += f(x);
         }
     }
     let mut width = L;
@@ -200,7 +208,7 @@ pub(crate) fn lane_sum(v: &[f32]) -> f32 {
             acc[l] += acc[l + width];
         }
     }
-    acc[0] + tail.iter().sum::<f32>()
+    acc[0] + tail.iter().map(|&x| f(x)).sum::<f32>()
 }
 
 /// The largest of `values` (0 for none), in `const` context.

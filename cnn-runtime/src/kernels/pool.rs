@@ -1,10 +1,20 @@
 //! Max, average and L2 pooling over `KH x KW` windows, sharing one window loop.
 //!
-//! There is no padding: a `D x H x W` input gives `D x OH x OW` outputs with
-//! `OH = (H - KH) / SH + 1` and `OW = (W - KW) / SW + 1` (floor division, as in PyTorch), so the
-//! last rows or columns are left unread (and get a zero gradient) when the strides do not fit
-//! the input exactly. Windows overlap when a stride is smaller than the window; the backward
-//! pass then adds up the gradients an input receives from each window holding it.
+//! A `D x H x W` input padded by `PH` rows and `PW` columns on each side gives `D x OH x OW`
+//! outputs with `OH = (H + 2 PH - KH) / SH + 1` and `OW = (W + 2 PW - KW) / SW + 1` (floor
+//! division, as in PyTorch), so the last rows or columns are left unread (and get a zero
+//! gradient) when the strides do not fit the input exactly. Windows overlap when a stride is
+//! smaller than the window; the backward pass then adds up the gradients an input receives from
+//! each window holding it.
+//!
+//! Max and average pooling take padding, at most half the window as PyTorch allows, so that
+//! every window holds at least one input value; L2 pooling has none, as `torch.nn.LPPool2d`. The
+//! padding is never stored: a window overhanging the edge reads only the values it holds. Max
+//! pooling pads with `-inf`, so that a padded position never wins and its gradient goes to a
+//! real input; average pooling pads with zeros and divides by `KH·KW` all the same (PyTorch's
+//! default `count_include_pad=True`).
+
+use std::ops::Range;
 
 use crate::shape::window_len;
 
@@ -35,6 +45,26 @@ trait Reduction {
         plane: &[f32],
         dx: &mut [f32],
         at: usize,
+        y: f32,
+        g: f32,
+        state: u32,
+    );
+
+    /// [`Reduction::reduce`] of a window overhanging the plane's edge, of which it holds the
+    /// plane's rows `rows` and columns `cols`; the rest is padding (see the module's docs).
+    fn reduce_clipped<const W: usize, const KH: usize, const KW: usize>(
+        plane: &[f32],
+        rows: Range<usize>,
+        cols: Range<usize>,
+    ) -> (f32, u32);
+
+    /// [`Reduction::spread`] of a window overhanging the plane's edge, as in
+    /// [`Reduction::reduce_clipped`].
+    fn spread_clipped<const W: usize, const KH: usize, const KW: usize>(
+        plane: &[f32],
+        dx: &mut [f32],
+        rows: Range<usize>,
+        cols: Range<usize>,
         y: f32,
         g: f32,
         state: u32,
@@ -94,6 +124,39 @@ impl Reduction for Max {
     ) {
         dx[state as usize] += g;
     }
+
+    #[inline(always)]
+    fn reduce_clipped<const W: usize, const KH: usize, const KW: usize>(
+        plane: &[f32],
+        rows: Range<usize>,
+        cols: Range<usize>,
+    ) -> (f32, u32) {
+        // The padding is -inf and never wins: starting from the first value held, as PyTorch
+        // does, the winner is a real input even when all of them are -inf.
+        let (mut best, mut arg) = (f32::NEG_INFINITY, rows.start * W + cols.start);
+        for r in rows {
+            let row = r * W;
+            for (j, &v) in plane[row + cols.start..row + cols.end].iter().enumerate() {
+                let wins = beats(v, best);
+                best = if wins { v } else { best };
+                arg = if wins { row + cols.start + j } else { arg };
+            }
+        }
+        (best, arg as u32)
+    }
+
+    #[inline(always)]
+    fn spread_clipped<const W: usize, const KH: usize, const KW: usize>(
+        _: &[f32],
+        dx: &mut [f32],
+        _: Range<usize>,
+        _: Range<usize>,
+        _: f32,
+        g: f32,
+        state: u32,
+    ) {
+        dx[state as usize] += g;
+    }
 }
 
 /// The window mean.
@@ -126,6 +189,36 @@ impl Reduction for Avg {
         for i in 0..KH {
             let row = at + i * W;
             dx[row..row + KW].iter_mut().for_each(|d| *d += share);
+        }
+    }
+
+    #[inline(always)]
+    fn reduce_clipped<const W: usize, const KH: usize, const KW: usize>(
+        plane: &[f32],
+        rows: Range<usize>,
+        cols: Range<usize>,
+    ) -> (f32, u32) {
+        // The padded zeros add nothing to the sum but count in the divisor.
+        let mut sum = 0.0f32;
+        for r in rows {
+            sum += plane[r * W + cols.start..r * W + cols.end].iter().sum::<f32>();
+        }
+        (sum / (KH * KW) as f32, 0)
+    }
+
+    #[inline(always)]
+    fn spread_clipped<const W: usize, const KH: usize, const KW: usize>(
+        _: &[f32],
+        dx: &mut [f32],
+        rows: Range<usize>,
+        cols: Range<usize>,
+        _: f32,
+        g: f32,
+        _: u32,
+    ) {
+        let share = g / (KH * KW) as f32;
+        for r in rows {
+            dx[r * W + cols.start..r * W + cols.end].iter_mut().for_each(|d| *d += share);
         }
     }
 }
@@ -168,12 +261,63 @@ impl Reduction for L2 {
             }
         }
     }
+
+    // L2 pooling takes no padding; these would pad with zeros.
+    #[inline(always)]
+    fn reduce_clipped<const W: usize, const KH: usize, const KW: usize>(
+        plane: &[f32],
+        rows: Range<usize>,
+        cols: Range<usize>,
+    ) -> (f32, u32) {
+        let mut sum = 0.0f32;
+        for r in rows {
+            sum += plane[r * W + cols.start..r * W + cols.end].iter().map(|&v| v * v).sum::<f32>();
+        }
+        (sum.sqrt(), 0)
+    }
+
+    #[inline(always)]
+    fn spread_clipped<const W: usize, const KH: usize, const KW: usize>(
+        plane: &[f32],
+        dx: &mut [f32],
+        rows: Range<usize>,
+        cols: Range<usize>,
+        y: f32,
+        g: f32,
+        _: u32,
+    ) {
+        if y <= 0.0 {
+            return;
+        }
+        let scale = g / y;
+        for r in rows {
+            let row = r * W + cols.start..r * W + cols.end;
+            for (d, &v) in dx[row.clone()].iter_mut().zip(&plane[row]) {
+                *d += scale * v;
+            }
+        }
+    }
 }
 
-/// Whether the pooling is [`Max`] over 2x2 windows with stride 2, the common case, which has
-/// its own vectorised loops ([`max2x2_rows`], [`unmax2x2_rows`]).
-const fn max2x2<P: Reduction>(k: [usize; 2], s: [usize; 2]) -> bool {
-    P::MAX && k[0] == 2 && k[1] == 2 && s[0] == 2 && s[1] == 2
+/// Whether the pooling is [`Max`] over 2x2 windows with stride 2 and no padding, the common
+/// case, which has its own vectorised loops ([`max2x2_rows`], [`unmax2x2_rows`]).
+const fn max2x2<P: Reduction>(k: [usize; 2], s: [usize; 2], pad: [usize; 2]) -> bool {
+    P::MAX && k[0] == 2 && k[1] == 2 && s[0] == 2 && s[1] == 2 && pad[0] == 0 && pad[1] == 0
+}
+
+/// Output positions along one axis of `input` values padded by `pad` on each side; in a
+/// constant, padding over half the window (which PyTorch refuses too, and which would leave
+/// windows of padding alone) stops the build.
+const fn pooled_len(input: usize, window: usize, stride: usize, pad: usize) -> usize {
+    assert!(2 * pad <= window, "pooling padding is more than half the window");
+    window_len(input, window, stride, pad)
+}
+
+/// The plane rows (or columns) `0..len` held by the window starting at `start` of the axis
+/// padded by `pad`, for a window of `k > pad` values.
+#[inline(always)]
+fn held(start: usize, k: usize, pad: usize, len: usize) -> Range<usize> {
+    start.saturating_sub(pad)..(start + k - pad).min(len)
 }
 
 /// Defines `$name`, which calls `$inner` (an `#[inline(always)]` function) with its own
@@ -315,14 +459,16 @@ fn pool_sample<
     const KW: usize,
     const SH: usize,
     const SW: usize,
+    const PH: usize,
+    const PW: usize,
 >(
     x: &[f32],
     y: &mut [f32],
     state: &mut [u32],
     train: bool,
 ) {
-    let (oh, ow) = (window_len(H, KH, SH, 0), window_len(W, KW, SW, 0));
-    if max2x2::<P>([KH, KW], [SH, SW]) {
+    let (oh, ow) = (pooled_len(H, KH, SH, PH), pooled_len(W, KW, SW, PW));
+    if max2x2::<P>([KH, KW], [SH, SW], [PH, PW]) {
         for c in 0..D {
             let plane = &x[c * H * W..(c + 1) * H * W];
             for oy in 0..oh {
@@ -337,6 +483,35 @@ fn pool_sample<
                     at as u32,
                     W as u32,
                 );
+            }
+        }
+        return;
+    }
+    if PH > 0 || PW > 0 {
+        // The windows inside the plane take the loops of fixed bounds below; those overhanging
+        // its edge read the part they hold, with bounds known only at run time.
+        for c in 0..D {
+            let plane = &x[c * H * W..(c + 1) * H * W];
+            for oy in 0..oh {
+                let rows = held(oy * SH, KH, PH, H);
+                for ox in 0..ow {
+                    let cols = held(ox * SW, KW, PW, W);
+                    let o = (c * oh + oy) * ow + ox;
+                    let (v, s) = if rows.len() == KH && cols.len() == KW {
+                        let at = rows.start * W + cols.start;
+                        if P::STATE > 0 && train {
+                            P::reduce::<W, KH, KW>(plane, at)
+                        } else {
+                            (P::value::<W, KH, KW>(plane, at), 0)
+                        }
+                    } else {
+                        P::reduce_clipped::<W, KH, KW>(plane, rows.clone(), cols)
+                    };
+                    y[o] = v;
+                    if P::STATE > 0 && train {
+                        state[o] = s;
+                    }
+                }
             }
         }
         return;
@@ -370,6 +545,8 @@ fn unpool_sample<
     const KW: usize,
     const SH: usize,
     const SW: usize,
+    const PH: usize,
+    const PW: usize,
 >(
     x: &[f32],
     y: &[f32],
@@ -377,8 +554,8 @@ fn unpool_sample<
     dx: &mut [f32],
     state: &[u32],
 ) {
-    let (oh, ow) = (window_len(H, KH, SH, 0), window_len(W, KW, SW, 0));
-    if max2x2::<P>([KH, KW], [SH, SW]) {
+    let (oh, ow) = (pooled_len(H, KH, SH, PH), pooled_len(W, KW, SW, PW));
+    if max2x2::<P>([KH, KW], [SH, SW], [PH, PW]) {
         // Every input under a window is written; a last odd row or column gets no gradient.
         for c in 0..D {
             let dx = &mut dx[c * H * W..(c + 1) * H * W];
@@ -390,6 +567,27 @@ fn unpool_sample<
                 bottom[2 * ow..].fill(0.0);
             }
             dx[2 * oh * W..].fill(0.0);
+        }
+        return;
+    }
+    if PH > 0 || PW > 0 {
+        // As in `pool_sample`: fixed bounds inside the plane, the part held at its edge.
+        for c in 0..D {
+            let range = c * H * W..(c + 1) * H * W;
+            let (plane, dx) = (&x[range.clone()], &mut dx[range]);
+            for oy in 0..oh {
+                let rows = held(oy * SH, KH, PH, H);
+                for ox in 0..ow {
+                    let cols = held(ox * SW, KW, PW, W);
+                    let o = (c * oh + oy) * ow + ox;
+                    let s = if P::STATE > 0 { state[o] } else { 0 };
+                    if rows.len() == KH && cols.len() == KW {
+                        P::spread::<W, KH, KW>(plane, dx, rows.start * W + cols.start, y[o], dy[o], s);
+                    } else {
+                        P::spread_clipped::<W, KH, KW>(plane, dx, rows.clone(), cols, y[o], dy[o], s);
+                    }
+                }
+            }
         }
         return;
     }
@@ -406,8 +604,29 @@ fn unpool_sample<
     }
 }
 
-/// Defines a pooling layer type reducing its windows with the [`Reduction`] `$op`.
+/// Defines a pooling layer type reducing its windows with the [`Reduction`] `$op`: with the
+/// padding parameters `PH` and `PW` (0 unless given) when `padded`, without them otherwise.
 macro_rules! pool_layer {
+    ($(#[$doc:meta])* $name:ident, $op:ty, padded) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Default)]
+        pub struct $name<
+            const D: usize,
+            const H: usize,
+            const W: usize,
+            const KH: usize,
+            const KW: usize,
+            const SH: usize,
+            const SW: usize,
+            const PH: usize = 0,
+            const PW: usize = 0,
+        >;
+
+        pool_layer!(@impl $name, $op, [const PH: usize, const PW: usize], [PH, PW], [PH, PW],
+            /// Output height: `(H + 2 PH - KH) / SH + 1`.
+            /// Output width: `(W + 2 PW - KW) / SW + 1`.
+        );
+    };
     ($(#[$doc:meta])* $name:ident, $op:ty) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, Default)]
@@ -421,6 +640,15 @@ macro_rules! pool_layer {
             const SW: usize,
         >;
 
+        pool_layer!(@impl $name, $op, [], [], [0, 0],
+            /// Output height: `(H - KH) / SH + 1`.
+            /// Output width: `(W - KW) / SW + 1`.
+        );
+    };
+    (
+        @impl $name:ident, $op:ty, [$($generics:tt)*], [$($args:tt)*], [$ph:tt, $pw:tt],
+        #[$oh_doc:meta] #[$ow_doc:meta]
+    ) => {
         impl<
                 const D: usize,
                 const H: usize,
@@ -429,17 +657,18 @@ macro_rules! pool_layer {
                 const KW: usize,
                 const SH: usize,
                 const SW: usize,
-            > $name<D, H, W, KH, KW, SH, SW>
+                $($generics)*
+            > $name<D, H, W, KH, KW, SH, SW, $($args)*>
         {
-            /// Output height: `(H - KH) / SH + 1`.
-            pub const OH: usize = window_len(H, KH, SH, 0);
-            /// Output width: `(W - KW) / SW + 1`.
-            pub const OW: usize = window_len(W, KW, SW, 0);
+            #[$oh_doc]
+            pub const OH: usize = pooled_len(H, KH, SH, $ph);
+            #[$ow_doc]
+            pub const OW: usize = pooled_len(W, KW, SW, $pw);
 
             /// Pools one sample `x` into `y`, writing the state the backward pass needs (one
             /// value per output for max pooling, none otherwise) to `state`.
             pub fn pool_sample(x: &[f32], y: &mut [f32], state: &mut [u32]) {
-                pool_sample::<$op, D, H, W, KH, KW, SH, SW>(x, y, state, true);
+                pool_sample::<$op, D, H, W, KH, KW, SH, SW, $ph, $pw>(x, y, state, true);
             }
         }
 
@@ -451,7 +680,8 @@ macro_rules! pool_layer {
                 const KW: usize,
                 const SH: usize,
                 const SW: usize,
-            > Layer for $name<D, H, W, KH, KW, SH, SW>
+                $($generics)*
+            > Layer for $name<D, H, W, KH, KW, SH, SW, $($args)*>
         {
             const IN: usize = D * H * W;
             const OUT: usize = D * Self::OH * Self::OW;
@@ -481,7 +711,7 @@ macro_rules! pool_layer {
                 for_each_chunk(chunk_count(n), &|c| {
                         let (y, x, state) = (ys.take(c), chunk(x, len * input, c), states.take(c));
                         for (s, (y, x)) in y.chunks_exact_mut(output).zip(x.chunks_exact(input)).enumerate() {
-                            pool_sample::<$op, D, H, W, KH, KW, SH, SW>(
+                            pool_sample::<$op, D, H, W, KH, KW, SH, SW, $ph, $pw>(
                                 x,
                                 y,
                                 &mut state[s * kept..(s + 1) * kept],
@@ -513,13 +743,13 @@ macro_rules! pool_layer {
                         let dx = dxs.take(c);
                         let (x, y, dy) = (chunk(x, len * input, c), chunk(y, len * output, c), chunk(dy, len * output, c));
                         // The 2x2 max pooling path writes every input gradient itself.
-                        if !max2x2::<$op>([KH, KW], [SH, SW]) {
+                        if !max2x2::<$op>([KH, KW], [SH, SW], [$ph, $pw]) {
                             dx.fill(0.0);
                         }
                         for (s, (dx, x)) in dx.chunks_exact_mut(input).zip(x.chunks_exact(input)).enumerate() {
                             let out = s * output..(s + 1) * output;
                             let sample = c * len + s;
-                            unpool_sample::<$op, D, H, W, KH, KW, SH, SW>(
+                            unpool_sample::<$op, D, H, W, KH, KW, SH, SW, $ph, $pw>(
                                 x,
                                 &y[out.clone()],
                                 &dy[out],
@@ -534,27 +764,45 @@ macro_rules! pool_layer {
 }
 
 pool_layer!(
-    /// Max pooling of a `D x H x W` input over `KH x KW` windows with strides `SH`/`SW`, like
-    /// `torch.nn.MaxPool2d` without padding.
+    /// Max pooling of a `D x H x W` input over `KH x KW` windows with strides `SH`/`SW` and
+    /// padding `PH`/`PW` (at most half the window), like `torch.nn.MaxPool2d`.
     ///
     /// The forward pass records, per output, the index of the winning input inside its channel
-    /// plane; the backward pass routes each output gradient to that input alone.
-    MaxPool2d,
-    Max
-);
-
-pool_layer!(
-    /// Average pooling of a `D x H x W` input over `KH x KW` windows with strides `SH`/`SW`, like
-    /// `torch.nn.AvgPool2d` without padding.
+    /// plane; the backward pass routes each output gradient to that input alone. The padding is
+    /// `-inf`: it never wins.
     ///
-    /// The backward pass shares each output gradient equally among the window's inputs.
-    AvgPool2d,
-    Avg
+    /// Padding over half the window stops the build, as PyTorch refuses it:
+    ///
+    /// ```
+    /// use cnn_runtime::kernels::{Layer, MaxPool2d};
+    /// assert_eq!(<MaxPool2d<1, 4, 4, 2, 2, 1, 1, 1, 0> as Layer>::OUT, 5 * 3);
+    /// ```
+    ///
+    /// ```compile_fail
+    /// use cnn_runtime::kernels::{Layer, MaxPool2d};
+    /// assert_eq!(<MaxPool2d<1, 4, 4, 2, 2, 1, 1, 2, 0> as Layer>::OUT, 7 * 3);
+    /// ```
+    MaxPool2d,
+    Max,
+    padded
 );
 
 pool_layer!(
-    /// L2 pooling of a `D x H x W` input over `KH x KW` windows with strides `SH`/`SW`: each
-    /// output is the window's Euclidean norm `sqrt(Σ x²)`, like `torch.nn.LPPool2d(2, ...)`.
+    /// Average pooling of a `D x H x W` input over `KH x KW` windows with strides `SH`/`SW` and
+    /// padding `PH`/`PW` (at most half the window), like `torch.nn.AvgPool2d` with its default
+    /// `count_include_pad=True`: padded zeros count, so every window divides by `KH·KW`.
+    ///
+    /// The backward pass shares each output gradient equally among the window's positions; the
+    /// shares of padded ones are dropped.
+    AvgPool2d,
+    Avg,
+    padded
+);
+
+pool_layer!(
+    /// L2 pooling of a `D x H x W` input over `KH x KW` windows with strides `SH`/`SW`, without
+    /// padding: each output is the window's Euclidean norm `sqrt(Σ x²)`, like
+    /// `torch.nn.LPPool2d(2, ...)`.
     ///
     /// The backward pass gives each input `dy·x/y`, and nothing when the window is all zeros.
     L2Pool2d,
@@ -564,6 +812,7 @@ pool_layer!(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::sizes_of;
     use crate::kernels::testutil::{assert_close, forward, forward_in, layer_gradient_errors, random_vec};
 
     /// Which reference a test computes.
@@ -574,24 +823,34 @@ mod tests {
         L2,
     }
 
-    /// Pooling of `n` samples of `[d, h, w]` straight from the definition, in f64.
+    /// Pooling of `n` samples of `[d, h, w]` padded by `[ph, pw]` straight from the definition,
+    /// in f64, on an explicitly padded copy: `-inf` around max pooling, zeros around the others.
     fn reference(
         op: Op,
         n: usize,
         [d, h, w]: [usize; 3],
         [kh, kw]: [usize; 2],
         [sh, sw]: [usize; 2],
+        [ph, pw]: [usize; 2],
         x: &[f32],
     ) -> Vec<f32> {
-        let (oh, ow) = ((h - kh) / sh + 1, (w - kw) / sw + 1);
+        let (hp, wp) = (h + 2 * ph, w + 2 * pw);
+        let (oh, ow) = ((hp - kh) / sh + 1, (wp - kw) / sw + 1);
+        let fill = if let Op::Max = op { f64::NEG_INFINITY } else { 0.0 };
         let mut y = Vec::new();
         for s in 0..n {
             for c in 0..d {
+                let mut padded = vec![fill; hp * wp];
+                for r in 0..h {
+                    for col in 0..w {
+                        padded[(r + ph) * wp + col + pw] = x[((s * d + c) * h + r) * w + col] as f64;
+                    }
+                }
                 for oy in 0..oh {
                     for ox in 0..ow {
                         let window = (0..kh)
                             .flat_map(|i| (0..kw).map(move |j| (oy * sh + i, ox * sw + j)))
-                            .map(|(r, col)| x[((s * d + c) * h + r) * w + col] as f64);
+                            .map(|(r, col)| padded[r * wp + col]);
                         y.push(match op {
                             Op::Max => window.fold(f64::NEG_INFINITY, f64::max),
                             Op::Avg => window.sum::<f64>() / (kh * kw) as f64,
@@ -618,7 +877,7 @@ mod tests {
     ) {
         let x = random_vec(n * D * H * W, 5);
         let geometry = ([D, H, W], [KH, KW], [SH, SW]);
-        let want = |op| reference(op, n, geometry.0, geometry.1, geometry.2, &x);
+        let want = |op| reference(op, n, geometry.0, geometry.1, geometry.2, [0, 0], &x);
         let (max, _) = forward(&MaxPool2d::<D, H, W, KH, KW, SH, SW>, n, &x, &[]);
         assert_eq!(max, want(Op::Max), "max pooling, geometry {geometry:?}");
         let (avg, _) = forward(&AvgPool2d::<D, H, W, KH, KW, SH, SW>, n, &x, &[]);
@@ -665,6 +924,143 @@ mod tests {
         let (train, _) = forward_in(&L::default(), 4, &x, &[], &mut [], Mode::Train { seed: 1 });
         let (eval, _) = forward_in(&L::default(), 4, &x, &[], &mut [], Mode::Eval);
         assert_eq!(eval, train);
+    }
+
+    /// Checks padded max and average pooling of one geometry against [`reference`] on `n`
+    /// random samples (and L2 pooling's window loop, which the layer does not pad), evaluation
+    /// against training, and the max pooling gradient against its winners.
+    fn check_padded<
+        const D: usize,
+        const H: usize,
+        const W: usize,
+        const KH: usize,
+        const KW: usize,
+        const SH: usize,
+        const SW: usize,
+        const PH: usize,
+        const PW: usize,
+    >(
+        n: usize,
+    ) {
+        let x = random_vec(n * D * H * W, 6);
+        let geometry = ([D, H, W], [KH, KW], [SH, SW], [PH, PW]);
+        let want = |op| reference(op, n, geometry.0, geometry.1, geometry.2, geometry.3, &x);
+        let max = MaxPool2d::<D, H, W, KH, KW, SH, SW, PH, PW>;
+        let (y, arg) = forward(&max, n, &x, &[]);
+        assert_eq!(y, want(Op::Max), "max pooling, geometry {geometry:?}");
+        let (eval, _) = forward_in(&max, n, &x, &[], &mut [], Mode::Eval);
+        assert_eq!(eval, y, "max pooling evaluation, geometry {geometry:?}");
+        let out =
+            D * MaxPool2d::<D, H, W, KH, KW, SH, SW, PH, PW>::OH * MaxPool2d::<D, H, W, KH, KW, SH, SW, PH, PW>::OW;
+        for (o, &a) in arg.iter().enumerate() {
+            let (s, c) = (o / out, o % out / (out / D));
+            assert_eq!(x[(s * D + c) * H * W + a as usize], y[o], "max pooling winner of output {o}");
+        }
+        let dx = input_gradient(&max, n, &x);
+        assert_eq!(dx.iter().sum::<f32>(), y.len() as f32, "every output gradient reaches an input");
+        let (avg, _) = forward(&AvgPool2d::<D, H, W, KH, KW, SH, SW, PH, PW>, n, &x, &[]);
+        assert_close(&avg, &want(Op::Avg), 1e-6, "average pooling");
+        let mut l2 = vec![0.0; y.len()];
+        for (x, y) in x.chunks_exact(D * H * W).zip(l2.chunks_exact_mut(out)) {
+            pool_sample::<L2, D, H, W, KH, KW, SH, SW, PH, PW>(x, y, &mut [], false);
+        }
+        assert_close(&l2, &want(Op::L2), 1e-6, "L2 pooling with zero padding");
+    }
+
+    #[test]
+    fn padded_pooling_matches_a_naive_reference() {
+        // ResNet's stem pooling (3x3, stride 2, padding 1) on even and odd sizes: the last
+        // window overhangs the bottom and right edges on odd ones.
+        check_padded::<2, 8, 8, 3, 3, 2, 2, 1, 1>(3);
+        check_padded::<2, 7, 9, 3, 3, 2, 2, 1, 1>(3);
+        // Stride 1 ("same" pooling), rectangular windows and padding on one axis alone.
+        check_padded::<3, 5, 6, 3, 3, 1, 1, 1, 1>(2);
+        check_padded::<2, 6, 7, 3, 2, 2, 1, 1, 0>(2);
+        check_padded::<2, 6, 7, 2, 4, 1, 3, 0, 2>(2);
+        // 2x2 windows with stride 2 and padding 1, off the vectorised 2x2 path.
+        check_padded::<2, 6, 5, 2, 2, 2, 2, 1, 1>(3);
+        // 5x5 windows padded by 2, larger than a 2x3 input.
+        check_padded::<1, 2, 3, 5, 5, 1, 1, 2, 2>(2);
+    }
+
+    #[test]
+    fn padded_3x3_windows_of_a_known_input() {
+        // 3x3 windows, stride 1, padding 1 on a 4x4 input: a 4x4 output, window (i, j) centred
+        // on input (i, j).
+        let x: Vec<f32> = (1..=16).map(|v| v as f32).collect();
+        // Max pooling of negative values: a zero padding would win at the edges; -inf never does,
+        // so each window takes its top-left real value, -x[max(i-1, 0)][max(j-1, 0)].
+        let neg: Vec<f32> = x.iter().map(|v| -v).collect();
+        type Max3 = MaxPool2d<1, 4, 4, 3, 3, 1, 1, 1, 1>;
+        let (y, arg) = forward(&Max3::default(), 1, &neg, &[]);
+        #[rustfmt::skip]
+        assert_eq!(y, [
+            -1.0, -1.0, -2.0, -3.0,
+            -1.0, -1.0, -2.0, -3.0,
+            -5.0, -5.0, -6.0, -7.0,
+            -9.0, -9.0, -10.0, -11.0,
+        ]);
+        assert_eq!(arg, [0, 0, 1, 2, 0, 0, 1, 2, 4, 4, 5, 6, 8, 8, 9, 10]);
+        #[rustfmt::skip]
+        assert_eq!(input_gradient(&Max3::default(), 1, &neg), [
+            4.0, 2.0, 2.0, 0.0,
+            2.0, 1.0, 1.0, 0.0,
+            2.0, 1.0, 1.0, 0.0,
+            0.0, 0.0, 0.0, 0.0,
+        ]);
+        // All -inf: the winners are still real inputs, the first each window holds.
+        let (y, inf_arg) = forward(&Max3::default(), 1, &[f32::NEG_INFINITY; 16], &[]);
+        assert_eq!((y, inf_arg), (vec![f32::NEG_INFINITY; 16], arg));
+        // Average pooling divides every window by 9, padded zeros included.
+        type Avg3 = AvgPool2d<1, 4, 4, 3, 3, 1, 1, 1, 1>;
+        let (y, state) = forward(&Avg3::default(), 1, &x, &[]);
+        #[rustfmt::skip]
+        let sums = [
+            14.0, 24.0, 30.0, 22.0,
+            33.0, 54.0, 63.0, 45.0,
+            57.0, 90.0, 99.0, 69.0,
+            46.0, 72.0, 78.0, 54.0,
+        ];
+        assert_close(&y, &sums.map(|s: f32| s / 9.0), 1e-6, "3x3 average pooling with padding 1");
+        assert!(state.is_empty());
+        // Input (r, c) lies in 2 windows along an axis at an edge, 3 inside; each gives 1/9.
+        let along = [2.0, 3.0, 3.0, 2.0];
+        let want: Vec<f32> = (0..16).map(|i| along[i / 4] * along[i % 4] / 9.0).collect();
+        assert_close(&input_gradient(&Avg3::default(), 1, &x), &want, 1e-6, "average pooling gradient");
+    }
+
+    #[test]
+    fn resnet_stem_pooling_of_a_known_input() {
+        // 3x3 windows, stride 2, padding 1 on 6x6: a 3x3 output whose windows start at rows
+        // (and columns) -1, 1 and 3.
+        type Max3 = MaxPool2d<1, 6, 6, 3, 3, 2, 2, 1, 1>;
+        type Avg3 = AvgPool2d<1, 6, 6, 3, 3, 2, 2, 1, 1>;
+        assert_eq!((Max3::OH, Max3::OW, Max3::IN, Max3::OUT, Max3::STATE), (3, 3, 36, 9, 9));
+        assert_eq!((Avg3::OUT, Avg3::STATE, Avg3::SCRATCH, Avg3::PARAMS), (9, 0, 0, 0));
+        // Decreasing values: each window's maximum is the first value it holds.
+        let x: Vec<f32> = (0..36).map(|i| -(i as f32) - 1.0).collect();
+        let (y, arg) = forward(&Max3::default(), 1, &x, &[]);
+        assert_eq!(y, [-1.0, -2.0, -4.0, -7.0, -8.0, -10.0, -19.0, -20.0, -22.0]);
+        assert_eq!(arg, [0, 1, 3, 6, 7, 9, 18, 19, 21]);
+        // Over ones, a window holding r x c inputs averages to r·c/9 (PyTorch gives the same
+        // for F.avg_pool2d(torch.ones(1, 1, 6, 6), 3, 2, 1)).
+        let (y, _) = forward(&Avg3::default(), 1, &[1.0; 36], &[]);
+        let want = [4.0, 6.0, 6.0, 6.0, 9.0, 9.0, 6.0, 9.0, 9.0].map(|v: f32| v / 9.0);
+        assert_close(&y, &want, 1e-6, "stem average pooling of ones");
+        // ResNet-18 on 224x224: 112x112 pooled to 56x56.
+        assert_eq!(
+            (MaxPool2d::<64, 112, 112, 3, 3, 2, 2, 1, 1>::OH, MaxPool2d::<64, 112, 112, 3, 3, 2, 2, 1, 1>::OW),
+            (56, 56)
+        );
+    }
+
+    #[test]
+    fn no_padding_is_the_default() {
+        // The 7-parameter types are the padded ones with padding 0.
+        let max: MaxPool2d<2, 6, 6, 2, 2, 2, 2> = MaxPool2d::<2, 6, 6, 2, 2, 2, 2, 0, 0>;
+        let avg: AvgPool2d<2, 6, 6, 3, 3, 1, 1> = AvgPool2d::<2, 6, 6, 3, 3, 1, 1, 0, 0>;
+        assert_eq!(sizes_of(&max), sizes_of(&MaxPool2d::<2, 6, 6, 2, 2, 2, 2>));
+        assert_eq!(sizes_of(&avg).outputs, 2 * 4 * 4);
     }
 
     #[test]
@@ -760,7 +1156,7 @@ mod tests {
         MaxPool2d::<D, H, W, 2, 2, 2, 2>::pool_sample(&x, &mut y, &mut arg);
         let dy = random_vec(y.len(), 22);
         let mut dx = vec![f32::NAN; x.len()];
-        unpool_sample::<Max, D, H, W, 2, 2, 2, 2>(&x, &y, &dy, &mut dx, &arg);
+        unpool_sample::<Max, D, H, W, 2, 2, 2, 2, 0, 0>(&x, &y, &dy, &mut dx, &arg);
         let mut want_dx = vec![0.0; x.len()];
         for c in 0..D {
             let plane = &x[c * H * W..(c + 1) * H * W];
@@ -775,7 +1171,7 @@ mod tests {
         }
         assert_eq!(dx, want_dx, "{H}x{W}: input gradient");
         let mut eval = vec![0.0; y.len()];
-        pool_sample::<Max, D, H, W, 2, 2, 2, 2>(&x, &mut eval, &mut [], false);
+        pool_sample::<Max, D, H, W, 2, 2, 2, 2, 0, 0>(&x, &mut eval, &mut [], false);
         let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&eval), bits(&y), "{H}x{W}: evaluation");
     }
@@ -822,6 +1218,15 @@ mod tests {
             MaxPool2d::<3, 7, 5, 3, 2, 2, 2>,
             AvgPool2d::<3, 7, 5, 3, 2, 2, 2>,
             L2Pool2d::<3, 7, 5, 3, 2, 2, 2>,
+            // Padding: ResNet's stem pooling on an odd input, stride 1, one axis alone, 2x2.
+            MaxPool2d::<2, 7, 7, 3, 3, 2, 2, 1, 1>,
+            AvgPool2d::<2, 7, 7, 3, 3, 2, 2, 1, 1>,
+            MaxPool2d::<2, 5, 6, 3, 3, 1, 1, 1, 1>,
+            AvgPool2d::<2, 5, 6, 3, 3, 1, 1, 1, 1>,
+            MaxPool2d::<3, 6, 7, 3, 2, 2, 1, 1, 0>,
+            AvgPool2d::<3, 6, 7, 2, 4, 1, 3, 0, 2>,
+            MaxPool2d::<2, 6, 5, 2, 2, 2, 2, 1, 1>,
+            AvgPool2d::<2, 6, 5, 2, 2, 2, 2, 1, 1>,
         );
     }
 }

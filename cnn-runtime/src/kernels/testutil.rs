@@ -79,19 +79,24 @@ pub fn forward_in<L: Layer>(
 pub fn layer_gradient_errors<L: Layer>(layer: &L, n: usize, seed: u64) -> (f64, f64) {
     let x = random_vec(n * L::IN, seed);
     let p = random_vec(L::PARAMS, seed + 1);
-    let r = random_vec(n * L::OUT, seed + 2);
+    gradient_errors_at(layer, n, &x, &p, seed + 2)
+}
+
+/// [`layer_gradient_errors`] at the inputs `x` and parameters `p`.
+pub fn gradient_errors_at<L: Layer>(layer: &L, n: usize, x: &[f32], p: &[f32], seed: u64) -> (f64, f64) {
+    let r = random_vec(n * L::OUT, seed);
     let loss = |x: &[f32], p: &[f32]| -> f64 {
         forward(layer, n, x, p).0.iter().zip(&r).map(|(&y, &r)| y as f64 * r as f64).sum()
     };
-    let (y, state) = forward(layer, n, &x, &p);
+    let (y, state) = forward(layer, n, x, p);
     let mut dy = r.clone();
     let mut dx = vec![0.0; n * L::IN];
     let mut dp = vec![0.0; L::PARAMS];
     let count = chunk_count(n);
     let mut scratch = vec![0.0; count * L::SCRATCH];
     let mut partial = vec![0.0; count * L::PARAMS];
-    layer.backward(n, &x, &y, &mut dy, Some(&mut dx), &p, &mut dp, &mut scratch, &mut partial, &state);
-    let ex = max_rel_error(&mut x.clone(), &dx, |x| loss(x, &p));
-    let ep = max_rel_error(&mut p.clone(), &dp, |p| loss(&x, p));
+    layer.backward(n, x, &y, &mut dy, Some(&mut dx), p, &mut dp, &mut scratch, &mut partial, &state);
+    let ex = max_rel_error(&mut x.to_vec(), &dx, |x| loss(x, p));
+    let ep = max_rel_error(&mut p.to_vec(), &dp, |p| loss(x, p));
     (ex, ep)
 }
