@@ -19,6 +19,23 @@ cnn! {
 }
 
 cnn! {
+    /// GoogLeNet's and MobileNet's pieces: padded pooling in the stem, in a branch and at the
+    /// end, a depthwise and a grouped convolution, relu6 and a sparsity penalty. Max pooling
+    /// reads tanh outputs: after relu6, its windows would hold ties of zeros, kinks that finite
+    /// differences cannot follow.
+    struct Mobile <
+        input(7x7x4)
+        avgpool(3, stride=1, pad=1)
+        conv(3x3, 4, pad=1, groups=4) tanh
+        concat(conv(1x1, 4, groups=2), maxpool(3, stride=1, pad=1) conv(1x1, 2)) sigmoid
+        sparsity(0.05)
+        conv(3x3, 6, stride=2, pad=1, groups=3) relu6
+        avgpool(3, stride=2, pad=1)
+        fc(3) softmax
+    >
+}
+
+cnn! {
     /// A concat whose branches read a hidden layer (whose gradient then sums three parts).
     struct Trunk < input(5) fc(4) tanh concat(fc(3), fc(2) sigmoid, tanh) fc(2) >
 }
@@ -34,6 +51,35 @@ fn concat_blocks_have_the_gradient_of_their_loss() {
     let targets = Lcg(11).vec(4 * Trunk::OUTPUT_LEN);
     let err = gradient_error(&mut model, &x, Targets::Dense(&targets));
     assert!(err < 1e-2, "Trunk: max relative error {err}");
+}
+
+#[test]
+fn padded_pools_groups_relu6_and_sparsity_have_the_gradient_of_their_loss() {
+    let mut model = Mobile::with_seed(5);
+    let x = Lcg(6).vec(4 * Mobile::INPUT_LEN);
+    let err = common::gradient_error_above(&mut model, &x, Targets::Labels(&[0, 2, 1, 1]), 3e-2);
+    assert!(err < 2e-2, "Mobile: max relative error {err}");
+    assert_eq!(Mobile::LAYERS[2].params, 4 * 9 + 4, "a depthwise filter reads one channel");
+    assert_eq!(Mobile::LAYERS[10].output, cnn::Shape::volume(4, 4, 6));
+    assert_eq!(Mobile::LAYERS[12].output, cnn::Shape::volume(2, 2, 6));
+}
+
+#[test]
+fn the_sparsity_penalty_is_in_the_training_loss_only() {
+    let mut model = Mobile::with_seed(5);
+    let x = Lcg(7).vec(4 * Mobile::INPUT_LEN);
+    let labels = [0, 2, 1, 1];
+    let train = model.loss_and_grad(&x, &labels).unwrap();
+    let eval = model.evaluate(&x, &labels, 4).unwrap().loss;
+    // The sparsity layer reads sigmoid outputs in (0, 1): its penalty is 0.05 times their mean.
+    let penalty = train - eval;
+    assert!(penalty > 0.0 && penalty < 0.05, "training {train}, evaluation {eval}");
+    assert!(Mobile::PYTORCH.contains("Sparsity(0.05)"), "{}", Mobile::PYTORCH);
+    assert!(
+        Mobile::PYTORCH.contains("torch.nn.Conv2d(4, 4, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), groups=4)")
+    );
+    assert!(Mobile::PYTORCH.contains("torch.nn.ReLU6()"));
+    assert!(Mobile::PYTORCH.contains("torch.nn.AvgPool2d(kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))"));
 }
 
 #[test]
