@@ -24,8 +24,10 @@ import torch
 from safetensors.torch import save_file
 
 
-def build(source: str) -> torch.nn.Module:
-    scope = {"torch": torch}
+def build(source: str, scope=None) -> torch.nn.Module:
+    """The module `source` (a `PYTORCH` constant) defines; `scope` receives its classes."""
+    scope = {} if scope is None else scope
+    scope["torch"] = torch
     body = source.strip()
     if body.startswith("class "):
         head, expression = body.rsplit("\n\n\n", 1)
