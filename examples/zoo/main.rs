@@ -2,7 +2,7 @@
 //! trains it briefly, each with another optimizer and learning-rate schedule.
 //!
 //! ```text
-//! cargo run --release --example zoo [-- perceptron|mlp|lenet5|alexnet32|resnet8]
+//! cargo run --release --example zoo [-- perceptron|mlp|lenet5|alexnet32|zfnet32|resnet8|googlenet]
 //! ```
 //!
 //! The digits come from `data/mnist`; the 32x32 colour networks learn a synthetic task (the
@@ -17,7 +17,7 @@ use std::time::Instant;
 use cnn::data::{epoch_order, load_mnist};
 use cnn::schedule::{Constant, Cosine, Exponential, StepDecay, WarmUp};
 use cnn::{Adam, Model, Optimizer, Schedule, Sgd};
-use models::{AlexNet32, LeNet5, Mlp, Perceptron, ResNet8};
+use models::{AlexNet32, GoogLeNetMini, LeNet5, Mlp, Perceptron, ResNet8, ZFNet32};
 
 /// A small xorshift generator for the synthetic data.
 struct Rng(u64);
@@ -122,7 +122,7 @@ fn train<M: Model>(
 
 fn main() -> Result<(), Box<dyn Error>> {
     let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
-    let known = ["all", "perceptron", "mlp", "lenet5", "alexnet32", "resnet8"];
+    let known = ["all", "perceptron", "mlp", "lenet5", "alexnet32", "zfnet32", "resnet8", "googlenet"];
     if !known.contains(&which.as_str()) {
         return Err(format!("unknown model `{which}`: choose one of {}", known.join(", ")).into());
     }
@@ -153,7 +153,8 @@ fn main() -> Result<(), Box<dyn Error>> {
             train(&mut model, &mut opt, &schedule, data, test, 3, 32)?;
         }
     }
-    let colour = if run("alexnet32") || run("resnet8") { Some((stripes(1024, 3), stripes(256, 4))) } else { None };
+    let colour = ["alexnet32", "zfnet32", "resnet8", "googlenet"].iter().any(|m| run(m));
+    let colour = if colour { Some((stripes(1024, 3), stripes(256, 4))) } else { None };
     if let Some(((x, y), (tx, ty))) = &colour {
         if run("alexnet32") {
             println!(
@@ -168,11 +169,26 @@ fn main() -> Result<(), Box<dyn Error>> {
             let mut opt = Sgd::new(0.02, 0.9)?.with_weight_decay(5e-4)?;
             train(&mut model, &mut opt, &schedule, (x, y), (tx, ty), 3, 32)?;
         }
+        if run("zfnet32") {
+            println!("\nZFNet32: SGD with momentum and weight decay, linear warm-up then cosine\n{}", ZFNet32::SUMMARY);
+            let mut model = ZFNet32::with_seed(1);
+            // He's initialisation, as for AlexNet32.
+            cnn::init::he_uniform(&mut model, 1);
+            let schedule = WarmUp::new(16, Cosine::new(0.02, 0.0, 3 * 1024 / 32 - 16)?)?;
+            let mut opt = Sgd::new(0.02, 0.9)?.with_weight_decay(5e-4)?;
+            train(&mut model, &mut opt, &schedule, (x, y), (tx, ty), 3, 32)?;
+        }
         if run("resnet8") {
             println!("\nResNet8: SGD with momentum, exponential decay\n{}", ResNet8::SUMMARY);
             let mut model = ResNet8::with_seed(1);
             let schedule = Exponential::new(0.05, 0.99)?;
             train(&mut model, &mut Sgd::new(0.05, 0.9)?, &schedule, (x, y), (tx, ty), 3, 32)?;
+        }
+        if run("googlenet") {
+            println!("\nGoogLeNetMini: Adam, cosine annealing\n{}", GoogLeNetMini::SUMMARY);
+            let mut model = GoogLeNetMini::with_seed(1);
+            let schedule = Cosine::new(2e-3, 0.0, 3 * 1024 / 32)?;
+            train(&mut model, &mut Adam::new(2e-3)?, &schedule, (x, y), (tx, ty), 3, 32)?;
         }
     }
     Ok(())

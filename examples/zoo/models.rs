@@ -71,3 +71,53 @@ cnn! {
         avgpool(8) fc(10) softmax
     >
 }
+
+cnn! {
+    /// ZFNet's changes to AlexNet, scaled to 32x32 colour images as AlexNet32 is: a smaller first
+    /// filter with stride 1 (ZFNet's 7x7/2 where AlexNet had 11x11/4, found by visualising the
+    /// first layer's features), a strided second convolution, and wider middle convolutions.
+    pub struct ZFNet32 <
+        input(32x32x3)
+        conv(3x3, 64, pad=1) relu lrn(5, k=2) maxpool(3, stride=2, pad=1)
+        conv(5x5, 192, stride=2, pad=2) relu lrn(5, k=2) maxpool(3, stride=2, pad=1)
+        conv(3x3, 384, pad=1) relu
+        conv(3x3, 384, pad=1) relu
+        conv(3x3, 256, pad=1) relu
+        maxpool(2)
+        fc(1024) relu dropout(0.5)
+        fc(1024) relu dropout(0.5)
+        fc(10) softmax
+    >
+}
+
+cnn! {
+    /// GoogLeNet in miniature for 32x32 colour images: a stem, three inception modules (1x1,
+    /// 3x3 and 5x5 convolutions and a pooled branch side by side, the wide ones after 1x1
+    /// reductions), max pooling between the stages, global average pooling and dropout before the
+    /// classifier.
+    pub struct GoogLeNetMini <
+        input(32x32x3)
+        conv(3x3, 32, pad=1, bias=false) batchnorm relu
+        maxpool(3, stride=2, pad=1)
+        concat(
+            conv(1x1, 16) relu,
+            conv(1x1, 16) relu conv(3x3, 24, pad=1) relu,
+            conv(1x1, 4) relu conv(5x5, 8, pad=2) relu,
+            maxpool(3, stride=1, pad=1) conv(1x1, 8) relu
+        )
+        concat(
+            conv(1x1, 24) relu,
+            conv(1x1, 24) relu conv(3x3, 32, pad=1) relu,
+            conv(1x1, 6) relu conv(5x5, 12, pad=2) relu,
+            maxpool(3, stride=1, pad=1) conv(1x1, 12) relu
+        )
+        maxpool(3, stride=2, pad=1)
+        concat(
+            conv(1x1, 32) relu,
+            conv(1x1, 24) relu conv(3x3, 48, pad=1) relu,
+            conv(1x1, 8) relu conv(5x5, 16, pad=2) relu,
+            maxpool(3, stride=1, pad=1) conv(1x1, 16) relu
+        )
+        avgpool(8) dropout(0.2) fc(10) softmax
+    >
+}
