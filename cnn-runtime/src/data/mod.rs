@@ -1,9 +1,9 @@
 //! Data sets: MNIST and Fashion-MNIST (IDX files, gzip-compressed or not) and CIFAR-10 (binary
 //! version), read into memory as `f32` images in NCHW order, scaled to [0, 1].
 //!
-//! Every malformed file is an [`Error::File`](crate::Error::File) naming the file and what is
-//! wrong with it. Gzip files may hold several members (as `cat a.gz b.gz` makes); they are
-//! decompressed as they are read.
+//! Every malformed file is an [`Error::File`] naming the file and what is wrong with it. Gzip
+//! files may hold several members (as `cat a.gz b.gz` makes); they are decompressed as they are
+//! read.
 //!
 //! Each load call counts what it allocates (the decoded bytes of its files and the `f32` images
 //! and labels made from them) against one [`Limit`](crate::Limit):
