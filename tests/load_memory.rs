@@ -53,7 +53,7 @@ fn a_load_allocates_no_more_than_its_limit() {
     let x: Vec<f32> = (0..8 * 144).map(|i| (i % 17) as f32 / 17.0).collect();
     model.train_step(&mut adam, &x, &[0, 1, 2, 3, 0, 1, 2, 3]).unwrap();
     save_weights(&model, &weights).unwrap();
-    save_checkpoint(&checkpoint, &model, &adam, Progress { epoch: 1, step: 1, seed: 1 }).unwrap();
+    save_checkpoint(&model, &adam, Progress { epoch: 1, step: 1, seed: 1 }, &checkpoint).unwrap();
     let size = |path: &Path| std::fs::metadata(path).unwrap().len();
 
     let (limit, peak) = smallest_limit(&mut |options| load_weights_with(&mut model, &weights, options));
@@ -65,14 +65,14 @@ fn a_load_allocates_no_more_than_its_limit() {
     let mut opt = Adam::new(0.01).unwrap();
     model.train_step(&mut opt, &x, &[0, 1, 2, 3, 0, 1, 2, 3]).unwrap();
     let (limit, peak) =
-        smallest_limit(&mut |options| load_checkpoint_with(&checkpoint, &mut model, &mut opt, options).map(|_| ()));
+        smallest_limit(&mut |options| load_checkpoint_with(&mut model, &mut opt, &checkpoint, options).map(|_| ()));
     assert!(peak as u64 <= limit, "loading a checkpoint allocated {peak} bytes under a limit of {limit}");
     assert!(limit < 6 * size(&checkpoint), "a checkpoint of {} bytes needs a limit of {limit}", size(&checkpoint));
     let mut sgd = Sgd::new(0.01, 0.9).unwrap();
     let sgd_path = dir.path().join("sgd.safetensors");
     model.train_step(&mut sgd, &x, &[0, 1, 2, 3, 0, 1, 2, 3]).unwrap();
-    save_checkpoint(&sgd_path, &model, &sgd, Progress { epoch: 1, step: 1, seed: 1 }).unwrap();
+    save_checkpoint(&model, &sgd, Progress { epoch: 1, step: 1, seed: 1 }, &sgd_path).unwrap();
     let (limit, peak) =
-        smallest_limit(&mut |options| load_checkpoint_with(&sgd_path, &mut model, &mut sgd, options).map(|_| ()));
+        smallest_limit(&mut |options| load_checkpoint_with(&mut model, &mut sgd, &sgd_path, options).map(|_| ()));
     assert!(peak as u64 <= limit, "loading an Sgd checkpoint allocated {peak} bytes under a limit of {limit}");
 }

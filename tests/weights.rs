@@ -178,7 +178,7 @@ fn train<M: Model, O: Optimizer>(
         }
         opt.set_learning_rate(opt.learning_rate() * 0.9).unwrap();
         if let Some(path) = save {
-            save_checkpoint(path, model, opt, Progress { epoch: epoch + 1, step, seed }).unwrap();
+            save_checkpoint(model, opt, Progress { epoch: epoch + 1, step, seed }, path).unwrap();
         }
     }
     step
@@ -198,7 +198,7 @@ fn resuming_from_a_checkpoint_equals_an_uninterrupted_run() {
     // A fresh process: new model, new optimizer, everything from the file.
     let mut resumed = Small::with_seed(99);
     let mut opt2 = Sgd::new(0.5, 0.9).unwrap();
-    let progress = load_checkpoint(&path, &mut resumed, &mut opt2).unwrap();
+    let progress = load_checkpoint(&mut resumed, &mut opt2, &path).unwrap();
     assert_eq!(progress, Progress { epoch: 4, step: 12, seed: 42 });
     assert_eq!(opt2.learning_rate(), opt1.learning_rate());
     train(&mut resumed, &mut opt2, progress.epoch, 2, progress.seed, None);
@@ -208,7 +208,7 @@ fn resuming_from_a_checkpoint_equals_an_uninterrupted_run() {
     // A weights file is not a checkpoint, and a checkpoint needs the same kind of optimizer.
     let weights = dir.path().join("w.safetensors");
     save_weights(&straight, &weights).unwrap();
-    assert!(reason(load_checkpoint(&weights, &mut resumed, &mut opt2).unwrap_err()).contains("not a checkpoint"));
+    assert!(reason(load_checkpoint(&mut resumed, &mut opt2, &weights).unwrap_err()).contains("not a checkpoint"));
     // Checkpoints load as plain weights too.
     load_weights(&mut Small::new(), &path).unwrap();
 }
@@ -224,7 +224,7 @@ fn resuming_adam_with_batchnorm_and_dropout_equals_an_uninterrupted_run() {
     train(&mut first, &mut Adam::new(0.01).unwrap(), 0, 3, 42, Some(&path));
     let mut resumed = Regular::with_seed(99);
     let mut opt = Adam::new(0.5).unwrap();
-    let progress = load_checkpoint(&path, &mut resumed, &mut opt).unwrap();
+    let progress = load_checkpoint(&mut resumed, &mut opt, &path).unwrap();
     assert_eq!(resumed.noise(), first.noise());
     assert_eq!(opt.steps(), 9);
     train(&mut resumed, &mut opt, progress.epoch, 2, progress.seed, None);
@@ -233,9 +233,9 @@ fn resuming_adam_with_batchnorm_and_dropout_equals_an_uninterrupted_run() {
 
     // An Sgd checkpoint does not load into Adam, and nothing changes.
     let sgd = dir.path().join("sgd.safetensors");
-    save_checkpoint(&sgd, &resumed, &Sgd::new(0.1, 0.9).unwrap(), progress).unwrap();
+    save_checkpoint(&resumed, &Sgd::new(0.1, 0.9).unwrap(), progress, &sgd).unwrap();
     let before = bits(&resumed);
-    assert!(reason(load_checkpoint(&sgd, &mut resumed, &mut opt).unwrap_err()).contains("written by Sgd"));
+    assert!(reason(load_checkpoint(&mut resumed, &mut opt, &sgd).unwrap_err()).contains("written by Sgd"));
     assert_eq!(bits(&resumed), before);
 }
 
@@ -292,7 +292,7 @@ fn written_files_are_reproducible_byte_for_byte() {
     let (weights, checkpoint) = (dir.path().join("w.safetensors"), dir.path().join("c.safetensors"));
     let (model, opt) = fixed_model_and_optimizer();
     save_weights(&model, &weights).unwrap();
-    save_checkpoint(&checkpoint, &model, &opt, Progress { epoch: 2, step: 7, seed: 42 }).unwrap();
+    save_checkpoint(&model, &opt, Progress { epoch: 2, step: 7, seed: 42 }, &checkpoint).unwrap();
     let found = (sha256_hex(&weights), sha256_hex(&checkpoint));
     assert_eq!(
         found,
@@ -306,7 +306,7 @@ fn written_files_are_reproducible_byte_for_byte() {
     assert_eq!(tensors.tensor("0.weight").unwrap().shape(), &[4, 1, 3, 3]);
     assert_eq!(tensors.tensor("optimizer.exp_avg").unwrap().shape(), &[Regular::PARAM_COUNT]);
     let (mut back, mut opt_back) = (Regular::with_seed(3), Adam::new(0.5).unwrap());
-    load_checkpoint(&checkpoint, &mut back, &mut opt_back).unwrap();
+    load_checkpoint(&mut back, &mut opt_back, &checkpoint).unwrap();
     assert_eq!((back.params(), back.buffers(), back.noise()), (model.params(), model.buffers(), model.noise()));
     assert_eq!(opt_back.state(), opt.state());
 }
@@ -350,7 +350,7 @@ fn a_save_removes_what_a_crashed_save_of_its_file_left_and_nothing_else() {
     std::fs::copy(elsewhere.path().join("w.safetensors"), &path).unwrap();
     load_weights(&mut Small::new(), &path).unwrap();
     assert!(listing().contains(&crashed.to_string()), "{:?}", listing());
-    save_checkpoint(&path, &Small::new(), &Sgd::new(0.1, 0.9).unwrap(), Progress::default()).unwrap();
+    save_checkpoint(&Small::new(), &Sgd::new(0.1, 0.9).unwrap(), Progress::default(), &path).unwrap();
     assert_eq!(listing(), expected);
 }
 
@@ -420,7 +420,7 @@ fn non_finite_values_are_neither_saved_nor_loaded_unless_allowed() {
     assert!(why.contains("tensor `0.weight` holds NaN at index 5"), "{why}");
     assert!(!path.exists(), "a refused save wrote the file");
     let opt = Sgd::new(0.1, 0.0).unwrap();
-    let why = reason(save_checkpoint(&path, &diverged, &opt, Progress::default()).unwrap_err());
+    let why = reason(save_checkpoint(&diverged, &opt, Progress::default(), &path).unwrap_err());
     assert!(why.contains("tensor `0.weight` holds NaN at index 5"), "{why}");
     let mut statistics = Regular::with_seed(1);
     let var = Regular::TENSORS.iter().find(|t| t.name == "1.running_var").unwrap();
@@ -438,10 +438,10 @@ fn non_finite_values_are_neither_saved_nor_loaded_unless_allowed() {
     assert_eq!(model.params(), &before[..]);
     load_weights_with(&mut model, &path, allow).unwrap();
     assert!(model.params()[5].is_nan());
-    save_checkpoint_with(&path, &diverged, &opt, Progress::default(), allow).unwrap();
+    save_checkpoint_with(&diverged, &opt, Progress::default(), &path, allow).unwrap();
     let (mut resumed, mut sgd) = (Small::new(), Sgd::new(0.1, 0.0).unwrap());
-    assert!(reason(load_checkpoint(&path, &mut resumed, &mut sgd).unwrap_err()).contains("holds NaN at index 5"));
-    load_checkpoint_with(&path, &mut resumed, &mut sgd, allow).unwrap();
+    assert!(reason(load_checkpoint(&mut resumed, &mut sgd, &path).unwrap_err()).contains("holds NaN at index 5"));
+    load_checkpoint_with(&mut resumed, &mut sgd, &path, allow).unwrap();
     assert!(resumed.params()[5].is_nan());
 
     // A file PyTorch wrote from a diverged run, and a checkpoint whose state diverged.
@@ -451,11 +451,11 @@ fn non_finite_values_are_neither_saved_nor_loaded_unless_allowed() {
     let mut sgd = Sgd::new(0.05, 0.9).unwrap();
     let (x, y) = lines(32, 12, 5);
     trained.train_step(&mut sgd, &x, &y).unwrap();
-    save_checkpoint(&path, &trained, &sgd, Progress { epoch: 0, step: 1, seed: 1 }).unwrap();
+    save_checkpoint(&trained, &sgd, Progress { epoch: 0, step: 1, seed: 1 }, &path).unwrap();
     rewrite(&path, |_, tensors| set_value(tensors, "optimizer.momentum_buffer", 7, f32::NEG_INFINITY));
     let (mut model, mut opt) = (Small::with_seed(4), Sgd::new(0.05, 0.9).unwrap());
     let before = everything(&model, &opt);
-    let why = reason(load_checkpoint(&path, &mut model, &mut opt).unwrap_err());
+    let why = reason(load_checkpoint(&mut model, &mut opt, &path).unwrap_err());
     assert!(why.contains("`optimizer.momentum_buffer` holds -inf at index 7"), "{why}");
     assert_eq!(everything(&model, &opt), before);
 }
@@ -486,7 +486,7 @@ fn a_checkpoint_that_makes_no_sense_does_not_load_and_changes_nothing() {
     let mut check = |edit: Edit<'_>, want: &str| {
         std::fs::copy(&good, &path).unwrap();
         rewrite(&path, edit);
-        let why = reason(load_checkpoint(&path, &mut model, &mut opt).unwrap_err());
+        let why = reason(load_checkpoint(&mut model, &mut opt, &path).unwrap_err());
         assert!(why.contains(want), "expected `{want}` in: {why}");
         assert_eq!(everything(&model, &opt), before, "a refused checkpoint changed something: {why}");
     };
@@ -520,7 +520,7 @@ fn a_checkpoint_that_makes_no_sense_does_not_load_and_changes_nothing() {
     train(&mut small, &mut sgd, 0, 1, 3, Some(&path));
     rewrite(&path, |_, t| t.retain(|t| t.0 != "optimizer.momentum_buffer"));
     let before = everything(&small, &sgd);
-    let why = reason(load_checkpoint(&path, &mut small, &mut sgd).unwrap_err());
+    let why = reason(load_checkpoint(&mut small, &mut sgd, &path).unwrap_err());
     assert!(why.contains("tensor `optimizer.momentum_buffer` is missing: Sgd("), "{why}");
     assert_eq!(everything(&small, &sgd), before);
 }
@@ -541,13 +541,13 @@ fn a_checkpoint_needs_the_same_hyperparameters_but_not_the_same_learning_rate() 
     for (mut opt, want) in differing {
         let mut model = Small::new();
         let before = everything(&model, &Sgd::new(0.1, 0.0).unwrap());
-        let why = reason(load_checkpoint(&path, &mut model, opt.as_mut()).unwrap_err());
+        let why = reason(load_checkpoint(&mut model, opt.as_mut(), &path).unwrap_err());
         assert!(why.contains(want) && why.contains("only the learning rate may differ"), "{why}");
         assert_eq!(everything(&model, &Sgd::new(0.1, 0.0).unwrap()), before);
     }
     // Another learning rate loads, and the checkpoint's is restored.
     let mut opt = Sgd::new(0.5, 0.9).unwrap().with_nesterov(true).unwrap();
-    load_checkpoint(&path, &mut Small::new(), &mut opt).unwrap();
+    load_checkpoint(&mut Small::new(), &mut opt, &path).unwrap();
     assert_eq!(opt.learning_rate(), 0.05 * 0.9);
 
     let mut regular = Regular::with_seed(1);
@@ -558,10 +558,10 @@ fn a_checkpoint_needs_the_same_hyperparameters_but_not_the_same_learning_rate() 
         (Box::new(AdamW::new(0.01).unwrap().with_weight_decay(0.1).unwrap()), "weight_decay=0.01 in the checkpoint"),
     ];
     for (mut opt, want) in adams {
-        let why = reason(load_checkpoint(&path, &mut Regular::new(), opt.as_mut()).unwrap_err());
+        let why = reason(load_checkpoint(&mut Regular::new(), opt.as_mut(), &path).unwrap_err());
         assert!(why.contains(want), "{why}");
     }
-    load_checkpoint(&path, &mut Regular::new(), &mut AdamW::new(0.3).unwrap()).unwrap();
+    load_checkpoint(&mut Regular::new(), &mut AdamW::new(0.3).unwrap(), &path).unwrap();
 }
 
 #[test]
@@ -569,11 +569,11 @@ fn a_checkpoint_without_optimizer_state_at_step_0_resets_the_optimizer() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("start.safetensors");
     let start = Regular::with_seed(1);
-    save_checkpoint(&path, &start, &Adam::new(0.01).unwrap(), Progress::default()).unwrap();
+    save_checkpoint(&start, &Adam::new(0.01).unwrap(), Progress::default(), &path).unwrap();
     let (mut model, mut used) = (Regular::with_seed(2), Adam::new(0.01).unwrap());
     train(&mut model, &mut used, 0, 1, 3, None);
     assert_eq!(used.steps(), 3);
-    load_checkpoint(&path, &mut model, &mut used).unwrap();
+    load_checkpoint(&mut model, &mut used, &path).unwrap();
     assert_eq!(used.steps(), 0);
     assert!(used.state().is_empty(), "the optimizer kept the state it had before the load");
     // It then trains as a new optimizer from the same start would.
@@ -602,7 +602,7 @@ fn loads_count_what_they_allocate_against_the_limit() {
     let ckpt = dir.path().join("c.safetensors");
     let (mut small, mut opt) = (Small::with_seed(1), Adam::new(0.01).unwrap());
     train(&mut small, &mut opt, 0, 1, 3, Some(&ckpt));
-    let why = reason(load_checkpoint_with(&ckpt, &mut small, &mut opt, limited(2 * size + 64 * 1024)).unwrap_err());
+    let why = reason(load_checkpoint_with(&mut small, &mut opt, &ckpt, limited(2 * size + 64 * 1024)).unwrap_err());
     assert!(why.contains("would need") && why.contains("optimizer"), "{why}");
     // A file larger than the default limit is refused from its size, before it is read: this
     // one is sparse, and reading it would take 4 GiB.

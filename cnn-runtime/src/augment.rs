@@ -3,6 +3,27 @@
 //! Each image of a batch gets its own generator, seeded from the batch seed and the image's
 //! index, so an augmented batch is the same whatever the number of threads, and the same again
 //! from the same seed.
+//!
+//! ```
+//! use cnn::augment::{augment_batch, Compose, GaussianNoise, RotateScale, Shift};
+//! use cnn::Shape;
+//!
+//! let shape = Shape::volume(28, 28, 1);
+//! let transform = Compose::new()
+//!     .then(Shift { max: 2 })
+//!     .then(RotateScale { max_degrees: 10.0, max_scale: 0.1 })
+//!     .then(GaussianNoise { std: 0.05 });
+//!
+//! let batch = vec![0.5; 64 * shape.len()]; // 64 images, NCHW
+//! let (mut augmented, mut scratch) = (vec![0.0; batch.len()], Vec::new());
+//! let seed = 42; // derive it from the epoch and the batch to vary the augmentation
+//! augment_batch(&transform, shape, &batch, &mut augmented, seed, &mut scratch)?;
+//!
+//! let mut again = vec![0.0; batch.len()];
+//! augment_batch(&transform, shape, &batch, &mut again, seed, &mut scratch)?;
+//! assert_eq!(augmented, again);
+//! # Ok::<(), cnn::Error>(())
+//! ```
 
 use rand::{RngExt as _, SeedableRng};
 use rayon::prelude::*;

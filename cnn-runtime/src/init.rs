@@ -1,4 +1,18 @@
 //! Seeded parameter initialisation, following PyTorch's defaults.
+//!
+//! Every generated model starts as PyTorch initialises it, from a seed; [`he_uniform`] redraws
+//! the weights for deep stacks of ReLU layers without batch normalisation:
+//!
+//! ```
+//! use cnn::{cnn, init, Model};
+//!
+//! cnn! { struct Deep < input(16) fc(64) relu fc(64) relu fc(64) relu fc(4) softmax > }
+//!
+//! let mut model = Deep::with_seed(3);
+//! assert_eq!(model.params(), Deep::with_seed(3).params()); // the seed decides everything
+//! init::he_uniform(&mut model, 3);
+//! assert_ne!(model.params(), Deep::with_seed(3).params());
+//! ```
 
 use rand::{RngExt as _, SeedableRng};
 

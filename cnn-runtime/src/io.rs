@@ -9,6 +9,40 @@
 //! target, so a crash while saving leaves the previous file intact; the next save to the same
 //! file removes the temporary a crashed save left. Loading checks everything before it changes
 //! the model.
+//!
+//! Every function takes its arguments in one order: what is saved or loaded into (the model,
+//! then for a checkpoint the optimizer and the [`Progress`]), then the file's path, then, in the
+//! `_with` forms, the [`Options`]:
+//!
+//! ```
+//! use cnn::io::{load_checkpoint, load_weights, save_checkpoint, save_weights, Progress};
+//! use cnn::{cnn, Model, Sgd};
+//!
+//! cnn! { struct Tiny < input(4) fc(8) relu fc(3) softmax > }
+//!
+//! // Any directory will do; the process id keeps simultaneous runs of this example apart.
+//! let dir = std::env::temp_dir();
+//! let weights = dir.join(format!("tiny-{}.safetensors", std::process::id()));
+//! let checkpoint = dir.join(format!("tiny-checkpoint-{}.safetensors", std::process::id()));
+//!
+//! let mut model = Tiny::with_seed(1);
+//! let mut opt = Sgd::new(0.1, 0.9)?;
+//! model.train_step(&mut opt, &[0.5, -1.0, 0.25, 2.0], &[2])?;
+//! save_weights(&model, &weights)?;
+//! save_checkpoint(&model, &opt, Progress { epoch: 1, step: 1, seed: 7 }, &checkpoint)?;
+//!
+//! let mut copy = Tiny::new();
+//! load_weights(&mut copy, &weights)?;
+//! assert_eq!(copy.params(), model.params());
+//!
+//! // Resuming: the same model and optimizer, with the momentum and progress of the run.
+//! let (mut resumed, mut resumed_opt) = (Tiny::new(), Sgd::new(0.1, 0.9)?);
+//! let progress = load_checkpoint(&mut resumed, &mut resumed_opt, &checkpoint)?;
+//! assert_eq!(progress.epoch, 1);
+//! # std::fs::remove_file(&weights).ok();
+//! # std::fs::remove_file(&checkpoint).ok();
+//! # Ok::<(), cnn::Error>(())
+//! ```
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -485,22 +519,22 @@ pub fn load_weights_with<M: Model>(model: &mut M, path: &Path, options: Options)
 
 /// Saves a checkpoint with [`Options::DEFAULT`]; see [`save_checkpoint_with`].
 pub fn save_checkpoint<M: Model, O: Optimizer + ?Sized>(
-    path: &Path,
     model: &M,
     opt: &O,
     progress: Progress,
+    path: &Path,
 ) -> Result<()> {
-    save_checkpoint_with(path, model, opt, progress, Options::DEFAULT)
+    save_checkpoint_with(model, opt, progress, path, Options::DEFAULT)
 }
 
 /// Saves a checkpoint: parameters, buffers, the optimizer's state and description, where the
 /// dropout masks stand, and `progress`. Unless `options` allow them, a value that is not finite
 /// is an `Err` naming its tensor and index, and nothing is written.
 pub fn save_checkpoint_with<M: Model, O: Optimizer + ?Sized>(
-    path: &Path,
     model: &M,
     opt: &O,
     progress: Progress,
+    path: &Path,
     options: Options,
 ) -> Result<()> {
     let state = opt.state();
@@ -524,8 +558,8 @@ pub fn save_checkpoint_with<M: Model, O: Optimizer + ?Sized>(
 }
 
 /// Loads a checkpoint with [`Options::DEFAULT`]; see [`load_checkpoint_with`].
-pub fn load_checkpoint<M: Model, O: Optimizer + ?Sized>(path: &Path, model: &mut M, opt: &mut O) -> Result<Progress> {
-    load_checkpoint_with(path, model, opt, Options::DEFAULT)
+pub fn load_checkpoint<M: Model, O: Optimizer + ?Sized>(model: &mut M, opt: &mut O, path: &Path) -> Result<Progress> {
+    load_checkpoint_with(model, opt, path, Options::DEFAULT)
 }
 
 /// Loads a checkpoint written by [`save_checkpoint`] into `model` and `opt` and returns the
@@ -545,9 +579,9 @@ pub fn load_checkpoint<M: Model, O: Optimizer + ?Sized>(path: &Path, model: &mut
 /// Everything is checked before anything changes: on any error neither the model nor the
 /// optimizer changes.
 pub fn load_checkpoint_with<M: Model, O: Optimizer + ?Sized>(
-    path: &Path,
     model: &mut M,
     opt: &mut O,
+    path: &Path,
     options: Options,
 ) -> Result<Progress> {
     let mut budget = Budget::new(options.limit);

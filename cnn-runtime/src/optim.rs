@@ -5,6 +5,27 @@
 //! to the [`Segment`]s marked `decay` (a model marks its convolution and fully connected weights,
 //! not its biases or normalisation parameters), where PyTorch's default decays every parameter.
 //! Passing [`whole`] as the segments decays everything, as PyTorch does.
+//!
+//! ```
+//! use cnn::optim::whole;
+//! use cnn::{cnn, Adam, Model, Optimizer, Sgd};
+//!
+//! cnn! { struct Tiny < input(4) fc(8) relu fc(3) softmax > }
+//!
+//! // SGD with Nesterov momentum and L2 weight decay, which applies to the weights, not the biases.
+//! let mut model = Tiny::with_seed(1);
+//! let mut opt = Sgd::new(0.05, 0.9)?.with_nesterov(true)?.with_weight_decay(5e-4)?;
+//! let loss = model.train_step(&mut opt, &[0.5, -1.0, 0.25, 2.0], &[2])?;
+//! assert!(loss.is_finite());
+//!
+//! // Any optimizer also steps a plain slice: Adam's first step moves each value by about the
+//! // learning rate, against its gradient.
+//! let mut w = [1.0, -2.0];
+//! let mut adam = Adam::new(0.1)?;
+//! adam.step(&mut w, &[2.0, -4.0], &whole(2))?;
+//! assert!((w[0] - 0.9).abs() < 1e-6 && (w[1] + 1.9).abs() < 1e-6);
+//! # Ok::<(), cnn::Error>(())
+//! ```
 
 use std::ops::Range;
 

@@ -5,8 +5,8 @@
 //! [`Schedule::apply`] before the optimizer's steps:
 //!
 //! ```
-//! use cnn_runtime::schedule::{Schedule, StepDecay};
-//! use cnn_runtime::{Optimizer, Sgd};
+//! use cnn::schedule::{Schedule, StepDecay};
+//! use cnn::{Optimizer, Sgd};
 //!
 //! let schedule = StepDecay::new(0.1, 30, 0.1)?;
 //! let mut opt = Sgd::new(0.1, 0.9)?;
@@ -15,7 +15,7 @@
 //!     // ... train one epoch with `opt` ...
 //! }
 //! assert!((opt.learning_rate() - 0.001).abs() < 1e-9);
-//! # Ok::<(), cnn_runtime::Error>(())
+//! # Ok::<(), cnn::Error>(())
 //! ```
 
 use crate::optim::check_learning_rate;

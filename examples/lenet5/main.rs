@@ -122,7 +122,7 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let mut progress = Progress { epoch: 0, step: 0, seed: args.seed };
     let mut history = Vec::new();
     if args.resume {
-        progress = load_checkpoint(&checkpoint, &mut model, &mut opt)?;
+        progress = load_checkpoint(&mut model, &mut opt, &checkpoint)?;
         println!("resumed from {} after epoch {}", checkpoint.display(), progress.epoch);
     }
     let augment = Compose::new().then(Shift { max: 2 }).then(RotateScale { max_degrees: 10.0, max_scale: 0.1 });
@@ -152,7 +152,7 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
             started.elapsed().as_secs_f64()
         );
         history.push((progress.epoch, loss, eval.accuracy));
-        save_checkpoint(&checkpoint, &model, &opt, progress)?;
+        save_checkpoint(&model, &opt, progress, &checkpoint)?;
     }
 
     // In batches, so that the workspace stays sized for a hundred samples.

@@ -66,10 +66,10 @@ fn checkpoint(dir: &Path, config: &str) -> io::Result<Vec<u8>> {
     let name = format!("{config}.tmp");
     if model == "normed" {
         let (m, opt) = trained(Normed::with_seed(1), kind);
-        saved(dir, &name, |p| save_checkpoint(p, &m, opt.as_shared(), progress))
+        saved(dir, &name, |p| save_checkpoint(&m, opt.as_shared(), progress, p))
     } else {
         let (m, opt) = trained(Small::with_seed(1), kind);
-        saved(dir, &name, |p| save_checkpoint(p, &m, opt.as_shared(), progress))
+        saved(dir, &name, |p| save_checkpoint(&m, opt.as_shared(), progress, p))
     }
 }
 
@@ -92,7 +92,7 @@ pub fn generate(scratch: &Path) -> io::Result<Vec<(&'static str, String, Vec<u8>
     add("weights", "small.safetensors", saved(scratch, "w1", |p| save_weights(&small, p))?);
     add("weights", "normed.safetensors", saved(scratch, "w2", |p| save_weights(&normed, p))?);
     let progress = Progress { epoch: 1, step: 2, seed: 7 };
-    let from_checkpoint = saved(scratch, "w3", |p| save_checkpoint(p, &normed, normed_opt.as_shared(), progress))?;
+    let from_checkpoint = saved(scratch, "w3", |p| save_checkpoint(&normed, normed_opt.as_shared(), progress, p))?;
     add("weights", "normed.checkpoint.safetensors", from_checkpoint);
     // As PyTorch's `save_file` writes it: no metadata.
     let mut torch = Safetensors::parse(&saved(scratch, "w4", |p| save_weights(&small, p))?).expect("valid");

@@ -1,9 +1,9 @@
 //! Data sets: MNIST and Fashion-MNIST (IDX files, gzip-compressed or not) and CIFAR-10 (binary
 //! version), read into memory as `f32` images in NCHW order, scaled to [0, 1].
 //!
-//! Every malformed file is an [`Error::File`](crate::Error::File) naming the file and what is
-//! wrong with it. Gzip files may hold several members (as `cat a.gz b.gz` makes); they are
-//! decompressed as they are read.
+//! Every malformed file is an [`Error::File`] naming the file and what is wrong with it. Gzip
+//! files may hold several members (as `cat a.gz b.gz` makes); they are decompressed as they are
+//! read.
 //!
 //! Each load call counts what it allocates (the decoded bytes of its files and the `f32` images
 //! and labels made from them) against one [`Limit`](crate::Limit):
@@ -16,6 +16,41 @@
 //! grows (the read buffer doubling, CIFAR-10's training images from one batch to the next) its
 //! old copy may live beside the new one for a moment, so peak memory can briefly pass the limit
 //! by the size of that old copy.
+//!
+//! Training on MNIST, each epoch in its own order (the files are not part of this crate):
+//!
+//! ```no_run
+//! use std::path::Path;
+//!
+//! use cnn::data::{epoch_order, load_mnist};
+//! use cnn::{cnn, Model, Sgd};
+//!
+//! cnn! { struct Digits < input(28x28x1) conv(5x5, 6, pad=2) relu pool(2) fc(10) softmax > }
+//!
+//! // The four IDX files of MNIST or Fashion-MNIST, gzip-compressed or not.
+//! let (train, test) = load_mnist(Path::new("data/mnist"))?;
+//! train.check_fits(Digits::INPUT, Digits::OUTPUT_LEN)?;
+//!
+//! let mut model = Digits::with_seed(1);
+//! let mut opt = Sgd::new(0.05, 0.9)?;
+//! let (mut order, mut x, mut y) = (Vec::new(), Vec::new(), Vec::new());
+//! for epoch in 0..3 {
+//!     epoch_order(train.len(), 42, epoch, &mut order)?;
+//!     for batch in order.chunks(64) {
+//!         x.clear();
+//!         y.clear();
+//!         for &i in batch {
+//!             let (image, label) = train.sample(i).expect("the order holds indices of the set");
+//!             x.extend_from_slice(image);
+//!             y.push(label);
+//!         }
+//!         model.train_step(&mut opt, &x, &y)?;
+//!     }
+//! }
+//! let eval = model.evaluate(&test.images, &test.labels, 256)?;
+//! println!("test accuracy: {:.1} %", 100.0 * eval.accuracy);
+//! # Ok::<(), cnn::Error>(())
+//! ```
 
 mod cifar;
 mod idx;

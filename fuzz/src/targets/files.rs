@@ -190,7 +190,7 @@ impl<M: Model> Rig<M> {
     fn checkpoint(&self, kind: &str, path: &Path, dir: &Path) -> Outcome {
         let (mut model, mut opt) = (self.model.clone(), self.opt(kind));
         let before = Snapshot::of(&model, opt.as_shared());
-        let loaded = load_checkpoint_with(path, &mut model, opt.as_dyn(), OPTIONS);
+        let loaded = load_checkpoint_with(&mut model, opt.as_dyn(), path, OPTIONS);
         let after = Snapshot::of(&model, opt.as_shared());
         let progress = match loaded {
             Ok(progress) => progress,
@@ -207,7 +207,7 @@ impl<M: Model> Rig<M> {
         check_state(opt.as_shared())?;
         Self::check_finite(&model, "load_checkpoint")?;
         let (mut fresh_model, mut fresh_opt) = (self.fresh.clone(), Opt::of(kind));
-        match load_checkpoint_with(path, &mut fresh_model, fresh_opt.as_dyn(), OPTIONS) {
+        match load_checkpoint_with(&mut fresh_model, fresh_opt.as_dyn(), path, OPTIONS) {
             Err(e) => {
                 return Err(Failure::new(
                     Oracle::LoadDependsOnPrevious,
