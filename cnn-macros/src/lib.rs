@@ -2,10 +2,10 @@
 //! with the runtime the generated code calls.
 //!
 //! A small compiler with one module per stage, each testable on its own, and one typed
-//! representation between them ([`ir`]):
-//! [`parse`] (tokens to the model, arguments read and range-checked) → [`check`] (every layer's
-//! shapes and the loss, in a side table, or the compile-time shape errors) → [`codegen`] (the
-//! model struct and its kernel wiring, from the model and the side table only). [`fallback`]
+//! representation between them (`ir`):
+//! `parse` (tokens to the model, arguments read and range-checked) → `check` (every layer's
+//! shapes and the loss, in a side table, or the compile-time shape errors) → `codegen` (the
+//! model struct and its kernel wiring, from the model and the side table only). `fallback`
 //! emits the errors together with a stub of the struct, so that code using the model does not
 //! fail a second time.
 
