@@ -125,3 +125,23 @@ fn a_concat_model_learns() {
     }
     assert!(last < first * 0.5, "loss {first} -> {last}");
 }
+
+#[test]
+fn branches_train_to_the_same_bits_on_any_number_of_threads() {
+    let x = Lcg(4).vec(37 * Mobile::INPUT_LEN);
+    let labels: Vec<usize> = (0..37).map(|i| i % 3).collect();
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let mut model = Mobile::with_seed(8);
+            let mut opt = cnn::Adam::new(0.01).unwrap();
+            for _ in 0..3 {
+                model.train_step(&mut opt, &x, &labels).unwrap();
+            }
+            model.params().iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+        })
+    };
+    let one = run(1);
+    assert_eq!(run(2), one);
+    assert_eq!(run(3), one);
+}

@@ -28,6 +28,17 @@ cnn! {
     >
 }
 
+cnn! {
+    /// Branches: inception-like concat blocks, padded pools, groups, relu6 and sparsity.
+    struct Inception <
+        input(16x16x3)
+        conv(3x3, 8, pad=1) relu6 maxpool(3, stride=2, pad=1)
+        concat(conv(1x1, 4), conv(1x1, 4) relu conv(3x3, 4, pad=1, groups=2), avgpool(3, stride=1, pad=1) conv(1x1, 4)) relu
+        sparsity(0.01)
+        concat(fc(6), fc(4) tanh) fc(4) softmax
+    >
+}
+
 /// Allocations made by 20 training steps and predictions after a first one, then by a step on
 /// a smaller batch.
 fn allocations_after_the_first_step<M: Model>(mut model: M, opt: &mut dyn Optimizer) -> usize {
@@ -73,6 +84,8 @@ fn training_steps_after_the_first_do_not_allocate() {
         assert_eq!(lenet, 0, "LeNet5 with Sgd: {lenet} allocations in 21 steps");
         let course = allocations_after_the_first_step(Course::with_seed(1), &mut Adam::new(0.01).unwrap());
         assert_eq!(course, 0, "Course with Adam: {course} allocations in 21 steps");
+        let graph = allocations_after_the_first_step(Inception::with_seed(1), &mut Sgd::new(0.01, 0.9).unwrap());
+        assert_eq!(graph, 0, "Inception with Sgd: {graph} allocations in 21 steps");
     });
     // Outside a pool each call enters rayon's global pool once, through its queue of outside
     // jobs, which allocates one block per 63 jobs: at most one allocation in 50 calls.
