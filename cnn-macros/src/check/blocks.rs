@@ -4,7 +4,7 @@
 use cnn_shape::Shape;
 
 use super::windows::reshaped;
-use super::{check_list, Cx, Misfit, Step};
+use super::{check_list, Cx, Misfit, Step, MAX_VALUES};
 use crate::ir::{list_text, Kind, Layer, Pair, PoolOp};
 
 /// Checks a block's branch reading the block's `input`, its layers shown on the trail after
@@ -64,11 +64,21 @@ pub fn concat(layer: &Layer, input: Shape, cx: &mut Cx) -> Result<Shape, Misfit>
         return Err(Misfit::Reported);
     };
     let first = outputs[0];
-    if outputs.iter().all(|s| s.flat) {
-        return Ok(Shape::vector(outputs.iter().map(Shape::len).sum()));
-    }
-    if outputs.iter().all(|s| !s.flat && (s.w, s.h) == (first.w, first.h)) {
-        return Ok(Shape::volume(first.w, first.h, outputs.iter().map(|s| s.d).sum()));
+    let stacked = if outputs.iter().all(|s| s.flat) {
+        Some(Shape::vector(outputs.iter().map(Shape::len).sum()))
+    } else if outputs.iter().all(|s| !s.flat && (s.w, s.h) == (first.w, first.h)) {
+        Some(Shape::volume(first.w, first.h, outputs.iter().map(|s| s.d).sum()))
+    } else {
+        None
+    };
+    match stacked {
+        Some(shape) if shape.len() > MAX_VALUES => {
+            let message =
+                format!("`concat` would output {} values; the most a layer may hold is {MAX_VALUES}", shape.len());
+            return Err(message.into());
+        }
+        Some(shape) => return Ok(shape),
+        None => {}
     }
     let listed: Vec<String> = outputs.iter().enumerate().map(|(k, s)| format!("branch {} gives {s}", k + 1)).collect();
     let mut message = format!(

@@ -533,6 +533,10 @@ mod tests {
         assert_eq!(s[1..3], ["8x8x15", "8x8x15"]);
         let s = shapes("input(8) concat(fc(3), fc(5) relu, concat(fc(1), fc(1))) fc(2)").unwrap();
         assert_eq!(s[1], "10");
+        let e = error(
+            "input(32768x32768x1) concat(avgpool(2, stride=1), avgpool(2, stride=1), avgpool(2, stride=1)) fc(2)",
+        );
+        assert!(e.contains("`concat` would output 3221028867 values"), "{e}");
         let e = error("input(8x8x3) concat(conv(1x1, 4), conv(3x3, 8) relu, maxpool(3, stride=1)) fc(2)");
         assert!(e.contains("branch 1 gives 8x8x4, branch 2 gives 6x6x8, branch 3 gives 6x6x3"), "{e}");
         assert!(e.contains("in branch 2, `conv(3x3, 8, pad=1)` keeps the width and height"), "{e}");
