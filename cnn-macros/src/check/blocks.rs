@@ -3,9 +3,9 @@
 
 use cnn_shape::Shape;
 
-use super::windows::reshaped;
+use super::windows::size_keeping;
 use super::{check_list, Cx, Misfit, Step, MAX_VALUES};
-use crate::ir::{list_text, Kind, Layer, Pair, PoolOp};
+use crate::ir::{list_text, Layer};
 
 /// Checks a block's branch reading the block's `input`, its layers shown on the trail after
 /// `label`; returns its output.
@@ -104,22 +104,9 @@ pub fn concat(layer: &Layer, input: Shape, cx: &mut Cx) -> Result<Shape, Misfit>
 /// For the window layers of branch `k` that shrink their input with stride 1, the padding that
 /// keeps its width and height, such as `in branch 2, \`conv(3x3, 8, pad=1)\``.
 fn keeping_fixes(branch: &[Layer], k: usize) -> Vec<String> {
-    let keeping = |window: Pair, pad: Pair, stride: Pair| {
-        let keep = |f: usize| (f % 2 == 1).then_some((f - 1) / 2);
-        let p = Pair { w: keep(window.w)?, h: keep(window.h)? };
-        (stride == Pair::square(1) && p != pad).then_some(p)
-    };
     branch
         .iter()
-        .filter_map(|l| match &l.kind {
-            Kind::Conv { filter: window, stride, pad, .. } => {
-                keeping(*window, *pad, *stride).map(|p| reshaped(&l.kind, *window, *stride, p))
-            }
-            Kind::Pool { op, window, stride, pad } if *op != PoolOp::L2 => {
-                keeping(*window, *pad, *stride).map(|p| reshaped(&l.kind, *window, *stride, p))
-            }
-            _ => None,
-        })
+        .filter_map(|l| size_keeping(&l.kind))
         .map(|fixed| format!("in branch {k}, `{fixed}` keeps the width and height"))
         .collect()
 }

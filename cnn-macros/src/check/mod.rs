@@ -10,10 +10,10 @@ mod windows;
 use cnn_shape::Shape;
 
 use crate::errors::Errors;
-use crate::ir::{Kind, Layer, LossKind, Model, Pair, PoolOp};
+use crate::ir::{Kind, Layer, LossKind, Model};
 use blocks::{concat, residual};
 use loss::head;
-use windows::{reshaped, windows};
+use windows::{geometry, size_keeping, windows};
 
 /// Largest number of values a layer may output per sample, or hold as parameters.
 pub const MAX_VALUES: usize = 1 << 31;
@@ -90,31 +90,17 @@ impl Cx {
 /// window layers on the trail that shrank the width or height, each with the padding that would
 /// have kept it, nearest first (at most three).
 fn shrinking_fixes(trail: &[Step], kind: &Kind, input: Shape) -> Vec<String> {
-    let (window, pad) = match kind {
-        Kind::Conv { filter, pad, .. } => (*filter, *pad),
-        Kind::Pool { window, pad, .. } => (*window, *pad),
-        _ => return Vec::new(),
-    };
+    let Some((window, _, pad)) = geometry(kind) else { return Vec::new() };
     if window.w <= input.w + 2 * pad.w && window.h <= input.h + 2 * pad.h {
         return Vec::new();
     }
-    let keep = |f: usize| (f % 2 == 1).then_some((f - 1) / 2);
     trail
         .iter()
         .rev()
         .filter_map(|step| {
             let (kind, from, to) = step.layer.as_ref()?;
-            let (window, stride, pad) = match kind {
-                Kind::Conv { filter, stride, pad, .. } => (*filter, *stride, *pad),
-                Kind::Pool { op, window, stride, pad } if *op != PoolOp::L2 => (*window, *stride, *pad),
-                _ => return None,
-            };
-            let shrank = (to.w, to.h) != (from.w, from.h);
-            let kept = Pair { w: keep(window.w)?, h: keep(window.h)? };
-            (shrank && stride == Pair::square(1) && kept != pad).then(|| {
-                let fixed = reshaped(kind, window, stride, kept);
-                format!("`{kind}` turned {from} into {to}: `{fixed}` keeps {}x{}", from.w, from.h)
-            })
+            let fixed = size_keeping(kind).filter(|_| (to.w, to.h) != (from.w, from.h))?;
+            Some(format!("`{kind}` turned {from} into {to}: `{fixed}` keeps {}x{}", from.w, from.h))
         })
         .take(3)
         .collect()
@@ -189,7 +175,7 @@ fn check_list(
         current = match result {
             Ok(shape) => {
                 cx.shapes[layer.id] = Some((input, shape));
-                if shape != input || layer.is_block() || matches!(layer.kind, Kind::Conv { .. } | Kind::Pool { .. }) {
+                if shape != input || layer.is_block() || geometry(&layer.kind).is_some() {
                     let text = if layer.is_block() { layer.kind.to_string() } else { layer.text() };
                     let step =
                         Step { text: format!("`{text}` {shape}"), layer: Some((layer.kind.clone(), input, shape)) };

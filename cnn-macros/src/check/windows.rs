@@ -104,6 +104,27 @@ pub fn windows(
     Err(message)
 }
 
+/// The window, stride and padding of a window layer (`conv`, a pool).
+pub fn geometry(kind: &Kind) -> Option<(Pair, Pair, Pair)> {
+    match kind {
+        Kind::Conv { filter, stride, pad, .. } => Some((*filter, *stride, *pad)),
+        Kind::Pool { window, stride, pad, .. } => Some((*window, *stride, *pad)),
+        _ => None,
+    }
+}
+
+/// `kind`, a stride-1 window layer of odd window sizes that may pad (not `l2pool`), padded
+/// so that it keeps its input's width and height; `None` when it does already, or cannot.
+pub fn size_keeping(kind: &Kind) -> Option<Kind> {
+    if matches!(kind, Kind::Pool { op: PoolOp::L2, .. }) {
+        return None;
+    }
+    let (window, stride, pad) = geometry(kind)?;
+    let keep = |f: usize| (f % 2 == 1).then_some((f - 1) / 2);
+    let kept = Pair { w: keep(window.w)?, h: keep(window.h)? };
+    (stride == Pair::square(1) && kept != pad).then(|| reshaped(kind, window, stride, kept))
+}
+
 /// `kind`, a window layer, with another window, stride and padding.
 pub fn reshaped(kind: &Kind, window: Pair, stride: Pair, pad: Pair) -> Kind {
     let mut kind = kind.clone();
@@ -180,11 +201,7 @@ fn fixes(kind: &Kind, input: Shape, axes: [Axis; 2], depth: usize) -> Vec<String
         // A pooling window smaller than its stride would skip inputs: not a fix worth offering.
         .filter(|c| !matches!(c, Kind::Pool { window, stride, .. } if stride.w > window.w || stride.h > window.h))
         .filter_map(|c| {
-            let (window, stride, pad) = match &c {
-                Kind::Conv { filter, stride, pad, .. } => (*filter, *stride, *pad),
-                Kind::Pool { window, stride, pad, .. } => (*window, *stride, *pad),
-                _ => return None,
-            };
+            let (window, stride, pad) = geometry(&c)?;
             Some(format!("`{c}` gives {}", output(axes_of(input, window, stride, pad), depth)?))
         })
         .collect()
