@@ -230,9 +230,9 @@ impl Description {
             Kind::BatchNorm => {
                 self.tensor(path, "weight", &[c], TensorKind::Norm);
                 self.tensor(path, "bias", &[c], TensorKind::Norm);
-                self.buffer(path, "running_mean", &[c], TensorKind::Statistic);
-                self.buffer(path, "running_var", &[c], TensorKind::Statistic);
-                self.buffer(path, "num_batches_tracked", &[], TensorKind::Count);
+                self.tensor(path, "running_mean", &[c], TensorKind::Statistic);
+                self.tensor(path, "running_var", &[c], TensorKind::Statistic);
+                self.tensor(path, "num_batches_tracked", &[], TensorKind::Count);
                 let dims = if input.flat { "1d" } else { "2d" };
                 format!("torch.nn.BatchNorm{dims}({c})")
             }
@@ -250,16 +250,15 @@ impl Description {
         }
     }
 
+    /// Records tensor `path.name`, placed after the parameters so far, or after the buffers so
+    /// far for running statistics and counts.
     fn tensor(&mut self, path: &str, name: &str, shape: &[usize], kind: TensorKind) {
-        let offset = self.params;
-        self.params += shape.iter().product::<usize>();
-        let (name, shape) = (format!("{path}.{name}"), shape.to_vec());
-        self.tensors.push(Tensor { name, shape, offset, kind });
-    }
-
-    fn buffer(&mut self, path: &str, name: &str, shape: &[usize], kind: TensorKind) {
-        let offset = self.buffers;
-        self.buffers += shape.iter().product::<usize>();
+        let at = match kind {
+            TensorKind::Statistic | TensorKind::Count => &mut self.buffers,
+            TensorKind::Weight | TensorKind::Bias | TensorKind::Norm => &mut self.params,
+        };
+        let offset = *at;
+        *at += shape.iter().product::<usize>();
         let (name, shape) = (format!("{path}.{name}"), shape.to_vec());
         self.tensors.push(Tensor { name, shape, offset, kind });
     }

@@ -76,7 +76,7 @@ fn strukt(
     let rt = rt();
     let (attrs, vis, doc) = (&model.attrs, &model.vis, description.doc(model));
     let (param_lit, buffer_lit) = (lit(program.params), lit(program.buffers));
-    let (input_lit, outputs_lit) = (lit(program.nodes[0]), lit(program.nodes[program.output_node()]));
+    let (input_lit, outputs_lit) = (lit(program.nodes[0]), lit(program.output_len()));
     let (consts, checks, workspace) = (&passes.consts, &passes.checks, &passes.workspace);
     let loss = loss_tokens(loss);
     quote! {
@@ -149,7 +149,7 @@ fn model_consts(model: &Model, checked: &Checked, program: &Program<'_>, descrip
         quote!(::cnn::TensorInfo { name: #name, shape: &[#(#dims),*], offset: #at, kind: ::cnn::TensorKind::#kind })
     });
     let input = shape_tokens(checked.output(&model.layers[0]));
-    let (input_lit, outputs_lit) = (lit(program.nodes[0]), lit(program.nodes[program.output_node()]));
+    let (input_lit, outputs_lit) = (lit(program.nodes[0]), lit(program.output_len()));
     let (params, buffers, flops) = (lit(program.params), lit(program.buffers), lit(description.flops));
     let loss = loss_tokens(checked.loss);
     let min_batch = lit(if normalises_single_values(&model.layers, checked) { 2 } else { 1 });
@@ -178,7 +178,7 @@ fn compiled(loss: LossKind, program: &Program<'_>, description: &Description, pa
     let (splits, slots, forward, backward) = (&passes.splits, &passes.slots, &passes.forward, &passes.backward);
     let (output_grad, inits, logits, penalties) =
         (&passes.output_grad, &passes.inits, &passes.logits, &passes.penalties);
-    let outputs_lit = lit(program.nodes[program.output_node()]);
+    let outputs_lit = lit(program.output_len());
     let activations = program.nodes[1..].iter().zip(&program.writers[1..]).map(|(&len, &writer)| {
         let (row, len) = (lit(description.row_of[writer].unwrap_or(0)), lit(len));
         quote!((#row, #len))

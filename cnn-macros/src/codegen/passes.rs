@@ -189,7 +189,7 @@ impl Passes {
     pub fn of(program: &Program<'_>, backward: &Backward, name: &Ident) -> Self {
         let ranges = ranges(program);
         let (consts, checks) = constants(program, name);
-        let outputs = program.nodes[program.output_node()];
+        let outputs = program.output_len();
         Passes {
             consts,
             checks,

@@ -118,6 +118,11 @@ impl<'a> Program<'a> {
         self.ops.last().map_or(0, Op::output)
     }
 
+    /// Values per sample of the model's output.
+    pub fn output_len(&self) -> usize {
+        self.nodes[self.output_node()]
+    }
+
     /// A new node of `len` values per sample, written by layer `writer`.
     fn node(&mut self, len: usize, writer: usize) -> usize {
         self.nodes.push(len);
