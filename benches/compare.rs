@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use cnn::__private::kernels::{gemm, isa, Mat, MatMut};
-use cnn::{Model, Sgd};
+use cnn::{Model, Network, Sgd};
 use rayon::prelude::*;
 use workloads::{data, CifarNet, LeNet5};
 

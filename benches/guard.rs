@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use cnn::__private::{backward_unchecked, Compiled};
 use cnn::optim::first_non_finite;
-use cnn::{Model, Optimizer, Sgd, Targets};
+use cnn::{Model, Network, Optimizer, Sgd, Targets};
 use workloads::{data, LeNet5};
 
 const BATCH: usize = 64;

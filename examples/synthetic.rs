@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use cnn::{cnn, Model, Optimizer, Sgd};
+use cnn::{cnn, Model, Network, Optimizer, Sgd};
 
 cnn! {
     /// A LeNet-style network for 16x16 grey images and 4 classes.

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use cnn::data::load_mnist;
 use cnn::io::load_weights;
-use cnn::{cnn, Model, Sgd};
+use cnn::{cnn, Model, Network, Sgd};
 
 cnn! {
     /// The model the `lenet5` example trained.

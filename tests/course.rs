@@ -3,7 +3,7 @@
 
 mod common;
 
-use cnn::{cnn, Model, Optimizer, Segment, Sgd, TensorKind};
+use cnn::{cnn, Model, Network, Optimizer, Segment, Sgd, TensorKind};
 use common::{gradient_error, gradient_error_above, Lcg};
 
 cnn! {

@@ -3,7 +3,7 @@
 //! given extreme arguments answer with errors, not panics.
 
 use cnn::optim::{Segment, MAX_STEPS};
-use cnn::{cnn, Adam, AdamW, Error, Model, Noise, Optimizer, Result, Sgd};
+use cnn::{cnn, Adam, AdamW, Error, Model, Network, Noise, Optimizer, Result, Sgd};
 
 cnn! {
     struct Small <

@@ -3,7 +3,7 @@
 
 mod common;
 
-use cnn::{cnn, Model, Sgd, Targets};
+use cnn::{cnn, Model, Network, Sgd, Targets};
 use common::{gradient_error, Lcg};
 
 cnn! {

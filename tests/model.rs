@@ -4,7 +4,7 @@
 mod common;
 
 use cnn::__private::forward_pair_unchecked;
-use cnn::{cnn, Error, Model, Optimizer, Sgd, Shape};
+use cnn::{cnn, Error, Model, Network, Optimizer, Sgd, Shape};
 use common::{gradient_error, lines, Lcg};
 
 cnn! {

@@ -3,7 +3,7 @@
 #[path = "../examples/zoo/models.rs"]
 mod models;
 
-use cnn::Model;
+use cnn::Network;
 use models::{AlexNet32, LeNet5, Mlp, Perceptron, ResNet8};
 
 #[test]

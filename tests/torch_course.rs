@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 
 use cnn::io::load_weights;
-use cnn::{cnn, Adam, AdamW, Model, Optimizer, Sgd};
+use cnn::{cnn, Adam, AdamW, Model, Network, Optimizer, Sgd};
 use safetensors::SafeTensors;
 
 cnn! {

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use cnn::io::load_weights;
-use cnn::{cnn, Adam, Model, Optimizer, Sgd};
+use cnn::{cnn, Adam, Model, Network, Optimizer, Sgd};
 use safetensors::SafeTensors;
 
 cnn! {

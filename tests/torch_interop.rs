@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use cnn::data::load_mnist;
 use cnn::io::load_weights;
-use cnn::{cnn, Model, Sgd};
+use cnn::{cnn, Model, Network, Sgd};
 
 cnn! {
     struct LeNet5 <

@@ -11,7 +11,7 @@ use cnn::io::{
     load_checkpoint, load_checkpoint_with, load_weights, load_weights_with, save_checkpoint, save_checkpoint_with,
     save_weights, save_weights_with, Options, Progress,
 };
-use cnn::{cnn, Adam, AdamW, Error, Limit, Model, Optimizer, Sgd};
+use cnn::{cnn, Adam, AdamW, Error, Limit, Model, Network, Optimizer, Sgd};
 use common::{lines, Lcg};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;

@@ -138,11 +138,9 @@ fn stub(header: &Header, input_len: Option<usize>, classes: Option<usize>) -> To
 fn stub_traits(name: &Ident, input_lit: &Literal, classes_lit: &Literal) -> TokenStream {
     quote! {
         #[allow(unused_variables, clippy::all)]
-        impl ::cnn::Model for #name {
+        impl ::cnn::Network for #name {
             const INPUT: ::cnn::Shape = ::cnn::Shape::vector(#input_lit);
             const INPUT_LEN: usize = #input_lit;
-            const OUTPUT_LEN: usize = #classes_lit;
-            const LOSS: ::cnn::Loss = ::cnn::Loss::CrossEntropy;
             const PARAM_COUNT: usize = 0;
             const BUFFER_COUNT: usize = 0;
             const MIN_TRAIN_BATCH: usize = 1;
@@ -152,6 +150,12 @@ fn stub_traits(name: &Ident, input_lit: &Literal, classes_lit: &Literal) -> Toke
             const SUMMARY: &'static str = "";
             const PYTORCH: &'static str = "";
             const DSL: &'static str = "";
+        }
+
+        #[allow(unused_variables, clippy::all)]
+        impl ::cnn::Model for #name {
+            const OUTPUT_LEN: usize = #classes_lit;
+            const LOSS: ::cnn::Loss = ::cnn::Loss::CrossEntropy;
         }
 
         #[allow(unused_variables, clippy::all)]

@@ -1,13 +1,13 @@
-//! The plumbing between the code `cnn!` generates and the [`Model`] trait. Not a public API:
-//! it may change in any release.
+//! The plumbing between the code `cnn!` generates and the [`Network`] and [`Model`] traits. Not
+//! a public API: it may change in any release.
 //!
 //! A generated model implements [`Compiled`] with what only the macro knows (its layers and
-//! their passes) and keeps everything else in a [`State`]; [`Model`] is written once on top of
-//! both.
+//! their passes) and keeps everything else in a [`State`]; [`Network`] and [`Model`] are written
+//! once on top of both.
 
 use crate::init::{splitmix, Rng};
 use crate::kernels::{Mode, Targets};
-use crate::Model;
+use crate::{Model, Network};
 
 pub use crate::state::State;
 pub use crate::workspace::{Workspace, WorkspaceParts, WorkspaceSizes};
@@ -15,7 +15,7 @@ pub use crate::workspace::{Workspace, WorkspaceParts, WorkspaceSizes};
 /// What the `cnn!` macro implements for each model.
 pub trait Compiled {
     /// The activation buffers of a pass in the order the workspace holds them (one per node
-    /// after the input, the logits last): for each, the row of [`Model::LAYERS`] that writes
+    /// after the input, the logits last): for each, the row of [`Network::LAYERS`] that writes
     /// it and its values per sample. The outputs follow them.
     const ACTIVATIONS: &'static [(usize, usize)];
 
@@ -58,7 +58,7 @@ pub(crate) fn logits_and_outputs<'a>(
 }
 
 /// Every activation of the last pass, laid out as [`Compiled::ACTIVATIONS`] says.
-pub fn activations<M: Model>(model: &M) -> &[f32] {
+pub fn activations<N: Network>(model: &N) -> &[f32] {
     model.state().workspace.acts()
 }
 
@@ -76,8 +76,8 @@ pub fn forward_unchecked<'a, M: Model>(model: &'a mut M, n: usize, x: &[f32]) ->
 }
 
 /// The forward and backward passes over `n` samples without checks, in training mode, with
-/// the next dropout masks: leaves the gradient in [`Model::grads`] and returns the mean loss.
-pub fn backward_unchecked<M: Model>(model: &mut M, n: usize, x: &[f32], targets: Targets<'_>) -> f32 {
+/// the next dropout masks: leaves the gradient in [`Network::grads`] and returns the mean loss.
+pub fn backward_unchecked<N: Network>(model: &mut N, n: usize, x: &[f32], targets: Targets<'_>) -> f32 {
     let seed = model.state_mut().noise.next_step();
     model.forward_pass(n, x, Some(seed));
     model.backward_pass(n, x, targets)
@@ -152,11 +152,9 @@ mod tests {
         }
     }
 
-    impl Model for Double {
+    impl Network for Double {
         const INPUT: Shape = Shape::vector(2);
         const INPUT_LEN: usize = 2;
-        const OUTPUT_LEN: usize = 2;
-        const LOSS: Loss = Loss::MeanSquaredError;
         const PARAM_COUNT: usize = 3;
         const BUFFER_COUNT: usize = 1;
         const MIN_TRAIN_BATCH: usize = 1;
@@ -166,6 +164,11 @@ mod tests {
         const SUMMARY: &'static str = "";
         const PYTORCH: &'static str = "";
         const DSL: &'static str = "";
+    }
+
+    impl Model for Double {
+        const OUTPUT_LEN: usize = 2;
+        const LOSS: Loss = Loss::MeanSquaredError;
     }
 
     fn double() -> Double {

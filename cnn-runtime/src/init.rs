@@ -4,7 +4,7 @@
 //! the weights for deep stacks of ReLU layers without batch normalisation:
 //!
 //! ```
-//! use cnn::{cnn, init, Model};
+//! use cnn::{cnn, init, Network};
 //!
 //! cnn! { struct Deep < input(16) fc(64) relu fc(64) relu fc(64) relu fc(4) softmax > }
 //!
@@ -60,7 +60,7 @@ pub fn pytorch_default(p: &mut [f32], fan_in: usize, rng: &mut Rng) {
 ///
 /// PyTorch's default bound is √6 times smaller, which shrinks the signal layer after layer: a
 /// deep stack of ReLU layers without batch normalisation (an AlexNet) may then not learn at all.
-pub fn he_uniform<M: crate::Model>(model: &mut M, seed: u64) {
+pub fn he_uniform<M: crate::Network>(model: &mut M, seed: u64) {
     let mut rng = rng(seed);
     for t in M::TENSORS.iter().filter(|t| t.kind == crate::TensorKind::Weight) {
         let fan_in = t.len() / t.shape[0].max(1);

@@ -16,7 +16,7 @@
 //!
 //! ```
 //! use cnn::io::{load_checkpoint, load_weights, save_checkpoint, save_weights, Progress};
-//! use cnn::{cnn, Model, Sgd};
+//! use cnn::{cnn, Model, Network, Sgd};
 //!
 //! cnn! { struct Tiny < input(4) fc(8) relu fc(3) softmax > }
 //!
@@ -58,7 +58,7 @@ use safetensors::{Dtype, SafeTensors};
 use crate::data::file_error;
 use crate::limit::Budget;
 use crate::optim::{check_count, check_learning_rate, first_non_finite};
-use crate::{Error, Limit, Model, Noise, Optimizer, Result, TensorKind};
+use crate::{Error, Limit, Network, Noise, Optimizer, Result, TensorKind};
 
 /// Metadata key of the model's layer list.
 pub const MODEL_KEY: &str = "cnn.model";
@@ -115,7 +115,7 @@ struct Entry<'a> {
 
 /// The model's tensors as safetensors bytes, with `extra` tensors and `metadata` added; an
 /// `Err` for `path` at the first value that is not finite unless `options` allow them.
-fn to_bytes<M: Model>(
+fn to_bytes<M: Network>(
     path: &Path,
     model: &M,
     extra: &[(String, &[f32])],
@@ -339,13 +339,13 @@ fn may_be_running(pid: u32) -> bool {
 }
 
 /// Saves the model's parameters and buffers to `path`, with [`Options::DEFAULT`].
-pub fn save_weights<M: Model>(model: &M, path: &Path) -> Result<()> {
+pub fn save_weights<M: Network>(model: &M, path: &Path) -> Result<()> {
     save_weights_with(model, path, Options::DEFAULT)
 }
 
 /// Saves the model's parameters and buffers to `path`. Unless `options` allow them, a value
 /// that is not finite is an `Err` naming its tensor and index, and nothing is written.
-pub fn save_weights_with<M: Model>(model: &M, path: &Path, options: Options) -> Result<()> {
+pub fn save_weights_with<M: Network>(model: &M, path: &Path, options: Options) -> Result<()> {
     let metadata = BTreeMap::from([(KIND_KEY.to_string(), "weights".to_string())]);
     write_atomic(path, &to_bytes(path, model, &[], metadata, options)?)
 }
@@ -460,7 +460,7 @@ fn decode(
 
 /// Reads and checks the model's tensors (and no others outside `allowed_extra`) from a parsed
 /// file, without touching the model.
-fn read_params<M: Model>(
+fn read_params<M: Network>(
     path: &Path,
     parsed: &Parsed<'_>,
     allowed_extra: &str,
@@ -495,7 +495,7 @@ fn read_params<M: Model>(
 
 /// Loads parameters saved by [`save_weights`] (or [`save_checkpoint`]) or by PyTorch, with
 /// [`Options::DEFAULT`]; see [`load_weights_with`].
-pub fn load_weights<M: Model>(model: &mut M, path: &Path) -> Result<()> {
+pub fn load_weights<M: Network>(model: &mut M, path: &Path) -> Result<()> {
     load_weights_with(model, path, Options::DEFAULT)
 }
 
@@ -504,7 +504,7 @@ pub fn load_weights<M: Model>(model: &mut M, path: &Path) -> Result<()> {
 /// tensor must be present, with its name, shape and dtype, and finite unless `options` allow
 /// otherwise; the file and what is decoded from it must fit in `options.limit`. On any error
 /// the model is left as it was.
-pub fn load_weights_with<M: Model>(model: &mut M, path: &Path, options: Options) -> Result<()> {
+pub fn load_weights_with<M: Network>(model: &mut M, path: &Path, options: Options) -> Result<()> {
     let mut budget = Budget::new(options.limit);
     let bytes = read_file(path, &mut budget)?;
     let parsed = parse(path, &bytes, &mut budget)?;
@@ -518,7 +518,7 @@ pub fn load_weights_with<M: Model>(model: &mut M, path: &Path, options: Options)
 }
 
 /// Saves a checkpoint with [`Options::DEFAULT`]; see [`save_checkpoint_with`].
-pub fn save_checkpoint<M: Model, O: Optimizer + ?Sized>(
+pub fn save_checkpoint<M: Network, O: Optimizer + ?Sized>(
     model: &M,
     opt: &O,
     progress: Progress,
@@ -530,7 +530,7 @@ pub fn save_checkpoint<M: Model, O: Optimizer + ?Sized>(
 /// Saves a checkpoint: parameters, buffers, the optimizer's state and description, where the
 /// dropout masks stand, and `progress`. Unless `options` allow them, a value that is not finite
 /// is an `Err` naming its tensor and index, and nothing is written.
-pub fn save_checkpoint_with<M: Model, O: Optimizer + ?Sized>(
+pub fn save_checkpoint_with<M: Network, O: Optimizer + ?Sized>(
     model: &M,
     opt: &O,
     progress: Progress,
@@ -558,7 +558,7 @@ pub fn save_checkpoint_with<M: Model, O: Optimizer + ?Sized>(
 }
 
 /// Loads a checkpoint with [`Options::DEFAULT`]; see [`load_checkpoint_with`].
-pub fn load_checkpoint<M: Model, O: Optimizer + ?Sized>(model: &mut M, opt: &mut O, path: &Path) -> Result<Progress> {
+pub fn load_checkpoint<M: Network, O: Optimizer + ?Sized>(model: &mut M, opt: &mut O, path: &Path) -> Result<Progress> {
     load_checkpoint_with(model, opt, path, Options::DEFAULT)
 }
 
@@ -578,7 +578,7 @@ pub fn load_checkpoint<M: Model, O: Optimizer + ?Sized>(model: &mut M, opt: &mut
 ///
 /// Everything is checked before anything changes: on any error neither the model nor the
 /// optimizer changes.
-pub fn load_checkpoint_with<M: Model, O: Optimizer + ?Sized>(
+pub fn load_checkpoint_with<M: Network, O: Optimizer + ?Sized>(
     model: &mut M,
     opt: &mut O,
     path: &Path,

@@ -2,9 +2,10 @@
 //!
 //! The `cnn!` macro generates a model struct whose every dimension is a compile-time constant and
 //! wires it to the const-generic layer kernels of this crate. Everything a training loop needs
-//! beyond the model itself lives here too: the [`Model`] trait that every generated model
-//! implements, the [`optim`] module with its [`Optimizer`] trait, seeded initialisation ([`init`])
-//! and the [`Error`] type.
+//! beyond the model itself lives here too: the traits that every generated model implements
+//! ([`Network`] for its layers, parameters and training state, [`Model`] for its one output),
+//! the [`optim`] module with its [`Optimizer`] trait, seeded initialisation ([`init`]) and the
+//! [`Error`] type.
 //!
 //! Conventions shared with PyTorch, so that models and weights move both ways:
 //! batches are NCHW `f32`, convolution weights are `[K, D, FH, FW]`, fully connected weights are
@@ -32,7 +33,7 @@ mod workspace;
 pub use error::Error;
 pub use kernels::{Loss, Targets};
 pub use limit::Limit;
-pub use model::{accuracy, Evaluation, LayerInfo, Model, Noise, TensorInfo, TensorKind};
+pub use model::{accuracy, Evaluation, LayerInfo, Model, Network, Noise, TensorInfo, TensorKind};
 pub use optim::{Adam, AdamW, Optimizer, Segment, Sgd};
 pub use schedule::Schedule;
 pub use shape::{conv_output_len, Shape};

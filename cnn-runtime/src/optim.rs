@@ -69,7 +69,7 @@ pub enum StepCheck {
 
 /// An update rule applied to a model's parameters from their gradient.
 ///
-/// Optimizers see the flat buffers of [`Model`](crate::Model), so one implementation serves
+/// Optimizers see the flat buffers of [`Network`](crate::Network), so one implementation serves
 /// every generated model. State buffers (such as momentum) span all the parameters; they are
 /// allocated on the first step, or when the number of parameters changes, and reused otherwise.
 ///

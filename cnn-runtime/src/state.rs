@@ -13,7 +13,7 @@ use crate::workspace::Workspace;
 /// parameters, buffers and workspace can be borrowed together.
 #[derive(Clone, Debug)]
 pub struct State {
-    /// All parameters, as [`Model::params`](crate::Model::params) lays them out.
+    /// All parameters, as [`Network::params`](crate::Network::params) lays them out.
     pub params: Vec<f32>,
     /// The gradient of the last training pass, laid out as the parameters.
     pub grads: Vec<f32>,

@@ -26,7 +26,7 @@ use cnn::augment::{augment_batch, Compose, RotateScale, Shift, Transform};
 use cnn::data::{epoch_order, load_mnist, Dataset};
 use cnn::io::{load_checkpoint, save_checkpoint, save_weights, Progress};
 use cnn::schedule::Cosine;
-use cnn::{cnn, Model, Schedule, Sgd};
+use cnn::{cnn, Model, Network, Schedule, Sgd};
 use indicatif::{ProgressBar, ProgressStyle};
 
 cnn! {

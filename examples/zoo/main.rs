@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use cnn::data::{epoch_order, load_mnist};
 use cnn::schedule::{Constant, Cosine, Exponential, StepDecay, WarmUp};
-use cnn::{Adam, Model, Optimizer, Schedule, Sgd};
+use cnn::{Adam, Model, Network, Optimizer, Schedule, Sgd};
 use models::{AlexNet32, GoogLeNetMini, LeNet5, Mlp, Perceptron, ResNet8, ZFNet32};
 
 /// A small xorshift generator for the synthetic data.

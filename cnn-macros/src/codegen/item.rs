@@ -1,5 +1,5 @@
-//! The generated item: the struct, its inherent methods and its `Model` impl, assembled from the
-//! passes' code and the descriptions.
+//! The generated item: the struct, its inherent methods and its `Network` and `Model` impls,
+//! assembled from the passes' code and the descriptions.
 
 use proc_macro2::{Ident, TokenStream};
 use quote::quote;
@@ -49,13 +49,18 @@ pub fn item(
     name: &Ident,
 ) -> TokenStream {
     let strukt = strukt(model, checked.loss, program, description, passes, name);
-    let consts = model_consts(model, checked, program, description);
+    let network = network_consts(model, checked, program, description);
+    let outputs = model_consts(checked, program);
     let compiled = compiled(checked.loss, program, description, passes);
     quote! {
         #strukt
 
+        impl ::cnn::Network for #name {
+            #network
+        }
+
         impl ::cnn::Model for #name {
-            #consts
+            #outputs
         }
 
         impl ::cnn::__private::Compiled for #name {
@@ -102,9 +107,9 @@ fn strukt(
             /// A model initialised as PyTorch initialises it by default, from `seed` (which
             /// also seeds its dropout masks).
             #vis fn with_seed(seed: u64) -> Self {
-                let (layers, tensors) = (<Self as ::cnn::Model>::LAYERS, <Self as ::cnn::Model>::TENSORS);
+                let (layers, tensors) = (<Self as ::cnn::Network>::LAYERS, <Self as ::cnn::Network>::TENSORS);
                 let mut model = Self { __state: #rt::State::new(#param_lit, #buffer_lit, layers, tensors, seed) };
-                ::cnn::Model::init(&mut model, seed);
+                ::cnn::Network::init(&mut model, seed);
                 model
             }
 
@@ -137,8 +142,8 @@ fn strukt(
     }
 }
 
-/// The constants of the `Model` impl.
-fn model_consts(model: &Model, checked: &Checked, program: &Program<'_>, description: &Description) -> TokenStream {
+/// The constants of the `Network` impl: the input, the parameters and the layer table.
+fn network_consts(model: &Model, checked: &Checked, program: &Program<'_>, description: &Description) -> TokenStream {
     let infos = description.rows.iter().map(|r| {
         let (text, path, shape) = (&r.text, &r.path, shape_tokens(r.output));
         let (at, p, depth) = (lit(r.offset), lit(r.params), lit(r.depth));
@@ -149,16 +154,13 @@ fn model_consts(model: &Model, checked: &Checked, program: &Program<'_>, descrip
         quote!(::cnn::TensorInfo { name: #name, shape: &[#(#dims),*], offset: #at, kind: ::cnn::TensorKind::#kind })
     });
     let input = shape_tokens(checked.output(&model.layers[0]));
-    let (input_lit, outputs_lit) = (lit(program.nodes[0]), lit(program.output_len()));
+    let input_lit = lit(program.nodes[0]);
     let (params, buffers, flops) = (lit(program.params), lit(program.buffers), lit(description.flops));
-    let loss = loss_tokens(checked.loss);
     let min_batch = lit(if normalises_single_values(&model.layers, checked) { 2 } else { 1 });
     let (summary, torch, dsl) = (description.summary(), &description.pytorch, list_text(&model.layers));
     quote! {
         const INPUT: ::cnn::Shape = #input;
         const INPUT_LEN: usize = #input_lit;
-        const OUTPUT_LEN: usize = #outputs_lit;
-        const LOSS: ::cnn::Loss = #loss;
         const PARAM_COUNT: usize = #params;
         const BUFFER_COUNT: usize = #buffers;
         const MIN_TRAIN_BATCH: usize = #min_batch;
@@ -168,6 +170,15 @@ fn model_consts(model: &Model, checked: &Checked, program: &Program<'_>, descrip
         const SUMMARY: &'static str = #summary;
         const PYTORCH: &'static str = #torch;
         const DSL: &'static str = #dsl;
+    }
+}
+
+/// The constants of the `Model` impl: the output's length and the loss.
+fn model_consts(checked: &Checked, program: &Program<'_>) -> TokenStream {
+    let (outputs_lit, loss) = (lit(program.output_len()), loss_tokens(checked.loss));
+    quote! {
+        const OUTPUT_LEN: usize = #outputs_lit;
+        const LOSS: ::cnn::Loss = #loss;
     }
 }
 

@@ -242,6 +242,15 @@ fn the_item_is_rust_with_the_activation_table_of_its_program() {
     );
     assert!(text.contains("struct CnnModel { # [doc (hidden)] __state : :: cnn :: __private :: State , }"), "{text}");
     assert!(text.contains("impl :: cnn :: __private :: Compiled for CnnModel"), "{text}");
+    // The parameter side and the output side are two impls.
+    assert!(
+        text.contains("impl :: cnn :: Network for CnnModel { const INPUT : :: cnn :: Shape = :: cnn :: Shape :: vector (4) ; const INPUT_LEN : usize = 4 ;"),
+        "{text}"
+    );
+    assert!(
+        text.contains("impl :: cnn :: Model for CnnModel { const OUTPUT_LEN : usize = 2 ; const LOSS : :: cnn :: Loss = :: cnn :: Loss :: CrossEntropy ; }"),
+        "{text}"
+    );
 }
 
 fn inception() -> (Model, Checked) {

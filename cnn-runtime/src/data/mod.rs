@@ -23,7 +23,7 @@
 //! use std::path::Path;
 //!
 //! use cnn::data::{epoch_order, load_mnist};
-//! use cnn::{cnn, Model, Sgd};
+//! use cnn::{cnn, Model, Network, Sgd};
 //!
 //! cnn! { struct Digits < input(28x28x1) conv(5x5, 6, pad=2) relu pool(2) fc(10) softmax > }
 //!

@@ -1,6 +1,6 @@
 // The README's LeNet-5 with `pad=2` changed to `stride=2`: the error points at that layer,
 // and the code that uses the model reports nothing more.
-use cnn::{cnn, Model, Sgd};
+use cnn::{cnn, Model, Network, Sgd};
 
 cnn! {
     pub struct LeNet5 <

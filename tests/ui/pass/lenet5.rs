@@ -1,5 +1,5 @@
 // The README's model, item form, with a doc comment and a derive-free attribute.
-use cnn::{cnn, Model};
+use cnn::{cnn, Network};
 
 cnn! {
     /// LeNet-style classifier for 28x28 grey digits.

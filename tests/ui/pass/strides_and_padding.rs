@@ -1,5 +1,5 @@
 // Non-square inputs, strides, padding, rectangular filters and overlapping pooling.
-use cnn::{cnn, Model, Shape};
+use cnn::{cnn, Model, Network, Shape};
 
 cnn! {
     /// AlexNet's first layers: (227 − 11)/4 + 1 = 55, then (55 − 3)/2 + 1 = 27.
