@@ -49,7 +49,7 @@ fn main() {
                 black_box(model.train_step(&mut opt, &x, &y).unwrap());
             }));
             bare.push(time(|| {
-                black_box(backward_unchecked(&mut model, BATCH, &x, Targets::Labels(&y)));
+                black_box(backward_unchecked(&mut model, BATCH, &x, &|_| Targets::Labels(&y)));
                 let state = model.state_mut();
                 opt.step(&mut state.params, &state.grads, &segments).unwrap();
             }));

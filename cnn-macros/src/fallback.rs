@@ -2,11 +2,11 @@
 //! code using the model reports nothing more than the real mistake.
 
 use proc_macro2::{Literal, TokenStream};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, ToTokens};
 use syn::parse::{Parse, ParseStream};
 use syn::{Attribute, Ident, Token, Visibility};
 
-use crate::codegen::ANONYMOUS;
+use crate::codegen::{heads_struct, per_head_struct, ANONYMOUS};
 use crate::ir::{Kind, Model};
 
 /// The head of an item-form invocation, read on its own when the whole does not parse.
@@ -51,7 +51,11 @@ pub fn expand(model: Option<&Model>, error: syn::Error, input: &TokenStream) -> 
         },
     };
     let (input_len, classes) = model.map(known_sizes).unwrap_or((None, None));
-    let stub = stub(&header, input_len, classes);
+    let heads = model.and_then(|m| match m.layers.last().map(|l| &l.kind) {
+        Some(Kind::Heads { names }) => Some(names.as_slice()),
+        _ => None,
+    });
+    let stub = stub(&header, input_len, classes, heads);
     if header.name.is_some() {
         quote!(#errors #stub)
     } else {
@@ -78,7 +82,7 @@ fn known_sizes(model: &Model) -> (Option<usize>, Option<usize>) {
                 k,
                 Kind::Act(_)
                     | Kind::Softmax
-                    | Kind::Loss(_)
+                    | Kind::Loss(..)
                     | Kind::Dropout { .. }
                     | Kind::Sparsity { .. }
                     | Kind::BatchNorm
@@ -91,13 +95,13 @@ fn known_sizes(model: &Model) -> (Option<usize>, Option<usize>) {
     (input, classes)
 }
 
-fn stub(header: &Header, input_len: Option<usize>, classes: Option<usize>) -> TokenStream {
+fn stub(header: &Header, input_len: Option<usize>, classes: Option<usize>, heads: Option<&[Ident]>) -> TokenStream {
     let name = header.name.clone().unwrap_or_else(|| format_ident!("{}", ANONYMOUS));
     let vis = &header.vis;
     let docs = header.attrs.iter().filter(|a| a.path().is_ident("doc"));
     let len = |v: Option<usize>| Literal::usize_unsuffixed(v.unwrap_or(0));
     let (input_lit, classes_lit) = (len(input_len), len(classes));
-    let traits = stub_traits(&name, &input_lit, &classes_lit);
+    let traits = stub_traits(&name, &input_lit);
     // Where a size is unknown the single-sample methods accept any, so that calls still check.
     let (in_generic, in_ty) = match input_len {
         Some(_) => (quote!(), quote!([f32; #input_lit])),
@@ -106,6 +110,51 @@ fn stub(header: &Header, input_len: Option<usize>, classes: Option<usize>) -> To
     let (out_generic, out_ty) = match classes {
         Some(_) => (quote!(), quote!([f32; #classes_lit])),
         None => (quote!(const __C: usize,), quote!([f32; __C])),
+    };
+    let outputs = match heads {
+        None => quote! {
+            #[allow(dead_code, unused_variables, clippy::all)]
+            impl #name {
+                #vis fn probabilities<#in_generic #out_generic>(&mut self, x: &#in_ty) -> #out_ty {
+                    ::core::unreachable!()
+                }
+                #vis fn classify<#in_generic>(&mut self, x: &#in_ty) -> usize {
+                    ::core::unreachable!()
+                }
+            }
+
+            impl ::cnn::Model for #name {
+                const OUTPUT_LEN: usize = #classes_lit;
+                const LOSS: ::cnn::Loss = ::cnn::Loss::CrossEntropy;
+            }
+        },
+        Some(names) => {
+            // Each name once: a repeated one is reported already, and must not repeat a field.
+            let mut unique: Vec<Ident> = Vec::with_capacity(names.len());
+            for n in names {
+                if !unique.contains(n) {
+                    unique.push(n.clone());
+                }
+            }
+            let vis_tokens = vis.to_token_stream();
+            let per_head = per_head_struct(&vis_tokens, &name, &unique);
+            let strukt = heads_struct(&name);
+            quote! {
+                #per_head
+
+                #[allow(dead_code, unused_variables, clippy::all)]
+                impl #name {
+                    #vis fn classify<#in_generic>(&mut self, x: &#in_ty) -> #strukt<usize> {
+                        ::core::unreachable!()
+                    }
+                }
+
+                impl ::cnn::MultiTask for #name {
+                    const HEADS: &'static [::cnn::HeadInfo] = &[];
+                    type Heads<T: ::core::marker::Send + ::core::marker::Sync> = #strukt<T>;
+                }
+            }
+        }
     };
     quote! {
         #(#docs)*
@@ -122,20 +171,16 @@ fn stub(header: &Header, input_len: Option<usize>, classes: Option<usize>) -> To
             #vis fn with_seed(seed: u64) -> Self {
                 ::core::unreachable!()
             }
-            #vis fn probabilities<#in_generic #out_generic>(&mut self, x: &#in_ty) -> #out_ty {
-                ::core::unreachable!()
-            }
-            #vis fn classify<#in_generic>(&mut self, x: &#in_ty) -> usize {
-                ::core::unreachable!()
-            }
         }
+
+        #outputs
 
         #traits
     }
 }
 
 /// The trait impls of the stub, with the sizes that are known.
-fn stub_traits(name: &Ident, input_lit: &Literal, classes_lit: &Literal) -> TokenStream {
+fn stub_traits(name: &Ident, input_lit: &Literal) -> TokenStream {
     quote! {
         #[allow(unused_variables, clippy::all)]
         impl ::cnn::Network for #name {
@@ -153,14 +198,9 @@ fn stub_traits(name: &Ident, input_lit: &Literal, classes_lit: &Literal) -> Toke
         }
 
         #[allow(unused_variables, clippy::all)]
-        impl ::cnn::Model for #name {
-            const OUTPUT_LEN: usize = #classes_lit;
-            const LOSS: ::cnn::Loss = ::cnn::Loss::CrossEntropy;
-        }
-
-        #[allow(unused_variables, clippy::all)]
         impl ::cnn::__private::Compiled for #name {
             const ACTIVATIONS: &'static [(usize, usize)] = &[];
+            const OUTPUTS: &'static [(usize, usize)] = &[];
             fn state(&self) -> &::cnn::__private::State {
                 ::core::unreachable!()
             }
@@ -173,7 +213,12 @@ fn stub_traits(name: &Ident, input_lit: &Literal, classes_lit: &Literal) -> Toke
             fn forward_pass(&mut self, n: usize, x: &[f32], train: ::core::option::Option<u64>) {
                 ::core::unreachable!()
             }
-            fn backward_pass(&mut self, n: usize, x: &[f32], targets: ::cnn::Targets<'_>) -> f32 {
+            fn backward_pass<'__t>(
+                &mut self,
+                n: usize,
+                x: &[f32],
+                targets: &dyn ::core::ops::Fn(usize) -> ::cnn::Targets<'__t>,
+            ) -> f32 {
                 ::core::unreachable!()
             }
         }

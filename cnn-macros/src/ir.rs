@@ -2,8 +2,9 @@
 //! builds, [`crate::check`] reads and [`crate::codegen`] generates from. It holds no syntax tree,
 //! only values, the tokens each layer was written with (for errors) and the item's header.
 //!
-//! The layers form a tree: a chain, where a block layer (`residual`) holds branches of layers
-//! that read the block's input and are merged into its output. Each layer has an `id`, its
+//! The layers form a tree: a chain, where a block layer (`residual`, `concat`) holds branches of
+//! layers that read the block's input and are merged into its output; a multi-task model ends in
+//! `heads`, whose branches are its named heads. Each layer has an `id`, its
 //! position in a depth-first walk, by which later stages keep what they learn about it in side
 //! tables (see [`crate::check::Checked`]).
 
@@ -36,7 +37,8 @@ pub struct Layer {
     /// The tokens it was written with (`name(args)`), for errors that cover the whole layer.
     pub tokens: TokenStream,
     /// The branches of a block layer: for `residual`, the body and the shortcut (empty for the
-    /// identity); for `concat`, its branches in order. Empty for other layers.
+    /// identity); for `concat`, its branches in order; for `heads`, its heads in order. Empty for
+    /// other layers.
     pub branches: Vec<Vec<Layer>>,
 }
 
@@ -168,8 +170,11 @@ pub enum Kind {
     Residual,
     /// `concat(branch, branch, ...)`: its branches' outputs stacked along the depth.
     Concat,
-    /// `loss(name)`.
-    Loss(LossKind),
+    /// `heads(name: layers, ...)`, the end of a multi-task model: each head ([`Layer::branches`],
+    /// named as `names` says, in order) reads the trunk's output and ends as a model ends.
+    Heads { names: Vec<Ident> },
+    /// `loss(name, weight=W)`: the loss, weighted by `W` (1 unless given) among the heads' losses.
+    Loss(LossKind, Float),
     /// A layer whose mistake the parse stage reported; its output is unknown, so the check
     /// reports only what is independent of it.
     Invalid,
@@ -251,7 +256,9 @@ impl fmt::Display for Kind {
             }
             Kind::Residual => write!(f, "residual"),
             Kind::Concat => write!(f, "concat"),
-            Kind::Loss(loss) => write!(f, "loss({})", loss.name()),
+            Kind::Heads { .. } => write!(f, "heads"),
+            Kind::Loss(loss, weight) if weight.0 == 1.0 => write!(f, "loss({})", loss.name()),
+            Kind::Loss(loss, weight) => write!(f, "loss({}, weight={weight})", loss.name()),
             Kind::Invalid => write!(f, "?"),
         }
     }
@@ -301,6 +308,11 @@ impl Layer {
             Kind::Concat => {
                 let branches: Vec<String> = self.branches.iter().map(|b| list_text(b)).collect();
                 format!("concat({})", branches.join(", "))
+            }
+            Kind::Heads { ref names } => {
+                let heads: Vec<String> =
+                    names.iter().zip(&self.branches).map(|(name, b)| format!("{name}: {}", list_text(b))).collect();
+                format!("heads({})", heads.join(", "))
             }
             _ => self.kind.to_string(),
         }

@@ -7,7 +7,7 @@
 
 use crate::init::{splitmix, Rng};
 use crate::kernels::{Mode, Targets};
-use crate::{Model, Network};
+use crate::{Model, MultiTask, Network, PerHead};
 
 pub use crate::state::State;
 pub use crate::workspace::{Workspace, WorkspaceParts, WorkspaceSizes};
@@ -15,9 +15,14 @@ pub use crate::workspace::{Workspace, WorkspaceParts, WorkspaceSizes};
 /// What the `cnn!` macro implements for each model.
 pub trait Compiled {
     /// The activation buffers of a pass in the order the workspace holds them (one per node
-    /// after the input, the logits last): for each, the row of [`Network::LAYERS`] that writes
-    /// it and its values per sample. The outputs follow them.
+    /// after the input): for each, the row of [`Network::LAYERS`] that writes it and its values
+    /// per sample. The outputs follow them, output after output.
     const ACTIVATIONS: &'static [(usize, usize)];
+
+    /// The model's outputs (one, or one per head): for each, the index in
+    /// [`ACTIVATIONS`](Compiled::ACTIVATIONS) of the activation its output function reads (its
+    /// logits) and its values per sample.
+    const OUTPUTS: &'static [(usize, usize)];
 
     /// The model's values.
     fn state(&self) -> &State;
@@ -33,28 +38,30 @@ pub trait Compiled {
     /// [`ACTIVATIONS`](Compiled::ACTIVATIONS) lays them out.
     fn forward_pass(&mut self, n: usize, x: &[f32], train: Option<u64>);
 
-    /// The backward pass over the `n` samples of `x` against `targets`, right after the
-    /// forward pass of that batch: leaves the gradient in [`State::grads`] and returns the mean
-    /// loss.
-    fn backward_pass(&mut self, n: usize, x: &[f32], targets: Targets<'_>) -> f32;
+    /// The backward pass over the `n` samples of `x` against `targets(i)` for output `i`, right
+    /// after the forward pass of that batch: leaves the gradient in [`State::grads`] and returns
+    /// the training loss (the outputs' weighted mean losses and the sparsity penalties).
+    fn backward_pass<'t>(&mut self, n: usize, x: &[f32], targets: &dyn Fn(usize) -> Targets<'t>) -> f32;
 }
 
-/// Values per sample of the activations before the outputs, and of the last of them.
-fn activation_lens(activations: &[(usize, usize)]) -> (usize, usize) {
-    let total = activations.iter().map(|&(_, len)| len).sum();
-    (total, activations.last().map_or(0, |&(_, len)| len))
+/// The logits and the outputs of output `output` of a batch of `n` samples in `acts`, the
+/// activations of a pass of an `N`.
+pub(crate) fn output_of<N: Compiled + ?Sized>(acts: &[f32], output: usize, n: usize) -> (&[f32], &[f32]) {
+    output_in(acts, N::ACTIVATIONS, N::OUTPUTS, output, n)
 }
 
-/// The logits and the outputs of a batch of `n` samples in `acts`, the workspace's activations
-/// laid out as `activations` says, `outputs` values per sample.
-pub(crate) fn logits_and_outputs<'a>(
+/// [`output_of`] for the tables `activations` and `outputs` of [`Compiled`].
+fn output_in<'a>(
     acts: &'a [f32],
     activations: &[(usize, usize)],
-    outputs: usize,
+    outputs: &[(usize, usize)],
+    output: usize,
     n: usize,
 ) -> (&'a [f32], &'a [f32]) {
-    let (total, last) = activation_lens(activations);
-    (&acts[n * (total - last)..n * total], &acts[n * total..n * (total + outputs)])
+    let (node, len) = outputs[output];
+    let at = |nodes: &[(usize, usize)]| n * nodes.iter().map(|&(_, len)| len).sum::<usize>();
+    let (logits, values) = (at(&activations[..node]), at(activations) + at(&outputs[..output]));
+    (&acts[logits..logits + n * len], &acts[values..values + n * len])
 }
 
 /// Every activation of the last pass, laid out as [`Compiled::ACTIVATIONS`] says.
@@ -66,7 +73,7 @@ pub fn activations<N: Network>(model: &N) -> &[f32] {
 /// values before the output function (softmax, sigmoid) and the outputs.
 pub fn forward_pair_unchecked<'a, M: Model>(model: &'a mut M, n: usize, x: &[f32]) -> (&'a [f32], &'a [f32]) {
     model.forward_pass(n, x, None);
-    logits_and_outputs(activations(model), M::ACTIVATIONS, M::OUTPUT_LEN, n)
+    output_of::<M>(activations(model), 0, n)
 }
 
 /// The forward pass over `n` samples without checks, in evaluation mode: the `n * OUTPUT_LEN`
@@ -77,10 +84,23 @@ pub fn forward_unchecked<'a, M: Model>(model: &'a mut M, n: usize, x: &[f32]) ->
 
 /// The forward and backward passes over `n` samples without checks, in training mode, with
 /// the next dropout masks: leaves the gradient in [`Network::grads`] and returns the mean loss.
-pub fn backward_unchecked<N: Network>(model: &mut N, n: usize, x: &[f32], targets: Targets<'_>) -> f32 {
+pub fn backward_unchecked<'t, N: Network>(
+    model: &mut N,
+    n: usize,
+    x: &[f32],
+    targets: &dyn Fn(usize) -> Targets<'t>,
+) -> f32 {
     let seed = model.state_mut().noise.next_step();
     model.forward_pass(n, x, Some(seed));
     model.backward_pass(n, x, targets)
+}
+
+/// The most probable class of each head for one sample `x` (which has the model's input
+/// length): what the generated `classify` of a model with heads returns.
+pub fn classify_heads<M: MultiTask>(model: &mut M, x: &[f32]) -> M::Heads<usize> {
+    crate::kernels::in_pool(|| model.forward_pass(1, x, None));
+    let acts = activations(model);
+    M::Heads::from_fn(|h| M::HEADS[h].loss.classify(output_of::<M>(acts, h, 1).1))
 }
 
 /// The mode of op `index` in a pass: training with a seed of its own (from the pass's seed),
@@ -98,14 +118,21 @@ mod tests {
     use crate::{LayerInfo, Loss, Noise, Shape, TensorInfo};
 
     #[test]
-    fn the_logits_are_the_last_activation_and_the_outputs_follow_it() {
+    fn each_output_reads_its_logits_and_the_outputs_follow_the_activations() {
         // Two samples: nodes of 3 and 2 values per sample, then 2 outputs.
         let acts: Vec<f32> = (0..14).map(|v| v as f32).collect();
-        let (z, out) = logits_and_outputs(&acts, &[(1, 3), (2, 2)], 2, 2);
+        let one = [(1, 2)];
+        let (z, out) = output_in(&acts, &[(1, 3), (2, 2)], &one, 0, 2);
         assert_eq!(z, [6.0, 7.0, 8.0, 9.0]);
         assert_eq!(out, [10.0, 11.0, 12.0, 13.0]);
-        let (z, out) = logits_and_outputs(&acts, &[(1, 3), (2, 2)], 2, 1);
+        let (z, out) = output_in(&acts, &[(1, 3), (2, 2)], &one, 0, 1);
         assert_eq!((z, out), (&[3.0, 4.0][..], &[5.0, 6.0][..]), "a smaller batch reads the front");
+        // Two heads on one sample: nodes of 2, 1 and 3 values; the heads read nodes 1 and 2.
+        let acts: Vec<f32> = (0..10).map(|v| v as f32).collect();
+        let heads = [(1, 1), (2, 3)];
+        let activations = [(1, 2), (2, 1), (3, 3)];
+        assert_eq!(output_in(&acts, &activations, &heads, 0, 1), (&[2.0][..], &[6.0][..]));
+        assert_eq!(output_in(&acts, &activations, &heads, 1, 1), (&[3.0, 4.0, 5.0][..], &[7.0, 8.0, 9.0][..]));
     }
 
     /// A model of one node of 2 values per sample, whose forward pass writes `x + 1` there and
@@ -121,6 +148,7 @@ mod tests {
 
     impl Compiled for Double {
         const ACTIVATIONS: &'static [(usize, usize)] = &[(1, 2)];
+        const OUTPUTS: &'static [(usize, usize)] = &[(0, 2)];
 
         fn state(&self) -> &State {
             &self.state
@@ -144,7 +172,7 @@ mod tests {
             }
         }
 
-        fn backward_pass(&mut self, n: usize, _x: &[f32], _targets: Targets<'_>) -> f32 {
+        fn backward_pass<'t>(&mut self, n: usize, _x: &[f32], _targets: &dyn Fn(usize) -> Targets<'t>) -> f32 {
             let ws = self.state.workspace.training_parts(n, &SIZES);
             assert_eq!(ws.acts[0], 2.0, "the forward pass of the batch ran first");
             self.state.grads.fill(1.0);
@@ -205,7 +233,7 @@ mod tests {
         assert_eq!(activations(&model)[..2], [2.0, 1.0]);
 
         let seed = Noise::new(5).next_step();
-        assert_eq!(backward_unchecked(&mut model, 1, &[1.0, 0.0], Targets::Dense(&[0.0, 0.0])), 0.25);
+        assert_eq!(backward_unchecked(&mut model, 1, &[1.0, 0.0], &|_| Targets::Dense(&[0.0, 0.0])), 0.25);
         assert_eq!(model.grads(), [1.0; 3]);
         assert_eq!(model.noise().step, 1);
         assert_eq!(model.seeds, [None, None, Some(seed)], "only the training pass has a seed");

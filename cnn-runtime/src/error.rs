@@ -114,6 +114,14 @@ pub enum Error {
         /// Which values: the loss, a layer's outputs, its gradient, or its updated parameters.
         reason: String,
     },
+    /// The targets (or outputs) of one head of a multi-task model are wrong, as `error` says.
+    #[error("head `{head}`: {error}")]
+    Head {
+        /// The head's name, as written in `heads(...)`.
+        head: &'static str,
+        /// What is wrong with them.
+        error: Box<Error>,
+    },
     /// An argument is outside its valid range.
     #[error("invalid {name}: {reason}")]
     InvalidArgument {
@@ -139,6 +147,7 @@ impl Error {
             Error::OutputLength { .. } => "OutputLength",
             Error::File { .. } => "File",
             Error::Diverged { .. } => "Diverged",
+            Error::Head { .. } => "Head",
             Error::InvalidArgument { .. } => "InvalidArgument",
         }
     }
@@ -173,6 +182,8 @@ mod tests {
         let two_lines = Error::File { path: "w".into(), reason: "written for\n    input(4) fc(2)".into() };
         assert_eq!(format!("{two_lines:?}"), "File: w: written for\n    input(4) fc(2)");
         assert_eq!(format!("{:?}", Error::EmptyBatch), "EmptyBatch: the batch is empty: give at least one sample");
+        let head = Error::Head { head: "parity", error: Box::new(Error::LabelCount { samples: 2, labels: 3 }) };
+        assert_eq!(format!("{head:?}"), "Head: head `parity`: 2 samples but 3 labels");
         let huge = Error::TargetLength { samples: usize::MAX, outputs: 2, found: 3 };
         assert!(huge.to_string().ends_with(&format!("expected {}", usize::MAX as u128 * 2)));
     }

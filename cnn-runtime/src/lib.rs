@@ -18,6 +18,7 @@ pub mod augment;
 pub mod compiled;
 pub mod data;
 mod error;
+mod heads;
 pub mod init;
 pub mod io;
 #[doc(hidden)]
@@ -31,6 +32,7 @@ mod state;
 mod workspace;
 
 pub use error::Error;
+pub use heads::{HeadInfo, MultiTask, PerHead};
 pub use kernels::{Loss, Targets};
 pub use limit::Limit;
 pub use model::{accuracy, Evaluation, LayerInfo, Model, Network, Noise, TensorInfo, TensorKind};

@@ -315,7 +315,7 @@ pub trait Model: Network {
             self,
             x,
             |n| Self::LOSS.check(n, Self::OUTPUT_LEN, targets),
-            |model, n| backward_unchecked(model, n, x, targets),
+            |model, n| backward_unchecked(model, n, x, &|_| targets),
         )
     }
 
@@ -414,7 +414,7 @@ pub trait Model: Network {
 /// Correct answers among the outputs `out` of a batch against `targets`: samples whose class is
 /// right, or for a sigmoid model with target values the fraction of outputs on the right side
 /// of 0.5, summed over the batch.
-fn hits_of(loss: Loss, k: usize, out: &[f32], targets: Targets<'_>) -> f64 {
+pub(crate) fn hits_of(loss: Loss, k: usize, out: &[f32], targets: Targets<'_>) -> f64 {
     let mut hits = 0.0;
     for (i, row) in out.chunks_exact(k).enumerate() {
         match targets {

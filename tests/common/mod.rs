@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use cnn::{Model, Targets};
+use cnn::{Model, Network, Targets};
 
 /// A tiny xorshift generator, so tests make their own data without dependencies.
 pub struct Lcg(pub u64);
@@ -65,11 +65,17 @@ pub fn gradient_error<M: Model>(model: &mut M, x: &[f32], targets: Targets<'_>) 
 /// central difference uncertain by about 1e-4: `floor` keeps that noise from counting as a
 /// relative error on the smallest gradients.
 pub fn gradient_error_above<M: Model>(model: &mut M, x: &[f32], targets: Targets<'_>, floor: f64) -> f64 {
+    gradient_error_of(model, floor, |model| model.loss_and_grad_targets_of(x, targets).unwrap())
+}
+
+/// [`gradient_error_above`] for any training pass `pass`, which leaves the gradient and returns
+/// the loss (such as a multi-task model's `loss_and_grad`).
+pub fn gradient_error_of<N: Network>(model: &mut N, floor: f64, mut pass: impl FnMut(&mut N) -> f32) -> f64 {
     let h = 1e-3f32;
     let noise = model.noise();
-    let loss = |model: &mut M| {
+    let mut loss = |model: &mut N| {
         model.set_noise(noise);
-        model.loss_and_grad_targets_of(x, targets).unwrap() as f64
+        pass(model) as f64
     };
     let base = loss(model);
     let analytic = model.grads().to_vec();
@@ -94,6 +100,6 @@ pub fn gradient_error_above<M: Model>(model: &mut M, x: &[f32], targets: Targets
         }
         worst = worst.max(err);
     }
-    assert!(kinks * 20 <= M::PARAM_COUNT, "{kinks} of {} parameters on a kink", M::PARAM_COUNT);
+    assert!(kinks * 20 <= N::PARAM_COUNT, "{kinks} of {} parameters on a kink", N::PARAM_COUNT);
     worst
 }

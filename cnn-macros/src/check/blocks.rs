@@ -4,15 +4,15 @@
 use cnn_shape::Shape;
 
 use super::windows::size_keeping;
-use super::{check_list, Cx, Misfit, Step, MAX_VALUES};
-use crate::ir::{list_text, Layer};
+use super::{check_list, Cx, Misfit, Place, Step, MAX_VALUES};
+use crate::ir::{list_text, Kind, Layer};
 
 /// Checks a block's branch reading the block's `input`, its layers shown on the trail after
 /// `label`; returns its output.
-fn branch(layers: &[Layer], input: Shape, label: &str, within: Option<&str>, cx: &mut Cx) -> Option<Shape> {
+fn branch(layers: &[Layer], input: Shape, label: &str, place: Place, cx: &mut Cx) -> Option<Shape> {
     let mark = cx.trail.len();
     cx.trail.push(Step { text: label.to_string(), layer: None });
-    let output = check_list(layers, Some(input), "the block's input", within, cx);
+    let output = check_list(layers, Some(input), "the block's input", place, cx);
     cx.trail.truncate(mark);
     output
 }
@@ -20,7 +20,7 @@ fn branch(layers: &[Layer], input: Shape, label: &str, within: Option<&str>, cx:
 /// The output of a `residual` block reading `input`: its layers' output, which its shortcut
 /// (the identity, or the layers given) must match.
 pub fn residual(layer: &Layer, input: Shape, cx: &mut Cx) -> Result<Shape, Misfit> {
-    let within = Some("a `residual` block");
+    let within = Place::Block("a `residual` block");
     let body = branch(layer.body(), input, "`residual` body:", within, cx);
     let shortcut = if layer.shortcut().is_empty() {
         Some(input)
@@ -56,7 +56,7 @@ pub fn residual(layer: &Layer, input: Shape, cx: &mut Cx) -> Result<Shape, Misfi
 /// The output of a `concat` block reading `input`: its branches' outputs stacked along the
 /// depth (or joined, for flat vectors), which must all have the same width and height.
 pub fn concat(layer: &Layer, input: Shape, cx: &mut Cx) -> Result<Shape, Misfit> {
-    let within = Some("a `concat` branch");
+    let within = Place::Block("a `concat` branch");
     let outputs: Vec<Option<Shape>> = (layer.branches.iter().enumerate())
         .map(|(k, b)| branch(b, input, &format!("`concat` branch {}:", k + 1), within, cx))
         .collect();
@@ -99,6 +99,16 @@ pub fn concat(layer: &Layer, input: Shape, cx: &mut Cx) -> Result<Shape, Misfit>
         message.push_str(&format!("\nhelp: {}", fixes.join(", and ")));
     }
     Err(message.into())
+}
+
+/// The heads of `heads`, each checked from the trunk's output `input`, which the layer passes on
+/// (each head's output is its own).
+pub fn heads(layer: &Layer, input: Shape, cx: &mut Cx) -> Result<Shape, Misfit> {
+    let Kind::Heads { names } = &layer.kind else { unreachable!("a `heads` layer") };
+    for (name, head) in names.iter().zip(&layer.branches) {
+        branch(head, input, &format!("head `{name}`:"), Place::Head, cx);
+    }
+    Ok(input)
 }
 
 /// For the window layers of branch `k` that shrink their input with stride 1, the padding that

@@ -11,19 +11,21 @@ use cnn_shape::Shape;
 
 use crate::errors::Errors;
 use crate::ir::{Kind, Layer, LossKind, Model};
-use blocks::{concat, residual};
-use loss::head;
+use blocks::{concat, heads, residual};
+use loss::losses;
 use windows::{geometry, size_keeping, windows};
 
 /// Largest number of values a layer may output per sample, or hold as parameters.
 pub const MAX_VALUES: usize = 1 << 31;
 
-/// What the check learnt about a model that fits: each layer's shapes and the loss.
+/// What the check learnt about a model that fits: each layer's shapes and the losses.
 pub struct Checked {
     /// The input and output shape of each layer, by [`Layer::id`].
     shapes: Vec<(Shape, Shape)>,
-    /// The loss the model trains with.
+    /// The loss the model trains with (for a model with heads, its first head's).
     pub loss: LossKind,
+    /// For a model ending in `heads`, each head's loss and weight, in order; empty otherwise.
+    pub heads: Vec<(LossKind, f32)>,
 }
 
 impl Checked {
@@ -134,34 +136,44 @@ pub fn check(model: &Model) -> syn::Result<Checked> {
         cx.shapes[first.id] = Some((shape, shape));
     }
     cx.trail.push(Step { text: format!("`{}`", first.kind), layer: None });
-    check_list(&model.layers[1..], current, &first.kind.to_string(), None, &mut cx);
+    check_list(&model.layers[1..], current, &first.kind.to_string(), Place::Top, &mut cx);
     // A loss that does not fit could be the invalid layer's fault: not an independent mistake.
     let invalid = model.layers.iter().any(|l| l.kind == Kind::Invalid);
-    let loss = if invalid { None } else { head(&model.layers, &mut cx.errors) };
+    let losses = if invalid { None } else { losses(&model.layers, &mut cx.errors) }.unwrap_or_default();
     let shapes = cx.shapes.into_iter().map(|s| s.unwrap_or((Shape::vector(0), Shape::vector(0)))).collect();
-    cx.errors.finish(Checked { shapes, loss: loss.unwrap_or(LossKind::Mse) })
+    let loss = losses.first().map_or(LossKind::Mse, |l| l.0);
+    let heads = match model.layers.last().map(|l| &l.kind) {
+        Some(Kind::Heads { .. }) => losses.iter().map(|(l, w)| (*l, w.0)).collect(),
+        _ => Vec::new(),
+    };
+    cx.errors.finish(Checked { shapes, loss, heads })
 }
 
-/// Checks `layers`, which read `input` (described by `before`), recording each layer's shapes;
-/// returns the shape of the last one, or `None` when it is unknown. `within` names the block
-/// part the list is (`a \`residual\` block`), `None` at the top.
-fn check_list(
-    layers: &[Layer],
-    mut current: Option<Shape>,
-    before: &str,
-    within: Option<&str>,
-    cx: &mut Cx,
-) -> Option<Shape> {
+/// Where a list of layers is, for the rules of what may stand where.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place<'a> {
+    /// The model's own list.
+    Top,
+    /// A branch of a block, which the text names (`a \`residual\` block`).
+    Block(&'a str),
+    /// One of the heads of `heads`.
+    Head,
+}
+
+/// Checks `layers`, which read `input` (described by `before`) at `place`, recording each
+/// layer's shapes; returns the shape of the last one, or `None` when it is unknown.
+fn check_list(layers: &[Layer], mut current: Option<Shape>, before: &str, place: Place, cx: &mut Cx) -> Option<Shape> {
     for (i, layer) in layers.iter().enumerate() {
-        if let Some(message) = misplaced(layers, i, within) {
+        if let Some(message) = misplaced(layers, i, place) {
             cx.errors.spanned(layer, message);
             if layer.kind.is_input() {
                 continue;
             }
         }
         let Some(input) = current else {
+            let inner = if matches!(layer.kind, Kind::Heads { .. }) { Place::Head } else { Place::Block("") };
             for branch in &layer.branches {
-                check_list(branch, None, "", Some(""), cx);
+                check_list(branch, None, "", inner, cx);
             }
             continue;
         };
@@ -170,6 +182,7 @@ fn check_list(
             Kind::Invalid => Err(Misfit::Reported),
             Kind::Residual => residual(layer, input, cx),
             Kind::Concat => concat(layer, input, cx),
+            Kind::Heads { .. } => heads(layer, input, cx),
             _ => output(layer, &prev, input).map_err(Misfit::Message),
         };
         current = match result {
@@ -194,19 +207,34 @@ fn check_list(
     current
 }
 
-/// Why layer `i` of `layers` does not belong where it is, if it does not.
-fn misplaced(layers: &[Layer], i: usize, within: Option<&str>) -> Option<String> {
-    let top = within.is_none();
+/// Why layer `i` of `layers` (at `place`) does not belong where it is, if it does not.
+fn misplaced(layers: &[Layer], i: usize, place: Place) -> Option<String> {
+    let top = place == Place::Top;
     let layer = &layers[i];
     let prev_kind = i.checked_sub(1).map(|j| &layers[j].kind);
-    match &layer.kind {
-        k if k.is_input() => Some("`input` may appear only once, as the first layer".to_string()),
-        Kind::Softmax | Kind::Loss(_) if !top => Some(format!(
-            "`{}` belongs at the end of the model, not inside {}",
-            layer.kind,
-            within.unwrap_or_default()
+    match (&layer.kind, place) {
+        (k, _) if k.is_input() => Some("`input` may appear only once, as the first layer".to_string()),
+        (Kind::Softmax | Kind::Loss(..), Place::Block(within)) => {
+            Some(format!("`{}` belongs at the end of the model, not inside {within}", layer.kind))
+        }
+        (Kind::Heads { .. }, Place::Block(within)) => {
+            Some(format!("`heads` ends the model, so it cannot stand inside {within}: put it last, after the block"))
+        }
+        (Kind::Heads { .. }, Place::Head) => {
+            Some("`heads` cannot stand inside a head: a head ends as a model ends, with its output layers".to_string())
+        }
+        (Kind::Heads { .. }, Place::Top) if i + 1 < layers.len() => Some(format!(
+            "`heads` ends the model, but `{}` follows it: put the layers after it inside each head",
+            layers[i + 1].text()
         )),
-        Kind::BatchNorm if top && i == 0 => Some(
+        _ => misplaced_norm(layer, prev_kind, top && i == 0),
+    }
+}
+
+/// Why `layer`, a `batchnorm` after `prev_kind` (or right after `input`), is not useful there.
+fn misplaced_norm(layer: &Layer, prev_kind: Option<&Kind>, after_input: bool) -> Option<String> {
+    match &layer.kind {
+        Kind::BatchNorm if after_input => Some(
             "`batchnorm` normalises what a layer computes; straight after `input` it would only standardise the data, which is better done once when loading it: put `batchnorm` after a `conv` or `fc`".to_string(),
         ),
         Kind::BatchNorm if prev_kind == Some(&Kind::BatchNorm) => {
@@ -283,9 +311,10 @@ fn output(layer: &Layer, prev: &str, input: Shape) -> Result<Shape, String> {
         | Kind::Sparsity { .. }
         | Kind::BatchNorm
         | Kind::Lrn { .. }
-        | Kind::Loss(_)
+        | Kind::Loss(..)
         | Kind::Residual
         | Kind::Concat
+        | Kind::Heads { .. }
         | Kind::Invalid => input,
         Kind::Softmax => {
             if !input.flat && (input.w, input.h) != (1, 1) {
@@ -588,5 +617,44 @@ mod tests {
         // A bad first layer leaves nothing else to report.
         let (model, _) = crate::parse::parse("struct M < input(28x28) conv(3x3, 2) fc(2) >".parse().unwrap()).unwrap();
         assert!(check(&model).is_ok());
+    }
+
+    #[test]
+    fn heads_check_each_head_from_the_trunk_and_take_its_loss() {
+        let checked = check(&model(
+            "input(8x8x1) conv(3x3, 4) relu heads(a: fc(3) softmax, b: conv(3x3, 2) fc(1) sigmoid loss(bce, weight=0.5), c: fc(2))",
+        ))
+        .unwrap();
+        assert_eq!(checked.heads, [(LossKind::CrossEntropy, 1.0), (LossKind::Bce, 0.5), (LossKind::Mse, 1.0)]);
+        let m = model("input(8x8x1) conv(3x3, 4) heads(a: fc(3) softmax, b: conv(3x3, 2) relu)");
+        let checked = check(&m).unwrap();
+        assert_eq!(checked.output(&m.layers[2]), Shape::volume(6, 6, 4), "`heads` passes the trunk's output on");
+        assert_eq!(checked.output(&m.layers[2].branches[1][0]), Shape::volume(4, 4, 2));
+        assert!(check(&model("input(4) fc(2) softmax")).unwrap().heads.is_empty());
+    }
+
+    #[test]
+    fn heads_refuse_what_does_not_belong_in_them() {
+        assert!(
+            error("input(4) heads(a: fc(2), b: fc(3)) relu").contains("`heads` ends the model, but `relu` follows it")
+        );
+        assert!(error("input(4) residual(fc(4) heads(a: fc(2)))").contains("cannot stand inside a `residual` block"));
+        assert!(error("input(4) heads(a: fc(2) heads(b: fc(1)))").contains("cannot stand inside a head"));
+        assert!(error("input(4) fc(4) softmax heads(a: fc(2))").contains("ends a head, not the trunk"));
+        assert!(error("input(4) fc(4) loss(mse) heads(a: fc(2))").contains("ends a head, not the trunk"));
+        assert!(error("input(4) heads(a: fc(2), a: fc(3))").contains("two heads are named `a`"));
+        assert!(error("input(4) heads(eval: fc(2))").contains("`eval` cannot name a head"));
+        assert!(error("input(4) heads(_x: fc(2))").contains("`_x` cannot name a head"));
+        assert!(error("input(4) heads(a: fc(2), b: relu)").contains("head `b` has no output layer of its own"));
+        assert!(error("input(4) heads(a: loss(mse))").contains("head `a` has no output layer"));
+        assert!(error("input(4) heads(a: fc(2) softmax relu)").contains("the last layer of head `a`, but `relu`"));
+        assert!(error("input(4) heads(a: fc(2) loss(bce))").contains("but head `a` ends with `fc(2)`"));
+        assert!(error("input(4) heads(a: fc(2) softmax loss(mse))").contains("end head `a` without `softmax`"));
+        assert!(error("input(4) fc(2) loss(mse, weight=2)").contains("this model has one output and one loss"));
+        assert!(error("input(4) heads(a: fc(2) loss(mse) fc(2))").contains("`loss(mse)` ends head `a`, but `fc(2)`"));
+        assert!(error("input(4) heads(a: fc(2) conv(3x3, 2))").contains("needs a volume"));
+        // Mistakes in two heads are both reported.
+        let errors = shapes("input(4) heads(a: fc(2) loss(bce), b: relu)").unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
     }
 }

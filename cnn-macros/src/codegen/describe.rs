@@ -70,6 +70,7 @@ pub struct Description {
     pub flops: usize,
     residual: bool,
     concat: bool,
+    heads: bool,
     sparsity: bool,
 }
 
@@ -86,14 +87,16 @@ impl Description {
             flops: flops(&model.layers, checked),
             residual: false,
             concat: false,
+            heads: false,
             sparsity: false,
         };
         let lines = description.walk(&model.layers, "", 0, checked);
         let sequential = sequential(&lines, 0);
         let residual = if description.residual { RESIDUAL_MODULE } else { "" };
         let concat = if description.concat { CONCAT_MODULE } else { "" };
+        let heads = if description.heads { HEADS_MODULE } else { "" };
         let sparsity = if description.sparsity { SPARSITY_MODULE } else { "" };
-        description.pytorch = format!("{residual}{concat}{sparsity}{sequential}");
+        description.pytorch = format!("{residual}{concat}{heads}{sparsity}{sequential}");
         description
     }
 
@@ -109,7 +112,7 @@ impl Description {
                 self.rows.push(Row { text, path: String::new(), depth, output, params: 0, offset: 0 });
                 continue;
             }
-            if matches!(layer.kind, Kind::Loss(_)) {
+            if matches!(layer.kind, Kind::Loss(..)) {
                 continue;
             }
             let input = checked.input(layer);
@@ -120,7 +123,11 @@ impl Description {
             let row = self.rows.len();
             self.row_of[layer.id] = Some(row);
             self.rows.push(Row {
-                text: if layer.is_block() { layer.kind.to_string() } else { layer.text() },
+                text: if layer.is_block() || matches!(layer.kind, Kind::Heads { .. }) {
+                    layer.kind.to_string()
+                } else {
+                    layer.text()
+                },
                 path: here.clone(),
                 depth,
                 output,
@@ -130,6 +137,7 @@ impl Description {
             let line = match layer.kind {
                 Kind::Residual => self.residual(layer, &here, depth, checked),
                 Kind::Concat => self.concat(layer, &here, depth, checked),
+                Kind::Heads { ref names } => self.heads(layer, names, &here, depth, checked),
                 _ => self.module(&layer.kind, input, &here),
             };
             debug_assert_eq!(self.rows[row].params, self.params - self.rows[row].offset);
@@ -168,6 +176,29 @@ impl Description {
             branches.push(sequential(&lines, depth + 1));
         }
         format!("Concat({})", branches.join(", "))
+    }
+
+    /// The module of the `heads` at `path`, named `names`, their rows and tensors recorded.
+    fn heads(
+        &mut self,
+        layer: &Layer,
+        names: &[proc_macro2::Ident],
+        path: &str,
+        depth: usize,
+        checked: &Checked,
+    ) -> String {
+        self.heads = true;
+        let pad = "    ".repeat(depth + 2);
+        let mut heads = Vec::new();
+        for (name, head) in names.iter().zip(&layer.branches) {
+            let start = self.rows.len();
+            let lines = self.walk(head, &format!("{path}.{name}"), depth + 1, checked);
+            for row in &mut self.rows[start..] {
+                row.text = format!("{name}: {}", row.text);
+            }
+            heads.push(format!("\n{pad}\"{name}\": {}", sequential(&lines, depth + 2)));
+        }
+        format!("Heads({{{},\n{}}})", heads.join(","), "    ".repeat(depth + 1))
     }
 
     /// The PyTorch module of a layer (not a block) reading `input`, at `path`, its tensors
@@ -241,10 +272,11 @@ impl Description {
             }
             Kind::Residual
             | Kind::Concat
+            | Kind::Heads { .. }
             | Kind::Invalid
             | Kind::InputVolume { .. }
             | Kind::InputFlat { .. }
-            | Kind::Loss(_) => {
+            | Kind::Loss(..) => {
                 unreachable!("not a module of its own")
             }
         }
@@ -331,6 +363,22 @@ const CONCAT_MODULE: &str = "class Concat(torch.nn.Module):
 
 ";
 
+/// The Python definition of the module `heads` becomes.
+const HEADS_MODULE: &str = "class Heads(torch.nn.Module):
+    \"\"\"The heads, each reading the trunk's output; returns their outputs as a tuple, in order.\"\"\"
+
+    def __init__(self, heads):
+        super().__init__()
+        self._order = list(heads)
+        for name, head in heads.items():
+            self.add_module(name, head)
+
+    def forward(self, x):
+        return tuple(getattr(self, name)(x) for name in self._order)
+
+
+";
+
 /// The Python definition of the module a `sparsity` layer becomes.
 const SPARSITY_MODULE: &str = "class Sparsity(torch.nn.Module):
     \"\"\"The identity; in training, records `weight * mean |x|` in `penalty`, to add to the loss.\"\"\"
@@ -373,7 +421,9 @@ fn flops(layers: &[Layer], checked: &Checked) -> usize {
                     2 * filters * (input.d / groups) * filter.w * filter.h * output.w * output.h
                 }
                 Kind::Fc { out, .. } => 2 * input.len() * out,
-                Kind::Residual | Kind::Concat => l.branches.iter().map(|b| flops(b, checked)).sum(),
+                Kind::Residual | Kind::Concat | Kind::Heads { .. } => {
+                    l.branches.iter().map(|b| flops(b, checked)).sum()
+                }
                 _ => 0,
             }
         })
@@ -384,7 +434,9 @@ fn flops(layers: &[Layer], checked: &Checked) -> usize {
 /// `fc`), so that a training batch needs two samples for a variance.
 pub fn normalises_single_values(layers: &[Layer], checked: &Checked) -> bool {
     layers.iter().any(|l| match l.kind {
-        Kind::Residual | Kind::Concat => l.branches.iter().any(|b| normalises_single_values(b, checked)),
+        Kind::Residual | Kind::Concat | Kind::Heads { .. } => {
+            l.branches.iter().any(|b| normalises_single_values(b, checked))
+        }
         _ => l.kind == Kind::BatchNorm && checked.input(l).channels().1 == 1,
     })
 }

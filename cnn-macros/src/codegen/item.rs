@@ -5,6 +5,7 @@ use proc_macro2::{Ident, TokenStream};
 use quote::quote;
 
 use super::describe::{normalises_single_values, Description, TensorKind};
+use super::heads::heads_items;
 use super::passes::Passes;
 use super::program::Program;
 use super::{lit, rt};
@@ -21,7 +22,7 @@ fn shape_tokens(shape: Shape) -> TokenStream {
     }
 }
 
-fn loss_tokens(loss: LossKind) -> TokenStream {
+pub fn loss_tokens(loss: LossKind) -> TokenStream {
     match loss {
         LossKind::CrossEntropy => quote!(::cnn::Loss::CrossEntropy),
         LossKind::Bce => quote!(::cnn::Loss::BinaryCrossEntropy),
@@ -48,10 +49,13 @@ pub fn item(
     passes: &Passes,
     name: &Ident,
 ) -> TokenStream {
-    let strukt = strukt(model, checked.loss, program, description, passes, name);
+    let strukt = strukt(model, program, description, passes, name);
     let network = network_consts(model, checked, program, description);
-    let outputs = model_consts(checked, program);
-    let compiled = compiled(checked.loss, program, description, passes);
+    let compiled = compiled(program, description, passes);
+    let outputs = match checked.heads.is_empty() {
+        true => model_items(model, checked, program, name),
+        false => heads_items(model, program, description, name),
+    };
     quote! {
         #strukt
 
@@ -59,9 +63,7 @@ pub fn item(
             #network
         }
 
-        impl ::cnn::Model for #name {
-            #outputs
-        }
+        #outputs
 
         impl ::cnn::__private::Compiled for #name {
             #compiled
@@ -72,7 +74,6 @@ pub fn item(
 /// The struct, its inherent impl and its `Default` and `Debug` impls.
 fn strukt(
     model: &Model,
-    loss: LossKind,
     program: &Program<'_>,
     description: &Description,
     passes: &Passes,
@@ -81,9 +82,7 @@ fn strukt(
     let rt = rt();
     let (attrs, vis, doc) = (&model.attrs, &model.vis, description.doc(model));
     let (param_lit, buffer_lit) = (lit(program.params), lit(program.buffers));
-    let (input_lit, outputs_lit) = (lit(program.nodes[0]), lit(program.output_len()));
     let (consts, checks, workspace) = (&passes.consts, &passes.checks, &passes.workspace);
-    let loss = loss_tokens(loss);
     quote! {
         #(#attrs)*
         #[doc = #doc]
@@ -111,18 +110,6 @@ fn strukt(
                 let mut model = Self { __state: #rt::State::new(#param_lit, #buffer_lit, layers, tensors, seed) };
                 ::cnn::Network::init(&mut model, seed);
                 model
-            }
-
-            /// The outputs for one sample: class probabilities for a classifier.
-            #vis fn probabilities(&mut self, x: &[f32; #input_lit]) -> [f32; #outputs_lit] {
-                let mut out = [0.0; #outputs_lit];
-                out.copy_from_slice(#rt::forward_unchecked(self, 1, x));
-                out
-            }
-
-            /// The most probable class of one sample.
-            #vis fn classify(&mut self, x: &[f32; #input_lit]) -> usize {
-                #loss.classify(&self.probabilities(x))
             }
         }
 
@@ -173,29 +160,50 @@ fn network_consts(model: &Model, checked: &Checked, program: &Program<'_>, descr
     }
 }
 
-/// The constants of the `Model` impl: the output's length and the loss.
-fn model_consts(checked: &Checked, program: &Program<'_>) -> TokenStream {
-    let (outputs_lit, loss) = (lit(program.output_len()), loss_tokens(checked.loss));
+/// The `Model` impl of a model with one output, and its single-sample methods.
+fn model_items(model: &Model, checked: &Checked, program: &Program<'_>, name: &Ident) -> TokenStream {
+    let (rt, vis) = (rt(), &model.vis);
+    let (input_lit, outputs_lit, loss) = (lit(program.nodes[0]), lit(program.output_len(0)), loss_tokens(checked.loss));
     quote! {
-        const OUTPUT_LEN: usize = #outputs_lit;
-        const LOSS: ::cnn::Loss = #loss;
+        impl ::cnn::Model for #name {
+            const OUTPUT_LEN: usize = #outputs_lit;
+            const LOSS: ::cnn::Loss = #loss;
+        }
+
+        #[allow(clippy::all)]
+        impl #name {
+            /// The outputs for one sample: class probabilities for a classifier.
+            #vis fn probabilities(&mut self, x: &[f32; #input_lit]) -> [f32; #outputs_lit] {
+                let mut out = [0.0; #outputs_lit];
+                out.copy_from_slice(#rt::forward_unchecked(self, 1, x));
+                out
+            }
+
+            /// The most probable class of one sample.
+            #vis fn classify(&mut self, x: &[f32; #input_lit]) -> usize {
+                #loss.classify(&self.probabilities(x))
+            }
+        }
     }
 }
 
 /// The items of the hidden `Compiled` impl: the state's place, the layers' initialisation and
 /// the two passes.
-fn compiled(loss: LossKind, program: &Program<'_>, description: &Description, passes: &Passes) -> TokenStream {
-    let (rt, loss) = (rt(), loss_tokens(loss));
+fn compiled(program: &Program<'_>, description: &Description, passes: &Passes) -> TokenStream {
+    let rt = rt();
     let (splits, slots, forward, backward) = (&passes.splits, &passes.slots, &passes.forward, &passes.backward);
-    let (output_grad, inits, logits, penalties) =
-        (&passes.output_grad, &passes.inits, &passes.logits, &passes.penalties);
-    let outputs_lit = lit(program.output_len());
+    let (inits, outputs, losses, penalties) = (&passes.inits, &passes.outputs, &passes.losses, &passes.penalties);
     let activations = program.nodes[1..].iter().zip(&program.writers[1..]).map(|(&len, &writer)| {
         let (row, len) = (lit(description.row_of[writer].unwrap_or(0)), lit(len));
         quote!((#row, #len))
     });
+    let output_table = program.outputs.iter().map(|o| {
+        let (at, len) = (lit(o.node - 1), lit(program.nodes[o.node]));
+        quote!((#at, #len))
+    });
     quote! {
         const ACTIVATIONS: &'static [(usize, usize)] = &[#(#activations),*];
+        const OUTPUTS: &'static [(usize, usize)] = &[#(#output_table),*];
 
         fn state(&self) -> &#rt::State {
             &self.__state
@@ -215,15 +223,20 @@ fn compiled(loss: LossKind, program: &Program<'_>, description: &Description, pa
             let __ws = __state.workspace.parts(__n, &Self::__WORKSPACE);
             #splits
             #forward
-            #loss.output(__n, #outputs_lit, #logits, __out);
+            #outputs
         }
 
-        fn backward_pass(&mut self, __n: usize, __x: &[f32], __targets: ::cnn::Targets<'_>) -> f32 {
+        fn backward_pass<'__t>(
+            &mut self,
+            __n: usize,
+            __x: &[f32],
+            __targets: &dyn ::core::ops::Fn(usize) -> ::cnn::Targets<'__t>,
+        ) -> f32 {
             let __state = &mut self.__state;
             let __ws = __state.workspace.training_parts(__n, &Self::__WORKSPACE);
             #splits
             #slots
-            let __loss = #loss.loss_and_grad(__n, #outputs_lit, #logits, __out, __targets, #output_grad) #penalties;
+            let __loss = #losses #penalties;
             #backward
             __loss
         }

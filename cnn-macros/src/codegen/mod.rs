@@ -8,6 +8,7 @@
 //! struct and its impls.
 
 mod describe;
+mod heads;
 mod item;
 mod passes;
 mod program;
@@ -20,6 +21,7 @@ use quote::{format_ident, quote};
 use crate::check::Checked;
 use crate::ir::Model;
 use describe::Description;
+pub use heads::{heads_struct, per_head_struct};
 use passes::Passes;
 use program::{Backward, Program};
 

@@ -5,6 +5,7 @@
 use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote};
 
+use super::item::loss_tokens;
 use super::program::{Back, Backward, Dx, Kernel, Op, Program};
 use super::{lit, rt};
 use crate::ir::{ActKind, Kind, Pair, PoolOp};
@@ -17,21 +18,23 @@ pub struct Passes {
     pub checks: TokenStream,
     /// The workspace sizes, a `WorkspaceSizes` value.
     pub workspace: TokenStream,
-    /// Splits the workspace parts `__ws` into node buffers `__a{k}`, the outputs `__out` and the
-    /// kernels' states `__s{i}`.
+    /// Splits the workspace parts `__ws` into node buffers `__a{k}`, the outputs `__out{i}` (one
+    /// per head) and the kernels' states `__s{i}`.
     pub splits: TokenStream,
     /// Splits the gradient part into the slots `__g{k}`.
     pub slots: TokenStream,
     /// The forward calls.
     pub forward: TokenStream,
-    /// The backward calls, after the loss's gradient is in its slot.
+    /// The backward calls, after the losses' gradients are in their slots.
     pub backward: TokenStream,
-    /// The output gradient's slot, as the loss writes it.
-    pub output_grad: TokenStream,
     /// The initialisation of every layer with parameters or buffers, from `__rng`.
     pub inits: TokenStream,
-    /// The model's outputs before the loss (its logits).
-    pub logits: TokenStream,
+    /// The outputs from their nodes (softmax, sigmoid or a copy), at the end of the forward
+    /// pass.
+    pub outputs: TokenStream,
+    /// The training loss: the sum of the outputs' weighted losses against `__targets(i)`, each
+    /// leaving its gradient in its slot.
+    pub losses: TokenStream,
     /// The sparsity penalties of the training pass, each as `+ penalty`, to add to the loss.
     pub penalties: TokenStream,
 }
@@ -123,11 +126,12 @@ pub fn kernel_tokens(kernel: &Kernel<'_>) -> (TokenStream, TokenStream) {
         }
         Kind::Residual
         | Kind::Concat
+        | Kind::Heads { .. }
         | Kind::Invalid
         | Kind::InputVolume { .. }
         | Kind::InputFlat { .. }
         | Kind::Softmax
-        | Kind::Loss(_) => unreachable!("not a kernel"),
+        | Kind::Loss(..) => unreachable!("not a kernel"),
     }
 }
 
@@ -189,21 +193,44 @@ impl Passes {
     pub fn of(program: &Program<'_>, backward: &Backward, name: &Ident) -> Self {
         let ranges = ranges(program);
         let (consts, checks) = constants(program, name);
-        let outputs = program.output_len();
+        let (outputs, losses) = outputs(program, backward);
         Passes {
             consts,
             checks,
-            workspace: workspace(program, backward.slots, outputs),
-            splits: splits(program, outputs),
+            workspace: workspace(program, backward.slots),
+            splits: splits(program),
             slots: slots(program, backward.slots),
             forward: forward(program, &ranges),
             backward: backward_calls(program, backward, &ranges),
-            output_grad: slot(backward.output, outputs),
             inits: inits(program, &ranges),
-            logits: node_tokens(program.output_node()),
+            outputs,
+            losses,
             penalties: penalties(program),
         }
     }
+}
+
+/// The output functions of the forward pass, and the sum of the weighted losses of the
+/// backward pass.
+fn outputs(program: &Program<'_>, backward: &Backward) -> (TokenStream, TokenStream) {
+    let (mut outputs, mut losses) = (TokenStream::new(), Vec::new());
+    for (i, (output, &dz)) in program.outputs.iter().zip(&backward.outputs).enumerate() {
+        let (loss, len) = (loss_tokens(output.loss), program.nodes[output.node]);
+        let (z, out, k, index, dz) = (node_tokens(output.node), out_ident(i), lit(len), lit(i), slot(dz, len));
+        outputs.extend(quote!(#loss.output(__n, #k, #z, #out);));
+        losses.push(if output.weight == 1.0 {
+            quote!(#loss.loss_and_grad(__n, #k, #z, &*#out, __targets(#index), #dz))
+        } else {
+            let weight = output.weight;
+            quote!(#loss.weighted_loss_and_grad(#weight, __n, #k, #z, &*#out, __targets(#index), #dz))
+        });
+    }
+    (outputs, quote!(#(#losses)+*))
+}
+
+/// The outputs of output `i`.
+fn out_ident(i: usize) -> Ident {
+    format_ident!("__out{}", i)
 }
 
 /// The kernel constants, and the checks that the runtime agrees on their sizes.
@@ -230,9 +257,10 @@ fn constants(program: &Program<'_>, name: &Ident) -> (TokenStream, TokenStream) 
     (consts, checks)
 }
 
-fn workspace(program: &Program<'_>, slots: usize, outputs: usize) -> TokenStream {
+fn workspace(program: &Program<'_>, slots: usize) -> TokenStream {
     let rt = rt();
     let sizes: Vec<Ident> = kernels(program).map(|(i, _)| size_const(i)).collect();
+    let outputs: usize = (0..program.outputs.len()).map(|i| program.output_len(i)).sum();
     let acts = lit(program.nodes[1..].iter().sum::<usize>() + outputs);
     let grad = lit(slots * program.nodes.iter().copied().max().unwrap_or(0));
     quote! {
@@ -246,16 +274,18 @@ fn workspace(program: &Program<'_>, slots: usize, outputs: usize) -> TokenStream
     }
 }
 
-fn splits(program: &Program<'_>, outputs: usize) -> TokenStream {
+fn splits(program: &Program<'_>) -> TokenStream {
     let nodes: Vec<Ident> = (1..program.nodes.len()).map(|k| format_ident!("__a{}", k)).collect();
     let lens: Vec<Literal> = program.nodes[1..].iter().map(|&l| lit(l)).collect();
     let (states, sizes): (Vec<Ident>, Vec<Ident>) =
         kernels(program).map(|(i, _)| (state_ident(i), size_const(i))).unzip();
-    let outputs = lit(outputs);
+    let outs: Vec<Ident> = (0..program.outputs.len()).map(out_ident).collect();
+    let out_lens: Vec<Literal> = (0..program.outputs.len()).map(|i| lit(program.output_len(i))).collect();
     quote! {
         let __rest = __ws.acts;
         #( let (#nodes, __rest) = __rest.split_at_mut(__n * #lens); )*
-        let __out = &mut __rest[..__n * #outputs];
+        #( let (#outs, __rest) = __rest.split_at_mut(__n * #out_lens); )*
+        let _ = __rest;
         let __rest = __ws.state;
         #( let (#states, __rest) = __rest.split_at_mut(__n * Self::#sizes.state); )*
         let _ = __rest;

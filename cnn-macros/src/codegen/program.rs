@@ -2,7 +2,8 @@
 //! (node 0 is the input batch). Each kernel step reads one node and writes a new one, with the
 //! activation that follows a `conv`, `fc`, `batchnorm` or block fused into it; a residual block
 //! ends in a step that adds two nodes. The loss absorbs the model's output function (softmax,
-//! or the sigmoid of binary cross-entropy).
+//! or the sigmoid of binary cross-entropy). A model with heads has one output node per head,
+//! each with its own loss.
 
 use cnn_shape::Shape;
 
@@ -37,13 +38,15 @@ pub enum Op<'a> {
     Concat { inputs: Vec<usize>, output: usize, act: Option<ActKind> },
 }
 
-impl Op<'_> {
-    /// The node the step writes.
-    pub fn output(&self) -> usize {
-        match self {
-            Op::Layer { output, .. } | Op::Add { output, .. } | Op::Concat { output, .. } => *output,
-        }
-    }
+/// One output of the model (the model's own, or a head's), before its loss.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Output {
+    /// The node holding it.
+    pub node: usize,
+    /// Its loss.
+    pub loss: LossKind,
+    /// The loss's weight in the training loss.
+    pub weight: f32,
 }
 
 /// The lowered program: node sizes (values per sample) and steps in forward order.
@@ -52,8 +55,10 @@ pub struct Program<'a> {
     pub nodes: Vec<usize>,
     /// The [`Layer::id`] of the layer that writes each node (node 0: the input layer).
     pub writers: Vec<usize>,
-    /// The steps, in forward order; the last one writes the model's output (before the loss).
+    /// The steps, in forward order.
     pub ops: Vec<Op<'a>>,
+    /// The model's outputs before their losses: one, or one per head in order.
+    pub outputs: Vec<Output>,
     /// Total parameters.
     pub params: usize,
     /// Total buffers.
@@ -63,10 +68,15 @@ pub struct Program<'a> {
 /// Whether `layer` is the model's output function or loss, which the loss computation absorbs.
 fn absorbed(layer: &Layer, loss: LossKind, is_last: bool) -> bool {
     match layer.kind {
-        Kind::Softmax | Kind::Loss(_) => true,
+        Kind::Softmax | Kind::Loss(..) => true,
         Kind::Act(ActKind::Sigmoid) => is_last && loss == LossKind::Bce,
         _ => false,
     }
+}
+
+/// The index in `layers`, the end of a model or head, of the last layer that is not a `loss`.
+fn last_real(layers: &[Layer]) -> Option<usize> {
+    layers.iter().rposition(|l| !matches!(l.kind, Kind::Loss(..)))
 }
 
 /// Parameters and buffers of a layer reading `input` (a block's: all of its layers').
@@ -81,7 +91,7 @@ pub fn sizes(layer: &Layer, checked: &Checked) -> (usize, usize) {
             let c = input.channels().0;
             (2 * c, 2 * c + 1)
         }
-        Kind::Residual | Kind::Concat => {
+        Kind::Residual | Kind::Concat | Kind::Heads { .. } => {
             layer.branches.iter().flatten().map(|l| sizes(l, checked)).fold((0, 0), |(p, b), (q, c)| (p + q, b + c))
         }
         _ => (0, 0),
@@ -93,10 +103,25 @@ impl<'a> Program<'a> {
     pub fn lower(model: &'a Model, checked: &Checked) -> Self {
         let input = &model.layers[0];
         let len = checked.output(input).len();
-        let mut program = Program { nodes: vec![len], writers: vec![input.id], ops: Vec::new(), params: 0, buffers: 0 };
-        let last_real = model.layers.iter().rposition(|l| !matches!(l.kind, Kind::Loss(_))).unwrap_or(0);
-        program.list(&model.layers[1..], 0, checked, last_real.checked_sub(1));
-        if program.ops.is_empty() {
+        let mut program = Program {
+            nodes: vec![len],
+            writers: vec![input.id],
+            ops: Vec::new(),
+            outputs: Vec::new(),
+            params: 0,
+            buffers: 0,
+        };
+        let layers = &model.layers[1..];
+        if let Some((heads, trunk)) = layers.split_last().filter(|(l, _)| matches!(l.kind, Kind::Heads { .. })) {
+            let node = program.list(trunk, 0, checked.loss, checked, None);
+            for (head, &(loss, weight)) in heads.branches.iter().zip(&checked.heads) {
+                let node = program.list(head, node, loss, checked, last_real(head));
+                program.outputs.push(Output { node, loss, weight });
+            }
+            return program;
+        }
+        let node = program.list(layers, 0, checked.loss, checked, last_real(layers));
+        let node = if program.ops.is_empty() {
             // The loss reads its input from the workspace: an identity layer copies it there.
             let kernel = Kernel {
                 layer: None,
@@ -109,18 +134,17 @@ impl<'a> Program<'a> {
             };
             let output = program.node(len, input.id);
             program.ops.push(Op::Layer { kernel, input: 0, output });
-        }
+            output
+        } else {
+            node
+        };
+        program.outputs.push(Output { node, loss: checked.loss, weight: 1.0 });
         program
     }
 
-    /// The node of the model's output, before the loss.
-    pub fn output_node(&self) -> usize {
-        self.ops.last().map_or(0, Op::output)
-    }
-
-    /// Values per sample of the model's output.
-    pub fn output_len(&self) -> usize {
-        self.nodes[self.output_node()]
+    /// Values per sample of output `i`.
+    pub fn output_len(&self, i: usize) -> usize {
+        self.nodes[self.outputs[i].node]
     }
 
     /// A new node of `len` values per sample, written by layer `writer`.
@@ -131,16 +155,23 @@ impl<'a> Program<'a> {
     }
 
     /// Lowers `layers` reading node `node`; returns the node of their output. `last` is the index
-    /// in `layers` of the model's last layer, when this list holds it.
-    fn list(&mut self, layers: &'a [Layer], mut node: usize, checked: &Checked, last: Option<usize>) -> usize {
+    /// in `layers` of the last layer of an output trained with `loss`, when this list holds it.
+    fn list(
+        &mut self,
+        layers: &'a [Layer],
+        mut node: usize,
+        loss: LossKind,
+        checked: &Checked,
+        last: Option<usize>,
+    ) -> usize {
         let mut i = 0;
         while i < layers.len() {
             let layer = &layers[i];
             i += 1;
-            if absorbed(layer, checked.loss, Some(i - 1) == last) || layer.kind.is_input() {
+            if absorbed(layer, loss, Some(i - 1) == last) || layer.kind.is_input() {
                 continue;
             }
-            let next = layers.get(i).filter(|l| !absorbed(l, checked.loss, Some(i) == last));
+            let next = layers.get(i).filter(|l| !absorbed(l, loss, Some(i) == last));
             let fusable = matches!(
                 layer.kind,
                 Kind::Conv { .. } | Kind::Fc { .. } | Kind::BatchNorm | Kind::Residual | Kind::Concat
@@ -163,8 +194,8 @@ impl<'a> Program<'a> {
 
     /// Lowers a `residual` block reading node `node`, its sum activated by `act`.
     fn residual(&mut self, layer: &'a Layer, node: usize, checked: &Checked, act: Option<ActKind>) -> usize {
-        let a = self.list(layer.body(), node, checked, None);
-        let b = self.list(layer.shortcut(), node, checked, None);
+        let a = self.list(layer.body(), node, checked.loss, checked, None);
+        let b = self.list(layer.shortcut(), node, checked.loss, checked, None);
         let output = self.node(checked.output(layer).len(), layer.id);
         self.ops.push(Op::Add { a, b, output, act });
         output
@@ -172,7 +203,7 @@ impl<'a> Program<'a> {
 
     /// Lowers a `concat` block reading node `node`, its stacked output activated by `act`.
     fn concat(&mut self, layer: &'a Layer, node: usize, checked: &Checked, act: Option<ActKind>) -> usize {
-        let inputs = layer.branches.iter().map(|b| self.list(b, node, checked, None)).collect();
+        let inputs = layer.branches.iter().map(|b| self.list(b, node, checked.loss, checked, None)).collect();
         let output = self.node(checked.output(layer).len(), layer.id);
         self.ops.push(Op::Concat { inputs, output, act });
         output
@@ -224,8 +255,8 @@ pub enum Back {
 pub struct Backward {
     /// The steps in the order they run (the forward steps reversed).
     pub steps: Vec<Back>,
-    /// The slot the loss writes the output gradient into.
-    pub output: usize,
+    /// The slot each output's loss writes its gradient into, by output.
+    pub outputs: Vec<usize>,
     /// Number of slots.
     pub slots: usize,
 }
@@ -296,10 +327,15 @@ impl Backward {
     /// The backward pass of `program`.
     pub fn plan(program: &Program<'_>) -> Self {
         let mut slots = Slots::default();
-        let output = slots.take();
-        let last = program.output_node();
-        if last != 0 {
-            slots.of.insert(last, output);
+        let mut outputs = Vec::with_capacity(program.outputs.len());
+        for output in &program.outputs {
+            let slot = slots.take();
+            // A head is never the trunk itself: it has a layer of its own.
+            debug_assert!(!slots.of.contains_key(&output.node), "two outputs share a node");
+            if output.node != 0 {
+                slots.of.insert(output.node, slot);
+            }
+            outputs.push(slot);
         }
         let mut steps = Vec::with_capacity(program.ops.len());
         for (op, step) in program.ops.iter().enumerate().rev() {
@@ -324,6 +360,6 @@ impl Backward {
                 }
             }
         }
-        Backward { steps, output, slots: slots.count }
+        Backward { steps, outputs, slots: slots.count }
     }
 }

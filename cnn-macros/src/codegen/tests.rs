@@ -81,7 +81,7 @@ fn the_loss_absorbs_the_output_function_it_is_computed_with() {
         Layer::of(Kind::InputFlat { n: 4 }),
         fc(1),
         act(ActKind::Sigmoid),
-        Layer::of(Kind::Loss(LossKind::Mse)),
+        Layer::of(Kind::Loss(LossKind::Mse, crate::ir::Float(1.0))),
     ]);
     assert_eq!(steps(&Program::lower(&m, &c)), ["fc(1)+sigmoid"], "mean squared error trains the sigmoid's output");
     // Nothing left to run: an identity copies the input where the loss reads it.
@@ -135,7 +135,7 @@ fn a_block_sums_the_gradients_of_the_node_both_branches_read() {
             Back::Layer { op: 0, dy: 0, dx: Dx::Skip },
         ]
     );
-    assert_eq!((backward.output, backward.slots), (0, 3));
+    assert_eq!((backward.outputs.as_slice(), backward.slots), (&[0][..], 3));
 }
 
 #[test]
@@ -351,4 +351,58 @@ fn grouped_convolutions_and_sparsity_reach_pytorch_and_the_kernels() {
         passes.penalties.to_string(),
         "+ :: cnn :: __private :: sparsity_penalty (__n , 200 , 0.5f32 , & * __s1)"
     );
+}
+
+/// The model written `text`, which must parse and check.
+fn parsed(text: &str) -> (Model, Checked) {
+    let (model, errors) = crate::parse::parse(format!("struct M < {text} >").parse().unwrap()).unwrap();
+    assert!(errors.is_none(), "`{text}` parses");
+    let checked = check(&model).unwrap_or_else(|e| panic!("the model checks: {e}"));
+    (model, checked)
+}
+
+#[test]
+fn each_head_has_an_output_whose_loss_absorbs_its_output_function() {
+    let (m, c) =
+        parsed("input(4) fc(6) relu heads(a: fc(3) softmax, b: fc(2) sigmoid loss(bce, weight=0.5), c: fc(1))");
+    let program = Program::lower(&m, &c);
+    assert_eq!(steps(&program), ["fc(6)+relu", "fc(3)", "fc(2)", "fc(1)"]);
+    let outputs: Vec<(usize, LossKind, f32)> = program.outputs.iter().map(|o| (o.node, o.loss, o.weight)).collect();
+    assert_eq!(outputs, [(2, LossKind::CrossEntropy, 1.0), (3, LossKind::Bce, 0.5), (4, LossKind::Mse, 1.0)]);
+    assert_eq!((0..3).map(|i| program.output_len(i)).collect::<Vec<_>>(), [3, 2, 1]);
+    // Each loss writes its own slot; the trunk's gradient sums the three heads' parts.
+    let backward = Backward::plan(&program);
+    assert_eq!(backward.outputs, [0, 1, 2]);
+    assert_eq!(
+        backward.steps,
+        [
+            Back::Layer { op: 3, dy: 2, dx: Dx::Write(3) },
+            Back::Layer { op: 2, dy: 1, dx: Dx::Accumulate { tmp: 2, into: 3 } },
+            Back::Layer { op: 1, dy: 0, dx: Dx::Accumulate { tmp: 1, into: 3 } },
+            Back::Layer { op: 0, dy: 3, dx: Dx::Skip },
+        ]
+    );
+}
+
+#[test]
+fn heads_describe_their_rows_tensors_and_pytorch_module() {
+    let (m, c) = parsed("input(4) fc(6) heads(a: fc(3) softmax, b: fc(2))");
+    let d = Description::of(&m, &c);
+    let rows: Vec<(&str, &str, usize)> = d.rows.iter().map(|r| (r.text.as_str(), r.path.as_str(), r.depth)).collect();
+    assert_eq!(
+        rows,
+        [
+            ("input(4)", "", 0),
+            ("fc(6)", "0", 0),
+            ("heads", "1", 0),
+            ("a: fc(3)", "1.a.0", 1),
+            ("a: softmax", "1.a.1", 1),
+            ("b: fc(2)", "1.b.0", 1)
+        ]
+    );
+    let names: Vec<&str> = d.tensors.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["0.weight", "0.bias", "1.a.0.weight", "1.a.0.bias", "1.b.0.weight", "1.b.0.bias"]);
+    assert_eq!(d.rows[2].params, 3 * 7 + 2 * 7, "the heads row counts every head's parameters");
+    assert!(d.pytorch.contains("    Heads({\n        \"a\": torch.nn.Sequential(\n"), "{}", d.pytorch);
+    assert!(d.pytorch.starts_with("class Heads(torch.nn.Module):"), "{}", d.pytorch);
 }

@@ -12,7 +12,7 @@ use crate::ir::{ActKind, Float, Kind, Layer, LossKind, Pair, PoolOp, LRN_DEFAULT
 pub const MAX_NUMBER: usize = 1 << 24;
 
 /// The names of every layer, for errors and suggestions.
-pub const LAYER_NAMES: [&str; 20] = [
+pub const LAYER_NAMES: [&str; 21] = [
     "input",
     "conv",
     "pool",
@@ -32,11 +32,12 @@ pub const LAYER_NAMES: [&str; 20] = [
     "lrn",
     "residual",
     "concat",
+    "heads",
     "loss",
 ];
 
 /// Names other libraries use, mapped to ours.
-const ALIASES: [(&str, &str); 29] = [
+const ALIASES: [(&str, &str); 31] = [
     ("conv2d", "conv"),
     ("convolution", "conv"),
     ("dense", "fc"),
@@ -61,6 +62,8 @@ const ALIASES: [(&str, &str); 29] = [
     ("resblock", "residual"),
     ("cat", "concat"),
     ("inception", "concat"),
+    ("multihead", "heads"),
+    ("outputs", "heads"),
     ("flatten", "fc"),
     ("log_softmax", "softmax"),
     ("mse", "loss(mse)"),
@@ -80,7 +83,10 @@ pub fn lower_list(syntax: &[LayerSyntax], errors: &mut Errors) -> Vec<Layer> {
                 vec![body, shortcut]
             }
             (None, Some(branches)) => branches.iter().map(|b| lower_list(b, errors)).collect(),
-            (None, None) => Vec::new(),
+            (None, None) => match &layer.heads {
+                Some(heads) => heads.iter().map(|(_, b)| lower_list(b, errors)).collect(),
+                None => Vec::new(),
+            },
         };
         let kind = lower_layer(layer).unwrap_or_else(|error| {
             errors.push(error);
@@ -148,6 +154,13 @@ pub fn lower_layer(layer: &LayerSyntax) -> syn::Result<Kind> {
             _ => Err(syn::Error::new_spanned(
                 layer,
                 "`concat` needs its branches, separated by commas, as in `concat(conv(1x1, 16), conv(3x3, 16, pad=1), maxpool(3, stride=1, pad=1) conv(1x1, 16))`",
+            )),
+        },
+        "heads" => match &layer.heads {
+            Some(heads) if !heads.is_empty() => Ok(Kind::Heads { names: heads.iter().map(|(n, _)| n.clone()).collect() }),
+            _ => Err(syn::Error::new_spanned(
+                layer,
+                "`heads` needs its named heads, separated by commas, as in `heads(digit: fc(10) softmax, parity: fc(2) softmax)`",
             )),
         },
         "loss" => loss(layer),
@@ -273,7 +286,11 @@ fn lrn(layer: &LayerSyntax) -> syn::Result<Kind> {
 
 fn loss(layer: &LayerSyntax) -> syn::Result<Kind> {
     let usage = "loss(cross_entropy), loss(bce) or loss(mse)";
-    let args = Args::read(layer, &[], usage, 1)?;
+    let args = Args::read(layer, &["weight"], usage, 1)?;
+    let weight = match args.get("weight") {
+        Some(w) => float_in(w, "the loss weight", |w| w > 0.0 && w.is_finite(), "greater than 0")?,
+        None => Float(1.0),
+    };
     let v = &args.positional[0].value;
     let text = compact(v);
     let loss = match text.replace('-', "_").to_ascii_lowercase().as_str() {
@@ -288,7 +305,7 @@ fn loss(layer: &LayerSyntax) -> syn::Result<Kind> {
             return Err(syn::Error::new_spanned(v, format!("unknown loss `{text}`{hint}")));
         }
     };
-    Ok(Kind::Loss(loss))
+    Ok(Kind::Loss(loss, weight))
 }
 
 /// The error for a layer name that is not ours, with the name it likely means.
@@ -407,7 +424,7 @@ mod tests {
         assert_eq!(kinds[4], Kind::Act(ActKind::LeakyRelu(Float(0.2))));
         assert_eq!(kinds[7], Kind::Dropout { p: Float(0.5) });
         assert_eq!(kinds[9], Kind::Lrn { size: 5, alpha: Float(1e-4), beta: Float(0.75), k: Float(2.0) });
-        assert_eq!(kinds[11], Kind::Loss(LossKind::Mse));
+        assert_eq!(kinds[11], Kind::Loss(LossKind::Mse, Float(1.0)));
         let text: Vec<String> = kinds.iter().map(ToString::to_string).collect();
         assert_eq!(text[1..3], ["avgpool(2)", "l2pool(3, stride=1)"]);
         assert_eq!(text[3..8], ["leaky_relu(0.01)", "leaky_relu(0.2)", "sigmoid", "tanh", "dropout(0.5)"]);
@@ -527,5 +544,28 @@ mod tests {
         assert!(error("conv(3x3, 8, groups=0)").contains("at least 1"));
         assert!(error("sparsity(-1)").contains("at least 0"));
         assert!(error("relu6(2)").contains("takes no arguments"));
+    }
+
+    #[test]
+    fn reads_heads_and_loss_weights() {
+        let model =
+            model("input(4) heads(a: fc(2) softmax loss(cross_entropy, weight=0.5), b: fc(1) loss(mse))").unwrap();
+        let heads = &model.layers[1];
+        let Kind::Heads { names } = &heads.kind else { panic!("heads") };
+        assert_eq!(names.iter().map(ToString::to_string).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(heads.branches[0][2].kind, Kind::Loss(LossKind::CrossEntropy, Float(0.5)));
+        assert_eq!(heads.branches[1][1].kind, Kind::Loss(LossKind::Mse, Float(1.0)));
+        assert_eq!(
+            list_text(&model.layers),
+            "input(4) heads(a: fc(2) softmax loss(cross_entropy, weight=0.5), b: fc(1) loss(mse))"
+        );
+        assert_eq!(model.count, 7, "heads are numbered depth-first");
+        assert!(error("heads").contains("needs its named heads"));
+        assert!(error("heads()").contains("needs its named heads"));
+        assert!(error("loss(mse, weight=0)").contains("greater than 0"));
+        assert!(error("loss(mse, weight=inf)").contains("a number"), "{}", error("loss(mse, weight=inf)"));
+        assert!(error("loss(mse, wieght=2)").contains("did you mean `weight`?"));
+        assert!(error("input(4) heads(a: fc(2) rellu)").contains("did you mean `relu`"));
+        assert!(error("multihead(a: fc(2))").contains("did you mean `heads`?"));
     }
 }

@@ -7,6 +7,7 @@
 //! layer := name | name ( tokens )
 //!          | residual ( layer* )  |  residual ( layer* , shortcut = layer* )
 //!          | concat ( layer+ , layer+ , ... )
+//!          | heads ( name : layer+ , name : layer+ , ... )
 //! ```
 
 use proc_macro2::{Delimiter, Group, Ident, TokenStream, TokenTree};
@@ -39,6 +40,8 @@ pub struct LayerSyntax {
     pub block: Option<BlockSyntax>,
     /// The branches of a `concat(...)` block.
     pub branches: Option<Vec<Vec<LayerSyntax>>>,
+    /// The named heads of `heads(...)`.
+    pub heads: Option<Vec<(Ident, Vec<LayerSyntax>)>>,
 }
 
 /// The inside of `residual( body , shortcut = layers )`.
@@ -54,6 +57,9 @@ pub const RESIDUAL: &str = "residual";
 
 /// The name of the block layer that stacks its branches' outputs.
 pub const CONCAT: &str = "concat";
+
+/// The name of the layer that ends a multi-task model in named heads.
+pub const HEADS: &str = "heads";
 
 /// Layers up to the next top-level comma or the end.
 fn layer_list(input: ParseStream) -> syn::Result<Vec<LayerSyntax>> {
@@ -84,6 +90,34 @@ fn branches(input: ParseStream) -> syn::Result<Vec<Vec<LayerSyntax>>> {
         }
     }
     Ok(branches)
+}
+
+/// The heads of `heads( name : layers , name : layers , ... )`, each with at least one layer
+/// (a trailing comma is allowed).
+fn heads(input: ParseStream) -> syn::Result<Vec<(Ident, Vec<LayerSyntax>)>> {
+    const USAGE: &str = "`heads(digit: fc(10) softmax, parity: fc(2) softmax)`";
+    let mut heads = Vec::new();
+    while !input.is_empty() {
+        if !(input.peek(Ident::peek_any) && input.peek2(Token![:]) && !input.peek2(Token![::])) {
+            return Err(input.error(format!("expected a head's name and a colon, as in {USAGE}")));
+        }
+        let name = input.parse::<Ident>().map_err(|e| {
+            Error::new(e.span(), format!("a head's name is an identifier, not a keyword, as in {USAGE}"))
+        })?;
+        input.parse::<Token![:]>()?;
+        let layers = layer_list(input)?;
+        if layers.is_empty() {
+            return Err(Error::new(
+                name.span(),
+                format!("head `{name}` has no layers: give it its output layers, as in `{name}: fc(10) softmax`"),
+            ));
+        }
+        heads.push((name, layers));
+        if !input.is_empty() {
+            input.parse::<Token![,]>()?;
+        }
+    }
+    Ok(heads)
 }
 
 impl Parse for BlockSyntax {
@@ -196,7 +230,11 @@ impl Parse for LayerSyntax {
             Some(group) if name == CONCAT => Some(syn::parse::Parser::parse2(branches, group.stream())?),
             _ => None,
         };
-        Ok(LayerSyntax { name, args, block, branches })
+        let heads = match &args {
+            Some(group) if name == HEADS => Some(syn::parse::Parser::parse2(heads, group.stream())?),
+            _ => None,
+        };
+        Ok(LayerSyntax { name, args, block, branches, heads })
     }
 }
 
@@ -279,5 +317,21 @@ mod tests {
         let names: Vec<Vec<String>> = branches.iter().map(|b| b.iter().map(|l| l.name.to_string()).collect()).collect();
         assert_eq!(names, [vec!["conv"], vec!["conv", "relu"], vec!["concat"]]);
         assert_eq!(branches[2][0].branches.as_ref().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn heads_read_their_names_and_layers() {
+        let m = parse("struct M < input(4) fc(8) heads(digit: fc(10) softmax, parity: fc(2) softmax loss(cross_entropy, weight=0.5),) >").unwrap();
+        let heads = m.layers[2].heads.as_ref().unwrap();
+        let names: Vec<String> = heads.iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(names, ["digit", "parity"]);
+        assert_eq!(heads[1].1.len(), 3);
+        let err = |text: &str| parse(text).err().expect(text).to_string();
+        assert!(err("struct M < input(4) heads(fc(2)) >").contains("a head's name and a colon"));
+        assert!(err("struct M < input(4) heads(a fc(2)) >").contains("a head's name and a colon"));
+        assert!(err("struct M < input(4) heads(a: , b: fc(2)) >").contains("head `a` has no layers"));
+        assert!(err("struct M < input(4) heads(a: fc(2), b:) >").contains("head `b` has no layers"));
+        assert!(err("struct M < input(4) heads(fn: fc(2)) >").contains("not a keyword"));
+        assert!(err("struct M < input(4) heads(a::b: fc(2)) >").contains("a head's name and a colon"));
     }
 }

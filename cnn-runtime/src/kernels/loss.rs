@@ -88,6 +88,24 @@ impl Loss {
         (self.sum(n, k, z, out, targets, Some(dz)) / n as f64) as f32
     }
 
+    /// [`loss_and_grad`](Self::loss_and_grad) times `weight`, the gradient in `dz` scaled
+    /// alike: a head's share of a multi-task model's training loss.
+    #[allow(clippy::too_many_arguments)]
+    pub fn weighted_loss_and_grad(
+        self,
+        weight: f32,
+        n: usize,
+        k: usize,
+        z: &[f32],
+        out: &[f32],
+        targets: Targets<'_>,
+        dz: &mut [f32],
+    ) -> f32 {
+        let loss = self.loss_and_grad(n, k, z, out, targets, dz);
+        dz[..n * k].iter_mut().for_each(|g| *g *= weight);
+        weight * loss
+    }
+
     /// Sum over the batch of the per-sample loss (f64), from `z`/`out`, for evaluation.
     ///
     /// The per-sample loss of binary cross-entropy and the mean squared error is the mean over
@@ -345,6 +363,19 @@ mod tests {
                     assert!((sum / n as f64 - want).abs() <= 1e-12 * want.abs().max(1.0), "{loss:?}: sum {sum}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_weighted_loss_scales_the_loss_and_its_gradient() {
+        for loss in LOSSES {
+            let (n, k, labels, _) = cases(loss).remove(0);
+            let z: Vec<f32> = random_vec(n * k, 7).iter().map(|v| 2.0 * v).collect();
+            let (out, value, dz) = evaluate(loss, n, k, &z, Targets::Labels(&labels));
+            let mut scaled = vec![f32::NAN; n * k];
+            let weighted = loss.weighted_loss_and_grad(0.25, n, k, &z, &out, Targets::Labels(&labels), &mut scaled);
+            assert_eq!(weighted, 0.25 * value, "{loss:?}");
+            assert_eq!(scaled, dz.iter().map(|g| 0.25 * g).collect::<Vec<_>>(), "{loss:?}");
         }
     }
 
