@@ -3,7 +3,7 @@
 
 mod common;
 
-use cnn::io::{load_weights, save_weights};
+use cnn::io::{load_checkpoint, load_weights, save_checkpoint, save_weights, Progress};
 use cnn::{cnn, Adam, Error, Loss, MultiTask, Network, PerHead, Sgd, Shape, Targets};
 use common::{gradient_error_of, lines, Lcg};
 
@@ -214,7 +214,7 @@ fn a_multi_task_model_learns_both_tasks() {
 }
 
 #[test]
-fn weights_of_a_model_with_heads_save_and_load() {
+fn weights_and_checkpoints_of_a_model_with_heads_save_and_load() {
     let dir = std::env::temp_dir().join(format!("cnn-heads-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("multi.safetensors");
@@ -223,6 +223,21 @@ fn weights_of_a_model_with_heads_save_and_load() {
     let mut loaded = Multi::with_seed(10);
     load_weights(&mut loaded, &path).unwrap();
     assert_eq!(loaded.params(), model.params());
+
+    // A checkpoint resumes training where it stopped, with the optimizer's state.
+    let x = Lcg(2).vec(4 * Multi::INPUT_LEN);
+    let (classes, flags, sizes) = multi_targets(4, 3);
+    let targets =
+        MultiHeads { class: Targets::Labels(&classes), flags: Targets::Dense(&flags), size: Targets::Dense(&sizes) };
+    let (mut model, mut opt) = (Multi::with_seed(9), Adam::new(0.01).unwrap());
+    model.train_step(&mut opt, &x, targets).unwrap();
+    let checkpoint = dir.join("multi.ckpt.safetensors");
+    save_checkpoint(&model, &opt, Progress { epoch: 1, step: 1, seed: 5 }, &checkpoint).unwrap();
+    let (mut resumed, mut resumed_opt) = (Multi::with_seed(1), Adam::new(0.01).unwrap());
+    load_checkpoint(&mut resumed, &mut resumed_opt, &checkpoint).unwrap();
+    model.train_step(&mut opt, &x, targets).unwrap();
+    resumed.train_step(&mut resumed_opt, &x, targets).unwrap();
+    assert_eq!(resumed.params(), model.params(), "the resumed run takes the same step");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -5,7 +5,7 @@ mod counting;
 
 use std::sync::atomic::Ordering;
 
-use cnn::{cnn, Adam, Model, Optimizer, Sgd};
+use cnn::{cnn, Adam, Model, MultiTask, Optimizer, PerHead, Sgd, Targets};
 use counting::ALLOCATIONS;
 
 cnn! {
@@ -37,6 +37,35 @@ cnn! {
         sparsity(0.01)
         concat(fc(6), fc(4) tanh) fc(4) softmax
     >
+}
+
+cnn! {
+    /// A trunk and three heads, one of them with a sparsity penalty.
+    struct Tasks <
+        input(12x12x1)
+        conv(3x3, 6, pad=1) relu pool(2)
+        heads(digit: fc(10) softmax, flags: conv(3x3, 4) sparsity(0.01) fc(3) sigmoid, size: fc(1) loss(mse, weight=2))
+    >
+}
+
+/// Allocations made by 20 training steps, forward passes and an evaluation of a model with
+/// heads after a first round, then by a step on a smaller batch.
+fn heads_allocations_after_the_first_step<M: MultiTask>(mut model: M, opt: &mut dyn Optimizer) -> usize {
+    let x: Vec<f32> = (0..64 * M::INPUT_LEN).map(|i| ((i * 7919) % 255) as f32 / 255.0).collect();
+    let labels: Vec<Vec<usize>> = M::HEADS.iter().map(|h| (0..64).map(|i| i % h.classes()).collect()).collect();
+    let targets = || M::Heads::from_fn(|h| Targets::Labels(&labels[h]));
+    model.train_step(opt, &x, targets()).unwrap();
+    model.forward(&x).unwrap();
+    model.evaluate(&x, targets(), 64).unwrap();
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..20 {
+        model.train_step(opt, &x, targets()).unwrap();
+        model.forward(&x).unwrap();
+    }
+    model.evaluate(&x, targets(), 64).unwrap();
+    let small = M::Heads::from_fn(|h| Targets::Labels(&labels[h][..10]));
+    model.train_step(opt, &x[..10 * M::INPUT_LEN], small).unwrap();
+    ALLOCATIONS.load(Ordering::Relaxed) - before
 }
 
 /// Allocations made by 20 training steps and predictions after a first one, then by a step on
@@ -86,6 +115,8 @@ fn training_steps_after_the_first_do_not_allocate() {
         assert_eq!(course, 0, "Course with Adam: {course} allocations in 21 steps");
         let graph = allocations_after_the_first_step(Inception::with_seed(1), &mut Sgd::new(0.01, 0.9).unwrap());
         assert_eq!(graph, 0, "Inception with Sgd: {graph} allocations in 21 steps");
+        let tasks = heads_allocations_after_the_first_step(Tasks::with_seed(1), &mut Adam::new(0.01).unwrap());
+        assert_eq!(tasks, 0, "Tasks with Adam: {tasks} allocations in 21 steps");
     });
     // Outside a pool each call enters rayon's global pool once, through its queue of outside
     // jobs, which allocates one block per 63 jobs: at most one allocation in 50 calls.

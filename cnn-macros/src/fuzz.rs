@@ -109,6 +109,8 @@ const OTHER_IDENTS: &[&str] = &[
     "_",
     "x",
     "padding",
+    "weight",
+    "digit",
 ];
 
 /// An identifier for a mutation: a layer name or one of [`OTHER_IDENTS`].

@@ -48,6 +48,9 @@ pub trait PerHead<T>: Sized {
     /// The value of head `head` (its index in the order written), or `None` past the last.
     fn get(&self, head: usize) -> Option<&T>;
 
+    /// The value of head `head`, mutable, or `None` past the last.
+    fn get_mut(&mut self, head: usize) -> Option<&mut T>;
+
     /// Values from `f(head)` for each head, in order.
     fn from_fn(f: impl FnMut(usize) -> T) -> Self;
 }
@@ -66,7 +69,7 @@ pub trait PerHead<T>: Sized {
 /// let mut model = Twins::new();
 /// let x = [0.5, -1.0, 2.0, 0.0, 1.0, 1.0, -0.5, 0.25];
 /// let targets = TwinsHeads { class: Targets::Labels(&[2, 0]), size: Targets::Dense(&[1.5, -0.5]) };
-/// let mut opt = Sgd::new(0.1);
+/// let mut opt = Sgd::new(0.1, 0.9)?;
 /// let loss = model.train_step(&mut opt, &x, targets)?;
 /// assert!(loss.is_finite());
 /// let out = model.forward(&x)?;
@@ -142,13 +145,14 @@ pub trait MultiTask: Network {
         }
         // No batch holds more than the whole set, which also keeps `batch * INPUT_LEN` in range.
         let batch = batch.min(n);
-        let mut sums = vec![(0.0f64, 0.0f64); Self::HEADS.len()];
+        let mut sums = Self::Heads::from_fn(|_| (0.0f64, 0.0f64));
         in_pool(|| {
             for (b, xs) in x.chunks(batch * Self::INPUT_LEN).enumerate() {
                 let m = xs.len() / Self::INPUT_LEN;
                 self.forward_pass(m, xs, None);
                 let acts = activations(self);
-                for (h, (head, (loss, hits))) in Self::HEADS.iter().zip(&mut sums).enumerate() {
+                for (h, head) in Self::HEADS.iter().enumerate() {
+                    let (loss, hits) = sums.get_mut(h).expect("one sum per head");
                     let k = head.output_len;
                     let part = match *targets.get(h).expect("one target per head") {
                         Targets::Labels(l) => Targets::Labels(&l[b * batch..b * batch + m]),
@@ -161,7 +165,10 @@ pub trait MultiTask: Network {
             }
         });
         let mean = |v: f64| (v / n as f64) as f32;
-        Ok(Self::Heads::from_fn(|h| Evaluation { loss: mean(sums[h].0), accuracy: mean(sums[h].1) }))
+        Ok(Self::Heads::from_fn(|h| {
+            let (loss, hits) = *sums.get(h).expect("one sum per head");
+            Evaluation { loss: mean(loss), accuracy: mean(hits) }
+        }))
     }
 }
 

@@ -83,6 +83,13 @@ pub fn per_head_struct(vis: &TokenStream, name: &Ident, names: &[Ident]) -> Toke
                 }
             }
 
+            fn get_mut(&mut self, head: usize) -> ::core::option::Option<&mut T> {
+                match head {
+                    #(#indices => ::core::option::Option::Some(&mut self.#names),)*
+                    _ => ::core::option::Option::None,
+                }
+            }
+
             fn from_fn(mut f: impl ::core::ops::FnMut(usize) -> T) -> Self {
                 #strukt { #(#names: f(#indices)),* }
             }

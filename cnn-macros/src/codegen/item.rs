@@ -1,4 +1,5 @@
-//! The generated item: the struct, its inherent methods and its `Network` and `Model` impls,
+//! The generated item: the struct, its inherent methods and its `Network` and `Model` impls (or,
+//! for a model with heads, `MultiTask` and the struct of one value per head: [`super::heads`]),
 //! assembled from the passes' code and the descriptions.
 
 use proc_macro2::{Ident, TokenStream};

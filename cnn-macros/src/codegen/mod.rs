@@ -38,7 +38,7 @@ fn rt() -> TokenStream {
     quote!(::cnn::__private)
 }
 
-/// The whole expansion: struct, constants, `Model` impl; wrapped in a block that evaluates to
+/// The whole expansion: struct, constants, `Network` impl and `Model` (or `MultiTask`) impl; wrapped in a block that evaluates to
 /// a new model for the expression form.
 pub fn expand(model: &Model, checked: &Checked) -> TokenStream {
     let program = Program::lower(model, checked);
