@@ -128,33 +128,7 @@ fn stub(header: &Header, input_len: Option<usize>, classes: Option<usize>, heads
                 const LOSS: ::cnn::Loss = ::cnn::Loss::CrossEntropy;
             }
         },
-        Some(names) => {
-            // Each name once: a repeated one is reported already, and must not repeat a field.
-            let mut unique: Vec<Ident> = Vec::with_capacity(names.len());
-            for n in names {
-                if !unique.contains(n) {
-                    unique.push(n.clone());
-                }
-            }
-            let vis_tokens = vis.to_token_stream();
-            let per_head = per_head_struct(&vis_tokens, &name, &unique);
-            let strukt = heads_struct(&name);
-            quote! {
-                #per_head
-
-                #[allow(dead_code, unused_variables, clippy::all)]
-                impl #name {
-                    #vis fn classify<#in_generic>(&mut self, x: &#in_ty) -> #strukt<usize> {
-                        ::core::unreachable!()
-                    }
-                }
-
-                impl ::cnn::MultiTask for #name {
-                    const HEADS: &'static [::cnn::HeadInfo] = &[];
-                    type Heads<T: ::core::marker::Send + ::core::marker::Sync> = #strukt<T>;
-                }
-            }
-        }
+        Some(names) => heads_stub(&name, vis, names, &in_generic, &in_ty),
     };
     quote! {
         #(#docs)*
@@ -176,6 +150,41 @@ fn stub(header: &Header, input_len: Option<usize>, classes: Option<usize>, heads
         #outputs
 
         #traits
+    }
+}
+
+/// The per-head struct, `classify` and `MultiTask` impl of the stub of a model with heads
+/// `names`, whose single-sample input is `in_ty` (generic over `in_generic`).
+fn heads_stub(
+    name: &Ident,
+    vis: &Visibility,
+    names: &[Ident],
+    in_generic: &TokenStream,
+    in_ty: &TokenStream,
+) -> TokenStream {
+    // Each name once: a repeated one is reported already, and must not repeat a field.
+    let mut unique: Vec<Ident> = Vec::with_capacity(names.len());
+    for n in names {
+        if !unique.contains(n) {
+            unique.push(n.clone());
+        }
+    }
+    let per_head = per_head_struct(&vis.to_token_stream(), name, &unique);
+    let strukt = heads_struct(name);
+    quote! {
+        #per_head
+
+        #[allow(dead_code, unused_variables, clippy::all)]
+        impl #name {
+            #vis fn classify<#in_generic>(&mut self, x: &#in_ty) -> #strukt<usize> {
+                ::core::unreachable!()
+            }
+        }
+
+        impl ::cnn::MultiTask for #name {
+            const HEADS: &'static [::cnn::HeadInfo] = &[];
+            type Heads<T: ::core::marker::Send + ::core::marker::Sync> = #strukt<T>;
+        }
     }
 }
 
