@@ -94,22 +94,38 @@ impl<
 
 /// Unfolds one `[d, h, w]` sample into a `[d*fh*fw, oh*ow]` matrix (see [`Conv2d::im2col`]).
 #[inline(always)]
-pub fn im2col(
+pub fn im2col(x: &[f32], cols: &mut [f32], dims: [usize; 3], f: [usize; 2], stride: [usize; 2], pad: [usize; 2]) {
+    let [oh, ow] = out_dims(dims, f, stride, pad);
+    im2col_strided(x, cols, oh * ow, dims, f, stride, pad);
+}
+
+/// The output height and width of a window over `[d, h, w]`.
+#[inline(always)]
+fn out_dims([_, h, w]: [usize; 3], [fh, fw]: [usize; 2], [sh, sw]: [usize; 2], [ph, pw]: [usize; 2]) -> [usize; 2] {
+    [window_len(h, fh, sh, ph), window_len(w, fw, sw, pw)]
+}
+
+/// [`im2col`] into the first `oh*ow` columns of a matrix whose rows are `ld` apart: one sample's
+/// block of a matrix that holds several samples side by side.
+#[inline(always)]
+fn im2col_strided(
     x: &[f32],
     cols: &mut [f32],
+    ld: usize,
     [d, h, w]: [usize; 3],
     [fh, fw]: [usize; 2],
     [sh, sw]: [usize; 2],
     [ph, pw]: [usize; 2],
 ) {
     let (oh, ow) = (window_len(h, fh, sh, ph), window_len(w, fw, sw, pw));
-    debug_assert!(x.len() >= d * h * w && cols.len() >= d * fh * fw * oh * ow);
-    let mut rows = cols.chunks_exact_mut(oh * ow);
+    debug_assert!(x.len() >= d * h * w && cols.len() >= (d * fh * fw - 1) * ld + oh * ow);
+    let mut at = 0;
     for c in 0..d {
         let plane = &x[c * h * w..(c + 1) * h * w];
         for i in 0..fh {
             for j in 0..fw {
-                let row = rows.next().expect("cols holds d*fh*fw rows");
+                let row = &mut cols[at..at + oh * ow];
+                at += ld;
                 for oy in 0..oh {
                     let out = &mut row[oy * ow..(oy + 1) * ow];
                     let iy = (oy * sh + i).wrapping_sub(ph);
@@ -175,8 +191,16 @@ pub fn im2row(
 /// The adjoint of [`im2col`]: adds each entry of `cols` back onto the input position it came
 /// from. `dx` is accumulated into, not overwritten.
 #[inline(always)]
-pub fn col2im(
+pub fn col2im(cols: &[f32], dx: &mut [f32], dims: [usize; 3], f: [usize; 2], stride: [usize; 2], pad: [usize; 2]) {
+    let [oh, ow] = out_dims(dims, f, stride, pad);
+    col2im_strided(cols, oh * ow, dx, dims, f, stride, pad);
+}
+
+/// [`col2im`] from the first `oh*ow` columns of a matrix whose rows are `ld` apart.
+#[inline(always)]
+fn col2im_strided(
     cols: &[f32],
+    ld: usize,
     dx: &mut [f32],
     [d, h, w]: [usize; 3],
     [fh, fw]: [usize; 2],
@@ -184,13 +208,14 @@ pub fn col2im(
     [ph, pw]: [usize; 2],
 ) {
     let (oh, ow) = (window_len(h, fh, sh, ph), window_len(w, fw, sw, pw));
-    debug_assert!(dx.len() >= d * h * w && cols.len() >= d * fh * fw * oh * ow);
-    let mut rows = cols.chunks_exact(oh * ow);
+    debug_assert!(dx.len() >= d * h * w && cols.len() >= (d * fh * fw - 1) * ld + oh * ow);
+    let mut at = 0;
     for c in 0..d {
         let plane = &mut dx[c * h * w..(c + 1) * h * w];
         for i in 0..fh {
             for j in 0..fw {
-                let row = rows.next().expect("cols holds d*fh*fw rows");
+                let row = &cols[at..at + oh * ow];
+                at += ld;
                 for oy in 0..oh {
                     let iy = (oy * sh + i).wrapping_sub(ph);
                     if iy >= h {
@@ -402,13 +427,46 @@ impl Geometry {
         [hq, wq, self.k * hq * wq + self.f[1] - 1, self.h * wq]
     }
 
-    /// Scratch per chunk, which the groups use one after the other. On the im2col path the two
-    /// gradients take it one after the other: the larger of im2col's matrix and the weight
-    /// gradient's part. With shifted views, the larger of the forward (padded input, wide
-    /// output) and backward (the weight gradient's part, then flipped filters, padded output
-    /// gradient, wide input gradient) needs.
+    /// Samples per product on the im2col path: enough that a product is about 128 columns
+    /// wide (and the weight gradient's inner dimension as long), at most 16. Small outputs (a
+    /// 3x3 map has 9 positions) would otherwise make products too narrow for a register tile and
+    /// weight gradients that load and store all of `dW` for 9 multiply-adds per value. 1 with
+    /// shifted views, whose outputs are wide already.
+    const fn batch(&self) -> usize {
+        if self.shifted {
+            return 1;
+        }
+        let b = 128usize.div_ceil(self.n());
+        if b > 16 {
+            16
+        } else {
+            b
+        }
+    }
+
+    /// Columns of the products of [`Geometry::batch`] samples.
+    const fn batch_n(&self) -> usize {
+        self.batch() * self.n()
+    }
+
+    /// The output gradient of a batch of samples side by side (`[K, batch * N]`), where the
+    /// batch holds more than one sample; nothing otherwise.
+    const fn gathered(&self) -> usize {
+        if self.batch() > 1 {
+            self.k * self.batch_n()
+        } else {
+            0
+        }
+    }
+
+    /// Scratch per chunk, which the groups use one after the other. On the im2col path: the
+    /// forward's im2col matrix and product of a batch of samples, or one after the other the
+    /// two gradients' (the weight gradient's part, then the im2col matrix and gathered output
+    /// gradient of the input gradient). With shifted views, the larger of the forward (padded
+    /// input, wide output) and backward (the weight gradient's part, then flipped filters,
+    /// padded output gradient, wide input gradient) needs.
     const fn scratch(&self) -> usize {
-        let cols = self.r() * self.n();
+        let cols = self.r() * self.batch_n() + self.gathered();
         if !self.shifted {
             return if cols > self.dw_scratch() { cols } else { self.dw_scratch() };
         }
@@ -423,26 +481,27 @@ impl Geometry {
     }
 
     /// The weight gradient's part of the backward scratch: the unfolded input (padded input or
-    /// im2col's matrix), transposed output gradient and `dWᵀ`; with fewer than 16 filters, the
-    /// padded input and the output gradient over the padded width, or im2row's matrix.
+    /// im2col's matrix of a batch) and transposed output gradient; with fewer than 16
+    /// filters, the padded input and the output gradient over the padded width, or im2row's
+    /// matrix of a batch and its gathered output gradient.
     const fn dw_scratch(&self) -> usize {
-        let unfolded = if self.shifted { self.padded()[2] } else { self.r() * self.n() };
+        let unfolded = if self.shifted { self.padded()[2] } else { self.r() * self.batch_n() };
         if self.transposed_dw() {
-            unfolded + self.wide_n() * self.k + self.r() * self.k
+            unfolded + self.wide_n() * self.k
         } else if self.shifted {
             unfolded + self.k * self.np()
         } else {
-            self.r() * self.n()
+            unfolded + self.gathered()
         }
     }
 
     /// Output positions per channel as the GEMMs compute them: over the padded width with
-    /// shifted views, else the real ones.
+    /// shifted views, else the real ones of a batch of samples side by side.
     const fn wide_n(&self) -> usize {
         if self.shifted {
             self.np()
         } else {
-            self.n()
+            self.batch_n()
         }
     }
 
@@ -513,21 +572,49 @@ fn conv_forward<S: Dims>(act: Act, n: usize, x: &[f32], y: &mut [f32], p: &[f32]
             }
             return;
         }
+        // Up to `batch` samples side by side in each product.
         let (dims, f, st, pad) = g.dims();
-        let cols = &mut scratch[..r * nn];
-        for (y, x) in y.chunks_exact_mut(out).zip(x.chunks_exact(inp)) {
-            for (gi, (y, x)) in y.chunks_exact_mut(gout).zip(x.chunks_exact(gin)).enumerate() {
-                im2col(x, cols, dims, f, st, pad);
-                // shape: [K, R] x [R, N] -> [K, N]
+        let (cols, rest) = scratch.split_at_mut(r * g.batch_n());
+        let wide = &mut rest[..g.gathered()];
+        for (ys, xs) in y.chunks_mut(g.batch() * out).zip(x.chunks(g.batch() * inp)) {
+            let cn = xs.len() / inp * nn;
+            for gi in 0..g.groups {
+                for (s, x) in group_of(xs, inp, gin, gi).enumerate() {
+                    im2col_strided(x, &mut cols[s * nn..], cn, dims, f, st, pad);
+                }
+                // shape: [K, R] x [R, samples * N] -> [K, samples * N]
                 let w = Mat::new(&w[gi * gw..(gi + 1) * gw], g.k, r);
-                gemm(1.0, w, Mat::new(cols, r, nn), 0.0, MatMut::new(y, g.k, nn));
-                for (k, row) in y.chunks_exact_mut(nn).enumerate() {
-                    let bias = bias_of(gi * g.k + k);
-                    row.iter_mut().for_each(|v| *v = act.apply(*v + bias));
+                if cn == nn {
+                    let y = &mut ys[gi * gout..(gi + 1) * gout];
+                    gemm(1.0, w, Mat::new(cols, r, nn), 0.0, MatMut::new(y, g.k, nn));
+                    for (k, row) in y.chunks_exact_mut(nn).enumerate() {
+                        let bias = bias_of(gi * g.k + k);
+                        row.iter_mut().for_each(|v| *v = act.apply(*v + bias));
+                    }
+                    continue;
+                }
+                gemm(1.0, w, Mat::new(cols, r, cn), 0.0, MatMut::new(wide, g.k, cn));
+                for (s, y) in group_of_mut(ys, out, gout, gi).enumerate() {
+                    for (k, y) in y.chunks_exact_mut(nn).enumerate() {
+                        let (bias, wide) = (bias_of(gi * g.k + k), &wide[k * cn + s * nn..k * cn + (s + 1) * nn]);
+                        y.iter_mut().zip(wide).for_each(|(y, v)| *y = act.apply(v + bias));
+                    }
                 }
             }
         }
     });
+}
+
+/// The output gradients of group `gi` of the samples `dz` (`out` values each, `gout` per
+/// group, `nn` per channel) side by side in `dzb`, `[K, samples * nn]`.
+#[inline(always)]
+fn gather(dz: &[f32], [out, gout, nn]: [usize; 3], gi: usize, dzb: &mut [f32]) {
+    let cn = dz.len() / out * nn;
+    for (s, dz) in group_of(dz, out, gout, gi).enumerate() {
+        for (k, dz) in dz.chunks_exact(nn).enumerate() {
+            dzb[k * cn + s * nn..k * cn + (s + 1) * nn].copy_from_slice(dz);
+        }
+    }
 }
 
 /// The activations `x`, `y` and their gradients `dy` (folded in place into the gradient
@@ -557,8 +644,11 @@ fn conv_backward<S: Dims>(
         let g = &S::GEOMETRY;
         let (dy, y, x) = (dys.take(c), chunk(y, len * out, c), chunk(x, len * inp, c));
         let (scratch, part, dx) = (scratches.take(c), parts.take(c), dxs.as_ref().map(|d| d.take(c)));
-        part.fill(0.0);
         let (dw, db) = part.split_at_mut(g.weights());
+        db.fill(0.0);
+        if !g.transposed_dw() {
+            dw.fill(0.0);
+        }
         for (dz, y) in dy.chunks_exact_mut(out).zip(y.chunks_exact(out)) {
             // dz = dy * act'(y), folded in place.
             act.backward_in_place(y, dz);
@@ -577,28 +667,54 @@ fn conv_backward<S: Dims>(
         }
     });
     reduce_partials(n, &partial[..count * params], &mut dp[..params]);
+    if g.transposed_dw() {
+        untranspose(g, &mut dp[..g.weights()], &mut partial[..g.weights()]);
+    }
 }
 
-/// `dw` (`[K, R]`, zero on entry) = the chunk's output gradients `dz` against its inputs `x`,
-/// group after group.
+/// Turns the weight gradient `dw`, summed as `dWᵀ` (`[R, K]` per group), into `dW` (`[K, R]`),
+/// through `tmp` (as long): once per pass, after the chunks' sums are added, rather than once
+/// per chunk.
+fn untranspose(g: &Geometry, dw: &mut [f32], tmp: &mut [f32]) {
+    let (r, k, gw) = (g.r(), g.k, g.group_weights());
+    tmp.copy_from_slice(dw);
+    // Blocks of filters, each task writing whole rows of `dW` from rows of `dWᵀ` read in order.
+    let rows = k.div_ceil(super::MAX_CHUNKS).max(8);
+    let blocks = k.div_ceil(rows);
+    for (dw, t) in dw.chunks_exact_mut(gw).zip(tmp.chunks_exact(gw)) {
+        let parts = ChunksMut::new(dw, rows * r);
+        for_each_chunk(blocks, &|b| {
+            let dw = parts.take(b);
+            let k0 = b * rows;
+            for (tap, row) in t.chunks_exact(k).enumerate() {
+                for (kk, &v) in row[k0..k0 + dw.len() / r].iter().enumerate() {
+                    dw[kk * r + tap] = v;
+                }
+            }
+        });
+    }
+}
+
+/// `dw` = the chunk's output gradients `dz` against its inputs `x`, group after group: `dW`
+/// (`[K, R]`, zero on entry) added to, or with enough filters `dWᵀ` (`[R, K]`) written.
 #[inline(always)]
 fn weight_gradient(g: &Geometry, dz: &[f32], x: &[f32], dw: &mut [f32], scratch: &mut [f32]) {
     let (r, nn, (inp, out)) = (g.r(), g.n(), (g.inputs(), g.outputs()));
     let (gin, gout, gw) = (g.group_inputs(), g.group_outputs(), g.group_weights());
+    if !g.shifted {
+        weight_gradient_unfolded(g, dz, x, dw, scratch);
+        return;
+    }
     if g.transposed_dw() {
-        // dWᵀ [R, K] = the unfolded input [R, N'] x dzᵀ [N', K]. With shifted views, N' runs over
-        // the padded width and dzᵀ is zero in the throw-away columns, so that they add nothing.
-        let (dims, f, st, pad) = g.dims();
+        // dWᵀ [R, K] = the padded input's taps [R, N'] x dzᵀ [N', K], N' running over the
+        // padded width, where dzᵀ is zero in the throw-away columns so that they add nothing.
         let [hp, wp, xp_len] = g.padded();
-        let (wide, width) = (g.wide_n(), if g.shifted { wp } else { g.ow });
-        let (unfolded, rest) = scratch.split_at_mut(if g.shifted { xp_len } else { r * nn });
-        let (dzt, rest) = rest.split_at_mut(wide * g.k);
-        let dwt = &mut rest[..r * g.k];
-        if g.shifted {
-            // The padding and the throw-away columns, which the loops below leave alone.
-            unfolded.fill(0.0);
-            dzt.fill(0.0);
-        }
+        let (wide, width) = (g.wide_n(), wp);
+        let (unfolded, rest) = scratch.split_at_mut(xp_len);
+        let dzt = &mut rest[..wide * g.k];
+        // The padding and the throw-away columns, which the loops below leave alone.
+        unfolded.fill(0.0);
+        dzt.fill(0.0);
         for (gi, dw) in dw.chunks_exact_mut(gw).enumerate() {
             for (s, (dz, x)) in group_of(dz, out, gout, gi).zip(group_of(x, inp, gin, gi)).enumerate() {
                 for (k, dz) in dz.chunks_exact(nn).enumerate() {
@@ -608,52 +724,78 @@ fn weight_gradient(g: &Geometry, dz: &[f32], x: &[f32], dw: &mut [f32], scratch:
                         }
                     }
                 }
-                let a = if g.shifted {
-                    pad_into(x, unfolded, [g.d, g.h, g.w], g.pad, [hp, wp]);
-                    Mat::taps(unfolded, [g.d, hp, wp], g.f, wide)
-                } else {
-                    im2col(x, unfolded, dims, f, st, pad);
-                    Mat::new(unfolded, r, nn)
-                };
+                pad_into(x, unfolded, [g.d, g.h, g.w], g.pad, [hp, wp]);
+                let a = Mat::taps(unfolded, [g.d, hp, wp], g.f, wide);
                 let beta = if s == 0 { 0.0 } else { 1.0 };
-                gemm(1.0, a, Mat::new(dzt, wide, g.k), beta, MatMut::new(dwt, r, g.k));
-            }
-            for (k, dw) in dw.chunks_exact_mut(r).enumerate() {
-                for (t, dw) in dw.iter_mut().enumerate() {
-                    *dw = dwt[t * g.k + k];
-                }
+                gemm(1.0, a, Mat::new(dzt, wide, g.k), beta, MatMut::new(dw, r, g.k));
             }
         }
         return;
     }
-    if g.shifted {
-        // dW [K, R] += dz [K, OH*WP] (zero in the throw-away columns) x the taps of the padded
-        // input, transposed: dot products of the output gradient's rows with the taps.
-        let [hp, wp, xp_len] = g.padded();
-        let np = g.np();
-        let (xp, rest) = scratch.split_at_mut(xp_len);
-        let dzw = &mut rest[..g.k * np];
-        xp.fill(0.0);
-        dzw.fill(0.0);
-        for (gi, dw) in dw.chunks_exact_mut(gw).enumerate() {
-            for (dz, x) in group_of(dz, out, gout, gi).zip(group_of(x, inp, gin, gi)) {
-                pad_into(x, xp, [g.d, g.h, g.w], g.pad, [hp, wp]);
-                for (row, wide) in dz.chunks_exact(g.ow).zip(dzw.chunks_exact_mut(wp)) {
-                    wide[..g.ow].copy_from_slice(row);
-                }
-                let taps = Mat::taps(xp, [g.d, hp, wp], g.f, np).t();
-                gemm(1.0, Mat::new(dzw, g.k, np), taps, 1.0, MatMut::new(dw, g.k, r));
-            }
-        }
-        return;
-    }
-    let (dims, f, st, pad) = g.dims();
-    let rows = &mut scratch[..r * nn];
+    // dW [K, R] += dz [K, OH*WP] (zero in the throw-away columns) x the taps of the padded
+    // input, transposed: dot products of the output gradient's rows with the taps.
+    let [hp, wp, xp_len] = g.padded();
+    let np = g.np();
+    let (xp, rest) = scratch.split_at_mut(xp_len);
+    let dzw = &mut rest[..g.k * np];
+    xp.fill(0.0);
+    dzw.fill(0.0);
     for (gi, dw) in dw.chunks_exact_mut(gw).enumerate() {
         for (dz, x) in group_of(dz, out, gout, gi).zip(group_of(x, inp, gin, gi)) {
-            im2row(x, rows, dims, f, st, pad);
-            // dW [K, R] += dz [K, N] x rows [N, R]
-            gemm(1.0, Mat::new(dz, g.k, nn), Mat::new(rows, nn, r), 1.0, MatMut::new(dw, g.k, r));
+            pad_into(x, xp, [g.d, g.h, g.w], g.pad, [hp, wp]);
+            for (row, wide) in dz.chunks_exact(g.ow).zip(dzw.chunks_exact_mut(wp)) {
+                wide[..g.ow].copy_from_slice(row);
+            }
+            let taps = Mat::taps(xp, [g.d, hp, wp], g.f, np).t();
+            gemm(1.0, Mat::new(dzw, g.k, np), taps, 1.0, MatMut::new(dw, g.k, r));
+        }
+    }
+}
+
+/// [`weight_gradient`] on the im2col path, over batches of samples side by side: each product's
+/// inner dimension runs over every position of up to [`Geometry::batch`] samples.
+#[inline(always)]
+fn weight_gradient_unfolded(g: &Geometry, dz: &[f32], x: &[f32], dw: &mut [f32], scratch: &mut [f32]) {
+    let (r, nn, (inp, out)) = (g.r(), g.n(), (g.inputs(), g.outputs()));
+    let (gin, gout, gw) = (g.group_inputs(), g.group_outputs(), g.group_weights());
+    let (dims, f, st, pad) = g.dims();
+    let (b, bn) = (g.batch(), g.batch_n());
+    let (unfolded, rest) = scratch.split_at_mut(r * bn);
+    if g.transposed_dw() {
+        // dWᵀ [R, K] = im2col's matrix [R, samples * N] x dzᵀ [samples * N, K].
+        let dzt = &mut rest[..bn * g.k];
+        for (gi, dw) in dw.chunks_exact_mut(gw).enumerate() {
+            for (bi, (dzs, xs)) in dz.chunks(b * out).zip(x.chunks(b * inp)).enumerate() {
+                let cn = xs.len() / inp * nn;
+                for (s, (dz, x)) in group_of(dzs, out, gout, gi).zip(group_of(xs, inp, gin, gi)).enumerate() {
+                    for (k, dz) in dz.chunks_exact(nn).enumerate() {
+                        for (p, &v) in dz.iter().enumerate() {
+                            dzt[(s * nn + p) * g.k + k] = v;
+                        }
+                    }
+                    im2col_strided(x, &mut unfolded[s * nn..], cn, dims, f, st, pad);
+                }
+                let beta = if bi == 0 { 0.0 } else { 1.0 };
+                gemm(1.0, Mat::new(unfolded, r, cn), Mat::new(dzt, cn, g.k), beta, MatMut::new(dw, r, g.k));
+            }
+        }
+        return;
+    }
+    // dW [K, R] += dz [K, samples * N] x im2row's matrices of the samples, one under the other.
+    let dzb = &mut rest[..g.gathered()];
+    for (gi, dw) in dw.chunks_exact_mut(gw).enumerate() {
+        for (dzs, xs) in dz.chunks(b * out).zip(x.chunks(b * inp)) {
+            let cn = xs.len() / inp * nn;
+            for (s, x) in group_of(xs, inp, gin, gi).enumerate() {
+                im2row(x, &mut unfolded[s * nn * r..], dims, f, st, pad);
+            }
+            let dz = if cn == nn {
+                &dzs[gi * gout..(gi + 1) * gout]
+            } else {
+                gather(dzs, [out, gout, nn], gi, dzb);
+                &dzb[..g.k * cn]
+            };
+            gemm(1.0, Mat::new(dz, g.k, cn), Mat::new(unfolded, cn, r), 1.0, MatMut::new(dw, g.k, r));
         }
     }
 }
@@ -696,13 +838,25 @@ fn input_gradient(g: &Geometry, w: &[f32], dz: &[f32], dx: &mut [f32], scratch: 
         return;
     }
     let (dims, f, st, pad) = g.dims();
-    let cols = &mut scratch[..r * nn];
+    let b = g.batch();
+    let (cols, rest) = scratch.split_at_mut(r * g.batch_n());
+    let dzb = &mut rest[..g.gathered()];
     for (gi, w) in w.chunks_exact(gw).enumerate() {
-        for (dz, dx) in group_of(dz, out, gout, gi).zip(group_of_mut(dx, inp, gin, gi)) {
-            // dcols [R, N] = W^T [R, K] x dz [K, N], then fold back onto the input.
-            gemm(1.0, Mat::new(w, g.k, r).t(), Mat::new(dz, g.k, nn), 0.0, MatMut::new(cols, r, nn));
-            dx.fill(0.0);
-            col2im(cols, dx, dims, f, st, pad);
+        for (dzs, dxs) in dz.chunks(b * out).zip(dx.chunks_mut(b * inp)) {
+            // dcols [R, samples * N] = W^T [R, K] x dz [K, samples * N], then fold back onto
+            // each sample's input.
+            let cn = dzs.len() / out * nn;
+            let dz = if cn == nn {
+                &dzs[gi * gout..(gi + 1) * gout]
+            } else {
+                gather(dzs, [out, gout, nn], gi, dzb);
+                &dzb[..g.k * cn]
+            };
+            gemm(1.0, Mat::new(w, g.k, r).t(), Mat::new(dz, g.k, cn), 0.0, MatMut::new(cols, r, cn));
+            for (s, dx) in group_of_mut(dxs, inp, gin, gi).enumerate() {
+                dx.fill(0.0);
+                col2im_strided(&cols[s * nn..], cn, dx, dims, f, st, pad);
+            }
         }
     }
 }
@@ -875,6 +1029,50 @@ mod tests {
         both_ways::<Conv2d<1, 12, 10, 17, 5, 3, 1, 1, 2, 0>>("5x3, pad 2/0, 17 filters");
         both_ways::<Conv2d<4, 5, 6, 20, 1, 1, 1, 1, 0, 0, false>>("1x1");
         both_ways::<Conv2d<2, 6, 14, 3, 2, 3, 1, 1, 1, 2>>("2x3, pad 1/2");
+    }
+
+    /// `C` on a batch of `n` samples, whose chunks put several samples side by side in each
+    /// product, against `C` on one sample at a time: the same outputs and input gradients (each
+    /// value summed in the same order), and the weight gradient within rounding of the sum of
+    /// the samples' ones.
+    fn batched_as_one_by_one<C: Dims>(what: &str, n: usize) {
+        let g = &C::GEOMETRY;
+        let (inp, out) = (g.inputs(), g.outputs());
+        let [y, dp, dx] = run::<C>(n, 3);
+        let x = random_vec(n * inp, 3);
+        let p = random_vec(g.params(), 4);
+        let dy = random_vec(n * out, 5);
+        let mut sum = vec![0.0f64; g.params()];
+        for s in 0..n {
+            let mut scratch = vec![f32::NAN; g.scratch()];
+            let mut y1 = vec![f32::NAN; out];
+            conv_forward::<C>(Act::Tanh, 1, &x[s * inp..(s + 1) * inp], &mut y1, &p, &mut scratch);
+            assert_eq!(y1, y[s * out..(s + 1) * out], "{what}: output of sample {s}");
+            let mut dy1 = dy[s * out..(s + 1) * out].to_vec();
+            let (mut dx1, mut dp1, mut partial) =
+                (vec![f32::NAN; inp], vec![f32::NAN; g.params()], vec![f32::NAN; g.params()]);
+            let acts = (&x[s * inp..(s + 1) * inp], &y1[..], &mut dy1[..], Some(&mut dx1[..]));
+            conv_backward::<C>(Act::Tanh, 1, acts, (&p, &mut dp1), &mut scratch, &mut partial);
+            assert_eq!(dx1, dx[s * inp..(s + 1) * inp], "{what}: input gradient of sample {s}");
+            sum.iter_mut().zip(&dp1).for_each(|(t, v)| *t += f64::from(*v));
+        }
+        let sum: Vec<f32> = sum.iter().map(|&v| v as f32).collect();
+        assert_close(&dp, &sum, 1e-5, &format!("{what}: weight gradient"));
+    }
+
+    #[test]
+    fn batches_of_samples_give_the_per_sample_results() {
+        // Batches of 37 and 64: chunks of 3 and 4 samples, the last chunk of 37 holding one.
+        // Small outputs (several samples per product), both weight-gradient forms, groups,
+        // strides, padding and rectangular filters.
+        for n in [37, 64] {
+            batched_as_one_by_one::<Conv2d<6, 3, 3, 16, 3, 3, 1, 1, 1, 1>>("3x3 map, 16 filters", n);
+            batched_as_one_by_one::<Conv2d<4, 5, 7, 5, 3, 2, 2, 1, 1, 0, false>>("strided, 5 filters", n);
+            batched_as_one_by_one::<Conv2d<6, 4, 4, 18, 3, 3, 1, 1, 1, 1, true, 3>>("3 groups", n);
+            batched_as_one_by_one::<Conv2d<3, 9, 9, 20, 5, 5, 2, 2, 1, 1>>("5x5 stride 2", n);
+            batched_as_one_by_one::<Conv2d<8, 2, 2, 4, 1, 1, 1, 1, 0, 0>>("1x1 on 2x2", n);
+        }
+        assert!(Conv2d::<6, 3, 3, 16, 3, 3, 1, 1, 1, 1>::GEOMETRY.batch() > 1, "the case above batches");
     }
 
     #[test]
