@@ -1,6 +1,6 @@
-//! Training and inference throughput of the workloads PyTorch is compared with
-//! (`benches/pytorch/`): the README's LeNet-5 and a CIFAR-style network, on 1 and 2 threads,
-//! with the GEMM on each instruction set this processor has, side by side.
+//! Training and inference throughput of two of the networks PyTorch is compared with
+//! (`benches/compare.rs`, `benches/pytorch/`): the README's LeNet-5 and a CIFAR-style network,
+//! on 1 and 2 threads, with the GEMM on each instruction set this processor has, side by side.
 //!
 //! `cargo bench --bench train_step`; criterion reports time per batch and samples per second.
 //! `cargo bench --bench train_step -- lenet5/1-thread` runs a part.

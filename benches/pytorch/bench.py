@@ -1,37 +1,52 @@
 #!/usr/bin/env python3
 """PyTorch's side of the comparison: the workloads of benches/compare.rs, measured the same way
-(median samples per second over timed blocks after a warm-up, random data, SGD with momentum
-0.9), printed one JSON object per line.
+(median rate over timed blocks after a warm-up, random data, SGD with learning rate 0.01 and
+momentum 0.9), printed one JSON object per line.
 
-    python3 benches/pytorch/bench.py [--quick]
+Each network is built from its model's own `PYTORCH` text (the `cnn::Network::PYTORCH` constant),
+as `cargo bench --bench compare -- --models PATH` writes them, so that both sides always run the
+same layers. The matrix-product ceilings need no models file.
+
+    cargo bench --bench compare -- --models /tmp/models.json
+    python3 benches/pytorch/bench.py --models /tmp/models.json [--quick] [--only W1,W2]
+        [--threads 1,2] [--dry]
+
+`--dry` builds every model, checks its parameter count and output width against the models file,
+runs one training step (or prediction) and exits without timing anything.
 """
 
 import json
+import math
 import statistics
 import sys
 import time
 
 import torch
 
-
-def lenet5():
-    return torch.nn.Sequential(
-        torch.nn.Conv2d(1, 6, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(6, 16, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(),
-        torch.nn.Linear(400, 120), torch.nn.ReLU(), torch.nn.Linear(120, 84), torch.nn.ReLU(),
-        torch.nn.Linear(84, 10),
-    )
+CEILINGS = ("gemm_2048", "gemm_256")
 
 
-def cifar():
-    return torch.nn.Sequential(
-        torch.nn.Conv2d(3, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(32, 32, 3, padding=1), torch.nn.ReLU(),
-        torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(64, 64, 3, padding=1), torch.nn.ReLU(),
-        torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(), torch.nn.Linear(4096, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10),
-    )
+def build(source: str, scope=None) -> torch.nn.Module:
+    """The module `source` (a `PYTORCH` constant) defines; `scope` receives its classes.
+
+    The same as `build()` in scripts/torch_course_fixture.py, which the parity tests use.
+    """
+    scope = {} if scope is None else scope
+    scope["torch"] = torch
+    body = source.strip()
+    if body.startswith("class "):
+        head, expression = body.rsplit("\n\n\n", 1)
+        exec(head, scope)
+    else:
+        expression = body
+    return eval(expression, scope)
+
+
+def logits(model):
+    """The model without its final softmax: cross-entropy takes the logits."""
+    if not isinstance(model, torch.nn.Sequential) or not isinstance(model[-1], torch.nn.Softmax):
+        raise SystemExit(f"bench.py: expected a Sequential ending in Softmax, found {type(model[-1]).__name__}")
+    return model[:-1]
 
 
 def median_rate(work, block, blocks, f):
@@ -39,6 +54,7 @@ def median_rate(work, block, blocks, f):
     while time.perf_counter() - start < block:
         f()
         reps += 1
+    reps = max(reps, 1)
     rates = []
     for _ in range(blocks):
         t = time.perf_counter()
@@ -48,28 +64,60 @@ def median_rate(work, block, blocks, f):
     return statistics.median(rates)
 
 
-def train(make, shape, block, blocks):
-    model = make()
+def train_step(spec):
+    """One training step of the model `spec` describes, as the Rust side takes it: batch of
+    random inputs in [-0.5, 0.5), labels i % classes, cross-entropy on the logits, SGD (lr 0.01,
+    momentum 0.9), in training mode (dropout active, batch statistics)."""
+    model = build(spec["pytorch"]).train()
+    head = logits(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x, y = torch.rand(64, *shape) - 0.5, torch.arange(64) % 10
+    n = spec["batch"]
+    x, y = torch.rand(n, *spec["input"]) - 0.5, torch.arange(n) % spec["classes"]
 
     def step():
         opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
+        loss = torch.nn.functional.cross_entropy(head(x), y)
+        loss.backward()
         opt.step()
+        return loss
 
-    return median_rate(64, block, blocks, step)
+    return model, step
 
 
-def infer(make, shape, n, block, blocks):
-    model = make().eval()
-    x = torch.rand(n, *shape) - 0.5
+def prediction(spec):
+    """Predicted classes of a batch, in evaluation mode."""
+    model = build(spec["pytorch"]).eval()
+    x = torch.rand(spec["batch"], *spec["input"]) - 0.5
 
     def run():
         with torch.no_grad():
-            torch.softmax(model(x), dim=1).argmax(dim=1)
+            return model(x).argmax(dim=1)
 
-    return median_rate(n, block, blocks, run)
+    return model, run
+
+
+def measure(spec, block, blocks):
+    _, f = (train_step if spec["task"] == "train" else prediction)(spec)
+    rate = median_rate(spec["batch"], block, blocks, f)
+    return 1e6 / rate if spec["unit"] == "us/sample" else rate
+
+
+def check(spec):
+    """Builds the model, compares it with the models file and runs it once."""
+    model, f = (train_step if spec["task"] == "train" else prediction)(spec)
+    params = sum(p.numel() for p in model.parameters())
+    if params != spec["params"]:
+        raise SystemExit(f"bench.py: {spec['workload']}: {params} parameters in PyTorch, {spec['params']} in cnn")
+    with torch.no_grad():
+        width = model.eval()(torch.rand(2, *spec["input"]) - 0.5).shape
+    if tuple(width) != (2, spec["classes"]):
+        raise SystemExit(f"bench.py: {spec['workload']}: output {tuple(width)}, expected (2, {spec['classes']})")
+    model.train(spec["task"] == "train")
+    out = f()
+    if spec["task"] == "train" and not math.isfinite(out.item()):
+        raise SystemExit(f"bench.py: {spec['workload']}: loss {out.item()}")
+    print(f"{spec['workload']}: {spec['model']} builds from its PYTORCH text, {params:,} parameters, "
+          f"input {tuple(spec['input'])}, {spec['classes']} classes, one {spec['task']} pass ran", file=sys.stderr)
 
 
 def gemm(size, block, blocks):
@@ -84,22 +132,54 @@ def report(workload, threads, value, unit):
     sys.stdout.flush()
 
 
+def option(name, default=None):
+    args = sys.argv[1:]
+    if name not in args:
+        return default
+    i = args.index(name)
+    if i + 1 >= len(args):
+        raise SystemExit(f"bench.py: {name} needs a value")
+    return args[i + 1]
+
+
 def main():
+    known = {"--quick", "--dry", "--models", "--only", "--threads"}
+    for arg in sys.argv[1:]:
+        if arg.startswith("--") and arg not in known:
+            raise SystemExit(f"bench.py: unknown option {arg} ({', '.join(sorted(known))})")
     quick = "--quick" in sys.argv
     block, blocks = (0.2, 5) if quick else (0.5, 11)
+    path = option("--models")
+    specs = json.load(open(path))["models"] if path else []
+    only = option("--only")
+    names = [s["workload"] for s in specs] + list(CEILINGS)
+    if only is not None:
+        only = [w.strip() for w in only.split(",")]
+        for w in only:
+            if w not in names:
+                hint = "" if path else " (the networks need --models PATH)"
+                raise SystemExit(f"bench.py: unknown workload {w}{hint}")
+        specs = [s for s in specs if s["workload"] in only]
+    ceilings = [w for w in CEILINGS if only is None or w in only]
+    threads = [int(t) for t in option("--threads", "1,2").split(",")]
     print(f"PyTorch {torch.__version__}", file=sys.stderr)
-    for threads in (1, 2):
-        torch.set_num_threads(threads)
-        report("lenet5_train_b64", threads, train(lenet5, (1, 28, 28), block, blocks), "samples/s")
-        report("lenet5_infer_b64", threads, infer(lenet5, (1, 28, 28), 64, block, blocks), "samples/s")
-        report("lenet5_infer_b1", threads, 1e6 / infer(lenet5, (1, 28, 28), 1, block, blocks), "us/sample")
-        report("cifar_train_b64", threads, train(cifar, (3, 32, 32), block, blocks), "samples/s")
+    if "--dry" in sys.argv:
+        torch.set_num_threads(threads[0])
+        for spec in specs:
+            check(spec)
+        return
+    for t in threads:
+        torch.set_num_threads(t)
+        for spec in specs:
+            report(spec["workload"], t, measure(spec, block, blocks), spec["unit"])
     # The matrix-product ceilings last, as in `benches/compare.rs`: seconds of dense products
     # can lower the clock the workloads after them run at.
-    for threads in (1, 2):
-        torch.set_num_threads(threads)
-        report("gemm_2048", threads, gemm(2048, max(block, 1.0), min(blocks, 5)), "GFLOP/s")
-        report("gemm_256", threads, gemm(256, block, blocks), "GFLOP/s")
+    for t in threads:
+        torch.set_num_threads(t)
+        if "gemm_2048" in ceilings:
+            report("gemm_2048", t, gemm(2048, max(block, 1.0), min(blocks, 5)), "GFLOP/s")
+        if "gemm_256" in ceilings:
+            report("gemm_256", t, gemm(256, block, blocks), "GFLOP/s")
 
 
 if __name__ == "__main__":

@@ -1,20 +1,39 @@
 #!/usr/bin/env python3
 """Runs the same workloads in this crate (`cargo bench --bench compare`) and in PyTorch
-(`bench.py`) on this machine, one after the other in one run, and prints both numbers and their
-ratio side by side as a Markdown table.
+(`bench.py`) on this machine, in interleaved rounds, and prints a Markdown table of both sides'
+median rates, the median of the per-round ratios, and the share of the machine's matrix-product
+rate each side reaches while training.
 
-    python3 benches/pytorch/compare.py [--quick] [--python PYTHON] [--install]
+    python3 benches/pytorch/compare.py [--quick] [--runs N] [--only W1,W2] [--threads 1,2]
+        [--python PYTHON] [--install] [--dry]
 
-`--install` first creates `benches/pytorch/.venv` and installs PyTorch into it with pip;
-without it, `--python` (default: that venv's interpreter if present, else `python3`) must
-already have PyTorch.
+- The models: `cargo bench --bench compare -- --models FILE` writes every measured model's
+  `PYTORCH` text, input shape, classes and FLOPs; `bench.py` builds PyTorch's networks from it.
+- `--runs N` (default 5): N rounds of cnn then PyTorch (cnn, PyTorch, cnn, PyTorch, ...), each
+  running the whole workload set once; a slow spell of the machine then lowers one round of both
+  sides rather than one side.
+- `--quick`: shorter timed blocks on both sides.
+- `--only`: only these workloads (`cargo bench --bench compare -- --list` names them); `gemm_256`
+  is added when a training workload is chosen, as the shares are taken against it.
+- `--threads`: the thread counts (default: `CNN_THREADS`, else `1,2`).
+- `--dry`: builds every PyTorch model from its text, checks it against the models file, runs it
+  once and stops.
+- `--install` first creates `benches/pytorch/.venv` and installs PyTorch into it with pip;
+  without it, `--python` (default: that venv's interpreter if present, else `python3`) must
+  already have PyTorch.
+
+`cargo` runs with this process's environment, `CARGO_TARGET_DIR` included.
 """
 
 import json
 import os
 import platform
+import re
+import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import venv
 from datetime import date
 from pathlib import Path
@@ -23,27 +42,47 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 VENV = HERE / ".venv"
 
-NAMES = {
-    "lenet5_train_b64": "LeNet-5 training step, batch 64 (samples/s)",
-    "lenet5_infer_b64": "LeNet-5 inference, batch 64 (samples/s)",
-    "lenet5_infer_b1": "LeNet-5 inference, batch 1 (µs per sample)",
-    "cifar_train_b64": "CIFAR-style net training step, batch 64 (samples/s)",
+LABELS = {"LeNet5": "LeNet-5", "CifarNet": "CIFAR-style net"}
+CEILINGS = {
     "gemm_2048": "float32 matrix product 2048³ (GFLOP/s)",
     "gemm_256": "float32 matrix products 256³, one per thread (GFLOP/s)",
 }
-# FLOPs of one training sample (forward, input gradients, weight gradients).
-TRAIN_FLOPS = {"lenet5_train_b64": 2.50e6, "cifar_train_b64": 153.2e6}
 
 
 def option(name, default=None):
     args = sys.argv[1:]
-    return args[args.index(name) + 1] if name in args else default
+    if name not in args:
+        return default
+    i = args.index(name)
+    if i + 1 >= len(args):
+        raise SystemExit(f"compare.py: {name} needs a value")
+    return args[i + 1]
 
 
-def lines(command, cwd):
+def run(command):
+    """Runs `command` in the repository; returns its JSON lines and its standard error, which
+    also goes on to ours as it comes."""
     print("$", " ".join(command), file=sys.stderr)
-    out = subprocess.run(command, cwd=cwd, check=True, stdout=subprocess.PIPE, text=True).stdout
-    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err = []
+
+    def forward():
+        for line in process.stderr:
+            err.append(line)
+            sys.stderr.write(line)
+
+    thread = threading.Thread(target=forward)
+    thread.start()
+    out = process.stdout.read()
+    thread.join()
+    if process.wait() != 0:
+        raise SystemExit(f"compare.py: {command[0]} failed with status {process.returncode}")
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")], "".join(err)
+
+
+def found(pattern, text, default="unknown"):
+    match = re.search(pattern, text, re.MULTILINE)
+    return match.group(1).strip() if match else default
 
 
 def cpu():
@@ -56,44 +95,115 @@ def cpu():
     return platform.processor() or platform.machine()
 
 
+def name(spec):
+    label = LABELS.get(spec["model"], spec["model"])
+    task = "training step" if spec["task"] == "train" else "inference"
+    unit = "µs per sample" if spec["unit"] == "us/sample" else spec["unit"]
+    return f"{label} {task}, batch {spec['batch']} ({unit})"
+
+
+def median(values):
+    return statistics.median(values) if values else None
+
+
 def main():
+    flags, valued = {"--quick", "--install", "--dry"}, {"--runs", "--only", "--threads", "--python"}
+    args = sys.argv[1:]
+    for i, arg in enumerate(args):
+        if arg.startswith("--") and arg not in flags | valued and not (i and args[i - 1] in valued):
+            raise SystemExit(f"compare.py: unknown option {arg} ({', '.join(sorted(flags | valued))})")
     quick = ["--quick"] if "--quick" in sys.argv else []
+    runs = int(option("--runs", "5"))
+    if runs < 1:
+        raise SystemExit("compare.py: --runs needs at least 1")
+    threads = option("--threads", os.environ.get("CNN_THREADS", "1,2")).replace(" ", "")
+    counts = [int(t) for t in threads.split(",")]
+    only = option("--only")
     python = option("--python")
     if "--install" in sys.argv:
         venv.create(VENV, with_pip=True)
         subprocess.run([str(VENV / "bin" / "python"), "-m", "pip", "install", "torch", "numpy"], check=True)
     if python is None:
         python = str(VENV / "bin" / "python") if (VENV / "bin" / "python").exists() else "python3"
-    ours = lines(["cargo", "bench", "--bench", "compare", "--", *quick], ROOT)
-    theirs = lines([python, str(HERE / "bench.py"), *quick], ROOT)
-    key = lambda r: (r["workload"], r["threads"])
-    pt = {key(r): r["value"] for r in theirs}
-    cn = {key(r): r["value"] for r in ours}
-    print(f"Measured {date.today()} on {cpu()}, {os.cpu_count()} logical CPUs.\n")
-    print("| workload | threads | PyTorch | cnn | cnn / PyTorch |")
-    print("|---|---|---|---|---|")
-    for workload, name in NAMES.items():
-        for threads in (1, 2):
-            a, b = pt.get((workload, threads)), cn.get((workload, threads))
-            if a is None or b is None:
+    selection = []
+    if only is not None:
+        selection = [w.strip() for w in only.split(",") if w.strip()]
+        if any("_train_" in w for w in selection) and "gemm_256" not in selection:
+            selection.append("gemm_256")
+        selection = ["--only", ",".join(selection)]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        models = str(Path(tmp) / "models.json")
+        run(["cargo", "bench", "--bench", "compare", "--", "--models", models, *selection])
+        specs = json.loads(Path(models).read_text())["models"]
+        pytorch = [python, str(HERE / "bench.py"), "--models", models, *selection, "--threads", threads, *quick]
+        if "--dry" in sys.argv:
+            run([*pytorch, "--dry"])
+            return
+        cnn = ["cargo", "bench", "--bench", "compare", "--", *selection, "--threads", threads, *quick]
+        rounds, isa, version = [], "unknown", "unknown"
+        for r in range(runs):
+            print(f"round {r + 1} of {runs}", file=sys.stderr)
+            ours, err = run(cnn)
+            isa = found(r"^GEMM instruction set: (.*)$", err, isa)
+            theirs, err = run(pytorch)
+            version = found(r"^PyTorch (.*)$", err, version)
+            key = lambda line: (line["workload"], line["threads"])
+            rounds.append(({key(x): x["value"] for x in ours}, {key(x): x["value"] for x in theirs}))
+
+    rows = [(s["workload"], name(s), s) for s in specs] + [(w, n, None) for w, n in CEILINGS.items()]
+
+    def rates(side, workload, t):
+        return [rnd[side][(workload, t)] for rnd in rounds if (workload, t) in rnd[side]]
+
+    def share(rate, spec, t):
+        ceiling = median(rates(1, "gemm_256", t))
+        if rate is None or not ceiling or spec is None or spec["task"] != "train":
+            return "–"
+        return f"{100 * rate * spec['train_flops_per_sample'] / 1e9 / ceiling:.0f} %"
+
+    blocks = "5 blocks of 0.2 s" if quick else "11 blocks of 0.5 s"
+    print(
+        f"Measured {date.today()} on {cpu()}, {os.cpu_count()} logical CPUs; PyTorch {version} (CPU); "
+        f"cnn's GEMM instruction set: {isa}. {runs} interleaved round{'s' if runs != 1 else ''} "
+        f"(cnn, then PyTorch), each rate the median of {blocks} after a warm-up; the rates below are "
+        f"the medians over the rounds, the ratio the median of the per-round ratios (lowest–highest "
+        f"in brackets). Share of the machine: FLOPs per training sample × samples/s, over PyTorch's "
+        f"`torch.matmul` rate on 256³ products at the same thread count (gemm_256).\n"
+    )
+    print("| workload | threads | PyTorch | cnn | cnn / PyTorch | PyTorch, share of the machine | cnn, share of the machine |")
+    print("|---|---|---|---|---|---|---|")
+    for workload, label, spec in rows:
+        for t in counts:
+            ratios = []
+            for ours, theirs in rounds:
+                a, b = theirs.get((workload, t)), ours.get((workload, t))
+                if a and b:
+                    ratios.append(a / b if workload.endswith("_b1") else b / a)
+            pt, cn = median(rates(1, workload, t)), median(rates(0, workload, t))
+            if pt is None or cn is None:
                 continue
-            ratio = a / b if workload.endswith("_b1") else b / a
-            print(f"| {name} | {threads} | {a:,.1f} | {b:,.1f} | {ratio:.2f}× |")
-    print("\nShare of each side's own matrix-product ceiling (the better of its two GEMM rates) reached while training:\n")
-    print("| workload | threads | PyTorch | cnn |")
-    print("|---|---|---|---|")
-    for workload, flops in TRAIN_FLOPS.items():
-        for threads in (1, 2):
-            cells = []
-            for table in (pt, cn):
-                rate = table.get((workload, threads))
-                ceiling = max(table.get(("gemm_2048", threads), 0), table.get(("gemm_256", threads), 0))
-                cells.append(f"{100 * rate * flops / 1e9 / ceiling:.0f} %" if rate and ceiling else "–")
-            print(f"| {NAMES[workload].split(' (')[0]} | {threads} | {cells[0]} | {cells[1]} |")
-    scaling = [
-        (w, cn.get((w, 2)) / cn.get((w, 1))) for w in ("lenet5_train_b64", "cifar_train_b64") if cn.get((w, 1))
-    ]
-    print("\n2 threads / 1 thread (cnn): " + ", ".join(f"{NAMES[w].split(' (')[0]} {s:.2f}×" for w, s in scaling))
+            spread = f" ({min(ratios):.2f}–{max(ratios):.2f})" if len(ratios) > 1 else ""
+            ratio = f"{median(ratios):.2f}×{spread}" if ratios else "–"
+            print(
+                f"| {label} | {t} | {pt:,.1f} | {cn:,.1f} | {ratio} | {share(pt, spec, t)} | {share(cn, spec, t)} |"
+            )
+    trained = [s for s in specs if s["task"] == "train"]
+    if trained:
+        flops = ", ".join(
+            f"{LABELS.get(s['model'], s['model'])} {s['train_flops_per_sample'] / 1e6:.1f} M" for s in trained
+        )
+        print(f"\nFLOPs per training sample (three forward passes' work): {flops}.")
+    if len(counts) > 1 and trained:
+        lo, hi = min(counts), max(counts)
+        for side, who in ((0, "cnn"), (1, "PyTorch")):
+            scaling = []
+            for s in trained:
+                a, b = median(rates(side, s["workload"], lo)), median(rates(side, s["workload"], hi))
+                if a and b:
+                    scaling.append(f"{LABELS.get(s['model'], s['model'])} {b / a:.2f}×")
+            if scaling:
+                print(f"\n{hi} threads / {lo} thread{'s' if lo != 1 else ''} ({who}): " + ", ".join(scaling))
 
 
 if __name__ == "__main__":

@@ -24,10 +24,10 @@ cnn! {
     >
 }
 
-/// `n` samples of fixed pseudo-random inputs in [-0.5, 0.5) and labels cycling through 10
-/// classes.
+/// `n` samples of fixed pseudo-random inputs in [-0.5, 0.5) and labels cycling through the
+/// model's classes.
 pub fn data<M: Model>(n: usize) -> (Vec<f32>, Vec<usize>) {
     let x = (0..n * M::INPUT_LEN).map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5).collect();
-    let y = (0..n).map(|i| i % 10).collect();
+    let y = (0..n).map(|i| i % M::classes()).collect();
     (x, y)
 }
