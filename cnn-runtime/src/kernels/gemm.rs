@@ -12,7 +12,7 @@
 //! Every output element is summed in an order fixed by the shapes alone, so results do not
 //! depend on threads or on how a batch is split.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 /// A read-only matrix over a slice: element `(i, j)` is `data[start(i) + j * cs]`, where row
 /// `i` starts at `i * rs` for an ordinary matrix and at the offset of filter tap `i` for the
@@ -372,26 +372,61 @@ fn rows_block<const FMA: bool, const MR: usize, const NR: usize, const STORE: bo
         b.start(ps.1 - 1)
     };
     let b_rows = Rows { starts, last, first: ps.0 };
-    let mut i0 = 0;
-    while i0 < m {
-        let left = m - i0;
-        i0 += if left >= MR {
-            row_block::<FMA, MR, NR, STORE, GATHER>(alpha, a, b, &b_rows, c, n, i0);
-            MR
-        } else if left >= 6 && MR > 6 {
-            row_block::<FMA, 6, NR, STORE, GATHER>(alpha, a, b, &b_rows, c, n, i0);
-            6
-        } else if left >= 4 && MR > 4 {
-            row_block::<FMA, 4, NR, STORE, GATHER>(alpha, a, b, &b_rows, c, n, i0);
-            4
-        } else if left >= 2 && MR > 2 {
-            row_block::<FMA, 2, NR, STORE, GATHER>(alpha, a, b, &b_rows, c, n, i0);
-            2
-        } else {
-            row_block::<FMA, 1, NR, STORE, GATHER>(alpha, a, b, &b_rows, c, n, i0);
-            1
-        };
+    // Blocks of columns keep the block's panel of `B` in the second-level cache while every
+    // row of `C` passes over it. They change which tiles compute an element, never the order
+    // of its sum, so their width may follow the machine.
+    let width = panel_width(ps.1 - ps.0);
+    let mut j = 0;
+    while j < n {
+        let cols = (j, (j + width).min(n));
+        let mut i0 = 0;
+        while i0 < m {
+            let left = m - i0;
+            i0 += if left >= MR {
+                row_block::<FMA, MR, NR, STORE, GATHER>(alpha, a, b, &b_rows, c, n, i0, cols);
+                MR
+            } else if left >= 6 && MR > 6 {
+                row_block::<FMA, 6, NR, STORE, GATHER>(alpha, a, b, &b_rows, c, n, i0, cols);
+                6
+            } else if left >= 4 && MR > 4 {
+                row_block::<FMA, 4, NR, STORE, GATHER>(alpha, a, b, &b_rows, c, n, i0, cols);
+                4
+            } else if left >= 2 && MR > 2 {
+                row_block::<FMA, 2, NR, STORE, GATHER>(alpha, a, b, &b_rows, c, n, i0, cols);
+                2
+            } else {
+                row_block::<FMA, 1, NR, STORE, GATHER>(alpha, a, b, &b_rows, c, n, i0, cols);
+                1
+            };
+        }
+        j = cols.1;
     }
+}
+
+/// Columns of `C` per block, for a panel of `B` of `rows` rows: half the second-level cache
+/// (read once from the operating system, 1 MiB where it does not say), in multiples of 64.
+fn panel_width(rows: usize) -> usize {
+    static L2: AtomicUsize = AtomicUsize::new(0);
+    let mut l2 = L2.load(Ordering::Relaxed);
+    if l2 == 0 {
+        l2 = second_level_cache().unwrap_or(1 << 20);
+        L2.store(l2, Ordering::Relaxed);
+    }
+    (l2 / 2 / (4 * rows.max(1))).max(64) / 64 * 64
+}
+
+/// The size of this processor's second-level data cache, in bytes, as Linux reports it.
+fn second_level_cache() -> Option<usize> {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cache/index2/size").ok()?;
+    let text = text.trim();
+    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let scale = match unit {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        _ => return None,
+    };
+    digits.parse::<usize>().ok()?.checked_mul(scale).filter(|&b| b >= 64 << 10)
 }
 
 /// Inner-dimension block of [`rows_of_b`].
@@ -405,9 +440,10 @@ struct Rows<'s> {
     first: usize,
 }
 
-/// Rows `i0..i0 + R` of `C`: tiles of `R x NR`, then of 16, 8 and 4 columns, then single
-/// columns.
+/// Rows `i0..i0 + R` of `C` in the columns `cols`: tiles of `R x NR`, then of 16, 8 and 4
+/// columns, then single columns.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn row_block<const FMA: bool, const R: usize, const NR: usize, const STORE: bool, const GATHER: bool>(
     alpha: f32,
     a: Mat<'_>,
@@ -416,29 +452,30 @@ fn row_block<const FMA: bool, const R: usize, const NR: usize, const STORE: bool
     c: &mut [f32],
     n: usize,
     i0: usize,
+    (j0, end): (usize, usize),
 ) {
     // Where the tile's rows of `A` start, and the last value the block reads from them.
     let a_rows: [usize; R] = std::array::from_fn(|r| a.start(i0 + r));
     let a_last = a_rows.iter().max().copied().unwrap_or(0) + (b_rows.first + b_rows.starts.len() - 1) * a.cs;
     assert!(a_last < a.data.len(), "gemm: A tile out of bounds");
-    let mut j0 = 0;
-    while j0 + NR <= n {
+    let mut j0 = j0;
+    while j0 + NR <= end {
         tile::<FMA, R, NR, STORE, GATHER>(alpha, a, &a_rows, b, b_rows, c, n, i0, j0);
         j0 += NR;
     }
-    if NR > 16 && j0 + 16 <= n {
+    if NR > 16 && j0 + 16 <= end {
         tile::<FMA, R, 16, STORE, GATHER>(alpha, a, &a_rows, b, b_rows, c, n, i0, j0);
         j0 += 16;
     }
-    while j0 + 8 <= n {
+    while j0 + 8 <= end {
         tile::<FMA, R, 8, STORE, GATHER>(alpha, a, &a_rows, b, b_rows, c, n, i0, j0);
         j0 += 8;
     }
-    if j0 + 4 <= n {
+    if j0 + 4 <= end {
         tile::<FMA, R, 4, STORE, GATHER>(alpha, a, &a_rows, b, b_rows, c, n, i0, j0);
         j0 += 4;
     }
-    while j0 < n {
+    while j0 < end {
         tile::<FMA, R, 1, STORE, GATHER>(alpha, a, &a_rows, b, b_rows, c, n, i0, j0);
         j0 += 1;
     }
@@ -459,10 +496,23 @@ fn tile<const FMA: bool, const R: usize, const W: usize, const STORE: bool, cons
     i0: usize,
     j0: usize,
 ) {
-    let mut acc = [[0.0f32; W]; R];
     // Every index below is in bounds: the rows of `A` were checked up to the block's last `p`
     // by the caller, and `B`'s here, at its last-starting row.
     assert!(b_rows.last + j0 + W <= b.data.len(), "gemm: B tile out of bounds");
+    #[cfg(target_arch = "x86_64")]
+    if FMA && R == 8 && W == 32 {
+        // SAFETY: only the AVX-512 GEMM has 8x32 tiles; the bounds are checked as for the
+        // generic loop below.
+        unsafe { avx512::tile_8x32::<STORE, GATHER>(alpha, a, a_rows, b, b_rows, c, n, i0, j0) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if FMA && R == 4 && W == 16 {
+        // SAFETY: only the AVX2 GEMM (with FMA) has 4x16 tiles; bounds as above.
+        unsafe { avx2::tile_4x16::<STORE, GATHER>(alpha, a, a_rows, b, b_rows, c, n, i0, j0) };
+        return;
+    }
+    let mut acc = [[0.0f32; W]; R];
     for q in 0..b_rows.starts.len() {
         let p = b_rows.first + q;
         // Ordinary rows are evenly spaced: no table to read.
@@ -489,6 +539,131 @@ fn tile<const FMA: bool, const R: usize, const W: usize, const STORE: bool, cons
         } else {
             for (o, v) in row.iter_mut().zip(acc) {
                 *o += v;
+            }
+        }
+    }
+}
+
+/// Where element `(i0 + r, p)` of `A` is, for row `r` of a tile that starts at row `i0`.
+#[inline(always)]
+fn a_at<const GATHER: bool>(a: &Mat<'_>, a_rows: &[usize], i0: usize, r: usize, p: usize) -> usize {
+    if GATHER {
+        a_rows[r] + p * a.cs
+    } else {
+        (i0 + r) * a.rs + p * a.cs
+    }
+}
+
+/// The register tiles written out with the processor's vector operations: the compiler's own
+/// vectorisation of the generic tile reassembles `B`'s vectors with shuffles. Each element is
+/// summed in the same order with the same fused multiply-adds, so the bits are the generic
+/// tile's.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{a_at, Mat, Rows};
+    use std::arch::x86_64::*;
+
+    /// The `8 x 32` tile of [`super::tile`]: two 16-lane registers per row of `C`.
+    ///
+    /// # Safety
+    /// The processor has AVX-512F; the caller checked that the block's rows of `A` and `B`
+    /// are in bounds.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn tile_8x32<const STORE: bool, const GATHER: bool>(
+        alpha: f32,
+        a: Mat<'_>,
+        a_rows: &[usize],
+        b: Mat<'_>,
+        b_rows: &Rows<'_>,
+        c: &mut [f32],
+        n: usize,
+        i0: usize,
+        j0: usize,
+    ) {
+        let (ap, bp) = (a.data.as_ptr(), b.data.as_ptr());
+        let mut acc = [_mm512_setzero_ps(); 16];
+        for q in 0..b_rows.starts.len() {
+            let p = b_rows.first + q;
+            let b_start = if GATHER { b_rows.starts[q] } else { p * b.rs } + j0;
+            // SAFETY: in bounds, as the caller checked.
+            let (b0, b1) = unsafe { (_mm512_loadu_ps(bp.add(b_start)), _mm512_loadu_ps(bp.add(b_start + 16))) };
+            for r in 0..8 {
+                // SAFETY: as above.
+                let v = unsafe { *ap.add(a_at::<GATHER>(&a, a_rows, i0, r, p)) };
+                let s = _mm512_set1_ps(if alpha == 1.0 { v } else { alpha * v });
+                acc[2 * r] = _mm512_fmadd_ps(s, b0, acc[2 * r]);
+                acc[2 * r + 1] = _mm512_fmadd_ps(s, b1, acc[2 * r + 1]);
+            }
+        }
+        for r in 0..8 {
+            let row = &mut c[(i0 + r) * n + j0..(i0 + r) * n + j0 + 32];
+            let out = row.as_mut_ptr();
+            // SAFETY: `row` holds 32 values.
+            unsafe {
+                if STORE {
+                    _mm512_storeu_ps(out, acc[2 * r]);
+                    _mm512_storeu_ps(out.add(16), acc[2 * r + 1]);
+                } else {
+                    _mm512_storeu_ps(out, _mm512_add_ps(_mm512_loadu_ps(out), acc[2 * r]));
+                    _mm512_storeu_ps(out.add(16), _mm512_add_ps(_mm512_loadu_ps(out.add(16)), acc[2 * r + 1]));
+                }
+            }
+        }
+    }
+}
+
+/// The AVX2 counterpart of [`avx512`].
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{a_at, Mat, Rows};
+    use std::arch::x86_64::*;
+
+    /// The `4 x 16` tile of [`super::tile`]: two 8-lane registers per row of `C`.
+    ///
+    /// # Safety
+    /// The processor has AVX2 and FMA; the caller checked that the block's rows of `A` and
+    /// `B` are in bounds.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn tile_4x16<const STORE: bool, const GATHER: bool>(
+        alpha: f32,
+        a: Mat<'_>,
+        a_rows: &[usize],
+        b: Mat<'_>,
+        b_rows: &Rows<'_>,
+        c: &mut [f32],
+        n: usize,
+        i0: usize,
+        j0: usize,
+    ) {
+        let (ap, bp) = (a.data.as_ptr(), b.data.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 8];
+        for q in 0..b_rows.starts.len() {
+            let p = b_rows.first + q;
+            let b_start = if GATHER { b_rows.starts[q] } else { p * b.rs } + j0;
+            // SAFETY: in bounds, as the caller checked.
+            let (b0, b1) = unsafe { (_mm256_loadu_ps(bp.add(b_start)), _mm256_loadu_ps(bp.add(b_start + 8))) };
+            for r in 0..4 {
+                // SAFETY: as above.
+                let v = unsafe { *ap.add(a_at::<GATHER>(&a, a_rows, i0, r, p)) };
+                let s = _mm256_set1_ps(if alpha == 1.0 { v } else { alpha * v });
+                acc[2 * r] = _mm256_fmadd_ps(s, b0, acc[2 * r]);
+                acc[2 * r + 1] = _mm256_fmadd_ps(s, b1, acc[2 * r + 1]);
+            }
+        }
+        for r in 0..4 {
+            let row = &mut c[(i0 + r) * n + j0..(i0 + r) * n + j0 + 16];
+            let out = row.as_mut_ptr();
+            // SAFETY: `row` holds 16 values.
+            unsafe {
+                if STORE {
+                    _mm256_storeu_ps(out, acc[2 * r]);
+                    _mm256_storeu_ps(out.add(8), acc[2 * r + 1]);
+                } else {
+                    _mm256_storeu_ps(out, _mm256_add_ps(_mm256_loadu_ps(out), acc[2 * r]));
+                    _mm256_storeu_ps(out.add(8), _mm256_add_ps(_mm256_loadu_ps(out.add(8)), acc[2 * r + 1]));
+                }
             }
         }
     }
@@ -664,6 +839,34 @@ mod tests {
                 unsafe { gemm_avx2_fma(0.5, av, bv, 0.0, MatMut::new(&mut avx2, m, n)) };
                 assert_eq!(avx2, best, "{m}x{n}x{k}: AVX2 and AVX-512 differ");
             }
+        }
+    }
+
+    /// The register tiles written with vector operations, and the blocks of columns, give the
+    /// bits of the generic tiles over one block of columns: the same fused multiply-adds in the
+    /// same order.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn written_out_tiles_and_column_blocks_give_the_generic_bits() {
+        if isa() == Isa::Portable {
+            return;
+        }
+        // Two inner blocks, rows left over for every smaller tile, columns past one block.
+        for &(m, n, k, alpha, beta) in &[(23, 1100, 300, 1.0, 0.0), (9, 77, 257, 0.5, 1.0), (16, 2100, 40, 1.0, 1.0)] {
+            let a = random_vec(m * k, 30);
+            let b = random_vec(k * n, 31);
+            let c0 = random_vec(m * n, 32);
+            let (av, bv) = (Mat::new(&a, m, k), Mat::new(&b, k, n));
+            let mut fast = c0.clone();
+            gemm(alpha, av, bv, beta, MatMut::new(&mut fast, m, n));
+            // Rows of 6 and 2 take the generic tiles (with FMA, as the fast paths).
+            let mut generic = c0.clone();
+            gemm_impl::<true, 6, 32>(alpha, av, bv, beta, MatMut::new(&mut generic, m, n));
+            assert_eq!(fast, generic, "{m}x{n}x{k}: {:?} tiles", isa());
+            let mut avx2 = c0.clone();
+            // SAFETY: the processor has AVX2 and FMA (isa() is not portable).
+            unsafe { gemm_avx2_fma(alpha, av, bv, beta, MatMut::new(&mut avx2, m, n)) };
+            assert_eq!(avx2, generic, "{m}x{n}x{k}: AVX2 tiles");
         }
     }
 
