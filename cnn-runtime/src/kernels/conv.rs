@@ -112,32 +112,79 @@ fn im2col_strided(
     x: &[f32],
     cols: &mut [f32],
     ld: usize,
+    dims: [usize; 3],
+    f: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 2],
+) {
+    im2col_rows(x, cols, ld, 0..dims[0] * f[0] * f[1], dims, f, stride, pad);
+}
+
+/// The rows `taps` of [`im2col_strided`]'s matrix (filter taps `(c * fh + i) * fw + j`), from
+/// the first row of `cols` on.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn im2col_rows(
+    x: &[f32],
+    cols: &mut [f32],
+    ld: usize,
+    taps: std::ops::Range<usize>,
     [d, h, w]: [usize; 3],
     [fh, fw]: [usize; 2],
     [sh, sw]: [usize; 2],
     [ph, pw]: [usize; 2],
 ) {
     let (oh, ow) = (window_len(h, fh, sh, ph), window_len(w, fw, sw, pw));
-    debug_assert!(x.len() >= d * h * w && cols.len() >= (d * fh * fw - 1) * ld + oh * ow);
-    let mut at = 0;
-    for c in 0..d {
+    debug_assert!(x.len() >= d * h * w && taps.end <= d * fh * fw);
+    debug_assert!(taps.is_empty() || cols.len() >= (taps.len() - 1) * ld + oh * ow);
+    for (q, t) in taps.enumerate() {
+        let (c, i, j) = (t / (fh * fw), t / fw % fh, t % fw);
         let plane = &x[c * h * w..(c + 1) * h * w];
-        for i in 0..fh {
-            for j in 0..fw {
-                let row = &mut cols[at..at + oh * ow];
-                at += ld;
-                for oy in 0..oh {
-                    let out = &mut row[oy * ow..(oy + 1) * ow];
-                    let iy = (oy * sh + i).wrapping_sub(ph);
-                    if iy >= h {
-                        out.fill(0.0);
-                        continue;
-                    }
-                    let src = &plane[iy * w..(iy + 1) * w];
-                    for (ox, o) in out.iter_mut().enumerate() {
-                        let ix = (ox * sw + j).wrapping_sub(pw);
-                        *o = if ix < w { src[ix] } else { 0.0 };
-                    }
+        let row = &mut cols[q * ld..q * ld + oh * ow];
+        for oy in 0..oh {
+            let out = &mut row[oy * ow..(oy + 1) * ow];
+            let iy = (oy * sh + i).wrapping_sub(ph);
+            if iy >= h {
+                out.fill(0.0);
+                continue;
+            }
+            let src = &plane[iy * w..(iy + 1) * w];
+            for (ox, o) in out.iter_mut().enumerate() {
+                let ix = (ox * sw + j).wrapping_sub(pw);
+                *o = if ix < w { src[ix] } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2row`]: adds each entry of `rows` (`[oh*ow, d*fh*fw]`) back onto the
+/// input position it came from, tap after tap as [`col2im`] adds them, so that each input
+/// value gets the same sum. `dx` is accumulated into, not overwritten.
+#[inline(always)]
+fn row2im(
+    rows: &[f32],
+    dx: &mut [f32],
+    [d, h, w]: [usize; 3],
+    [fh, fw]: [usize; 2],
+    [sh, sw]: [usize; 2],
+    [ph, pw]: [usize; 2],
+) {
+    let (oh, ow) = (window_len(h, fh, sh, ph), window_len(w, fw, sw, pw));
+    let taps = d * fh * fw;
+    debug_assert!(dx.len() >= d * h * w && rows.len() >= taps * oh * ow);
+    for t in 0..taps {
+        let (c, i, j) = (t / (fh * fw), t / fw % fh, t % fw);
+        let plane = &mut dx[c * h * w..(c + 1) * h * w];
+        for oy in 0..oh {
+            let iy = (oy * sh + i).wrapping_sub(ph);
+            if iy >= h {
+                continue;
+            }
+            let dst = &mut plane[iy * w..(iy + 1) * w];
+            for ox in 0..ow {
+                let ix = (ox * sw + j).wrapping_sub(pw);
+                if ix < w {
+                    dst[ix] += rows[(oy * ow + ox) * taps + t];
                 }
             }
         }
@@ -444,6 +491,27 @@ impl Geometry {
         }
     }
 
+    /// Whether the backward pass transposes the output gradient in place and sums the weight
+    /// gradient over the whole batch at once (one group, no shifted views, enough filters for
+    /// `dWᵀ`: the convolutions with small outputs and many filters, as AlexNet's). Its input
+    /// gradient is then `dcolsᵀ = dzᵀ W`, both operands read along their rows, and its weight
+    /// gradient is summed per block of `dWᵀ`'s rows, each block staying in cache through the
+    /// batch, with no per-chunk partial sums to add.
+    const fn whole_batch_dw(&self) -> bool {
+        !self.shifted && self.groups == 1 && self.transposed_dw()
+    }
+
+    /// Rows of `dWᵀ` per block of the whole-batch weight gradient: 64, or more where that
+    /// would make over 64 blocks.
+    const fn dw_rows(&self) -> usize {
+        let rows = self.r().div_ceil(64).div_ceil(8) * 8;
+        if rows > 64 {
+            rows
+        } else {
+            64
+        }
+    }
+
     /// Columns of the products of [`Geometry::batch`] samples.
     const fn batch_n(&self) -> usize {
         self.batch() * self.n()
@@ -630,6 +698,10 @@ fn conv_backward<S: Dims>(
     partial: &mut [f32],
 ) {
     let g = &S::GEOMETRY;
+    if g.whole_batch_dw() {
+        conv_backward_whole::<S>(act, n, (x, y, dy, dx), (p, dp), scratch, partial);
+        return;
+    }
     let (nn, (inp, out), params) = (g.n(), (g.inputs(), g.outputs()), g.params());
     let w = &p[..g.weights()];
     let len = chunk_len(n);
@@ -670,6 +742,98 @@ fn conv_backward<S: Dims>(
     if g.transposed_dw() {
         untranspose(g, &mut dp[..g.weights()], &mut partial[..g.weights()]);
     }
+}
+
+/// [`conv_backward`] where [`Geometry::whole_batch_dw`]: per chunk, the output gradient folded
+/// through the activation, summed for the bias, transposed in place to `dzᵀ` (`[N, K]` per
+/// sample) and taken back to the input; then the weight gradient over the whole batch.
+fn conv_backward_whole<S: Dims>(
+    act: Act,
+    n: usize,
+    (x, y, dy, dx): Activations<'_>,
+    (p, dp): (&[f32], &mut [f32]),
+    scratch: &mut [f32],
+    partial: &mut [f32],
+) {
+    let g = &S::GEOMETRY;
+    let (r, nn, k, (inp, out)) = (g.r(), g.n(), g.k, (g.inputs(), g.outputs()));
+    let (weights, params) = (g.weights(), g.params());
+    let biases = params - weights;
+    let (len, count, size) = (chunk_len(n), chunk_count(n), g.scratch());
+    let w = &p[..weights];
+    {
+        let dzs = ChunksMut::new(&mut dy[..n * out], len * out);
+        let scratches = ChunksMut::new(&mut scratch[..count * size], size);
+        let dbs = ChunksMut::new(&mut partial[..count * biases], biases);
+        let dxs = dx.map(|dx| ChunksMut::new(&mut dx[..n * inp], len * inp));
+        let y = &y[..n * out];
+        for_each_chunk(count, &|c| {
+            let g = &S::GEOMETRY;
+            let (dz, y, dx) = (dzs.take(c), chunk(y, len * out, c), dxs.as_ref().map(|d| d.take(c)));
+            let (scratch, db) = (scratches.take(c), dbs.take(c));
+            db.fill(0.0);
+            let (tmp, rest) = scratch.split_at_mut(out);
+            for (dz, y) in dz.chunks_exact_mut(out).zip(y.chunks_exact(out)) {
+                act.backward_in_place(y, dz);
+                for (g, row) in db.iter_mut().zip(dz.chunks_exact(nn)) {
+                    *g += lane_sum(row);
+                }
+                tmp.copy_from_slice(dz);
+                for (kk, row) in tmp.chunks_exact(nn).enumerate() {
+                    for (q, &v) in row.iter().enumerate() {
+                        dz[q * k + kk] = v;
+                    }
+                }
+            }
+            let Some(dx) = dx else { return };
+            let (dims, f, st, pad) = g.dims();
+            let rows = &mut rest[..g.batch_n() * r];
+            for (dzt, dx) in dz.chunks(g.batch() * out).zip(dx.chunks_mut(g.batch() * inp)) {
+                // dcolsᵀ [samples * N, R] = dzᵀ [samples * N, K] x W [K, R]
+                let cn = dzt.len() / out * nn;
+                gemm(1.0, Mat::new(dzt, cn, k), Mat::new(w, k, r), 0.0, MatMut::new(rows, cn, r));
+                for (dx, rows) in dx.chunks_exact_mut(inp).zip(rows.chunks_exact(nn * r)) {
+                    dx.fill(0.0);
+                    row2im(rows, dx, dims, f, st, pad);
+                }
+            }
+        });
+    }
+    reduce_partials(n, &partial[..count * biases], &mut dp[weights..params]);
+    whole_batch_weight_gradient(g, n, &dy[..n * out], &x[..n * inp], &mut dp[..weights], scratch);
+    untranspose(g, &mut dp[..weights], &mut partial[..weights]);
+}
+
+/// `dwt` = `dWᵀ` (`[R, K]`) from the transposed output gradients `dzt` of the whole batch and
+/// its inputs `x`: per block of [`Geometry::dw_rows`] rows, over groups of
+/// [`Geometry::batch`] samples in order, so that each value is summed the same way on any
+/// number of threads.
+fn whole_batch_weight_gradient(g: &Geometry, n: usize, dzt: &[f32], x: &[f32], dwt: &mut [f32], scratch: &mut [f32]) {
+    let (r, nn, k, (inp, out)) = (g.r(), g.n(), g.k, (g.inputs(), g.outputs()));
+    let (b, rows) = (g.batch(), g.dw_rows());
+    let blocks = r.div_ceil(rows);
+    let slots = chunk_count(n).min(blocks);
+    let size = g.scratch();
+    let scratches = ChunksMut::new(&mut scratch[..slots * size], size);
+    let parts = ChunksMut::new(dwt, rows * k);
+    let (dims, f, st, pad) = g.dims();
+    for_each_chunk(slots, &|c| {
+        let scratch = scratches.take(c);
+        for block in (c..blocks).step_by(slots) {
+            let dwt = parts.take(block);
+            let (r0, rb) = (block * rows, dwt.len() / k);
+            for (gi, (dzt, xs)) in dzt.chunks(b * out).zip(x.chunks(b * inp)).enumerate() {
+                let cn = xs.len() / inp * nn;
+                let cols = &mut scratch[..rb * cn];
+                for (s, x) in xs.chunks_exact(inp).enumerate() {
+                    im2col_rows(x, &mut cols[s * nn..], cn, r0..r0 + rb, dims, f, st, pad);
+                }
+                // dWᵀ's rows [rb, K] += im2col's rows [rb, samples * N] x dzᵀ [samples * N, K]
+                let beta = if gi == 0 { 0.0 } else { 1.0 };
+                gemm(1.0, Mat::new(cols, rb, cn), Mat::new(dzt, cn, k), beta, MatMut::new(dwt, rb, k));
+            }
+        }
+    });
 }
 
 /// Turns the weight gradient `dw`, summed as `dWᵀ` (`[R, K]` per group), into `dW` (`[K, R]`),
@@ -973,6 +1137,28 @@ mod tests {
     }
 
     #[test]
+    fn row2im_adds_as_col2im_does() {
+        // The same matrix, transposed, folds back to the same bits.
+        let (dims, f, st, pad) = ([3, 6, 7], [3, 2], [2, 1], [1, 1]);
+        let [oh, ow] = out_dims(dims, f, st, pad);
+        let (r, n) = (3 * 3 * 2, oh * ow);
+        let cols = random_vec(r * n, 11);
+        let rows: Vec<f32> = (0..n * r).map(|i| cols[(i % r) * n + i / r]).collect();
+        let (mut a, mut b) = (random_vec(3 * 6 * 7, 12), vec![0.0; 3 * 6 * 7]);
+        b.copy_from_slice(&a);
+        col2im(&cols, &mut a, dims, f, st, pad);
+        row2im(&rows, &mut b, dims, f, st, pad);
+        assert_eq!(a, b);
+        // And im2col's rows taken a block at a time are its rows.
+        let x = random_vec(3 * 6 * 7, 13);
+        let mut all = vec![0.0; r * n];
+        im2col(&x, &mut all, dims, f, st, pad);
+        let mut some = vec![f32::NAN; 5 * n];
+        im2col_rows(&x, &mut some, n, 7..12, dims, f, st, pad);
+        assert_eq!(some, all[7 * n..12 * n]);
+    }
+
+    #[test]
     fn col2im_is_the_adjoint_of_im2col() {
         // <im2col(x), c> == <x, col2im(c)> for any x, c.
         let (dims, f, s, pad) = ([2, 6, 5], [3, 2], [2, 1], [1, 0]);
@@ -1072,7 +1258,11 @@ mod tests {
             batched_as_one_by_one::<Conv2d<3, 9, 9, 20, 5, 5, 2, 2, 1, 1>>("5x5 stride 2", n);
             batched_as_one_by_one::<Conv2d<8, 2, 2, 4, 1, 1, 1, 1, 0, 0>>("1x1 on 2x2", n);
         }
-        assert!(Conv2d::<6, 3, 3, 16, 3, 3, 1, 1, 1, 1>::GEOMETRY.batch() > 1, "the case above batches");
+        let g = Conv2d::<6, 3, 3, 16, 3, 3, 1, 1, 1, 1>::GEOMETRY;
+        assert!(g.batch() > 1 && g.whole_batch_dw(), "the first case batches and sums over the batch");
+        assert!(!Conv2d::<4, 5, 7, 5, 3, 2, 2, 1, 1, 0, false>::GEOMETRY.whole_batch_dw());
+        // Over 64 blocks of dWᵀ's rows at 64 rows each: larger blocks.
+        batched_as_one_by_one::<Conv2d<520, 2, 2, 16, 3, 3, 1, 1, 1, 1>>("4,680 taps", 37);
     }
 
     #[test]
@@ -1242,7 +1432,13 @@ mod tests {
         assert_eq!(bits(&y), join(&ya, &yb, M::OUT), "{what}: output");
         assert_eq!(bits(&dx), join(&dxa, &dxb, M::IN), "{what}: input gradient");
         let dp_want = [&dpa[..wh], &dpb[..wh], &dpa[wh..], &dpb[wh..]].concat();
-        assert_eq!(bits(&dp), bits(&dp_want), "{what}: parameter gradient");
+        if M::GEOMETRY.whole_batch_dw() {
+            // The ungrouped half sums its weight gradient over the whole batch at once, the
+            // grouped convolution chunk by chunk: the same values, rounded in another order.
+            assert_close(&dp, &dp_want, 1e-5, &format!("{what}: parameter gradient"));
+        } else {
+            assert_eq!(bits(&dp), bits(&dp_want), "{what}: parameter gradient");
+        }
     }
 
     #[test]
