@@ -492,13 +492,14 @@ impl Geometry {
     }
 
     /// Whether the backward pass transposes the output gradient in place and sums the weight
-    /// gradient over the whole batch at once (one group, no shifted views, enough filters for
-    /// `dWᵀ`: the convolutions with small outputs and many filters, as AlexNet's). Its input
-    /// gradient is then `dcolsᵀ = dzᵀ W`, both operands read along their rows, and its weight
-    /// gradient is summed per block of `dWᵀ`'s rows, each block staying in cache through the
-    /// batch, with no per-chunk partial sums to add.
+    /// gradient over the whole batch at once: one group, no shifted views, enough filters for
+    /// `dWᵀ` and at least 65,536 weights (AlexNet's convolutions, whose outputs are small and
+    /// weights many). Its input gradient is then `dcolsᵀ = dzᵀ W`, both operands read along
+    /// their rows, and its weight gradient is summed per block of `dWᵀ`'s rows, each block
+    /// staying in cache through the batch, with no per-chunk partial sums of all the weights to
+    /// add. Smaller layers (LeNet-5's second) train faster with the per-chunk sums.
     const fn whole_batch_dw(&self) -> bool {
-        !self.shifted && self.groups == 1 && self.transposed_dw()
+        !self.shifted && self.groups == 1 && self.transposed_dw() && self.weights() >= 1 << 16
     }
 
     /// Rows of `dWᵀ` per block of the whole-batch weight gradient: 64, or more where that
@@ -1258,11 +1259,16 @@ mod tests {
             batched_as_one_by_one::<Conv2d<3, 9, 9, 20, 5, 5, 2, 2, 1, 1>>("5x5 stride 2", n);
             batched_as_one_by_one::<Conv2d<8, 2, 2, 4, 1, 1, 1, 1, 0, 0>>("1x1 on 2x2", n);
         }
-        let g = Conv2d::<6, 3, 3, 16, 3, 3, 1, 1, 1, 1>::GEOMETRY;
-        assert!(g.batch() > 1 && g.whole_batch_dw(), "the first case batches and sums over the batch");
-        assert!(!Conv2d::<4, 5, 7, 5, 3, 2, 2, 1, 1, 0, false>::GEOMETRY.whole_batch_dw());
-        // Over 64 blocks of dWᵀ's rows at 64 rows each: larger blocks.
-        batched_as_one_by_one::<Conv2d<520, 2, 2, 16, 3, 3, 1, 1, 1, 1>>("4,680 taps", 37);
+        assert!(Conv2d::<6, 3, 3, 16, 3, 3, 1, 1, 1, 1>::GEOMETRY.batch() > 1, "the first case batches");
+        // Summed over the whole batch: AlexNet-like (3x3 maps, 256 filters), and over 64 blocks
+        // of dWᵀ's rows at 64 rows each (larger blocks).
+        type Alex = Conv2d<48, 3, 3, 256, 3, 3, 1, 1, 1, 1>;
+        type Wide = Conv2d<520, 2, 2, 16, 3, 3, 1, 1, 1, 1>;
+        assert!(Alex::GEOMETRY.whole_batch_dw() && Wide::GEOMETRY.whole_batch_dw());
+        assert!(Alex::GEOMETRY.dw_rows() == 64 && Wide::GEOMETRY.dw_rows() > 64);
+        assert!(!Conv2d::<6, 3, 3, 16, 3, 3, 1, 1, 1, 1>::GEOMETRY.whole_batch_dw());
+        batched_as_one_by_one::<Alex>("3x3 map, 256 filters", 37);
+        batched_as_one_by_one::<Wide>("4,680 taps", 37);
     }
 
     #[test]
