@@ -11,11 +11,12 @@
 //! The fixtures come from `python3 scripts/torch_course_fixture.py tests/fixtures`, which reads
 //! the model from `tests/fixtures/course_net.py` (this model's `PYTORCH`, checked below).
 
-use std::path::PathBuf;
+#[path = "common/fixtures.rs"]
+mod fixtures;
 
 use cnn::io::load_weights;
 use cnn::{cnn, Adam, AdamW, Model, Network, Optimizer, Sgd};
-use safetensors::SafeTensors;
+use fixtures::{fixture, largest_difference, tensor};
 
 cnn! {
     struct Course <
@@ -30,31 +31,15 @@ cnn! {
     >
 }
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
-}
-
 /// A tensor of `course_io.safetensors` as f32 values (labels are stored as i64).
 fn io(name: &str) -> Vec<f32> {
-    let bytes = std::fs::read(fixture("course_io.safetensors")).unwrap();
-    let tensors = SafeTensors::deserialize(&bytes).unwrap();
-    let view = tensors.tensor(name).unwrap();
-    match view.dtype() {
-        safetensors::Dtype::I64 => {
-            view.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32).collect()
-        }
-        _ => view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
-    }
+    tensor("course_io.safetensors", name)
 }
 
 fn torch_model(file: &str) -> Course {
     let mut model = Course::new();
     load_weights(&mut model, &fixture(file)).unwrap();
     model
-}
-
-fn largest_difference(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
 }
 
 /// With `CNN_WRITE_FIXTURE=1` set, writes the model's PyTorch form for the fixture script

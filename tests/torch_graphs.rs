@@ -8,11 +8,12 @@
 //! The fixtures come from `python3 scripts/torch_graph_fixture.py tests/fixtures`, which reads the
 //! model from `tests/fixtures/graph_net.py` (this model's `PYTORCH`, checked below).
 
-use std::path::PathBuf;
+#[path = "common/fixtures.rs"]
+mod fixtures;
 
 use cnn::io::load_weights;
 use cnn::{cnn, Adam, Model, Network, Optimizer, Sgd};
-use safetensors::SafeTensors;
+use fixtures::{fixture, largest_difference, tensor};
 
 cnn! {
     struct Graph <
@@ -27,23 +28,6 @@ cnn! {
     >
 }
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
-}
-
-/// Tensor `name` of fixture `file` as f32 values (labels are stored as i64).
-fn tensor(file: &str, name: &str) -> Vec<f32> {
-    let bytes = std::fs::read(fixture(file)).unwrap();
-    let tensors = SafeTensors::deserialize(&bytes).unwrap();
-    let view = tensors.tensor(name).unwrap_or_else(|e| panic!("{file}: {name}: {e}"));
-    match view.dtype() {
-        safetensors::Dtype::I64 => {
-            view.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32).collect()
-        }
-        _ => view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
-    }
-}
-
 fn io(name: &str) -> Vec<f32> {
     tensor("graph_io.safetensors", name)
 }
@@ -52,11 +36,6 @@ fn torch_model(file: &str) -> Graph {
     let mut model = Graph::new();
     load_weights(&mut model, &fixture(file)).unwrap();
     model
-}
-
-fn largest_difference(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
 }
 
 /// With `CNN_WRITE_FIXTURE=1` set, writes the model's PyTorch form for the fixture script
