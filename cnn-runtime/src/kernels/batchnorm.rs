@@ -11,8 +11,9 @@ use super::{chunk, chunk_count, chunk_len, for_each_chunk, Act, ChunksMut, Layer
 /// statistics. Parameters: `γ` (weight) then `β` (bias), `C` each. Buffers: `running_mean` and
 /// `running_var`, `C` each, then `num_batches_tracked` as one `f32`.
 ///
-/// The statistics are summed in `f64`, each channel by one task and the samples in order, so they
-/// have the same bits whatever the number of threads.
+/// The statistics are summed in `f64`, each channel by one task, the samples in order and each
+/// sample's values in eight interleaved partial sums added in a fixed order at the end (which
+/// vectorises), so they have the same bits whatever the number of threads.
 #[derive(Clone, Copy, Debug)]
 pub struct BatchNorm<const C: usize, const S: usize> {
     /// Activation fused into the output pass.
@@ -25,16 +26,35 @@ impl<const C: usize, const S: usize> BatchNorm<C, S> {
     /// Weight of the batch statistics in the update of the running statistics.
     pub const MOMENTUM: f64 = 0.1;
 
-    /// The values of channel `c` in the first `n` samples of `v`, samples in order.
-    fn channel(v: &[f32], n: usize, c: usize) -> impl Iterator<Item = &f32> {
-        v[..n * C * S].chunks_exact(C * S).flat_map(move |sample| &sample[c * S..(c + 1) * S])
+    /// The values of channel `c` in each of the first `n` samples of `v`, samples in order.
+    fn planes(v: &[f32], n: usize, c: usize) -> impl Iterator<Item = &[f32]> {
+        v[..n * C * S].chunks_exact(C * S).map(move |sample| &sample[c * S..(c + 1) * S])
+    }
+
+    /// The sum of `f(a, b)` over the pairs of values of channel `c` in the first `n` samples of
+    /// `a` and `b`: value `i` of each sample goes to partial sum `i % 8`, and the eight are
+    /// added pairwise at the end.
+    fn channel_sum(a: &[f32], b: &[f32], n: usize, c: usize, f: impl Fn(f32, f32) -> f64) -> f64 {
+        let mut lanes = [0.0f64; 8];
+        for (pa, pb) in Self::planes(a, n, c).zip(Self::planes(b, n, c)) {
+            let ((ca, ra), (cb, rb)) = (pa.as_chunks::<8>(), pb.as_chunks::<8>());
+            for (va, vb) in ca.iter().zip(cb) {
+                for (j, lane) in lanes.iter_mut().enumerate() {
+                    *lane += f(va[j], vb[j]);
+                }
+            }
+            for ((lane, &va), &vb) in lanes.iter_mut().zip(ra).zip(rb) {
+                *lane += f(va, vb);
+            }
+        }
+        ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]))
     }
 
     /// Mean and biased variance of channel `c` over `n` samples of `x`, in two passes.
     fn stats(x: &[f32], n: usize, c: usize) -> (f64, f64) {
         let m = (n * S) as f64;
-        let mean = Self::channel(x, n, c).map(|&v| v as f64).sum::<f64>() / m;
-        let var = Self::channel(x, n, c).map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / m;
+        let mean = Self::channel_sum(x, x, n, c, |v, _| v as f64) / m;
+        let var = Self::channel_sum(x, x, n, c, |v, _| (v as f64 - mean) * (v as f64 - mean)) / m;
         (mean, var)
     }
 
@@ -160,11 +180,8 @@ impl<const C: usize, const S: usize> Layer for BatchNorm<C, S> {
                 let c = block * per + i;
                 let (mean, var) = Self::stats(x, n, c);
                 let inv = Self::inv_std(var);
-                let (mut sum, mut dot) = (0.0f64, 0.0f64);
-                for (&x, &g) in Self::channel(x, n, c).zip(Self::channel(dy, n, c)) {
-                    sum += g as f64;
-                    dot += g as f64 * (x as f64 - mean) * inv;
-                }
+                let sum = Self::channel_sum(dy, dy, n, c, |g, _| g as f64);
+                let dot = Self::channel_sum(x, dy, n, c, |x, g| g as f64 * (x as f64 - mean)) * inv;
                 st[0] = mean as f32;
                 st[1] = inv as f32;
                 *dg = dot as f32;
@@ -230,7 +247,7 @@ mod tests {
         let p = [0.5, 2.0, 1.5, -1.0, 0.0, 3.0];
         let y = forward(&BatchNorm::<C, S> { act: Act::Identity }, n, &x, &p).0;
         for c in 0..C {
-            let v: Vec<f64> = BatchNorm::<C, S>::channel(&y, n, c).map(|&v| v as f64).collect();
+            let v: Vec<f64> = BatchNorm::<C, S>::planes(&y, n, c).flatten().map(|&v| v as f64).collect();
             let mean = v.iter().sum::<f64>() / v.len() as f64;
             let std = (v.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
             assert!((mean - p[C + c] as f64).abs() < 1e-5, "channel {c}: mean {mean}");
@@ -252,7 +269,7 @@ mod tests {
             let x = random_vec(n * C * S, step);
             forward_in(&layer, n, &x, &p, &mut b, Mode::Train { seed: step });
             for c in 0..C {
-                let v: Vec<f64> = BatchNorm::<C, S>::channel(&x, n, c).map(|&v| v as f64).collect();
+                let v: Vec<f64> = BatchNorm::<C, S>::planes(&x, n, c).flatten().map(|&v| v as f64).collect();
                 let m = v.len() as f64;
                 let mean = v.iter().sum::<f64>() / m;
                 let unbiased = v.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (m - 1.0);
@@ -309,9 +326,9 @@ mod tests {
         let layer = BatchNorm::<C, 2> { act: Act::Identity };
         let y = forward_in(&layer, 5, &x, &p, &mut b, Mode::Train { seed: 0 }).0;
         for c in [0, 1, 2, 33, 69] {
-            let mean = BatchNorm::<C, 2>::channel(&x, 5, c).map(|&v| v as f64).sum::<f64>() / 10.0;
+            let mean = BatchNorm::<C, 2>::planes(&x, 5, c).flatten().map(|&v| v as f64).sum::<f64>() / 10.0;
             assert!((b[c] as f64 - 0.1 * mean).abs() < 1e-6, "running mean of channel {c}");
-            let out: f64 = BatchNorm::<C, 2>::channel(&y, 5, c).map(|&v| v as f64).sum::<f64>() / 10.0;
+            let out: f64 = BatchNorm::<C, 2>::planes(&y, 5, c).flatten().map(|&v| v as f64).sum::<f64>() / 10.0;
             assert!((out - p[C + c] as f64).abs() < 1e-5, "channel {c} has mean beta");
         }
         let (ex, ep) = layer_gradient_errors(&layer, 5, 33);
