@@ -403,8 +403,9 @@ fn rows_block<const FMA: bool, const MR: usize, const NR: usize, const STORE: bo
     }
 }
 
-/// Columns of `C` per block, for a panel of `B` of `rows` rows: half the second-level cache
-/// (read once from the operating system, 1 MiB where it does not say), in multiples of 64.
+/// Columns of `C` per block, for a panel of `B` of `rows` rows (or columns of `B` of `rows`
+/// values): half the second-level cache (read once from the operating system, 1 MiB where it
+/// does not say), in multiples of 64 when that is at least 64.
 fn panel_width(rows: usize) -> usize {
     static L2: AtomicUsize = AtomicUsize::new(0);
     let mut l2 = L2.load(Ordering::Relaxed);
@@ -412,7 +413,12 @@ fn panel_width(rows: usize) -> usize {
         l2 = second_level_cache().unwrap_or(1 << 20);
         L2.store(l2, Ordering::Relaxed);
     }
-    (l2 / 2 / (4 * rows.max(1))).max(64) / 64 * 64
+    let width = l2 / 2 / (4 * rows.max(1));
+    if width >= 64 {
+        width / 64 * 64
+    } else {
+        width.max(1)
+    }
 }
 
 /// The size of this processor's second-level data cache, in bytes, as Linux reports it.
@@ -676,22 +682,32 @@ fn dots<const FMA: bool>(alpha: f32, a: Mat<'_>, b: Mat<'_>, c: &mut [f32], n: u
     let (m, k) = (a.rows, a.cols);
     let row = |i: usize| &a.data[a.start(i)..a.start(i) + k];
     let col = |j: usize| &b.data[b.col_start(j)..b.col_start(j) + k];
-    let mut i = 0;
-    while i < m {
-        let rows = if i + 2 <= m { [row(i), row(i + 1)] } else { [row(i), row(i)] };
-        let mut j = 0;
-        while j < n {
-            let cols = if j + 4 <= n { [col(j), col(j + 1), col(j + 2), col(j + 3)] } else { [col(j); 4] };
-            let d = dot_block_dispatch::<FMA>(rows, cols);
-            for (r, d) in d.iter().enumerate().take(if i + 2 <= m { 2 } else { 1 }) {
-                let width = if j + 4 <= n { 4 } else { 1 };
-                for (o, d) in c[(i + r) * n + j..(i + r) * n + j + width].iter_mut().zip(d) {
-                    *o = madd::<FMA>(alpha, *d, *o);
+    // Blocks of columns of `B` sized to half the second-level cache, each read from there by
+    // every row of `A` rather than streamed from memory once per pair of rows. Each element is
+    // one dot product, whichever block computes it.
+    let width = panel_width(k).max(4) / 4 * 4;
+    let mut start = 0;
+    while start < n {
+        let end = (start + width).min(n);
+        let mut i = 0;
+        while i < m {
+            let rows = if i + 2 <= m { [row(i), row(i + 1)] } else { [row(i), row(i)] };
+            let mut j = start;
+            while j < end {
+                let four = j + 4 <= end;
+                let cols = if four { [col(j), col(j + 1), col(j + 2), col(j + 3)] } else { [col(j); 4] };
+                let d = dot_block_dispatch::<FMA>(rows, cols);
+                for (r, d) in d.iter().enumerate().take(if i + 2 <= m { 2 } else { 1 }) {
+                    let width = if four { 4 } else { 1 };
+                    for (o, d) in c[(i + r) * n + j..(i + r) * n + j + width].iter_mut().zip(d) {
+                        *o = madd::<FMA>(alpha, *d, *o);
+                    }
                 }
+                j += if four { 4 } else { 1 };
             }
-            j += if j + 4 <= n { 4 } else { 1 };
+            i += 2;
         }
-        i += 2;
+        start = end;
     }
 }
 
@@ -867,6 +883,27 @@ mod tests {
             // SAFETY: the processor has AVX2 and FMA (isa() is not portable).
             unsafe { gemm_avx2_fma(alpha, av, bv, beta, MatMut::new(&mut avx2, m, n)) };
             assert_eq!(avx2, generic, "{m}x{n}x{k}: AVX2 tiles");
+        }
+    }
+
+    /// Dot products in blocks of columns (here 4 columns of 40,000 values) are each one dot
+    /// product, as unblocked.
+    #[test]
+    fn blocks_of_dot_products_give_each_ones_bits() {
+        let (m, n, k) = (3, 9, 40_000);
+        let a = random_vec(m * k, 40);
+        let b = random_vec(n * k, 41);
+        let (av, bv) = (Mat::new(&a, m, k), Mat::new(&b, n, k).t());
+        let mut c = vec![f32::NAN; m * n];
+        gemm(1.0, av, bv, 0.0, MatMut::new(&mut c, m, n));
+        let fma = isa() != Isa::Portable;
+        for i in 0..m {
+            for j in 0..n {
+                let (x, y) = (&a[i * k..(i + 1) * k], &b[j * k..(j + 1) * k]);
+                let d =
+                    if fma { dot_block_dispatch::<true>([x, x], [y; 4]) } else { dot_block::<false>([x, x], [y; 4]) };
+                assert_eq!(c[i * n + j].to_bits(), d[0][0].to_bits(), "({i}, {j})");
+            }
         }
     }
 
