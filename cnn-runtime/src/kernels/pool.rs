@@ -22,7 +22,10 @@ use super::{chunk, chunk_count, chunk_len, for_each_chunk, ChunksMut, Layer, Mod
 
 /// How a pooling layer reduces a window, and how it hands the window's gradient back.
 ///
-/// A window is `KH` rows of `KW` values, `W` apart in its channel plane, starting at `at`.
+/// A window is `KH` rows of `KW` values, `W` apart in its channel plane. It holds the
+/// `[rows, cols]` of them that lie in the plane, from `at` on: all `KH x KW` inside the plane,
+/// fewer where it overhangs the edge, the rest being padding (see the module's docs). One
+/// function serves both, so that a full window and a clipped one are reduced alike.
 trait Reduction {
     /// `u32` values kept per output from the forward to the backward pass.
     const STATE: usize;
@@ -32,39 +35,25 @@ trait Reduction {
     const MAX: bool = false;
 
     /// The window's output and the state to keep for it (ignored when `STATE` is 0).
-    fn reduce<const W: usize, const KH: usize, const KW: usize>(plane: &[f32], at: usize) -> (f32, u32);
+    fn reduce<const W: usize, const KH: usize, const KW: usize>(
+        plane: &[f32],
+        at: usize,
+        held: [usize; 2],
+    ) -> (f32, u32);
 
     /// The window's output alone, for evaluation, where no backward pass needs the state.
     #[inline(always)]
-    fn value<const W: usize, const KH: usize, const KW: usize>(plane: &[f32], at: usize) -> f32 {
-        Self::reduce::<W, KH, KW>(plane, at).0
+    fn value<const W: usize, const KH: usize, const KW: usize>(plane: &[f32], at: usize, held: [usize; 2]) -> f32 {
+        Self::reduce::<W, KH, KW>(plane, at, held).0
     }
 
     /// Adds the gradient `g` of the window's output `y` to the window's inputs in `dx`.
+    #[allow(clippy::too_many_arguments)]
     fn spread<const W: usize, const KH: usize, const KW: usize>(
         plane: &[f32],
         dx: &mut [f32],
         at: usize,
-        y: f32,
-        g: f32,
-        state: u32,
-    );
-
-    /// [`Reduction::reduce`] of a window overhanging the plane's edge, of which it holds the
-    /// plane's rows `rows` and columns `cols`; the rest is padding (see the module's docs).
-    fn reduce_clipped<const W: usize, const KH: usize, const KW: usize>(
-        plane: &[f32],
-        rows: Range<usize>,
-        cols: Range<usize>,
-    ) -> (f32, u32);
-
-    /// [`Reduction::spread`] of a window overhanging the plane's edge, as in
-    /// [`Reduction::reduce_clipped`].
-    fn spread_clipped<const W: usize, const KH: usize, const KW: usize>(
-        plane: &[f32],
-        dx: &mut [f32],
-        rows: Range<usize>,
-        cols: Range<usize>,
+        held: [usize; 2],
         y: f32,
         g: f32,
         state: u32,
@@ -87,11 +76,17 @@ impl Reduction for Max {
     const MAX: bool = true;
 
     #[inline(always)]
-    fn reduce<const W: usize, const KH: usize, const KW: usize>(plane: &[f32], at: usize) -> (f32, u32) {
+    fn reduce<const W: usize, const KH: usize, const KW: usize>(
+        plane: &[f32],
+        at: usize,
+        [rows, cols]: [usize; 2],
+    ) -> (f32, u32) {
+        // The padding is -inf and never wins: starting from the first value held, as PyTorch
+        // does, the winner is a real input even when all of them are -inf.
         let (mut best, mut arg) = (f32::NEG_INFINITY, at);
-        for i in 0..KH {
+        for i in 0..rows {
             let row = at + i * W;
-            for (j, &v) in plane[row..row + KW].iter().enumerate() {
+            for (j, &v) in plane[row..row + cols].iter().enumerate() {
                 // Selects rather than branches: which value wins is data, not a pattern.
                 let wins = beats(v, best);
                 best = if wins { v } else { best };
@@ -102,11 +97,15 @@ impl Reduction for Max {
     }
 
     #[inline(always)]
-    fn value<const W: usize, const KH: usize, const KW: usize>(plane: &[f32], at: usize) -> f32 {
+    fn value<const W: usize, const KH: usize, const KW: usize>(
+        plane: &[f32],
+        at: usize,
+        [rows, cols]: [usize; 2],
+    ) -> f32 {
         let mut best = f32::NEG_INFINITY;
-        for i in 0..KH {
+        for i in 0..rows {
             let row = at + i * W;
-            for &v in &plane[row..row + KW] {
+            for &v in &plane[row..row + cols] {
                 best = if beats(v, best) { v } else { best };
             }
         }
@@ -118,39 +117,7 @@ impl Reduction for Max {
         _: &[f32],
         dx: &mut [f32],
         _: usize,
-        _: f32,
-        g: f32,
-        state: u32,
-    ) {
-        dx[state as usize] += g;
-    }
-
-    #[inline(always)]
-    fn reduce_clipped<const W: usize, const KH: usize, const KW: usize>(
-        plane: &[f32],
-        rows: Range<usize>,
-        cols: Range<usize>,
-    ) -> (f32, u32) {
-        // The padding is -inf and never wins: starting from the first value held, as PyTorch
-        // does, the winner is a real input even when all of them are -inf.
-        let (mut best, mut arg) = (f32::NEG_INFINITY, rows.start * W + cols.start);
-        for r in rows {
-            let row = r * W;
-            for (j, &v) in plane[row + cols.start..row + cols.end].iter().enumerate() {
-                let wins = beats(v, best);
-                best = if wins { v } else { best };
-                arg = if wins { row + cols.start + j } else { arg };
-            }
-        }
-        (best, arg as u32)
-    }
-
-    #[inline(always)]
-    fn spread_clipped<const W: usize, const KH: usize, const KW: usize>(
-        _: &[f32],
-        dx: &mut [f32],
-        _: Range<usize>,
-        _: Range<usize>,
+        _: [usize; 2],
         _: f32,
         g: f32,
         state: u32,
@@ -167,11 +134,16 @@ impl Reduction for Avg {
     const FLOPS_PER_VALUE: u64 = 1;
 
     #[inline(always)]
-    fn reduce<const W: usize, const KH: usize, const KW: usize>(plane: &[f32], at: usize) -> (f32, u32) {
+    fn reduce<const W: usize, const KH: usize, const KW: usize>(
+        plane: &[f32],
+        at: usize,
+        [rows, cols]: [usize; 2],
+    ) -> (f32, u32) {
+        // The padded zeros add nothing to the sum but count in the divisor.
         let mut sum = 0.0f32;
-        for i in 0..KH {
+        for i in 0..rows {
             let row = at + i * W;
-            sum += plane[row..row + KW].iter().sum::<f32>();
+            sum += plane[row..row + cols].iter().sum::<f32>();
         }
         (sum / (KH * KW) as f32, 0)
     }
@@ -181,49 +153,20 @@ impl Reduction for Avg {
         _: &[f32],
         dx: &mut [f32],
         at: usize,
+        [rows, cols]: [usize; 2],
         _: f32,
         g: f32,
         _: u32,
     ) {
         let share = g / (KH * KW) as f32;
-        for i in 0..KH {
+        for i in 0..rows {
             let row = at + i * W;
-            dx[row..row + KW].iter_mut().for_each(|d| *d += share);
-        }
-    }
-
-    #[inline(always)]
-    fn reduce_clipped<const W: usize, const KH: usize, const KW: usize>(
-        plane: &[f32],
-        rows: Range<usize>,
-        cols: Range<usize>,
-    ) -> (f32, u32) {
-        // The padded zeros add nothing to the sum but count in the divisor.
-        let mut sum = 0.0f32;
-        for r in rows {
-            sum += plane[r * W + cols.start..r * W + cols.end].iter().sum::<f32>();
-        }
-        (sum / (KH * KW) as f32, 0)
-    }
-
-    #[inline(always)]
-    fn spread_clipped<const W: usize, const KH: usize, const KW: usize>(
-        _: &[f32],
-        dx: &mut [f32],
-        rows: Range<usize>,
-        cols: Range<usize>,
-        _: f32,
-        g: f32,
-        _: u32,
-    ) {
-        let share = g / (KH * KW) as f32;
-        for r in rows {
-            dx[r * W + cols.start..r * W + cols.end].iter_mut().for_each(|d| *d += share);
+            dx[row..row + cols].iter_mut().for_each(|d| *d += share);
         }
     }
 }
 
-/// The window's Euclidean norm.
+/// The window's Euclidean norm. L2 pooling takes no padding, so its windows are always full.
 enum L2 {}
 
 impl Reduction for L2 {
@@ -231,11 +174,15 @@ impl Reduction for L2 {
     const FLOPS_PER_VALUE: u64 = 2;
 
     #[inline(always)]
-    fn reduce<const W: usize, const KH: usize, const KW: usize>(plane: &[f32], at: usize) -> (f32, u32) {
+    fn reduce<const W: usize, const KH: usize, const KW: usize>(
+        plane: &[f32],
+        at: usize,
+        [rows, cols]: [usize; 2],
+    ) -> (f32, u32) {
         let mut sum = 0.0f32;
-        for i in 0..KH {
+        for i in 0..rows {
             let row = at + i * W;
-            sum += plane[row..row + KW].iter().map(|&v| v * v).sum::<f32>();
+            sum += plane[row..row + cols].iter().map(|&v| v * v).sum::<f32>();
         }
         (sum.sqrt(), 0)
     }
@@ -245,6 +192,7 @@ impl Reduction for L2 {
         plane: &[f32],
         dx: &mut [f32],
         at: usize,
+        [rows, cols]: [usize; 2],
         y: f32,
         g: f32,
         _: u32,
@@ -254,45 +202,9 @@ impl Reduction for L2 {
             return;
         }
         let scale = g / y;
-        for i in 0..KH {
+        for i in 0..rows {
             let row = at + i * W;
-            for (d, &v) in dx[row..row + KW].iter_mut().zip(&plane[row..row + KW]) {
-                *d += scale * v;
-            }
-        }
-    }
-
-    // L2 pooling takes no padding; these would pad with zeros.
-    #[inline(always)]
-    fn reduce_clipped<const W: usize, const KH: usize, const KW: usize>(
-        plane: &[f32],
-        rows: Range<usize>,
-        cols: Range<usize>,
-    ) -> (f32, u32) {
-        let mut sum = 0.0f32;
-        for r in rows {
-            sum += plane[r * W + cols.start..r * W + cols.end].iter().map(|&v| v * v).sum::<f32>();
-        }
-        (sum.sqrt(), 0)
-    }
-
-    #[inline(always)]
-    fn spread_clipped<const W: usize, const KH: usize, const KW: usize>(
-        plane: &[f32],
-        dx: &mut [f32],
-        rows: Range<usize>,
-        cols: Range<usize>,
-        y: f32,
-        g: f32,
-        _: u32,
-    ) {
-        if y <= 0.0 {
-            return;
-        }
-        let scale = g / y;
-        for r in rows {
-            let row = r * W + cols.start..r * W + cols.end;
-            for (d, &v) in dx[row.clone()].iter_mut().zip(&plane[row]) {
+            for (d, &v) in dx[row..row + cols].iter_mut().zip(&plane[row..row + cols]) {
                 *d += scale * v;
             }
         }
@@ -497,15 +409,16 @@ fn pool_sample<
                 for ox in 0..ow {
                     let cols = held(ox * SW, KW, PW, W);
                     let o = (c * oh + oy) * ow + ox;
-                    let (v, s) = if rows.len() == KH && cols.len() == KW {
-                        let at = rows.start * W + cols.start;
+                    let (at, held) = (rows.start * W + cols.start, [rows.len(), cols.len()]);
+                    let (v, s) = if held == [KH, KW] {
+                        // Inside the plane: loops of fixed bounds.
                         if P::STATE > 0 && train {
-                            P::reduce::<W, KH, KW>(plane, at)
+                            P::reduce::<W, KH, KW>(plane, at, [KH, KW])
                         } else {
-                            (P::value::<W, KH, KW>(plane, at), 0)
+                            (P::value::<W, KH, KW>(plane, at, [KH, KW]), 0)
                         }
                     } else {
-                        P::reduce_clipped::<W, KH, KW>(plane, rows.clone(), cols)
+                        P::reduce::<W, KH, KW>(plane, at, held)
                     };
                     y[o] = v;
                     if P::STATE > 0 && train {
@@ -523,11 +436,11 @@ fn pool_sample<
                 let o = (c * oh + oy) * ow + ox;
                 let at = oy * SH * W + ox * SW;
                 if P::STATE > 0 && train {
-                    let (v, s) = P::reduce::<W, KH, KW>(plane, at);
+                    let (v, s) = P::reduce::<W, KH, KW>(plane, at, [KH, KW]);
                     y[o] = v;
                     state[o] = s;
                 } else {
-                    y[o] = P::value::<W, KH, KW>(plane, at);
+                    y[o] = P::value::<W, KH, KW>(plane, at, [KH, KW]);
                 }
             }
         }
@@ -581,10 +494,12 @@ fn unpool_sample<
                     let cols = held(ox * SW, KW, PW, W);
                     let o = (c * oh + oy) * ow + ox;
                     let s = if P::STATE > 0 { state[o] } else { 0 };
-                    if rows.len() == KH && cols.len() == KW {
-                        P::spread::<W, KH, KW>(plane, dx, rows.start * W + cols.start, y[o], dy[o], s);
+                    let (at, held) = (rows.start * W + cols.start, [rows.len(), cols.len()]);
+                    if held == [KH, KW] {
+                        // Inside the plane: loops of fixed bounds.
+                        P::spread::<W, KH, KW>(plane, dx, at, [KH, KW], y[o], dy[o], s);
                     } else {
-                        P::spread_clipped::<W, KH, KW>(plane, dx, rows.clone(), cols, y[o], dy[o], s);
+                        P::spread::<W, KH, KW>(plane, dx, at, held, y[o], dy[o], s);
                     }
                 }
             }
@@ -598,7 +513,7 @@ fn unpool_sample<
             for ox in 0..ow {
                 let o = (c * oh + oy) * ow + ox;
                 let s = if P::STATE > 0 { state[o] } else { 0 };
-                P::spread::<W, KH, KW>(plane, dx, oy * SH * W + ox * SW, y[o], dy[o], s);
+                P::spread::<W, KH, KW>(plane, dx, oy * SH * W + ox * SW, [KH, KW], y[o], dy[o], s);
             }
         }
     }
@@ -1163,7 +1078,7 @@ mod tests {
             for oy in 0..oh {
                 for ox in 0..ow {
                     let o = (c * oh + oy) * ow + ox;
-                    let (v, a) = Max::reduce::<W, 2, 2>(plane, 2 * oy * W + 2 * ox);
+                    let (v, a) = Max::reduce::<W, 2, 2>(plane, 2 * oy * W + 2 * ox, [2, 2]);
                     assert_eq!((y[o].to_bits(), arg[o]), (v.to_bits(), a), "{H}x{W}: output {o}");
                     want_dx[c * H * W + a as usize] += dy[o];
                 }
