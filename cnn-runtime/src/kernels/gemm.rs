@@ -560,119 +560,91 @@ fn a_at<const GATHER: bool>(a: &Mat<'_>, a_rows: &[usize], i0: usize, r: usize, 
     }
 }
 
-/// The register tiles written out with the processor's vector operations: the compiler's own
+/// Defines `$name`, an `$rows x 2·$lanes` tile of [`tile`] written with one instruction set's
+/// vector operations (two registers of `$lanes` values per row of `C`): the compiler's own
 /// vectorisation of the generic tile reassembles `B`'s vectors with shuffles. Each element is
 /// summed in the same order with the same fused multiply-adds, so the bits are the generic
 /// tile's.
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use super::{a_at, Mat, Rows};
-    use std::arch::x86_64::*;
-
-    /// The `8 x 32` tile of [`super::tile`]: two 16-lane registers per row of `C`.
-    ///
-    /// # Safety
-    /// The processor has AVX-512F; the caller checked that the block's rows of `A` and `B`
-    /// are in bounds.
-    #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn tile_8x32<const STORE: bool, const GATHER: bool>(
-        alpha: f32,
-        a: Mat<'_>,
-        a_rows: &[usize],
-        b: Mat<'_>,
-        b_rows: &Rows<'_>,
-        c: &mut [f32],
-        n: usize,
-        i0: usize,
-        j0: usize,
-    ) {
-        let (ap, bp) = (a.data.as_ptr(), b.data.as_ptr());
-        let mut acc = [_mm512_setzero_ps(); 16];
-        for q in 0..b_rows.starts.len() {
-            let p = b_rows.first + q;
-            let b_start = if GATHER { b_rows.starts[q] } else { p * b.rs } + j0;
-            // SAFETY: in bounds, as the caller checked.
-            let (b0, b1) = unsafe { (_mm512_loadu_ps(bp.add(b_start)), _mm512_loadu_ps(bp.add(b_start + 16))) };
-            for r in 0..8 {
-                // SAFETY: as above.
-                let v = unsafe { *ap.add(a_at::<GATHER>(&a, a_rows, i0, r, p)) };
-                let s = _mm512_set1_ps(if alpha == 1.0 { v } else { alpha * v });
-                acc[2 * r] = _mm512_fmadd_ps(s, b0, acc[2 * r]);
-                acc[2 * r + 1] = _mm512_fmadd_ps(s, b1, acc[2 * r + 1]);
+macro_rules! vector_tile {
+    (
+        $(#[$doc:meta])* $vis:vis $name:ident, $feature:literal, $rows:literal, $lanes:literal,
+        $zero:ident, $load:ident, $splat:ident, $fmadd:ident, $add:ident, $store:ident
+    ) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// The processor has the instruction set; the caller checked that the block's rows of
+        /// `A` and `B` are in bounds.
+        #[target_feature(enable = $feature)]
+        #[allow(clippy::too_many_arguments)]
+        $vis unsafe fn $name<const STORE: bool, const GATHER: bool>(
+            alpha: f32,
+            a: Mat<'_>,
+            a_rows: &[usize],
+            b: Mat<'_>,
+            b_rows: &Rows<'_>,
+            c: &mut [f32],
+            n: usize,
+            i0: usize,
+            j0: usize,
+        ) {
+            use std::arch::x86_64::*;
+            let (ap, bp) = (a.data.as_ptr(), b.data.as_ptr());
+            let mut acc = [$zero(); 2 * $rows];
+            for q in 0..b_rows.starts.len() {
+                let p = b_rows.first + q;
+                let b_start = if GATHER { b_rows.starts[q] } else { p * b.rs } + j0;
+                // SAFETY: in bounds, as the caller checked.
+                let (b0, b1) = unsafe { ($load(bp.add(b_start)), $load(bp.add(b_start + $lanes))) };
+                for r in 0..$rows {
+                    // SAFETY: as above.
+                    let v = unsafe { *ap.add(a_at::<GATHER>(&a, a_rows, i0, r, p)) };
+                    let s = $splat(if alpha == 1.0 { v } else { alpha * v });
+                    acc[2 * r] = $fmadd(s, b0, acc[2 * r]);
+                    acc[2 * r + 1] = $fmadd(s, b1, acc[2 * r + 1]);
+                }
             }
-        }
-        for r in 0..8 {
-            let row = &mut c[(i0 + r) * n + j0..(i0 + r) * n + j0 + 32];
-            let out = row.as_mut_ptr();
-            // SAFETY: `row` holds 32 values.
-            unsafe {
-                if STORE {
-                    _mm512_storeu_ps(out, acc[2 * r]);
-                    _mm512_storeu_ps(out.add(16), acc[2 * r + 1]);
-                } else {
-                    _mm512_storeu_ps(out, _mm512_add_ps(_mm512_loadu_ps(out), acc[2 * r]));
-                    _mm512_storeu_ps(out.add(16), _mm512_add_ps(_mm512_loadu_ps(out.add(16)), acc[2 * r + 1]));
+            for r in 0..$rows {
+                let row = &mut c[(i0 + r) * n + j0..(i0 + r) * n + j0 + 2 * $lanes];
+                let out = row.as_mut_ptr();
+                // SAFETY: `row` holds `2 * $lanes` values.
+                unsafe {
+                    if STORE {
+                        $store(out, acc[2 * r]);
+                        $store(out.add($lanes), acc[2 * r + 1]);
+                    } else {
+                        $store(out, $add($load(out), acc[2 * r]));
+                        $store(out.add($lanes), $add($load(out.add($lanes)), acc[2 * r + 1]));
+                    }
                 }
             }
         }
-    }
+    };
 }
 
-/// The AVX2 counterpart of [`avx512`].
+/// The AVX-512 register tile.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{a_at, Mat, Rows};
+
+    vector_tile!(
+        /// The `8 x 32` tile of [`super::tile`]: two 16-lane registers per row of `C`.
+        pub(super) tile_8x32, "avx512f", 8, 16,
+        _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_storeu_ps
+    );
+}
+
+/// The AVX2 register tile.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{a_at, Mat, Rows};
-    use std::arch::x86_64::*;
 
-    /// The `4 x 16` tile of [`super::tile`]: two 8-lane registers per row of `C`.
-    ///
-    /// # Safety
-    /// The processor has AVX2 and FMA; the caller checked that the block's rows of `A` and
-    /// `B` are in bounds.
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn tile_4x16<const STORE: bool, const GATHER: bool>(
-        alpha: f32,
-        a: Mat<'_>,
-        a_rows: &[usize],
-        b: Mat<'_>,
-        b_rows: &Rows<'_>,
-        c: &mut [f32],
-        n: usize,
-        i0: usize,
-        j0: usize,
-    ) {
-        let (ap, bp) = (a.data.as_ptr(), b.data.as_ptr());
-        let mut acc = [_mm256_setzero_ps(); 8];
-        for q in 0..b_rows.starts.len() {
-            let p = b_rows.first + q;
-            let b_start = if GATHER { b_rows.starts[q] } else { p * b.rs } + j0;
-            // SAFETY: in bounds, as the caller checked.
-            let (b0, b1) = unsafe { (_mm256_loadu_ps(bp.add(b_start)), _mm256_loadu_ps(bp.add(b_start + 8))) };
-            for r in 0..4 {
-                // SAFETY: as above.
-                let v = unsafe { *ap.add(a_at::<GATHER>(&a, a_rows, i0, r, p)) };
-                let s = _mm256_set1_ps(if alpha == 1.0 { v } else { alpha * v });
-                acc[2 * r] = _mm256_fmadd_ps(s, b0, acc[2 * r]);
-                acc[2 * r + 1] = _mm256_fmadd_ps(s, b1, acc[2 * r + 1]);
-            }
-        }
-        for r in 0..4 {
-            let row = &mut c[(i0 + r) * n + j0..(i0 + r) * n + j0 + 16];
-            let out = row.as_mut_ptr();
-            // SAFETY: `row` holds 16 values.
-            unsafe {
-                if STORE {
-                    _mm256_storeu_ps(out, acc[2 * r]);
-                    _mm256_storeu_ps(out.add(8), acc[2 * r + 1]);
-                } else {
-                    _mm256_storeu_ps(out, _mm256_add_ps(_mm256_loadu_ps(out), acc[2 * r]));
-                    _mm256_storeu_ps(out.add(8), _mm256_add_ps(_mm256_loadu_ps(out.add(8)), acc[2 * r + 1]));
-                }
-            }
-        }
-    }
+    vector_tile!(
+        /// The `4 x 16` tile of [`super::tile`]: two 8-lane registers per row of `C`.
+        pub(super) tile_4x16, "avx2,fma", 4, 8,
+        _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps, _mm256_storeu_ps
+    );
 }
 
 /// `A` has contiguous rows and `B` contiguous columns: each element of `C` is a dot product,
