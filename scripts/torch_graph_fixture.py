@@ -32,6 +32,34 @@ def loss_of(model, x, y, scope):
     return loss + sum(m.penalty for m in model.modules() if isinstance(m, sparsity))
 
 
+def train_runs(source, init, loss, prefix, sgd_lr):
+    """3 steps of SGD (learning rate `sgd_lr`, momentum 0.9, weight decay 0.01 on conv and fc
+    weights only), then 3 of Adam (lr 0.01), each from the state_dict `init` on a fresh module
+    built from `source`, with `loss(module, scope)` as the training loss. Saves each final
+    state_dict as `{prefix}_sgd.safetensors` and `{prefix}_adam.safetensors`; returns the 6
+    losses."""
+    losses = []
+    runs = {
+        "sgd": lambda m: torch.optim.SGD(groups(m, 0.01), lr=sgd_lr, momentum=0.9),
+        "adam": lambda m: torch.optim.Adam(m.parameters(), lr=0.01),
+    }
+    for name, make in runs.items():
+        # A fresh module: one whose Sparsity holds a penalty from a pass cannot be deep-copied.
+        scope = {}
+        m = build(source, scope)
+        m.load_state_dict(init)
+        m.train()
+        opt = make(m)
+        for _ in range(3):
+            opt.zero_grad()
+            value = loss(m, scope)
+            value.backward()
+            opt.step()
+            losses.append(value.item())
+        save_file(state(m), f"{prefix}_{name}.safetensors")
+    return losses
+
+
 def main() -> None:
     out = Path(sys.argv[1])
     source = (out / "graph_net.py").read_text()
@@ -51,25 +79,7 @@ def main() -> None:
     loss_of(model, x, y, scope).backward()
     grads = {name: p.grad.detach().contiguous().clone() for name, p in model.named_parameters()}
     save_file(grads, str(out / "graph_grads.safetensors"))
-    losses = []
-    runs = {
-        "sgd": lambda m: torch.optim.SGD(groups(m, 0.01), lr=0.05, momentum=0.9),
-        "adam": lambda m: torch.optim.Adam(m.parameters(), lr=0.01),
-    }
-    for name, make in runs.items():
-        # A fresh module: one whose Sparsity holds a penalty from a pass cannot be deep-copied.
-        fresh = {}
-        m = build(source, fresh)
-        m.load_state_dict(init)
-        m.train()
-        opt = make(m)
-        for _ in range(3):
-            opt.zero_grad()
-            loss = loss_of(m, x, y, fresh)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        save_file(state(m), str(out / f"graph_{name}.safetensors"))
+    losses = train_runs(source, init, lambda m, scope: loss_of(m, x, y, scope), out / "graph", sgd_lr=0.05)
     io = {"x": x, "labels": y, "eval_probs": probs, "losses": torch.tensor(losses)}
     save_file({k: v.contiguous() for k, v in io.items()}, str(out / "graph_io.safetensors"))
     print("losses:", losses)

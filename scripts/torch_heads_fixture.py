@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from torch_course_fixture import build, groups, state
+from torch_course_fixture import build, state
+from torch_graph_fixture import train_runs
 
 # Each head: its name, its loss and its weight, as the Rust model declares them.
 HEADS = [("digit", "cross_entropy", 1.0), ("flags", "bce", 0.5), ("size", "mse", 2.0)]
@@ -71,24 +72,7 @@ def main() -> None:
     loss_of(model, x, targets, scope).backward()
     grads = {name: p.grad.detach().contiguous().clone() for name, p in model.named_parameters()}
     save_file(grads, str(out / "heads_grads.safetensors"))
-    losses = []
-    runs = {
-        "sgd": lambda m: torch.optim.SGD(groups(m, 0.01), lr=0.01, momentum=0.9),
-        "adam": lambda m: torch.optim.Adam(m.parameters(), lr=0.01),
-    }
-    for name, make in runs.items():
-        fresh = {}
-        m = build(source, fresh)
-        m.load_state_dict(init)
-        m.train()
-        opt = make(m)
-        for _ in range(3):
-            opt.zero_grad()
-            loss = loss_of(m, x, targets, fresh)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        save_file(state(m), str(out / f"heads_{name}.safetensors"))
+    losses = train_runs(source, init, lambda m, scope: loss_of(m, x, targets, scope), out / "heads", sgd_lr=0.01)
     io = {"x": x, "digits": digits, "flags": flags, "sizes": sizes, "losses": torch.tensor(losses)}
     for (name, _, _), values in zip(HEADS, outputs):
         io[f"eval_{name}"] = values
