@@ -16,7 +16,7 @@ mod fixtures;
 
 use cnn::io::load_weights;
 use cnn::{cnn, Adam, AdamW, Model, Network, Optimizer, Sgd};
-use fixtures::{fixture, largest_difference, tensor};
+use fixtures::{check_pytorch_text, fixture, largest_difference, tensor};
 
 cnn! {
     struct Course <
@@ -46,11 +46,7 @@ fn torch_model(file: &str) -> Course {
 /// instead of checking it.
 #[test]
 fn the_pytorch_module_is_the_one_pytorch_built() {
-    if std::env::var_os("CNN_WRITE_FIXTURE").is_some() {
-        std::fs::write(fixture("course_net.py"), format!("{}\n", Course::PYTORCH)).unwrap();
-    }
-    let written = std::fs::read_to_string(fixture("course_net.py")).unwrap();
-    assert_eq!(Course::PYTORCH, written.trim_end(), "regenerate tests/fixtures/course_net.py and the fixtures");
+    check_pytorch_text("course_net.py", Course::PYTORCH);
 }
 
 #[test]

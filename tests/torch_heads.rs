@@ -13,7 +13,7 @@ mod fixtures;
 
 use cnn::io::load_weights;
 use cnn::{cnn, Adam, MultiTask, Network, Optimizer, Sgd, Targets};
-use fixtures::{fixture, largest_difference, tensor};
+use fixtures::{check_pytorch_text, fixture, gradient_difference, largest_difference, tensor};
 
 cnn! {
     struct Tasks <
@@ -66,11 +66,7 @@ impl Data {
 /// instead of checking it.
 #[test]
 fn the_pytorch_module_is_the_one_pytorch_built() {
-    if std::env::var_os("CNN_WRITE_FIXTURE").is_some() {
-        std::fs::write(fixture("heads_net.py"), format!("{}\n", Tasks::PYTORCH)).unwrap();
-    }
-    let written = std::fs::read_to_string(fixture("heads_net.py")).unwrap();
-    assert_eq!(Tasks::PYTORCH, written.trim_end(), "regenerate tests/fixtures/heads_net.py and the fixtures");
+    check_pytorch_text("heads_net.py", Tasks::PYTORCH);
 }
 
 #[test]
@@ -90,13 +86,7 @@ fn the_gradient_is_pytorchs() {
     let data = Data::load();
     let loss = model.loss_and_grad(&data.x, data.targets()).unwrap();
     assert!((loss - io("losses")[0]).abs() < 1e-5, "loss {loss}, PyTorch {}", io("losses")[0]);
-    let mut worst = 0.0f32;
-    for t in Tasks::TENSORS.iter().filter(|t| t.kind.is_param()) {
-        let torch = tensor("heads_grads.safetensors", t.name);
-        let ours = &model.grads()[t.offset..t.offset + t.len()];
-        let scale = torch.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-        worst = worst.max(largest_difference(ours, &torch) / scale);
-    }
+    let worst = gradient_difference(&model, "heads_grads.safetensors");
     println!("largest difference from PyTorch's gradient, relative to each tensor's largest: {worst:e}");
     assert!(worst < 1e-4, "{worst}");
 }
