@@ -43,10 +43,10 @@ impl<const IN: usize, const OUT: usize, const BIAS: bool> Layer for Linear<IN, O
         _: Mode,
     ) {
         let (w, b) = p[..Self::PARAMS].split_at(Self::WEIGHTS);
-        let len = chunk_len(n);
+        let len = Self::group_len(n);
         let ys = ChunksMut::new(&mut y[..n * OUT], len * OUT);
         let x = &x[..n * IN];
-        for_each_chunk(chunk_count(n), &|c| {
+        for_each_chunk(n.div_ceil(len), &|c| {
             let (y, x) = (ys.take(c), chunk(x, len * IN, c));
             let m = x.len() / IN;
             // shape: [m, IN] x [IN, OUT] -> [m, OUT]
@@ -76,20 +76,30 @@ impl<const IN: usize, const OUT: usize, const BIAS: bool> Layer for Linear<IN, O
     ) {
         let w = &p[..Self::WEIGHTS];
         let len = chunk_len(n);
-        let count = chunk_count(n);
-        // Per chunk of samples: dz = dy * act'(y), folded in place, and the input gradient.
+        let group = Self::group_len(n);
         let dzs = ChunksMut::new(&mut dy[..n * OUT], len * OUT);
-        let dxs = dx.map(|dx| ChunksMut::new(&mut dx[..n * IN], len * IN));
+        let dxs = dx.map(|dx| ChunksMut::new(&mut dx[..n * IN], group * IN));
         let y = &y[..n * OUT];
-        for_each_chunk(count, &|c| {
-            let (dz, y, dx) = (dzs.take(c), chunk(y, len * OUT, c), dxs.as_ref().map(|d| d.take(c)));
-            let m = dz.len() / OUT;
-            self.act.backward_in_place(y, dz);
-            if let Some(dx) = dx {
-                // dx [m, IN] = dz [m, OUT] x W [OUT, IN]
+        // The input gradient of group `c`: dx [m, IN] = dz [m, OUT] x W [OUT, IN].
+        let input_gradient = |dz: &[f32], c: usize| {
+            if let Some(dx) = dxs.as_ref().map(|d| d.take(c)) {
+                let m = dz.len() / OUT;
                 gemm(1.0, Mat::new(dz, m, OUT), Mat::new(w, OUT, IN), 0.0, MatMut::new(dx, m, IN));
             }
+        };
+        // Per chunk of samples: dz = dy * act'(y), folded in place, and the input gradient
+        // where its groups are the chunks; after all chunks, per group, where they are not.
+        for_each_chunk(chunk_count(n), &|c| {
+            let (dz, y) = (dzs.take(c), chunk(y, len * OUT, c));
+            self.act.backward_in_place(y, dz);
+            if group == len {
+                input_gradient(dz, c);
+            }
         });
+        if group != len {
+            let dz = &dy[..n * OUT];
+            for_each_chunk(n.div_ceil(group), &|c| input_gradient(chunk(dz, group * OUT, c), c));
+        }
         // Per block of output rows, over the whole batch at once: dW [OUT, IN] = dzᵀ [OUT, n] x
         // x [n, IN] and db = the column sums of dz. Each value is summed over the samples in
         // order by one thread, so no per-chunk partial sums are needed for the same bits on
@@ -124,10 +134,25 @@ impl<const IN: usize, const OUT: usize, const BIAS: bool> Layer for Linear<IN, O
 /// Rows of the weight gradient per parallel task (more when there would be over 64 tasks).
 const ROWS: usize = 16;
 
+impl<const IN: usize, const OUT: usize, const BIAS: bool> Linear<IN, OUT, BIAS> {
+    /// Samples per product of the forward pass and the input gradient: the chunk's, or at
+    /// least 16 where the weights are more than the second-level cache holds (1 MiB or more),
+    /// so that they are streamed from memory once per 16 samples rather than once per chunk.
+    /// Each output is one sum whatever the group, so the bits do not depend on it.
+    const fn group_len(n: usize) -> usize {
+        let len = chunk_len(n);
+        if Self::WEIGHTS >= 1 << 18 && len < 16 {
+            16
+        } else {
+            len
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::testutil::{assert_close, forward, layer_gradient_errors};
+    use crate::kernels::testutil::{assert_close, forward, layer_gradient_errors, random_vec};
 
     #[test]
     fn computes_w_x_plus_b() {
@@ -165,5 +190,42 @@ mod tests {
         // More outputs than one block of weight-gradient rows.
         let (ex, ep) = layer_gradient_errors(&Linear::<9, 37> { act: Act::Tanh }, 6, 4);
         assert!(ex < 1e-2 && ep < 1e-2, "dx {ex}, dparams {ep}");
+    }
+
+    /// Output and input gradient of `n` samples of `layer`, as one batch.
+    fn outputs_and_input_gradient<L: Layer>(
+        layer: &L,
+        n: usize,
+        x: &[f32],
+        p: &[f32],
+        r: &[f32],
+    ) -> (Vec<f32>, Vec<f32>) {
+        let (y, state) = forward(layer, n, x, p);
+        let (mut dy, mut dx, mut dp) = (r.to_vec(), vec![0.0; n * L::IN], vec![0.0; L::PARAMS]);
+        let mut scratch = vec![0.0; chunk_count(n) * L::SCRATCH];
+        let mut partial = vec![0.0; chunk_count(n) * L::PARTIAL];
+        layer.backward(n, x, &y, &mut dy, Some(&mut dx), p, &mut dp, &mut scratch, &mut partial, &state);
+        (y, dx)
+    }
+
+    /// A layer with weights past the second-level cache takes groups of 16 samples per product
+    /// rather than chunks (of 3 samples for a batch of 37): each sample's output and input
+    /// gradient keep the bits they have when the sample is alone in its batch.
+    #[test]
+    fn groups_of_samples_keep_each_samples_bits() {
+        type Wide = Linear<512, 520>;
+        let layer = Wide { act: Act::Relu };
+        assert_eq!((Wide::group_len(37), chunk_len(37)), (16, 3));
+        let n = 37;
+        let x = random_vec(n * 512, 60);
+        let p = random_vec(Wide::PARAMS, 61);
+        let r = random_vec(n * 520, 62);
+        let (y, dx) = outputs_and_input_gradient(&layer, n, &x, &p, &r);
+        for i in [0, 1, 15, 16, 17, 31, 32, 36] {
+            let (yi, dxi) =
+                outputs_and_input_gradient(&layer, 1, &x[i * 512..(i + 1) * 512], &p, &r[i * 520..(i + 1) * 520]);
+            assert_eq!(&y[i * 520..(i + 1) * 520], &yi[..], "output of sample {i}");
+            assert_eq!(&dx[i * 512..(i + 1) * 512], &dxi[..], "input gradient of sample {i}");
+        }
     }
 }
