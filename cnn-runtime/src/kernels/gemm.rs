@@ -524,23 +524,25 @@ fn row_blocks<const FMA: bool, const MR: usize, const NR: usize, const STORE: bo
     m: usize,
     cols: (usize, usize),
 ) {
+    // The AVX-512 tiles end a row with one masked tile rather than narrower ones.
+    let masked = FMA && MR == 8 && NR == 32;
     let mut i0 = 0;
     while i0 < m {
         let left = m - i0;
         i0 += if left >= MR {
-            row_block::<FMA, MR, NR, STORE, GATHER>(alpha, a, b, b_rows, c, n, i0, cols);
+            row_block::<FMA, MR, NR, STORE, GATHER>(alpha, a, b, b_rows, c, n, i0, cols, masked);
             MR
         } else if left >= 6 && MR > 6 {
-            row_block::<FMA, 6, NR, STORE, GATHER>(alpha, a, b, b_rows, c, n, i0, cols);
+            row_block::<FMA, 6, NR, STORE, GATHER>(alpha, a, b, b_rows, c, n, i0, cols, masked);
             6
         } else if left >= 4 && MR > 4 {
-            row_block::<FMA, 4, NR, STORE, GATHER>(alpha, a, b, b_rows, c, n, i0, cols);
+            row_block::<FMA, 4, NR, STORE, GATHER>(alpha, a, b, b_rows, c, n, i0, cols, masked);
             4
         } else if left >= 2 && MR > 2 {
-            row_block::<FMA, 2, NR, STORE, GATHER>(alpha, a, b, b_rows, c, n, i0, cols);
+            row_block::<FMA, 2, NR, STORE, GATHER>(alpha, a, b, b_rows, c, n, i0, cols, masked);
             2
         } else {
-            row_block::<FMA, 1, NR, STORE, GATHER>(alpha, a, b, b_rows, c, n, i0, cols);
+            row_block::<FMA, 1, NR, STORE, GATHER>(alpha, a, b, b_rows, c, n, i0, cols, masked);
             1
         };
     }
@@ -589,8 +591,8 @@ struct Rows<'s> {
     first: usize,
 }
 
-/// Rows `i0..i0 + R` of `C` in the columns `cols`: tiles of `R x NR`, then of 16, 8 and 4
-/// columns, then single columns.
+/// Rows `i0..i0 + R` of `C` in the columns `cols`: tiles of `R x NR`, then (`masked`) one
+/// masked tile for the columns left, or tiles of 16, 8 and 4 columns, then single columns.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn row_block<const FMA: bool, const R: usize, const NR: usize, const STORE: bool, const GATHER: bool>(
@@ -602,6 +604,7 @@ fn row_block<const FMA: bool, const R: usize, const NR: usize, const STORE: bool
     n: usize,
     i0: usize,
     (j0, end): (usize, usize),
+    masked: bool,
 ) {
     // Where the tile's rows of `A` start, and the last value the block reads from them.
     let a_rows: [usize; R] = std::array::from_fn(|r| a.start(i0 + r));
@@ -612,6 +615,20 @@ fn row_block<const FMA: bool, const R: usize, const NR: usize, const STORE: bool
         tile::<FMA, R, NR, STORE, GATHER>(alpha, a, &a_rows, b, b_rows, c, n, i0, j0);
         j0 += NR;
     }
+    #[cfg(target_arch = "x86_64")]
+    if masked && j0 < end {
+        assert!(b_rows.last + end <= b.data.len(), "gemm: B tile out of bounds");
+        // SAFETY: `masked` is only set on the AVX-512 path; `A` and `B` are in bounds.
+        unsafe {
+            if end - j0 > 16 {
+                avx512::tile_masked::<R, 2, STORE, GATHER>(alpha, a, &a_rows, b, b_rows, c, n, i0, (j0, end));
+            } else {
+                avx512::tile_masked::<R, 1, STORE, GATHER>(alpha, a, &a_rows, b, b_rows, c, n, i0, (j0, end));
+            }
+        }
+        return;
+    }
+    let _ = masked;
     if NR > 16 && j0 + 16 <= end {
         tile::<FMA, R, 16, STORE, GATHER>(alpha, a, &a_rows, b, b_rows, c, n, i0, j0);
         j0 += 16;
@@ -832,6 +849,66 @@ mod avx512 {
         _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_storeu_ps
     );
 
+    /// The last columns `j0..end` (at most `16 * H`) of rows `i0..i0 + R` in one tile of
+    /// [`super::tile`], `H` registers wide, with masked loads and stores: the same fused
+    /// multiply-adds in the same order as the narrower tiles, so the same bits.
+    ///
+    /// # Safety
+    /// The processor has AVX-512; the caller checked that the block's rows of `A` and `B` are
+    /// in bounds up to `end`.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn tile_masked<const R: usize, const H: usize, const STORE: bool, const GATHER: bool>(
+        alpha: f32,
+        a: Mat<'_>,
+        a_rows: &[usize; R],
+        b: Mat<'_>,
+        b_rows: &Rows<'_>,
+        c: &mut [f32],
+        n: usize,
+        i0: usize,
+        (j0, end): (usize, usize),
+    ) {
+        use std::arch::x86_64::*;
+        let width = end - j0;
+        assert!(width <= 16 * H && H <= 2, "gemm: a masked tile of {width} columns");
+        // Lanes `16 * h..` of the columns left, register `h` of a row.
+        let masks: [__mmask16; H] =
+            std::array::from_fn(|h| ((1u32 << width.saturating_sub(16 * h).min(16)) - 1) as __mmask16);
+        let (ap, bp) = (a.data.as_ptr(), b.data.as_ptr());
+        let mut acc = [[_mm512_setzero_ps(); H]; R];
+        for q in 0..b_rows.starts.len() {
+            let p = b_rows.first + q;
+            let at = if GATHER { b_rows.starts[q] } else { p * b.rs } + j0;
+            // SAFETY: the lanes loaded are in bounds, as the caller checked; the others are
+            // masked off and not read.
+            let bv: [__m512; H] =
+                std::array::from_fn(|h| unsafe { _mm512_maskz_loadu_ps(masks[h], bp.wrapping_add(at + 16 * h)) });
+            for (r, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: in bounds, as the caller checked.
+                let v = unsafe { *ap.add(a_at::<GATHER>(&a, a_rows, i0, r, p)) };
+                let s = _mm512_set1_ps(if alpha == 1.0 { v } else { alpha * v });
+                for (acc, &bv) in acc.iter_mut().zip(&bv) {
+                    *acc = _mm512_fmadd_ps(s, bv, *acc);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            let out = c[(i0 + r) * n + j0..(i0 + r) * n + end].as_mut_ptr();
+            for (h, (&acc, &mask)) in acc.iter().zip(&masks).enumerate() {
+                let at = out.wrapping_add(16 * h);
+                // SAFETY: the row holds `width` values; the lanes past them are masked off.
+                unsafe {
+                    if STORE {
+                        _mm512_mask_storeu_ps(at, mask, acc);
+                    } else {
+                        _mm512_mask_storeu_ps(at, mask, _mm512_add_ps(_mm512_maskz_loadu_ps(mask, at), acc));
+                    }
+                }
+            }
+        }
+    }
+
     packed_tile!(
         /// The `12 x 32` tile over packed panels: 24 accumulators of 16 lanes.
         pub(super) packed_12x32, "avx512f", 12, 16,
@@ -1051,7 +1128,8 @@ mod tests {
         }
         // Two inner blocks, rows left over for every smaller tile, columns past one block.
         // Rows of `B` 1024 or more apart with 32 rows or more copy panels: whole blocks of
-        // rows and a partial one, columns left over, `A` transposed, `alpha` not 1.
+        // rows and a partial one, columns left over, `A` transposed, `alpha` not 1. Columns
+        // left over past the 32-wide tiles: 12, 13, 20 and 16 (one or two masked registers).
         let cases = [
             (23, 1100, 300, 1.0, 0.0, false),
             (9, 77, 257, 0.5, 1.0, false),
@@ -1059,6 +1137,7 @@ mod tests {
             (40, 1100, 300, 0.5, 1.0, false),
             (37, 1030, 260, 1.0, 0.0, true),
             (64, 2200, 20, 1.0, 1.0, false),
+            (10, 48, 30, 1.0, 0.0, false),
         ];
         for (m, n, k, alpha, beta, transposed) in cases {
             let a = random_vec(m * k, 30);
