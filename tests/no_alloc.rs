@@ -48,6 +48,15 @@ cnn! {
     >
 }
 
+cnn! {
+    /// A strided convolution whose products have 1,521 columns and 32 rows: large enough to
+    /// copy panels into the per-thread buffers of the matrix product.
+    struct Wide <
+        input(79x79x1)
+        conv(3x3, 32, stride=2) relu fc(10) softmax
+    >
+}
+
 /// Allocations made by 20 training steps, forward passes and an evaluation of a model with
 /// heads after a first round, then by a step on a smaller batch.
 fn heads_allocations_after_the_first_step<M: MultiTask>(mut model: M, opt: &mut dyn Optimizer) -> usize {
@@ -117,6 +126,12 @@ fn training_steps_after_the_first_do_not_allocate() {
         assert_eq!(graph, 0, "Inception with Sgd: {graph} allocations in 21 steps");
         let tasks = heads_allocations_after_the_first_step(Tasks::with_seed(1), &mut Adam::new(0.01).unwrap());
         assert_eq!(tasks, 0, "Tasks with Adam: {tasks} allocations in 21 steps");
+    });
+    // Threads that have run no product yet: the first step gives each its buffer.
+    let fresh = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+    fresh.install(|| {
+        let wide = allocations_after_the_first_step(Wide::with_seed(1), &mut Sgd::new(0.01, 0.9).unwrap());
+        assert_eq!(wide, 0, "Wide with Sgd: {wide} allocations in 21 steps");
     });
     // Outside a pool each call enters rayon's global pool once, through its queue of outside
     // jobs, which allocates one block per 63 jobs: at most one allocation in 50 calls.

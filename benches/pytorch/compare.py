@@ -5,7 +5,7 @@ median rates, the median of the per-round ratios, and the share of the machine's
 rate each side reaches while training.
 
     python3 benches/pytorch/compare.py [--quick] [--runs N] [--only W1,W2] [--threads 1,2]
-        [--python PYTHON] [--install] [--dry]
+        [--avx2] [--python PYTHON] [--install] [--dry]
 
 - The models: `cargo bench --bench compare -- --models FILE` writes every measured model's
   `PYTORCH` text, input shape, classes and FLOPs; `bench.py` builds PyTorch's networks from it.
@@ -16,6 +16,9 @@ rate each side reaches while training.
 - `--only`: only these workloads (`cargo bench --bench compare -- --list` names them); `gemm_256`
   is added when a training workload is chosen, as the shares are taken against it.
 - `--threads`: the thread counts (default: `CNN_THREADS`, else `1,2`).
+- `--avx2`: both sides restricted to AVX2 on a processor with AVX-512: this crate's GEMM by
+  `CNN_GEMM=avx2`, PyTorch by `ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
+  MKL_ENABLE_INSTRUCTIONS=AVX2`, as a processor without AVX-512 would run them.
 - `--dry`: builds every PyTorch model from its text, checks it against the models file, runs it
   once and stops.
 - `--install` first creates `benches/pytorch/.venv` and installs PyTorch into it with pip;
@@ -59,11 +62,13 @@ def option(name, default=None):
     return args[i + 1]
 
 
-def run(command):
-    """Runs `command` in the repository; returns its JSON lines and its standard error, which
-    also goes on to ours as it comes."""
-    print("$", " ".join(command), file=sys.stderr)
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def run(command, env=None):
+    """Runs `command` in the repository, with `env` added to this process's environment;
+    returns its JSON lines and its standard error, which also goes on to ours as it comes."""
+    print("$", *(f"{k}={v}" for k, v in (env or {}).items()), " ".join(command), file=sys.stderr)
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
+    )
     err = []
 
     def forward():
@@ -107,12 +112,17 @@ def median(values):
 
 
 def main():
-    flags, valued = {"--quick", "--install", "--dry"}, {"--runs", "--only", "--threads", "--python"}
+    flags, valued = {"--quick", "--install", "--dry", "--avx2"}, {"--runs", "--only", "--threads", "--python"}
     args = sys.argv[1:]
     for i, arg in enumerate(args):
         if arg.startswith("--") and arg not in flags | valued and not (i and args[i - 1] in valued):
             raise SystemExit(f"compare.py: unknown option {arg} ({', '.join(sorted(flags | valued))})")
     quick = ["--quick"] if "--quick" in sys.argv else []
+    avx2 = "--avx2" in sys.argv
+    cnn_env = {"CNN_GEMM": "avx2"} if avx2 else {}
+    pytorch_env = (
+        {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"} if avx2 else {}
+    )
     runs = int(option("--runs", "5"))
     if runs < 1:
         raise SystemExit("compare.py: --runs needs at least 1")
@@ -138,15 +148,15 @@ def main():
         specs = json.loads(Path(models).read_text())["models"]
         pytorch = [python, str(HERE / "bench.py"), "--models", models, *selection, "--threads", threads, *quick]
         if "--dry" in sys.argv:
-            run([*pytorch, "--dry"])
+            run([*pytorch, "--dry"], pytorch_env)
             return
         cnn = ["cargo", "bench", "--bench", "compare", "--", *selection, "--threads", threads, *quick]
         rounds, isa, version = [], "unknown", "unknown"
         for r in range(runs):
             print(f"round {r + 1} of {runs}", file=sys.stderr)
-            ours, err = run(cnn)
+            ours, err = run(cnn, cnn_env)
             isa = found(r"^GEMM instruction set: (.*)$", err, isa)
-            theirs, err = run(pytorch)
+            theirs, err = run(pytorch, pytorch_env)
             version = found(r"^PyTorch (.*)$", err, version)
             key = lambda line: (line["workload"], line["threads"])
             rounds.append(({key(x): x["value"] for x in ours}, {key(x): x["value"] for x in theirs}))
@@ -165,7 +175,9 @@ def main():
     blocks = "5 blocks of 0.2 s" if quick else "11 blocks of 0.5 s"
     print(
         f"Measured {date.today()} on {cpu()}, {os.cpu_count()} logical CPUs; PyTorch {version} (CPU); "
-        f"cnn's GEMM instruction set: {isa}. {runs} interleaved round{'s' if runs != 1 else ''} "
+        f"cnn's GEMM instruction set: {isa}"
+        f"{'; PyTorch restricted to AVX2 (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS)' if avx2 else ''}. "
+        f"{runs} interleaved round{'s' if runs != 1 else ''} "
         f"(cnn, then PyTorch), each rate the median of {blocks} after a warm-up; the rates below are "
         f"the medians over the rounds, the ratio the median of the per-round ratios (lowest–highest "
         f"in brackets). Share of the machine: FLOPs per training sample × samples/s, over PyTorch's "

@@ -90,6 +90,8 @@ impl Workspace {
             self.state.resize(n * sizes.state, 0);
             grow(&mut self.scratch, most * sizes.scratch);
             self.batch = n;
+            // The matrix products' per-thread buffers, on every thread that may run them.
+            rayon::broadcast(|_| crate::kernels::reserve_buffers());
         }
         let (grad, partial) = if training {
             if n > self.grad_batch {

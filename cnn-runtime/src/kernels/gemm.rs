@@ -1,13 +1,14 @@
-//! Matrix product on strided row-major views, without allocation.
+//! Matrix product on strided row-major views, without allocation per call.
 //!
 //! Neither nalgebra's `gemm` nor `matrixmultiply::sgemm` (the engine behind it) fits here:
 //! nalgebra's path for small matrices (any side of 5 or less) indexes out of bounds on views
 //! whose rows are not contiguous, and `matrixmultiply` allocates its packing buffer on every
-//! call, hundreds of times per training step. This GEMM needs no buffer: it picks one of two
-//! loop orders by the operands' layout, so that the innermost loop always runs over contiguous
-//! memory and vectorises, and it is compiled three times: for AVX-512 (8x32 register tiles),
-//! for AVX2 with FMA (4x16), chosen at run time by what the processor has ([`isa`]), and for the
-//! baseline instruction set.
+//! call, hundreds of times per training step. This GEMM picks one of two loop orders by the
+//! operands' layout, so that the innermost loop always runs over contiguous memory and
+//! vectorises, and it is compiled three times: for AVX-512 (8x32 register tiles), for AVX2 with
+//! FMA (6x16), chosen at run time by what the processor has ([`isa`]), and for the baseline
+//! instruction set. Large products whose rows of `B` are a page apart copy panels of both
+//! operands into a buffer that each thread allocates once, on its first such product.
 //!
 //! Every output element is summed in an order fixed by the shapes alone, so results do not
 //! depend on threads or on how a batch is split.
@@ -180,7 +181,7 @@ pub fn gemm(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: MatMut<'_>) {
 pub enum Isa {
     /// AVX-512 (F and VL) with FMA: 8x32 register tiles.
     Avx512,
-    /// AVX2 with FMA: 4x16 register tiles.
+    /// AVX2 with FMA: 6x16 register tiles.
     Avx2,
     /// Whatever the target has without run-time detection.
     Portable,
@@ -266,7 +267,7 @@ unsafe fn gemm_avx512(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: MatMut<'
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn gemm_avx2_fma(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: MatMut<'_>) {
-    gemm_impl::<true, 4, 16>(alpha, a, b, beta, c);
+    gemm_impl::<true, 6, 16>(alpha, a, b, beta, c);
 }
 
 /// `a * b + c`, fused when the caller was compiled with FMA.
@@ -418,8 +419,8 @@ fn packed_columns<const FMA: bool, const MR: usize, const NR: usize, const STORE
         });
     }
     #[cfg(target_arch = "x86_64")]
-    if FMA && MR == 4 && NR == 16 {
-        // SAFETY: only the AVX2 GEMM (with FMA) has 4x16 tiles.
+    if FMA && MR == 6 && NR == 16 {
+        // SAFETY: only the AVX2 GEMM (with FMA) has 6x16 tiles.
         return packed_panels::<6, 16>(alpha, a, b, c, (m, n), ps, |kc, a, b, c, n, rows| unsafe {
             avx2::packed_6x16::<STORE>(kc, a, b, c, n, rows)
         });
@@ -444,9 +445,8 @@ fn packed_panels<const R: usize, const W: usize>(
     // The buffer is taken out of its cell for the product (moved, not copied), so that this
     // code stays inlined into the caller compiled for the instruction set.
     let mut buffer = PANEL.take();
-    if buffer.is_empty() {
-        // Once per thread, the most any panel takes: `panel_width` over `KC` rows.
-        buffer.resize(panel_width(KC).max(W) * KC, 0.0);
+    if buffer.len() < panel_len() {
+        buffer = vec![0.0; panel_len()];
     }
     let mut a_block = [[0.0f32; R]; KC];
     let a_block = &mut a_block[..kc];
@@ -503,6 +503,20 @@ fn pack_rows<const R: usize>(alpha: f32, a: Mat<'_>, i0: usize, rows: usize, ps:
     if alpha != 1.0 {
         out.iter_mut().flatten().for_each(|v| *v *= alpha);
     }
+}
+
+/// The length of the buffer of [`packed_panels`]: the most any panel takes, [`panel_width`]
+/// over [`KC`] rows (at least 32 columns).
+fn panel_len() -> usize {
+    panel_width(KC).max(32) * KC
+}
+
+/// Allocates this thread's buffer for large products, if it has none yet; the first training
+/// step calls it on every thread of the pool, so that no later step allocates. The memory is
+/// obtained zeroed from the system and touched only by products that use it.
+pub fn reserve_buffers() {
+    let buffer = PANEL.take();
+    PANEL.set(if buffer.len() < panel_len() { vec![0.0; panel_len()] } else { buffer });
 }
 
 thread_local! {
@@ -670,6 +684,12 @@ fn tile<const FMA: bool, const R: usize, const W: usize, const STORE: bool, cons
         // SAFETY: only the AVX-512 GEMM has 8x32 tiles; the bounds are checked as for the
         // generic loop below.
         unsafe { avx512::tile_8x32::<STORE, GATHER>(alpha, a, a_rows, b, b_rows, c, n, i0, j0) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if FMA && R == 6 && W == 16 {
+        // SAFETY: only the AVX2 GEMM (with FMA) has 16-wide tiles; bounds as above.
+        unsafe { avx2::tile_6x16::<STORE, GATHER>(alpha, a, a_rows, b, b_rows, c, n, i0, j0) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
@@ -924,6 +944,12 @@ mod avx2 {
     vector_tile!(
         /// The `4 x 16` tile of [`super::tile`]: two 8-lane registers per row of `C`.
         pub(super) tile_4x16, "avx2,fma", 4, 8,
+        _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps, _mm256_storeu_ps
+    );
+
+    vector_tile!(
+        /// The `6 x 16` tile of [`super::tile`]: 12 accumulators of the 16 registers.
+        pub(super) tile_6x16, "avx2,fma", 6, 8,
         _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps, _mm256_storeu_ps
     );
 

@@ -24,7 +24,7 @@ pub use activation::{act_backward, sigmoid, Act, Activation};
 pub use batchnorm::BatchNorm;
 pub use conv::{col2im, im2col, im2row, Conv2d};
 pub use dropout::Dropout;
-pub use gemm::{force_isa, gemm, isa, Isa, Mat, MatMut};
+pub use gemm::{force_isa, gemm, isa, reserve_buffers, Isa, Mat, MatMut};
 pub use linear::Linear;
 pub use loss::{Loss, Targets};
 pub use lrn::Lrn;
