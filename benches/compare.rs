@@ -2,7 +2,7 @@
 //! blocks after a warm-up), printed one JSON object per line for `benches/pytorch/compare.py` to
 //! put side by side with PyTorch's: LeNet-5 training and inference, the CIFAR-style net's
 //! training, a training step of every net of the zoo (`examples/zoo/models.rs`, but the
-//! perceptron), and the matrix-product ceilings.
+//! perceptron), ResNet-18 at 224x224 (batch 8), and the matrix-product ceilings.
 //!
 //! ```text
 //! cargo bench --bench compare [-- [--quick] [--only W1,W2] [--threads 1,2] [--models PATH]]
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use cnn::__private::kernels::{gemm, isa, Mat, MatMut};
 use cnn::{Model, Network, Sgd, Shape};
 use rayon::prelude::*;
-use workloads::{data, CifarNet, LeNet5};
+use workloads::{data, CifarNet, LeNet5, ResNet18};
 use zoo::{AlexNet32, GoogLeNetMini, Mlp, ResNet8, ZFNet32};
 
 /// Whether two strings are equal, at compile time.
@@ -79,12 +79,12 @@ fn report(workload: &str, threads: usize, value: f64, unit: &str) {
     println!("{{\"side\": \"cnn\", \"workload\": \"{workload}\", \"threads\": {threads}, \"value\": {value:.1}, \"unit\": \"{unit}\"}}");
 }
 
-/// Samples per second of training steps at batch 64 (SGD, learning rate 0.01, momentum 0.9).
-fn train<M: Model + Default>(block: Duration, blocks: usize) -> f64 {
-    let (x, y) = data::<M>(64);
+/// Samples per second of training steps at batch `B` (SGD, learning rate 0.01, momentum 0.9).
+fn train<M: Model + Default, const B: usize>(block: Duration, blocks: usize) -> f64 {
+    let (x, y) = data::<M>(B);
     let mut model = M::default();
     let mut opt = Sgd::new(0.01, 0.9).unwrap();
-    median_rate(64.0, block, blocks, || {
+    median_rate(B as f64, block, blocks, || {
         black_box(model.train_step(&mut opt, &x, &y).unwrap());
     })
 }
@@ -156,7 +156,7 @@ struct Workload {
 }
 
 fn training<M: Model + Default>(name: &'static str) -> Workload {
-    Workload { name, unit: "samples/s", net: Some(net::<M>("train", 64)), ceiling: false, run: train::<M> }
+    Workload { name, unit: "samples/s", net: Some(net::<M>("train", 64)), ceiling: false, run: train::<M, 64> }
 }
 
 fn workloads() -> Vec<Workload> {
@@ -182,6 +182,14 @@ fn workloads() -> Vec<Workload> {
         training::<ResNet8>("resnet8_train_b64"),
         training::<ZFNet32>("zfnet32_train_b64"),
         training::<GoogLeNetMini>("googlenet_train_b64"),
+        Workload {
+            name: "resnet18_train_b8",
+            unit: "samples/s",
+            net: Some(net::<ResNet18>("train", 8)),
+            ceiling: false,
+            // About a second per step: at least three per block.
+            run: |block, blocks| train::<ResNet18, 8>(block.max(Duration::from_secs(3)), blocks.min(5)),
+        },
         Workload {
             name: "gemm_2048",
             unit: "GFLOP/s",

@@ -24,6 +24,35 @@ cnn! {
     >
 }
 
+cnn! {
+    /// ResNet-18 (He et al., 2015) for 224x224 colour images and 1,000 classes, as torchvision
+    /// builds it: a 7x7/2 stem and 3/2 max pooling, four stages of two basic blocks (64, 128,
+    /// 256 and 512 filters; the first block of each later stage halves the resolution, with a
+    /// projection shortcut), global average pooling. 5.5 GFLOP per training sample.
+    pub struct ResNet18 <
+        input(224x224x3)
+        conv(7x7, 64, stride=2, pad=3, bias=false) batchnorm relu maxpool(3, stride=2, pad=1)
+        residual(conv(3x3, 64, pad=1, bias=false) batchnorm relu conv(3x3, 64, pad=1, bias=false) batchnorm) relu
+        residual(conv(3x3, 64, pad=1, bias=false) batchnorm relu conv(3x3, 64, pad=1, bias=false) batchnorm) relu
+        residual(
+            conv(3x3, 128, stride=2, pad=1, bias=false) batchnorm relu conv(3x3, 128, pad=1, bias=false) batchnorm,
+            shortcut=conv(1x1, 128, stride=2, bias=false) batchnorm
+        ) relu
+        residual(conv(3x3, 128, pad=1, bias=false) batchnorm relu conv(3x3, 128, pad=1, bias=false) batchnorm) relu
+        residual(
+            conv(3x3, 256, stride=2, pad=1, bias=false) batchnorm relu conv(3x3, 256, pad=1, bias=false) batchnorm,
+            shortcut=conv(1x1, 256, stride=2, bias=false) batchnorm
+        ) relu
+        residual(conv(3x3, 256, pad=1, bias=false) batchnorm relu conv(3x3, 256, pad=1, bias=false) batchnorm) relu
+        residual(
+            conv(3x3, 512, stride=2, pad=1, bias=false) batchnorm relu conv(3x3, 512, pad=1, bias=false) batchnorm,
+            shortcut=conv(1x1, 512, stride=2, bias=false) batchnorm
+        ) relu
+        residual(conv(3x3, 512, pad=1, bias=false) batchnorm relu conv(3x3, 512, pad=1, bias=false) batchnorm) relu
+        avgpool(7) fc(1000) softmax
+    >
+}
+
 /// `n` samples of fixed pseudo-random inputs in [-0.5, 0.5) and labels cycling through the
 /// model's classes.
 pub fn data<M: Model>(n: usize) -> (Vec<f32>, Vec<usize>) {
