@@ -5,10 +5,10 @@
 //! whose rows are not contiguous, and `matrixmultiply` allocates its packing buffer on every
 //! call, hundreds of times per training step. This GEMM picks one of two loop orders by the
 //! operands' layout, so that the innermost loop always runs over contiguous memory and
-//! vectorises, and it is compiled three times: for AVX-512 (8x32 register tiles), for AVX2 with
+//! vectorises, and it is compiled three times: for AVX-512 (12x32 register tiles), for AVX2 with
 //! FMA (6x16), chosen at run time by what the processor has ([`isa`]), and for the baseline
-//! instruction set. Large products whose rows of `B` are a page apart copy panels of both
-//! operands into a buffer that each thread allocates once, on its first such product.
+//! instruction set. Large products (see [`packs`]) copy panels of both operands into a buffer
+//! that each thread is given once ([`reserve_buffers`]).
 //!
 //! Every output element is summed in an order fixed by the shapes alone, so results do not
 //! depend on threads or on how a batch is split.
@@ -179,7 +179,7 @@ pub fn gemm(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: MatMut<'_>) {
 /// The instruction sets the GEMM is compiled for, best first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
-    /// AVX-512 (F and VL) with FMA: 8x32 register tiles.
+    /// AVX-512 (F and VL) with FMA: 12x32 register tiles.
     Avx512,
     /// AVX2 with FMA: 6x16 register tiles.
     Avx2,
@@ -261,7 +261,7 @@ unsafe fn gemm_avx512(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: MatMut<'
         unsafe { gemm_avx2_fma(alpha, a, b, beta, c) };
         return;
     }
-    gemm_impl::<true, 8, 32>(alpha, a, b, beta, c);
+    gemm_impl::<true, 12, 32>(alpha, a, b, beta, c);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -327,8 +327,9 @@ fn gemm_impl<const FMA: bool, const MR: usize, const NR: usize>(
 
 /// `B` has contiguous rows: `C` is computed in register tiles of up to `MR x NR`, each kept in
 /// registers while `p` runs over the inner dimension, each step broadcasting values of `A`
-/// against one row segment of `B`. Rows left over take smaller tiles (6 with AVX-512, then 4, 2, 1 rows), columns
-/// left over narrower ones (16, 8, 4, 1); every element is summed over `p` in order.
+/// against one row segment of `B`. Rows left over take smaller tiles (8 and 6 with AVX-512,
+/// then 4, 2, 1 rows), columns left over a masked tile (AVX-512) or narrower ones (16, 8, 4,
+/// 1); every element is summed over `p` in order.
 #[inline(always)]
 fn rows_of_b<const FMA: bool, const MR: usize, const NR: usize, const GATHER: bool>(
     alpha: f32,
@@ -418,8 +419,8 @@ fn packed_columns<const FMA: bool, const MR: usize, const NR: usize, const STORE
     ps: (usize, usize),
 ) -> usize {
     #[cfg(target_arch = "x86_64")]
-    if FMA && MR == 8 && NR == 32 {
-        // SAFETY: only the AVX-512 GEMM has 8x32 tiles.
+    if FMA && MR == 12 && NR == 32 {
+        // SAFETY: only the AVX-512 GEMM has 12x32 tiles.
         return packed_panels::<12, 32>(alpha, a, b, c, (m, n), ps, |kc, a, b, c, n, rows| unsafe {
             avx512::packed_12x32::<STORE>(kc, a, b, c, n, rows)
         });
@@ -530,7 +531,7 @@ thread_local! {
     static PANEL: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
-/// Every row of `C` in the columns `cols`, in blocks of `MR` rows, then of 6 (with
+/// Every row of `C` in the columns `cols`, in blocks of `MR` rows, then of 8 and 6 (with
 /// AVX-512), 4, 2 and 1.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -545,13 +546,16 @@ fn row_blocks<const FMA: bool, const MR: usize, const NR: usize, const STORE: bo
     cols: (usize, usize),
 ) {
     // The AVX-512 tiles end a row with one masked tile rather than narrower ones.
-    let masked = FMA && MR == 8 && NR == 32;
+    let masked = FMA && MR == 12 && NR == 32;
     let mut i0 = 0;
     while i0 < m {
         let left = m - i0;
         i0 += if left >= MR {
             row_block::<FMA, MR, NR, STORE, GATHER>(alpha, a, b, b_rows, c, n, i0, cols, masked);
             MR
+        } else if left >= 8 && MR > 8 {
+            row_block::<FMA, 8, NR, STORE, GATHER>(alpha, a, b, b_rows, c, n, i0, cols, masked);
+            8
         } else if left >= 6 && MR > 6 {
             row_block::<FMA, 6, NR, STORE, GATHER>(alpha, a, b, b_rows, c, n, i0, cols, masked);
             6
@@ -685,6 +689,12 @@ fn tile<const FMA: bool, const R: usize, const W: usize, const STORE: bool, cons
     // Every index below is in bounds: the rows of `A` were checked up to the block's last `p`
     // by the caller, and `B`'s here, at its last-starting row.
     assert!(b_rows.last + j0 + W <= b.data.len(), "gemm: B tile out of bounds");
+    #[cfg(target_arch = "x86_64")]
+    if FMA && R == 12 && W == 32 {
+        // SAFETY: only the AVX-512 GEMM has 32-wide tiles; bounds as below.
+        unsafe { avx512::tile_12x32::<STORE, GATHER>(alpha, a, a_rows, b, b_rows, c, n, i0, j0) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if FMA && R == 8 && W == 32 {
         // SAFETY: only the AVX-512 GEMM has 8x32 tiles; the bounds are checked as for the
@@ -872,6 +882,12 @@ mod avx512 {
     vector_tile!(
         /// The `8 x 32` tile of [`super::tile`]: two 16-lane registers per row of `C`.
         pub(super) tile_8x32, "avx512f", 8, 16,
+        _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_storeu_ps
+    );
+
+    vector_tile!(
+        /// The `12 x 32` tile of [`super::tile`]: 24 accumulators of the 32 registers.
+        pub(super) tile_12x32, "avx512f", 12, 16,
         _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_storeu_ps
     );
 
