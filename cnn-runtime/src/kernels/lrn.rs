@@ -37,6 +37,20 @@ impl<const C: usize, const S: usize> Lrn<C, S> {
         (j.saturating_sub((self.size - 1) / 2), (j + self.size / 2 + 1).min(C))
     }
 
+    /// `s^β`, with square roots for the usual exponents (PyTorch's default 0.75, and 0.5),
+    /// which run several times faster than `powf` and round within two units in the last place.
+    #[inline(always)]
+    fn power(&self, s: f32) -> f32 {
+        if self.beta == 0.75 {
+            let root = s.sqrt();
+            root * root.sqrt()
+        } else if self.beta == 0.5 {
+            s.sqrt()
+        } else {
+            s.powf(self.beta)
+        }
+    }
+
     /// Writes the denominators' bases `s` of one sample `x` to `s`.
     fn bases(&self, x: &[f32], s: &mut [f32]) {
         let scale = self.alpha / self.size as f32;
@@ -81,7 +95,7 @@ impl<const C: usize, const S: usize> Layer for Lrn<C, S> {
             let (y, x) = (ys.take(c), chunk(x, len, c));
             for (y, x) in y.chunks_exact_mut(C * S).zip(x.chunks_exact(C * S)) {
                 self.bases(x, y);
-                y.iter_mut().zip(x).for_each(|(y, &a)| *y = a / y.powf(self.beta));
+                y.iter_mut().zip(x).for_each(|(y, &a)| *y = a / self.power(*y));
             }
         });
     }
@@ -112,7 +126,7 @@ impl<const C: usize, const S: usize> Layer for Lrn<C, S> {
                 self.bases(x, dx);
                 for ((dx, dy), &a) in dx.iter_mut().zip(dy.iter_mut()).zip(x) {
                     let s = *dx;
-                    let d = s.powf(self.beta);
+                    let d = self.power(s);
                     *dx = *dy / d;
                     *dy = *dy * a / (d * s);
                 }
@@ -151,6 +165,21 @@ mod tests {
             }
         }
         y
+    }
+
+    /// The square-root powers agree with `powf` to two units in the last place, over the
+    /// bases a layer meets (k plus a scaled sum of squares) and beyond.
+    #[test]
+    fn square_root_powers_match_powf() {
+        for beta in [0.75f32, 0.5] {
+            let layer = Lrn::<1, 1> { size: 1, alpha: 1e-4, beta, k: 1.0 };
+            for i in 0..20_000 {
+                let s = 1e-3 * 1.0009f32.powi(i);
+                let (fast, want) = (layer.power(s), s.powf(beta));
+                let ulps = (fast.to_bits() as i64 - want.to_bits() as i64).abs();
+                assert!(ulps <= 2, "{s}^{beta}: {fast} against {want}");
+            }
+        }
     }
 
     #[test]
