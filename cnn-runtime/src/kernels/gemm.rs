@@ -756,6 +756,27 @@ fn a_at<const GATHER: bool>(a: &Mat<'_>, a_rows: &[usize], i0: usize, r: usize, 
     }
 }
 
+/// Writes (`$overwrite`) or adds the two registers `$acc` to `$row`, a row segment of `C` of
+/// `2·$lanes` values.
+#[cfg(target_arch = "x86_64")]
+macro_rules! write_row {
+    ($overwrite:expr, $row:expr, $lanes:literal, $acc:expr, $load:ident, $add:ident, $store:ident) => {{
+        let row: &mut [f32] = $row;
+        debug_assert_eq!(row.len(), 2 * $lanes);
+        let ([first, second], out) = ($acc, row.as_mut_ptr());
+        // SAFETY: `row` holds the `2·$lanes` values written.
+        unsafe {
+            if $overwrite {
+                $store(out, first);
+                $store(out.add($lanes), second);
+            } else {
+                $store(out, $add($load(out), first));
+                $store(out.add($lanes), $add($load(out.add($lanes)), second));
+            }
+        }
+    }};
+}
+
 /// Defines `$name`, an `$rows x 2·$lanes` tile of [`tile`] written with one instruction set's
 /// vector operations (two registers of `$lanes` values per row of `C`): the compiler's own
 /// vectorisation of the generic tile reassembles `B`'s vectors with shuffles. Each element is
@@ -803,17 +824,7 @@ macro_rules! vector_tile {
             }
             for r in 0..$rows {
                 let row = &mut c[(i0 + r) * n + j0..(i0 + r) * n + j0 + 2 * $lanes];
-                let out = row.as_mut_ptr();
-                // SAFETY: `row` holds `2 * $lanes` values.
-                unsafe {
-                    if STORE {
-                        $store(out, acc[2 * r]);
-                        $store(out.add($lanes), acc[2 * r + 1]);
-                    } else {
-                        $store(out, $add($load(out), acc[2 * r]));
-                        $store(out.add($lanes), $add($load(out.add($lanes)), acc[2 * r + 1]));
-                    }
-                }
+                write_row!(STORE, row, $lanes, [acc[2 * r], acc[2 * r + 1]], $load, $add, $store);
             }
         }
     };
@@ -858,17 +869,7 @@ macro_rules! packed_tile {
                 }
             }
             for (r, acc) in acc.iter().enumerate().take(rows) {
-                let out = c[r * n..r * n + 2 * $lanes].as_mut_ptr();
-                // SAFETY: the row holds `2 * $lanes` values.
-                unsafe {
-                    if STORE {
-                        $store(out, acc[0]);
-                        $store(out.add($lanes), acc[1]);
-                    } else {
-                        $store(out, $add($load(out), acc[0]));
-                        $store(out.add($lanes), $add($load(out.add($lanes)), acc[1]));
-                    }
-                }
+                write_row!(STORE, &mut c[r * n..r * n + 2 * $lanes], $lanes, *acc, $load, $add, $store);
             }
         }
     };
