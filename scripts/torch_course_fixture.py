@@ -23,18 +23,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-
-def build(source: str, scope=None) -> torch.nn.Module:
-    """The module `source` (a `PYTORCH` constant) defines; `scope` receives its classes."""
-    scope = {} if scope is None else scope
-    scope["torch"] = torch
-    body = source.strip()
-    if body.startswith("class "):
-        head, expression = body.rsplit("\n\n\n", 1)
-        exec(head, scope)
-    else:
-        expression = body
-    return eval(expression, scope)
+from pytorch_text import build
 
 
 def groups(model: torch.nn.Module, decay: float):

@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from torch_course_fixture import build, groups, state
+from pytorch_text import build
+from torch_course_fixture import groups, state
 
 
 def loss_of(model, x, y, scope):

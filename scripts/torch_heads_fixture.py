@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from torch_course_fixture import build, state
+from pytorch_text import build
+from torch_course_fixture import state
 from torch_graph_fixture import train_runs
 
 # Each head: its name, its loss and its weight, as the Rust model declares them.

@@ -20,26 +20,15 @@ import math
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent / "scripts"))
+from options import option  # noqa: E402
+from pytorch_text import build  # noqa: E402
+
 CEILINGS = ("gemm_2048", "gemm_256")
-
-
-def build(source: str, scope=None) -> torch.nn.Module:
-    """The module `source` (a `PYTORCH` constant) defines; `scope` receives its classes.
-
-    The same as `build()` in scripts/torch_course_fixture.py, which the parity tests use.
-    """
-    scope = {} if scope is None else scope
-    scope["torch"] = torch
-    body = source.strip()
-    if body.startswith("class "):
-        head, expression = body.rsplit("\n\n\n", 1)
-        exec(head, scope)
-    else:
-        expression = body
-    return eval(expression, scope)
 
 
 def logits(model):
@@ -130,16 +119,6 @@ def gemm(size, block, blocks):
 def report(workload, threads, value, unit):
     print(json.dumps({"side": "pytorch", "workload": workload, "threads": threads, "value": round(value, 1), "unit": unit}))
     sys.stdout.flush()
-
-
-def option(name, default=None):
-    args = sys.argv[1:]
-    if name not in args:
-        return default
-    i = args.index(name)
-    if i + 1 >= len(args):
-        raise SystemExit(f"bench.py: {name} needs a value")
-    return args[i + 1]
 
 
 def main():

@@ -41,6 +41,8 @@ import venv
 from datetime import date
 from pathlib import Path
 
+from options import option
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 VENV = HERE / ".venv"
@@ -50,16 +52,6 @@ CEILINGS = {
     "gemm_2048": "float32 matrix product 2048³ (GFLOP/s)",
     "gemm_256": "float32 matrix products 256³, one per thread (GFLOP/s)",
 }
-
-
-def option(name, default=None):
-    args = sys.argv[1:]
-    if name not in args:
-        return default
-    i = args.index(name)
-    if i + 1 >= len(args):
-        raise SystemExit(f"compare.py: {name} needs a value")
-    return args[i + 1]
 
 
 def run(command, env=None):
