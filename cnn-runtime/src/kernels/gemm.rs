@@ -451,10 +451,7 @@ fn packed_panels<const R: usize, const W: usize>(
     let tiles = (panel_width(kc) / W).max(1);
     // The buffer is taken out of its cell for the product (moved, not copied), so that this
     // code stays inlined into the caller compiled for the instruction set.
-    let mut buffer = PANEL.take();
-    if buffer.len() < panel_len() {
-        buffer = vec![0.0; panel_len()];
-    }
+    let mut buffer = take_panel();
     let mut a_block = [[0.0f32; R]; KC];
     let a_block = &mut a_block[..kc];
     let mut j = 0;
@@ -512,18 +509,23 @@ fn pack_rows<const R: usize>(alpha: f32, a: Mat<'_>, i0: usize, rows: usize, ps:
     }
 }
 
-/// The length of the buffer of [`packed_panels`]: the most any panel takes, [`panel_width`]
-/// over [`KC`] rows (at least 32 columns).
-fn panel_len() -> usize {
-    panel_width(KC).max(32) * KC
+/// This thread's buffer for [`packed_panels`], taken out of its cell, allocated first if the
+/// thread has none: the most any panel takes, [`panel_width`] over [`KC`] rows (at least 32
+/// columns), obtained zeroed from the system and touched only by products that use it.
+fn take_panel() -> Vec<f32> {
+    let len = panel_width(KC).max(32) * KC;
+    let buffer = PANEL.take();
+    if buffer.len() < len {
+        vec![0.0; len]
+    } else {
+        buffer
+    }
 }
 
 /// Allocates this thread's buffer for large products, if it has none yet; the first training
-/// step calls it on every thread of the pool, so that no later step allocates. The memory is
-/// obtained zeroed from the system and touched only by products that use it.
+/// step calls it on every thread of the pool, so that no later step allocates.
 pub fn reserve_buffers() {
-    let buffer = PANEL.take();
-    PANEL.set(if buffer.len() < panel_len() { vec![0.0; panel_len()] } else { buffer });
+    PANEL.set(take_panel());
 }
 
 thread_local! {
