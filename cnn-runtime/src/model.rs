@@ -185,7 +185,9 @@ pub trait Network: Compiled + Clone + Send + Sync {
     /// parameters for this; for others the model keeps a copy of the parameters and the
     /// optimizer's state to undo the update.
     fn apply<O: Optimizer + ?Sized>(&mut self, opt: &mut O) -> Result<()> {
-        apply_update::<Self, O>(self.state_mut(), opt)
+        let state = self.state_mut();
+        // The optimizers' passes over long runs of parameters are parallel: on the pool.
+        in_pool(|| apply_update::<Self, O>(state, opt))
     }
 
     /// The parameter runs an optimizer updates: every tensor of the layers not frozen, with
@@ -457,12 +459,15 @@ pub(crate) fn training_pass<N: Network>(
     let noise = model.noise();
     check_count("training pass count", noise.step.saturating_add(1))?;
     keep_buffers(model);
-    let loss = in_pool(|| pass(model, n));
-    if let Err(e) = check_pass(model, n, loss, noise.step) {
+    // The checks scan the gradient in parallel: on the pool, as the pass.
+    let checked = in_pool(|| {
+        let loss = pass(model, n);
+        check_pass(model, n, loss, noise.step).map(|()| loss)
+    });
+    if checked.is_err() {
         undo_pass(model, noise);
-        return Err(e);
     }
-    Ok(loss)
+    checked
 }
 
 /// A training step of `model`: `pass` (a checked training pass, as [`training_pass`] runs it)
@@ -471,15 +476,18 @@ pub(crate) fn training_pass<N: Network>(
 pub(crate) fn training_step<N: Network, O: Optimizer + ?Sized>(
     model: &mut N,
     opt: &mut O,
-    pass: impl FnOnce(&mut N) -> Result<f32>,
+    pass: impl FnOnce(&mut N) -> Result<f32> + Send,
 ) -> Result<f32> {
     let noise = model.noise();
-    let loss = pass(model)?;
-    if let Err(e) = model.apply(opt) {
-        undo_pass(model, noise);
-        return Err(e);
-    }
-    Ok(loss)
+    // One entry into the pool for the pass and the update.
+    in_pool(|| {
+        let loss = pass(model)?;
+        if let Err(e) = model.apply(opt) {
+            undo_pass(model, noise);
+            return Err(e);
+        }
+        Ok(loss)
+    })
 }
 
 /// Copies `values` into `into`, reusing its allocation.

@@ -29,6 +29,9 @@
 
 use std::ops::Range;
 
+use rayon::prelude::*;
+
+use crate::kernels::{for_each_chunk, ChunksMut, MAX_CHUNKS};
 use crate::{Error, Result};
 
 /// A run of parameters `start..end` that an optimizer updates, and whether weight decay applies to it.
@@ -76,7 +79,10 @@ pub enum StepCheck {
 /// Every hyperparameter is checked where it is set, with the same rules: by the constructors,
 /// by [`set_learning_rate`](Optimizer::set_learning_rate) and by checkpoint loads
 /// ([`check_learning_rate`] for the rate).
-pub trait Optimizer {
+///
+/// An optimizer is `Send`: a model runs its update on the model's rayon pool, where the
+/// optimizers of this module split long runs of parameters between the threads.
+pub trait Optimizer: Send {
     /// Updates the parameters of `segments` in place from `grads` (same length as `params`);
     /// parameters outside every segment (frozen ones) are left alone, state included.
     ///
@@ -212,12 +218,45 @@ fn check_finite_state(kind: &str, name: &str, values: &[f32]) -> Result<()> {
 /// the test vectorises, and searched only when it fails.
 const SCAN_BLOCK: usize = 256;
 
-/// The index of the first value of `values` that is NaN or infinite.
+/// The index of the first value of `values` that is NaN or infinite. Long slices are scanned
+/// in parallel blocks on the current rayon pool.
 pub fn first_non_finite(values: &[f32]) -> Option<usize> {
+    if values.len() < 2 * PAR_BLOCK {
+        return first_non_finite_serial(values);
+    }
+    let block = values.par_chunks(PAR_BLOCK).position_first(|b| first_non_finite_serial(b).is_some())?;
+    first_non_finite_serial(&values[block * PAR_BLOCK..]).map(|i| block * PAR_BLOCK + i)
+}
+
+fn first_non_finite_serial(values: &[f32]) -> Option<usize> {
     let finite = |block: &[f32]| block.iter().fold(true, |ok, v| ok & v.is_finite());
     let block = values.chunks(SCAN_BLOCK).position(|b| !finite(b))?;
     let start = block * SCAN_BLOCK;
     values[start..].iter().position(|v| !v.is_finite()).map(|i| start + i)
+}
+
+/// Values per task of the optimizers' parallel passes: shorter runs stay on one thread, where
+/// handing them out would cost more than it saves. The updates work value by value, so how
+/// the values are split between threads changes no result.
+const PAR_BLOCK: usize = 1 << 15;
+
+/// Runs `update` over blocks of the parameters `w` and of the `S` state buffers as long (the
+/// same range of each), in parallel on the current rayon pool when `w` is long; `update` also
+/// gets where its block starts within `w`.
+fn update_blocks<const S: usize>(
+    w: &mut [f32],
+    states: [&mut [f32]; S],
+    update: impl Fn(usize, &mut [f32], [&mut [f32]; S]) + Sync,
+) {
+    let len = w.len();
+    let block = len.div_ceil(MAX_CHUNKS).max(PAR_BLOCK);
+    if len <= block {
+        update(0, w, states);
+        return;
+    }
+    let ws = ChunksMut::new(w, block);
+    let ss = states.map(|s| ChunksMut::new(s, block));
+    for_each_chunk(len.div_ceil(block), &|c| update(c * block, ws.take(c), std::array::from_fn(|i| ss[i].take(c))));
 }
 
 /// The largest magnitude among the values of `segments` in `values`, as an `f64`, or `None`
@@ -225,9 +264,13 @@ pub fn first_non_finite(values: &[f32]) -> Option<usize> {
 /// the order of magnitudes, with NaN and infinities above every finite value): one pass that
 /// vectorises and does no floating-point arithmetic, which subnormal values would slow down.
 fn max_abs(values: &[f32], segments: &[Segment]) -> Option<f64> {
+    let most = |v: &[f32]| v.iter().fold(0u32, |m, v| m.max(v.to_bits() & 0x7fff_ffff));
     let most = segments
         .iter()
-        .map(|s| values[s.start..s.end].iter().fold(0u32, |m, v| m.max(v.to_bits() & 0x7fff_ffff)))
+        .map(|s| match &values[s.start..s.end] {
+            v if v.len() < 2 * PAR_BLOCK => most(v),
+            v => v.par_chunks(PAR_BLOCK).map(most).max().unwrap_or(0),
+        })
         .max()
         .unwrap_or(0);
     (most < f32::INFINITY.to_bits()).then(|| f64::from(f32::from_bits(most)))
@@ -423,13 +466,17 @@ impl Optimizer for Sgd {
             let rule = self.rule(s.decay);
             let (w, g) = (&mut params[s.start..s.end], &grads[s.start..s.end]);
             if self.momentum == 0.0 {
-                for (w, &g) in w.iter_mut().zip(g) {
-                    *w = rule.update(*w, g, 0.0).0;
-                }
+                update_blocks(w, [], |at, w, []| {
+                    for (w, &g) in w.iter_mut().zip(&g[at..]) {
+                        *w = rule.update(*w, g, 0.0).0;
+                    }
+                });
             } else {
-                for ((w, &g), b) in w.iter_mut().zip(g).zip(&mut self.velocity[s.start..s.end]) {
-                    (*w, *b) = rule.update(*w, g, *b);
-                }
+                update_blocks(w, [&mut self.velocity[s.start..s.end]], |at, w, [v]| {
+                    for ((w, &g), b) in w.iter_mut().zip(&g[at..]).zip(v) {
+                        (*w, *b) = rule.update(*w, g, *b);
+                    }
+                });
             }
         }
         Ok(())
@@ -673,11 +720,13 @@ impl AdamCore {
         let base = self.rule(t, decoupled);
         for s in segments {
             let rule = AdamRule { decay: s.decay && base.l2 != 0.0, ..base };
-            let range = s.start..s.end;
-            let moments = self.exp_avg[range.clone()].iter_mut().zip(&mut self.exp_avg_sq[range.clone()]);
-            for ((w, &g), (m, v)) in params[range.clone()].iter_mut().zip(&grads[range]).zip(moments) {
-                (*w, *m, *v) = rule.update(*w, g, *m, *v);
-            }
+            let (range, g) = (s.start..s.end, &grads[s.start..s.end]);
+            let moments = [&mut self.exp_avg[range.clone()], &mut self.exp_avg_sq[range.clone()]];
+            update_blocks(&mut params[range], moments, |at, w, [m, v]| {
+                for ((w, &g), (m, v)) in w.iter_mut().zip(&g[at..]).zip(m.iter_mut().zip(v)) {
+                    (*w, *m, *v) = rule.update(*w, g, *m, *v);
+                }
+            });
         }
         Ok(())
     }
@@ -1356,5 +1405,59 @@ mod tests {
         v[900] = f32::NAN;
         assert_eq!(first_non_finite(&v), Some(777));
         assert_eq!(first_non_finite(&[]), None);
+    }
+
+    /// Long runs split between threads: each value is stepped as on its own, so the results are
+    /// the same bits on 1 and 3 threads and equal to stepping the values one by one; checks find
+    /// the same first bad value past the first block.
+    #[test]
+    fn long_runs_step_the_same_on_any_number_of_threads() {
+        let len = 5 * PAR_BLOCK + 77;
+        let segments = [
+            Segment { start: 0, end: 10, decay: false },
+            Segment { start: 10, end: len - 5, decay: true },
+            Segment { start: len - 5, end: len, decay: false },
+        ];
+        let w0: Vec<f32> = (0..len).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+        let g: Vec<f32> = (0..len).map(|i| ((i * 104_729) % 997) as f32 / 400.0 - 1.2).collect();
+        let run = |threads: usize, opt: &mut dyn Optimizer| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut w = w0.clone();
+            pool.install(|| {
+                for _ in 0..3 {
+                    assert_eq!(opt.check_step(&w, &g, &segments), StepCheck::Finite);
+                    opt.step(&mut w, &g, &segments).unwrap();
+                }
+            });
+            w
+        };
+        for (mut one, mut three) in all_optimizers(0.01).into_iter().zip(all_optimizers(0.01)) {
+            let (a, b) = (run(1, one.as_mut()), run(3, three.as_mut()));
+            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "{}", one.describe());
+            // The same steps on each value alone.
+            for i in [0, 11, PAR_BLOCK + 3, 4 * PAR_BLOCK + 1, len - 1] {
+                let decay = segments.iter().any(|s| s.decay && (s.start..s.end).contains(&i));
+                let mut v = [w0[i]];
+                let mut alone = all_optimizers(0.01).into_iter().find(|o| o.describe() == one.describe()).unwrap();
+                for _ in 0..3 {
+                    alone.step(&mut v, &[g[i]], &[Segment { start: 0, end: 1, decay }]).unwrap();
+                }
+                assert_eq!(v[0].to_bits(), a[i].to_bits(), "{} at {i}", one.describe());
+            }
+        }
+        let mut bad = w0.clone();
+        bad[3 * PAR_BLOCK + 5] = f32::INFINITY;
+        bad[4 * PAR_BLOCK] = f32::NAN;
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        pool.install(|| {
+            assert_eq!(first_non_finite(&bad), Some(3 * PAR_BLOCK + 5));
+            assert_eq!(max_abs(&bad, &segments), None);
+            let most = w0.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            assert_eq!(max_abs(&w0, &segments), Some(f64::from(most)));
+            let mut opt = Sgd::new(0.01, 0.9).unwrap();
+            let check = opt.check_step(&bad, &g, &segments);
+            assert_eq!(check, StepCheck::NonFinite { index: 3 * PAR_BLOCK + 5 });
+            opt.step(&mut bad.clone(), &g, &segments).unwrap();
+        });
     }
 }
