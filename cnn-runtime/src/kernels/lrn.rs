@@ -39,15 +39,23 @@ impl<const C: usize, const S: usize> Lrn<C, S> {
 
     /// `s^β`, with square roots for the usual exponents (PyTorch's default 0.75, and 0.5),
     /// which run several times faster than `powf` and round within two units in the last place.
-    #[inline(always)]
+    #[cfg(test)]
     fn power(&self, s: f32) -> f32 {
+        match self.exponent() {
+            THREE_QUARTERS => power::<THREE_QUARTERS>(s, self.beta),
+            HALF => power::<HALF>(s, self.beta),
+            _ => power::<ANY>(s, self.beta),
+        }
+    }
+
+    /// Which of [`power`]'s ways computes `s^β`.
+    fn exponent(&self) -> u8 {
         if self.beta == 0.75 {
-            let root = s.sqrt();
-            root * root.sqrt()
+            THREE_QUARTERS
         } else if self.beta == 0.5 {
-            s.sqrt()
+            HALF
         } else {
-            s.powf(self.beta)
+            ANY
         }
     }
 
@@ -88,16 +96,11 @@ impl<const C: usize, const S: usize> Layer for Lrn<C, S> {
         _: Mode,
     ) {
         debug_assert!(self.size > 0, "local response normalisation needs a window of at least one channel");
-        let len = chunk_len(n) * C * S;
-        let ys = ChunksMut::new(&mut y[..n * C * S], len);
-        let x = &x[..n * C * S];
-        for_each_chunk(chunk_count(n), &|c| {
-            let (y, x) = (ys.take(c), chunk(x, len, c));
-            for (y, x) in y.chunks_exact_mut(C * S).zip(x.chunks_exact(C * S)) {
-                self.bases(x, y);
-                y.iter_mut().zip(x).for_each(|(y, &a)| *y = a / self.power(*y));
-            }
-        });
+        match self.exponent() {
+            THREE_QUARTERS => self.forward_with::<THREE_QUARTERS>(n, x, y),
+            HALF => self.forward_with::<HALF>(n, x, y),
+            _ => self.forward_with::<ANY>(n, x, y),
+        }
     }
 
     fn backward(
@@ -114,6 +117,48 @@ impl<const C: usize, const S: usize> Layer for Lrn<C, S> {
         _: &[u32],
     ) {
         let Some(dx) = dx else { return };
+        match self.exponent() {
+            THREE_QUARTERS => self.backward_with::<THREE_QUARTERS>(n, x, dy, dx),
+            HALF => self.backward_with::<HALF>(n, x, dy, dx),
+            _ => self.backward_with::<ANY>(n, x, dy, dx),
+        }
+    }
+}
+
+/// [`power`]'s ways: two square roots, one, or `powf`.
+const THREE_QUARTERS: u8 = 0;
+const HALF: u8 = 1;
+const ANY: u8 = 2;
+
+/// `s^β` the way `E` says, chosen once per pass rather than per value: with a test per value,
+/// the compiler may compute `powf` for every value and select (it has no side effects).
+#[inline(always)]
+fn power<const E: u8>(s: f32, beta: f32) -> f32 {
+    match E {
+        THREE_QUARTERS => {
+            let root = s.sqrt();
+            root * root.sqrt()
+        }
+        HALF => s.sqrt(),
+        _ => s.powf(beta),
+    }
+}
+
+impl<const C: usize, const S: usize> Lrn<C, S> {
+    fn forward_with<const E: u8>(&self, n: usize, x: &[f32], y: &mut [f32]) {
+        let len = chunk_len(n) * C * S;
+        let ys = ChunksMut::new(&mut y[..n * C * S], len);
+        let x = &x[..n * C * S];
+        for_each_chunk(chunk_count(n), &|c| {
+            let (y, x) = (ys.take(c), chunk(x, len, c));
+            for (y, x) in y.chunks_exact_mut(C * S).zip(x.chunks_exact(C * S)) {
+                self.bases(x, y);
+                y.iter_mut().zip(x).for_each(|(y, &a)| *y = a / power::<E>(*y, self.beta));
+            }
+        });
+    }
+
+    fn backward_with<const E: u8>(&self, n: usize, x: &[f32], dy: &mut [f32], dx: &mut [f32]) {
         let len = chunk_len(n) * C * S;
         let coef = 2.0 * self.alpha * self.beta / self.size as f32;
         let dxs = ChunksMut::new(&mut dx[..n * C * S], len);
@@ -126,7 +171,7 @@ impl<const C: usize, const S: usize> Layer for Lrn<C, S> {
                 self.bases(x, dx);
                 for ((dx, dy), &a) in dx.iter_mut().zip(dy.iter_mut()).zip(x) {
                     let s = *dx;
-                    let d = self.power(s);
+                    let d = power::<E>(s, self.beta);
                     *dx = *dy / d;
                     *dy = *dy * a / (d * s);
                 }
