@@ -26,36 +26,9 @@ impl<const C: usize, const S: usize> BatchNorm<C, S> {
     /// Weight of the batch statistics in the update of the running statistics.
     pub const MOMENTUM: f64 = 0.1;
 
-    /// The values of channel `c` in each of the first `n` samples of `v`, samples in order.
-    fn planes(v: &[f32], n: usize, c: usize) -> impl Iterator<Item = &[f32]> {
-        v[..n * C * S].chunks_exact(C * S).map(move |sample| &sample[c * S..(c + 1) * S])
-    }
-
-    /// The sum of `f(a, b)` over the pairs of values of channel `c` in the first `n` samples of
-    /// `a` and `b`: value `i` of each sample goes to partial sum `i % 8`, and the eight are
-    /// added pairwise at the end.
-    fn channel_sum(a: &[f32], b: &[f32], n: usize, c: usize, f: impl Fn(f32, f32) -> f64) -> f64 {
-        let mut lanes = [0.0f64; 8];
-        for (pa, pb) in Self::planes(a, n, c).zip(Self::planes(b, n, c)) {
-            let ((ca, ra), (cb, rb)) = (pa.as_chunks::<8>(), pb.as_chunks::<8>());
-            for (va, vb) in ca.iter().zip(cb) {
-                for (j, lane) in lanes.iter_mut().enumerate() {
-                    *lane += f(va[j], vb[j]);
-                }
-            }
-            for ((lane, &va), &vb) in lanes.iter_mut().zip(ra).zip(rb) {
-                *lane += f(va, vb);
-            }
-        }
-        ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]))
-    }
-
     /// Mean and biased variance of channel `c` over `n` samples of `x`, in two passes.
     fn stats(x: &[f32], n: usize, c: usize) -> (f64, f64) {
-        let m = (n * S) as f64;
-        let mean = Self::channel_sum(x, x, n, c, |v, _| v as f64) / m;
-        let var = Self::channel_sum(x, x, n, c, |v, _| (v as f64 - mean) * (v as f64 - mean)) / m;
-        (mean, var)
+        channel_stats(x, n, [C, S], c)
     }
 
     /// `1/√(var + eps)`.
@@ -70,7 +43,9 @@ impl<const C: usize, const S: usize> Layer for BatchNorm<C, S> {
     const PARAMS: usize = 2 * C;
     /// Each channel's mean and inverse standard deviation (in the first chunk's part).
     const SCRATCH: usize = 2 * C;
-    const STATE: usize = 0;
+    /// A training pass keeps each channel's batch mean and variance (`f64`, as two `u32` each)
+    /// in the first sample's state, for the backward pass not to compute them again.
+    const STATE: usize = 4 * C;
     /// Two per value: the normalisation `(x − μ)·scale + β` counted as one multiply-add. The
     /// batch statistics of a training pass are not counted, as they are not at inference.
     const FLOPS: u64 = 2 * (C * S) as u64;
@@ -94,7 +69,7 @@ impl<const C: usize, const S: usize> Layer for BatchNorm<C, S> {
         p: &[f32],
         b: &mut [f32],
         scratch: &mut [f32],
-        _: &mut [u32],
+        state: &mut [u32],
         mode: Mode,
     ) {
         if n == 0 {
@@ -112,10 +87,13 @@ impl<const C: usize, const S: usize> Layer for BatchNorm<C, S> {
             let per = C.div_ceil(64);
             let (sts, rms, rvs) =
                 (ChunksMut::new(stats, 2 * per), ChunksMut::new(running_mean, per), ChunksMut::new(running_var, per));
+            let kept = ChunksMut::new(&mut state[..4 * C], 4 * per);
             for_each_chunk(C.div_ceil(per), &|block| {
-                let (st, rm, rv) = (sts.take(block), rms.take(block), rvs.take(block));
-                for (i, ((st, rm), rv)) in st.chunks_exact_mut(2).zip(rm).zip(rv).enumerate() {
+                let (st, rm, rv, kept) = (sts.take(block), rms.take(block), rvs.take(block), kept.take(block));
+                let each = st.chunks_exact_mut(2).zip(rm).zip(rv).zip(kept.chunks_exact_mut(4));
+                for (i, (((st, rm), rv), kept)) in each.enumerate() {
                     let (mean, var) = Self::stats(x, n, block * per + i);
+                    keep_stats(kept, mean, var);
                     st[0] = mean as f32;
                     st[1] = Self::inv_std(var) as f32;
                     *rm = (keep * *rm as f64 + Self::MOMENTUM * mean) as f32;
@@ -156,7 +134,7 @@ impl<const C: usize, const S: usize> Layer for BatchNorm<C, S> {
         dp: &mut [f32],
         scratch: &mut [f32],
         _: &mut [f32],
-        _: &[u32],
+        state: &[u32],
     ) {
         let dp = &mut dp[..2 * C];
         if n == 0 {
@@ -169,7 +147,7 @@ impl<const C: usize, const S: usize> Layer for BatchNorm<C, S> {
         let y = &y[..n * C * S];
         for_each_chunk(count, &|c| self.act.backward_in_place(chunk(y, len, c), dys.take(c)));
         let dy = &*dy;
-        // Per channel: the batch statistics again, dγ = Σ dy·x̂ and dβ = Σ dy.
+        // Per channel: the batch statistics kept by the forward pass, dγ = Σ dy·x̂ and dβ = Σ dy.
         let stats = &mut scratch[..2 * C];
         let (dgamma, dbeta) = dp.split_at_mut(C);
         let per = C.div_ceil(64);
@@ -178,10 +156,10 @@ impl<const C: usize, const S: usize> Layer for BatchNorm<C, S> {
             let (st, dg, db) = (sts.take(block), dgs.take(block), dbs.take(block));
             for (i, ((st, dg), db)) in st.chunks_exact_mut(2).zip(dg).zip(db).enumerate() {
                 let c = block * per + i;
-                let (mean, var) = Self::stats(x, n, c);
+                let (mean, var) = kept_stats(&state[4 * c..4 * c + 4]);
                 let inv = Self::inv_std(var);
-                let sum = Self::channel_sum(dy, dy, n, c, |g, _| g as f64);
-                let dot = Self::channel_sum(x, dy, n, c, |x, g| g as f64 * (x as f64 - mean)) * inv;
+                let (sum, dot) = gradient_sums(x, dy, n, [C, S], c, mean);
+                let dot = dot * inv;
                 st[0] = mean as f32;
                 st[1] = inv as f32;
                 *dg = dot as f32;
@@ -209,6 +187,126 @@ impl<const C: usize, const S: usize> Layer for BatchNorm<C, S> {
     }
 }
 
+/// The values of channel `c` in each of the first `n` samples of `v` (`[chans, s]` values
+/// per sample), samples in order.
+#[inline(always)]
+fn planes(v: &[f32], n: usize, [chans, s]: [usize; 2], c: usize) -> impl Iterator<Item = &[f32]> {
+    v[..n * chans * s].chunks_exact(chans * s).map(move |sample| &sample[c * s..(c + 1) * s])
+}
+
+/// What [`channel_sums`] adds up, per pair of values `(a, b)`: `a` ([`SUM`]), `(a − mean)²`
+/// ([`SQUARES`]), or both `b` and `b·(a − mean)` ([`GRADIENT`]).
+const SUM: u8 = 0;
+const SQUARES: u8 = 1;
+const GRADIENT: u8 = 2;
+
+/// The sums that `K` names over the pairs of values of channel `c` in the first `n` samples of
+/// `a` and `b`, in one pass: value `i` of each plane goes to partial sum `i % 8` of each, in
+/// `f64`, and the eight are added pairwise at the end; the second is 0 unless `K` is
+/// [`GRADIENT`]. With AVX2, the eight partial sums are two registers, whose lanes do each
+/// value's operations as the scalar code does: the same bits.
+#[inline(always)]
+fn channel_sums<const K: u8>(a: &[f32], b: &[f32], n: usize, dims: [usize; 2], c: usize, mean: f64) -> (f64, f64) {
+    let mut lanes = [[0.0f64; 8]; 2];
+    for (pa, pb) in planes(a, n, dims, c).zip(planes(b, n, dims, c)) {
+        let ((ca, ra), (cb, rb)) = (pa.as_chunks::<8>(), pb.as_chunks::<8>());
+        #[cfg(target_arch = "x86_64")]
+        if super::isa() != super::Isa::Portable {
+            // SAFETY: the processor has AVX2 (what `isa` found, or a lower choice).
+            unsafe { avx2_lanes::<K>(ca, cb, mean, &mut lanes) };
+        } else {
+            ca.iter().zip(cb).for_each(|(va, vb)| (0..8).for_each(|j| add::<K>(&mut lanes, j, va[j], vb[j], mean)));
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        ca.iter().zip(cb).for_each(|(va, vb)| (0..8).for_each(|j| add::<K>(&mut lanes, j, va[j], vb[j], mean)));
+        for (j, (&va, &vb)) in ra.iter().zip(rb).enumerate() {
+            add::<K>(&mut lanes, j, va, vb, mean);
+        }
+    }
+    let total = |l: [f64; 8]| ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+    (total(lanes[0]), total(lanes[1]))
+}
+
+/// Adds the pair `(a, b)` into partial sum `j`, as [`channel_sums`] says.
+#[inline(always)]
+fn add<const K: u8>(lanes: &mut [[f64; 8]; 2], j: usize, a: f32, b: f32, mean: f64) {
+    let d = a as f64 - mean;
+    match K {
+        SUM => lanes[0][j] += a as f64,
+        SQUARES => lanes[0][j] += d * d,
+        _ => {
+            lanes[0][j] += b as f64;
+            lanes[1][j] += b as f64 * d;
+        }
+    }
+}
+
+/// [`channel_sums`]' whole blocks of 8 pairs, the partial sums in registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn avx2_lanes<const K: u8>(ca: &[[f32; 8]], cb: &[[f32; 8]], mean: f64, lanes: &mut [[f64; 8]; 2]) {
+    use std::arch::x86_64::*;
+    // SAFETY (all loads and stores): 8 `f32` or 4 `f64` values inside the arrays named.
+    let load = |l: &[f64; 8]| unsafe { [_mm256_loadu_pd(l.as_ptr()), _mm256_loadu_pd(l.as_ptr().add(4))] };
+    let wide = |v: &[f32; 8]| {
+        let v = unsafe { _mm256_loadu_ps(v.as_ptr()) };
+        [_mm256_cvtps_pd(_mm256_castps256_ps128(v)), _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v))]
+    };
+    let (mut s, mut t) = (load(&lanes[0]), load(&lanes[1]));
+    let m = _mm256_set1_pd(mean);
+    for (va, vb) in ca.iter().zip(cb) {
+        let a = wide(va);
+        for h in 0..2 {
+            match K {
+                SUM => s[h] = _mm256_add_pd(s[h], a[h]),
+                SQUARES => {
+                    let d = _mm256_sub_pd(a[h], m);
+                    s[h] = _mm256_add_pd(s[h], _mm256_mul_pd(d, d));
+                }
+                _ => {
+                    let (b, d) = (wide(vb)[h], _mm256_sub_pd(a[h], m));
+                    s[h] = _mm256_add_pd(s[h], b);
+                    t[h] = _mm256_add_pd(t[h], _mm256_mul_pd(b, d));
+                }
+            }
+        }
+    }
+    for (l, v) in lanes.iter_mut().zip([s, t]) {
+        unsafe {
+            _mm256_storeu_pd(l.as_mut_ptr(), v[0]);
+            _mm256_storeu_pd(l.as_mut_ptr().add(4), v[1]);
+        }
+    }
+}
+
+/// Mean and biased variance of channel `c` over `n` samples of `x` (`[chans, s]` values per
+/// sample), in two passes.
+fn channel_stats(x: &[f32], n: usize, dims: [usize; 2], c: usize) -> (f64, f64) {
+    let m = (n * dims[1]) as f64;
+    let mean = channel_sums::<SUM>(x, x, n, dims, c, 0.0).0 / m;
+    (mean, channel_sums::<SQUARES>(x, x, n, dims, c, mean).0 / m)
+}
+
+/// `Σ dy` and `Σ dy·(x − mean)` over channel `c` of `n` samples, in one pass.
+fn gradient_sums(x: &[f32], dy: &[f32], n: usize, dims: [usize; 2], c: usize, mean: f64) -> (f64, f64) {
+    channel_sums::<GRADIENT>(x, dy, n, dims, c, mean)
+}
+
+/// Writes `mean` and `var` into four `u32`s of a sample's state.
+fn keep_stats(state: &mut [u32], mean: f64, var: f64) {
+    for (pair, v) in state.chunks_exact_mut(2).zip([mean, var]) {
+        let bits = v.to_bits();
+        pair[0] = bits as u32;
+        pair[1] = (bits >> 32) as u32;
+    }
+}
+
+/// The mean and variance [`keep_stats`] wrote.
+fn kept_stats(state: &[u32]) -> (f64, f64) {
+    let value = |pair: &[u32]| f64::from_bits(u64::from(pair[0]) | (u64::from(pair[1]) << 32));
+    (value(&state[..2]), value(&state[2..4]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,13 +318,13 @@ mod tests {
         let x = random_vec(n * C * S, seed);
         let p = random_vec(2 * C, seed + 1);
         let mut b = random_vec(2 * C + 1, seed + 2).iter().map(|v| v.abs()).collect::<Vec<_>>();
-        let (y, _) = forward_in(layer, n, &x, &p, &mut b, Mode::Train { seed: 0 });
+        let (y, state) = forward_in(layer, n, &x, &p, &mut b, Mode::Train { seed: 0 });
         let mut dy = random_vec(n * C * S, seed + 3);
         let mut dx = vec![0.0; n * C * S];
         let mut dp = vec![0.0; 2 * C];
         let count = chunk_count(n);
         let (mut scratch, mut partial) = (vec![0.0; count * 2 * C], vec![0.0; count * 2 * C]);
-        layer.backward(n, &x, &y, &mut dy, Some(&mut dx), &p, &mut dp, &mut scratch, &mut partial, &[]);
+        layer.backward(n, &x, &y, &mut dy, Some(&mut dx), &p, &mut dp, &mut scratch, &mut partial, &state);
         [y, b, dx, dp]
     }
 
@@ -247,7 +345,7 @@ mod tests {
         let p = [0.5, 2.0, 1.5, -1.0, 0.0, 3.0];
         let y = forward(&BatchNorm::<C, S> { act: Act::Identity }, n, &x, &p).0;
         for c in 0..C {
-            let v: Vec<f64> = BatchNorm::<C, S>::planes(&y, n, c).flatten().map(|&v| v as f64).collect();
+            let v: Vec<f64> = planes(&y, n, [C, S], c).flatten().map(|&v| v as f64).collect();
             let mean = v.iter().sum::<f64>() / v.len() as f64;
             let std = (v.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
             assert!((mean - p[C + c] as f64).abs() < 1e-5, "channel {c}: mean {mean}");
@@ -269,7 +367,7 @@ mod tests {
             let x = random_vec(n * C * S, step);
             forward_in(&layer, n, &x, &p, &mut b, Mode::Train { seed: step });
             for c in 0..C {
-                let v: Vec<f64> = BatchNorm::<C, S>::planes(&x, n, c).flatten().map(|&v| v as f64).collect();
+                let v: Vec<f64> = planes(&x, n, [C, S], c).flatten().map(|&v| v as f64).collect();
                 let m = v.len() as f64;
                 let mean = v.iter().sum::<f64>() / m;
                 let unbiased = v.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (m - 1.0);
@@ -326,9 +424,9 @@ mod tests {
         let layer = BatchNorm::<C, 2> { act: Act::Identity };
         let y = forward_in(&layer, 5, &x, &p, &mut b, Mode::Train { seed: 0 }).0;
         for c in [0, 1, 2, 33, 69] {
-            let mean = BatchNorm::<C, 2>::planes(&x, 5, c).flatten().map(|&v| v as f64).sum::<f64>() / 10.0;
+            let mean = planes(&x, 5, [C, 2], c).flatten().map(|&v| v as f64).sum::<f64>() / 10.0;
             assert!((b[c] as f64 - 0.1 * mean).abs() < 1e-6, "running mean of channel {c}");
-            let out: f64 = BatchNorm::<C, 2>::planes(&y, 5, c).flatten().map(|&v| v as f64).sum::<f64>() / 10.0;
+            let out: f64 = planes(&y, 5, [C, 2], c).flatten().map(|&v| v as f64).sum::<f64>() / 10.0;
             assert!((out - p[C + c] as f64).abs() < 1e-5, "channel {c} has mean beta");
         }
         let (ex, ep) = layer_gradient_errors(&layer, 5, 33);
@@ -344,5 +442,37 @@ mod tests {
         };
         assert_eq!(run(1)?, run(3)?);
         Ok(())
+    }
+
+    /// The AVX2 lanes do each value's operations as the scalar code: the same bits, for each
+    /// kind of sum, over planes whose lengths leave every remainder of 8.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_lanes_add_as_the_scalar_code() {
+        if !is_x86_feature_detected!("avx2") {
+            return;
+        }
+        fn both<const K: u8>(a: &[f32], b: &[f32], mean: f64) {
+            let (ca, cb) = (a.as_chunks::<8>().0, b.as_chunks::<8>().0);
+            let mut scalar = [[0.25f64; 8]; 2];
+            ca.iter().zip(cb).for_each(|(va, vb)| (0..8).for_each(|j| add::<K>(&mut scalar, j, va[j], vb[j], mean)));
+            let mut vector = [[0.25f64; 8]; 2];
+            // SAFETY: the processor has AVX2.
+            unsafe { avx2_lanes::<K>(ca, cb, mean, &mut vector) };
+            assert_eq!(scalar.map(|l| l.map(f64::to_bits)), vector.map(|l| l.map(f64::to_bits)), "kind {K}");
+        }
+        for len in [8, 24, 1000] {
+            let a: Vec<f32> = random_vec(len, len as u64).iter().map(|v| 1e3 * v + 0.1).collect();
+            let b = random_vec(len, len as u64 + 1);
+            both::<SUM>(&a, &b, 0.0);
+            both::<SQUARES>(&a, &b, 0.3);
+            both::<GRADIENT>(&a, &b, -1.7);
+        }
+        // Through the whole sum: channels of 49 values (6 blocks of 8 and 1 left), 5 samples.
+        let x = random_vec(5 * 3 * 49, 9);
+        let dims = [3, 49];
+        let mean = channel_stats(&x, 5, dims, 1).0;
+        let direct: f64 = planes(&x, 5, dims, 1).flatten().map(|&v| v as f64).sum::<f64>() / 245.0;
+        assert!((mean - direct).abs() < 1e-12, "{mean} against {direct}");
     }
 }
