@@ -835,7 +835,9 @@ fn whole_batch_weight_gradient(g: &Geometry, n: usize, dzt: &[f32], x: &[f32], d
     let (dims, f, st, pad) = g.dims();
     for_each_chunk(slots, &|c| {
         let scratch = scratches.take(c);
-        for block in (c..blocks).step_by(slots) {
+        // Runs of blocks whose lengths differ by one at most, the longer ones spread out, so
+        // that the halves of the slots, which rayon hands to two threads, hold as many blocks.
+        for block in c * blocks / slots..(c + 1) * blocks / slots {
             let dwt = parts.take(block);
             let (r0, rb) = (block * rows, dwt.len() / k);
             for (gi, (dzt, xs)) in dzt.chunks(b * out).zip(x.chunks(b * inp)).enumerate() {
