@@ -221,7 +221,7 @@ const SCAN_BLOCK: usize = 256;
 /// The index of the first value of `values` that is NaN or infinite. Long slices are scanned
 /// in parallel blocks on the current rayon pool.
 pub fn first_non_finite(values: &[f32]) -> Option<usize> {
-    if values.len() < 2 * PAR_BLOCK {
+    if !parallel(values.len()) {
         return first_non_finite_serial(values);
     }
     let block = values.par_chunks(PAR_BLOCK).position_first(|b| first_non_finite_serial(b).is_some())?;
@@ -240,6 +240,13 @@ fn first_non_finite_serial(values: &[f32]) -> Option<usize> {
 /// the values are split between threads changes no result.
 const PAR_BLOCK: usize = 1 << 15;
 
+/// Whether a pass over `len` values is split between threads: when it is two blocks long or
+/// more and the current pool has more than one thread (one thread would gain nothing and lose
+/// the scheduling).
+fn parallel(len: usize) -> bool {
+    len >= 2 * PAR_BLOCK && rayon::current_num_threads() > 1
+}
+
 /// Runs `update` over blocks of the parameters `w` and of the `S` state buffers as long (the
 /// same range of each), in parallel on the current rayon pool when `w` is long; `update` also
 /// gets where its block starts within `w`.
@@ -249,11 +256,11 @@ fn update_blocks<const S: usize>(
     update: impl Fn(usize, &mut [f32], [&mut [f32]; S]) + Sync,
 ) {
     let len = w.len();
-    let block = len.div_ceil(MAX_CHUNKS).max(PAR_BLOCK);
-    if len <= block {
+    if !parallel(len) {
         update(0, w, states);
         return;
     }
+    let block = len.div_ceil(MAX_CHUNKS).max(PAR_BLOCK);
     let ws = ChunksMut::new(w, block);
     let ss = states.map(|s| ChunksMut::new(s, block));
     for_each_chunk(len.div_ceil(block), &|c| update(c * block, ws.take(c), std::array::from_fn(|i| ss[i].take(c))));
@@ -268,7 +275,7 @@ fn max_abs(values: &[f32], segments: &[Segment]) -> Option<f64> {
     let most = segments
         .iter()
         .map(|s| match &values[s.start..s.end] {
-            v if v.len() < 2 * PAR_BLOCK => most(v),
+            v if !parallel(v.len()) => most(v),
             v => v.par_chunks(PAR_BLOCK).map(most).max().unwrap_or(0),
         })
         .max()
