@@ -116,9 +116,7 @@ impl<const C: usize, const S: usize> Layer for BatchNorm<C, S> {
             for (i, (y, x)) in y.chunks_exact_mut(S).zip(x.chunks_exact(S)).enumerate() {
                 let c = i % C;
                 let (mean, scale, shift) = (stats[2 * c], gamma[c] * stats[2 * c + 1], beta[c]);
-                for (y, &x) in y.iter_mut().zip(x) {
-                    *y = self.act.apply((x - mean) * scale + shift);
-                }
+                self.act.map_zip(y, x, |_, x| (x - mean) * scale + shift);
             }
         });
     }

@@ -634,7 +634,7 @@ fn conv_forward<S: Dims>(act: Act, n: usize, x: &[f32], y: &mut [f32], p: &[f32]
                     for (k, (y, wide)) in y.chunks_exact_mut(nn).zip(wide.chunks_exact(np)).enumerate() {
                         let bias = bias_of(gi * g.k + k);
                         for (y, wide) in y.chunks_exact_mut(g.ow).zip(wide.chunks_exact(wp)) {
-                            y.iter_mut().zip(wide).for_each(|(y, v)| *y = act.apply(v + bias));
+                            act.map_zip(y, wide, |_, v| v + bias);
                         }
                     }
                 }
@@ -658,7 +658,7 @@ fn conv_forward<S: Dims>(act: Act, n: usize, x: &[f32], y: &mut [f32], p: &[f32]
                     gemm(1.0, w, Mat::new(cols, r, nn), 0.0, MatMut::new(y, g.k, nn));
                     for (k, row) in y.chunks_exact_mut(nn).enumerate() {
                         let bias = bias_of(gi * g.k + k);
-                        row.iter_mut().for_each(|v| *v = act.apply(*v + bias));
+                        act.map_in_place(row, |v| v + bias);
                     }
                     continue;
                 }
@@ -666,7 +666,7 @@ fn conv_forward<S: Dims>(act: Act, n: usize, x: &[f32], y: &mut [f32], p: &[f32]
                 for (s, y) in group_of_mut(ys, out, gout, gi).enumerate() {
                     for (k, y) in y.chunks_exact_mut(nn).enumerate() {
                         let (bias, wide) = (bias_of(gi * g.k + k), &wide[k * cn + s * nn..k * cn + (s + 1) * nn]);
-                        y.iter_mut().zip(wide).for_each(|(y, v)| *y = act.apply(v + bias));
+                        act.map_zip(y, wide, |_, v| v + bias);
                     }
                 }
             }

@@ -53,7 +53,7 @@ impl<const IN: usize, const OUT: usize, const BIAS: bool> Layer for Linear<IN, O
             gemm(1.0, Mat::new(x, m, IN), Mat::new(w, OUT, IN).t(), 0.0, MatMut::new(y, m, OUT));
             for row in y.chunks_exact_mut(OUT) {
                 if BIAS {
-                    row.iter_mut().zip(b).for_each(|(v, &bias)| *v = self.act.apply(*v + bias));
+                    self.act.map_zip(row, b, |v, bias| v + bias);
                 } else {
                     self.act.apply_in_place(row);
                 }
