@@ -90,6 +90,21 @@ pub fn tanh(x: f32) -> f32 {
     }
 }
 
+/// Runs the loop macro `$each` with the function of the activation `$act` (a closure or a
+/// function's name), chosen once outside the loop.
+macro_rules! by_activation {
+    ($act:expr, $each:ident) => {
+        match $act {
+            Act::Identity => $each!(|v: f32| v),
+            Act::Relu => $each!(|v: f32| v.max(0.0)),
+            Act::Relu6 => $each!(|v: f32| v.clamp(0.0, 6.0)),
+            Act::LeakyRelu(a) => $each!(|v: f32| if v > 0.0 { v } else { a * v }),
+            Act::Sigmoid => $each!(sigmoid),
+            Act::Tanh => $each!(tanh),
+        }
+    };
+}
+
 impl Act {
     /// `f(x)`.
     #[inline(always)]
@@ -152,14 +167,7 @@ impl Act {
                 y.iter_mut().zip(x).for_each(|(y, &x)| *y = $f(pre(*y, x)))
             };
         }
-        match self {
-            Act::Identity => each!(|v: f32| v),
-            Act::Relu => each!(|v: f32| v.max(0.0)),
-            Act::Relu6 => each!(|v: f32| v.clamp(0.0, 6.0)),
-            Act::LeakyRelu(a) => each!(|v: f32| if v > 0.0 { v } else { a * v }),
-            Act::Sigmoid => each!(sigmoid),
-            Act::Tanh => each!(tanh),
-        }
+        by_activation!(self, each);
     }
 
     /// `v[i] = f(pre(v[i]))`, as [`map_zip`](Act::map_zip).
@@ -170,14 +178,7 @@ impl Act {
                 v.iter_mut().for_each(|v| *v = $f(pre(*v)))
             };
         }
-        match self {
-            Act::Identity => each!(|v: f32| v),
-            Act::Relu => each!(|v: f32| v.max(0.0)),
-            Act::Relu6 => each!(|v: f32| v.clamp(0.0, 6.0)),
-            Act::LeakyRelu(a) => each!(|v: f32| if v > 0.0 { v } else { a * v }),
-            Act::Sigmoid => each!(sigmoid),
-            Act::Tanh => each!(tanh),
-        }
+        by_activation!(self, each);
     }
 
     /// Applies `f` to every value of `v` in place.
