@@ -208,15 +208,7 @@ fn channel_sums<const K: u8>(a: &[f32], b: &[f32], n: usize, dims: [usize; 2], c
     let mut lanes = [[0.0f64; 8]; 2];
     for (pa, pb) in planes(a, n, dims, c).zip(planes(b, n, dims, c)) {
         let ((ca, ra), (cb, rb)) = (pa.as_chunks::<8>(), pb.as_chunks::<8>());
-        #[cfg(target_arch = "x86_64")]
-        if super::isa() != super::Isa::Portable {
-            // SAFETY: the processor has AVX2 (what `isa` found, or a lower choice).
-            unsafe { avx2_lanes::<K>(ca, cb, mean, &mut lanes) };
-        } else {
-            ca.iter().zip(cb).for_each(|(va, vb)| (0..8).for_each(|j| add::<K>(&mut lanes, j, va[j], vb[j], mean)));
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        ca.iter().zip(cb).for_each(|(va, vb)| (0..8).for_each(|j| add::<K>(&mut lanes, j, va[j], vb[j], mean)));
+        whole_blocks::<K>(ca, cb, mean, &mut lanes);
         for (j, (&va, &vb)) in ra.iter().zip(rb).enumerate() {
             add::<K>(&mut lanes, j, va, vb, mean);
         }
@@ -237,6 +229,24 @@ fn add<const K: u8>(lanes: &mut [[f64; 8]; 2], j: usize, a: f32, b: f32, mean: f
             lanes[1][j] += b as f64 * d;
         }
     }
+}
+
+/// [`channel_sums`]' whole blocks of 8 pairs: in AVX2 registers where the processor has them.
+#[inline(always)]
+fn whole_blocks<const K: u8>(ca: &[[f32; 8]], cb: &[[f32; 8]], mean: f64, lanes: &mut [[f64; 8]; 2]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::isa() != super::Isa::Portable {
+        // SAFETY: the processor has AVX2 (what `isa` found, or a lower choice).
+        unsafe { avx2_lanes::<K>(ca, cb, mean, lanes) };
+        return;
+    }
+    scalar_lanes::<K>(ca, cb, mean, lanes);
+}
+
+/// [`whole_blocks`] one value at a time.
+#[inline(always)]
+fn scalar_lanes<const K: u8>(ca: &[[f32; 8]], cb: &[[f32; 8]], mean: f64, lanes: &mut [[f64; 8]; 2]) {
+    ca.iter().zip(cb).for_each(|(va, vb)| (0..8).for_each(|j| add::<K>(lanes, j, va[j], vb[j], mean)));
 }
 
 /// [`channel_sums`]' whole blocks of 8 pairs, the partial sums in registers.
@@ -453,7 +463,7 @@ mod tests {
         fn both<const K: u8>(a: &[f32], b: &[f32], mean: f64) {
             let (ca, cb) = (a.as_chunks::<8>().0, b.as_chunks::<8>().0);
             let mut scalar = [[0.25f64; 8]; 2];
-            ca.iter().zip(cb).for_each(|(va, vb)| (0..8).for_each(|j| add::<K>(&mut scalar, j, va[j], vb[j], mean)));
+            scalar_lanes::<K>(ca, cb, mean, &mut scalar);
             let mut vector = [[0.25f64; 8]; 2];
             // SAFETY: the processor has AVX2.
             unsafe { avx2_lanes::<K>(ca, cb, mean, &mut vector) };
