@@ -17,12 +17,14 @@
 //! old copy may live beside the new one for a moment, so peak memory can briefly pass the limit
 //! by the size of that old copy.
 //!
-//! Training on MNIST, each epoch in its own order (the files are not part of this crate):
+//! Training on MNIST with [`Batches`], each epoch in its own order (the files are not part of
+//! this crate):
 //!
 //! ```no_run
 //! use std::path::Path;
 //!
-//! use cnn::data::{epoch_order, load_mnist};
+//! use cnn::augment::Shift;
+//! use cnn::data::{load_mnist, Batches};
 //! use cnn::{cnn, Model, Network, Sgd};
 //!
 //! cnn! { struct Digits < input(28x28x1) conv(5x5, 6, pad=2) relu pool(2) fc(10) softmax > }
@@ -30,28 +32,27 @@
 //! // The four IDX files of MNIST or Fashion-MNIST, gzip-compressed or not.
 //! let (train, test) = load_mnist(Path::new("data/mnist"))?;
 //! train.check_fits(Digits::INPUT, Digits::OUTPUT_LEN)?;
+//! // 5,000 of the training images held out to choose the number of epochs by.
+//! let (train, validation) = train.split(5_000, 7)?;
 //!
 //! let mut model = Digits::with_seed(1);
 //! let mut opt = Sgd::new(0.05, 0.9)?;
-//! let (mut order, mut x, mut y) = (Vec::new(), Vec::new(), Vec::new());
+//! let shift = Shift { max: 2 };
+//! let mut batches = Batches::new(&train, 64, 42)?.augment(&shift);
 //! for epoch in 0..3 {
-//!     epoch_order(train.len(), 42, epoch, &mut order)?;
-//!     for batch in order.chunks(64) {
-//!         x.clear();
-//!         y.clear();
-//!         for &i in batch {
-//!             let (image, label) = train.sample(i).expect("the order holds indices of the set");
-//!             x.extend_from_slice(image);
-//!             y.push(label);
-//!         }
-//!         model.train_step(&mut opt, &x, &y)?;
+//!     batches.start_epoch(epoch)?;
+//!     while let Some(batch) = batches.next_batch()? {
+//!         model.train_step(&mut opt, batch.images, batch.labels)?;
 //!     }
+//!     let eval = model.evaluate(&validation.images, &validation.labels, 256)?;
+//!     println!("epoch {epoch}: validation accuracy {:.1} %", 100.0 * eval.accuracy);
 //! }
 //! let eval = model.evaluate(&test.images, &test.labels, 256)?;
 //! println!("test accuracy: {:.1} %", 100.0 * eval.accuracy);
 //! # Ok::<(), cnn::Error>(())
 //! ```
 
+mod batches;
 mod cifar;
 mod idx;
 
@@ -59,6 +60,7 @@ use std::fs::File;
 use std::io::{BufReader, ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
+pub use batches::{Batch, Batches, LastBatch};
 pub use cifar::{load_cifar10, load_cifar10_with};
 pub use idx::{
     load_mnist, load_mnist_with, read_idx_images, read_idx_images_with, read_idx_labels, read_idx_labels_with,
