@@ -1,44 +1,14 @@
 //! The lenet5 example as a user runs it: a run that diverges stops with a message and a
 //! non-zero exit, and leaves the files of the last good run as they were.
 
-use std::path::{Path, PathBuf};
+#[path = "common/examples.rs"]
+mod examples;
+
+use std::path::Path;
 use std::process::Command;
 
 use cnn::data::load_mnist;
-
-/// Writes `count` images (of `rows` x `cols` pixels in [0, 1]) and their labels as the IDX
-/// files `prefix-images-idx3-ubyte` and `prefix-labels-idx1-ubyte` in `dir`.
-fn write_idx(dir: &Path, prefix: &str, images: &[f32], labels: &[usize], rows: usize, cols: usize) {
-    let mut bytes = Vec::new();
-    for v in [0x0803u32, labels.len() as u32, rows as u32, cols as u32] {
-        bytes.extend_from_slice(&v.to_be_bytes());
-    }
-    bytes.extend(images.iter().map(|&p| (p * 255.0).round() as u8));
-    std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), bytes).unwrap();
-    let mut bytes = Vec::new();
-    for v in [0x0801u32, labels.len() as u32] {
-        bytes.extend_from_slice(&v.to_be_bytes());
-    }
-    bytes.extend(labels.iter().map(|&l| l as u8));
-    std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), bytes).unwrap();
-}
-
-/// The example's binary, built by `cargo test` beside the tests (or built here when a
-/// filtered run did not build it).
-fn example() -> PathBuf {
-    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
-    let binary = deps.parent().unwrap().join("examples").join(format!("lenet5{}", std::env::consts::EXE_SUFFIX));
-    if !binary.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--example", "lenet5", "--profile", "test"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the lenet5 example failed");
-    }
-    binary
-}
+use examples::{example, write_idx};
 
 fn contents(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -55,7 +25,7 @@ fn a_diverging_resumed_run_keeps_the_last_good_checkpoint_and_weights() {
     let run = |extra: &[&str]| {
         let mut args = vec!["--data", dir.path().to_str().unwrap(), "--out", out.to_str().unwrap(), "--threads", "1"];
         args.extend_from_slice(extra);
-        Command::new(example()).args(&args).output().unwrap()
+        Command::new(example("lenet5")).args(&args).output().unwrap()
     };
     let good = run(&["--epochs", "1", "--batch-size", "16"]);
     assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
@@ -74,7 +44,7 @@ fn a_diverging_resumed_run_keeps_the_last_good_checkpoint_and_weights() {
 
     // The same from scratch: nothing at all is written.
     let fresh = dir.path().join("fresh");
-    let bad = Command::new(example())
+    let bad = Command::new(example("lenet5"))
         .args([
             "--data",
             dir.path().to_str().unwrap(),

@@ -14,6 +14,8 @@
 //! `checkpoint.safetensors` (after every epoch; `--resume` continues from it), `curves.png`,
 //! `filters.png` and `misclassified.png`.
 
+#[path = "../common/epoch.rs"]
+mod epoch;
 mod plots;
 
 use std::error::Error;
@@ -22,12 +24,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use cnn::augment::{augment_batch, Compose, RotateScale, Shift, Transform};
-use cnn::data::{epoch_order, load_mnist, Dataset};
+use cnn::augment::{Compose, RotateScale, Shift};
+use cnn::data::{load_mnist, Batches};
 use cnn::io::{load_checkpoint, save_checkpoint, save_weights, Progress};
 use cnn::schedule::Cosine;
-use cnn::{cnn, Model, Network, Schedule, Sgd};
-use indicatif::{ProgressBar, ProgressStyle};
+use cnn::{cnn, Model, Network, Sgd};
 
 cnn! {
     /// LeNet-style classifier for 28x28 grey digits.
@@ -126,13 +127,15 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         println!("resumed from {} after epoch {}", checkpoint.display(), progress.epoch);
     }
     let augment = Compose::new().then(Shift { max: 2 }).then(RotateScale { max_degrees: 10.0, max_scale: 0.1 });
-    let steps_per_epoch = train.len().div_ceil(args.batch_size) as u64;
-    let total_steps = args.epochs * steps_per_epoch;
+    let batches = Batches::new(&train, args.batch_size, progress.seed)?;
+    let mut batches = if args.no_augment { batches } else { batches.augment(&augment) }.standardise(&[MEAN], &[STD])?;
+    let total_steps = args.epochs * batches.len() as u64;
     let schedule = Cosine::new(args.lr, 0.0, total_steps.max(1) as usize)?;
     let started = Instant::now();
     while progress.epoch < args.epochs {
-        let loss =
-            train_epoch(args, &train, &mut model, &mut opt, &augment, &mut progress, &schedule).map_err(|e| {
+        batches.start_epoch(progress.epoch)?;
+        let loss = epoch::train_epoch(args.epochs, &mut batches, &mut model, &mut opt, &mut progress, &schedule)
+            .map_err(|e| {
                 // A diverging step was undone; nothing is saved, so the files of the last good epoch stay.
                 let kept = if checkpoint.exists() {
                     format!("{} still holds the last good epoch", checkpoint.display())
@@ -179,53 +182,6 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     plots::misclassified(&args.out.join("misclassified.png"), &test, &wrong, MEAN, STD)?;
     println!("wrote {} and its pictures (curves, filters, misclassified) to {}", weights.display(), args.out.display());
     Ok(())
-}
-
-/// One pass over the training set in the order `epoch_order` gives; returns the mean loss.
-fn train_epoch(
-    args: &Args,
-    train: &Dataset,
-    model: &mut LeNet5,
-    opt: &mut Sgd,
-    augment: &dyn Transform,
-    progress: &mut Progress,
-    schedule: &Cosine,
-) -> Result<f32, Box<dyn Error>> {
-    let len = LeNet5::INPUT_LEN;
-    let mut order = Vec::new();
-    epoch_order(train.len(), progress.seed, progress.epoch, &mut order)?;
-    let (mut raw, mut batch, mut labels, mut scratch) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let bar = ProgressBar::new(train.len() as u64);
-    bar.set_style(ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} {per_sec} ETA {eta}")?);
-    bar.set_prefix(format!("{}/{}", progress.epoch + 1, args.epochs));
-    let (mut total, mut count) = (0.0f64, 0usize);
-    for indices in order.chunks(args.batch_size) {
-        raw.clear();
-        labels.clear();
-        for &i in indices {
-            let (image, label) = train.sample(i).ok_or_else(|| format!("no training digit {i}"))?;
-            raw.extend_from_slice(image);
-            labels.push(label);
-        }
-        batch.resize(raw.len(), 0.0);
-        if args.no_augment {
-            batch.copy_from_slice(&raw);
-        } else {
-            let seed = progress.seed ^ progress.step.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            augment_batch(augment, train.shape, &raw, &mut batch, seed, &mut scratch)?;
-        }
-        standardise(&mut batch);
-        schedule.apply(opt, progress.step as usize)?;
-        let loss = model.train_step(opt, &batch, &labels).inspect_err(|_| bar.abandon())?;
-        progress.step += 1;
-        total += loss as f64 * labels.len() as f64;
-        count += labels.len();
-        bar.inc(labels.len() as u64);
-        bar.set_message(format!("loss {:.4}", total / count as f64));
-        debug_assert_eq!(batch.len(), labels.len() * len);
-    }
-    bar.finish_and_clear();
-    Ok((total / count.max(1) as f64) as f32)
 }
 
 /// `matrix[true][predicted]` counts.

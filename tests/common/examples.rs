@@ -1,0 +1,39 @@
+//! Running the examples as a user does, on IDX files the tests write.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Writes `count` images (of `rows` x `cols` pixels in [0, 1]) and their labels as the IDX
+/// files `prefix-images-idx3-ubyte` and `prefix-labels-idx1-ubyte` in `dir`.
+pub fn write_idx(dir: &Path, prefix: &str, images: &[f32], labels: &[usize], rows: usize, cols: usize) {
+    let mut bytes = Vec::new();
+    for v in [0x0803u32, labels.len() as u32, rows as u32, cols as u32] {
+        bytes.extend_from_slice(&v.to_be_bytes());
+    }
+    bytes.extend(images.iter().map(|&p| (p * 255.0).round() as u8));
+    std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), bytes).unwrap();
+    let mut bytes = Vec::new();
+    for v in [0x0801u32, labels.len() as u32] {
+        bytes.extend_from_slice(&v.to_be_bytes());
+    }
+    bytes.extend(labels.iter().map(|&l| l as u8));
+    std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), bytes).unwrap();
+}
+
+/// Example `name`'s binary, built by `cargo test` beside the tests (or built here when a
+/// filtered run did not build it).
+pub fn example(name: &str) -> PathBuf {
+    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+    let binary = deps.parent().unwrap().join("examples").join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if !binary.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--example", name, "--profile", "test"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the {name} example failed");
+    }
+    binary
+}
