@@ -109,20 +109,12 @@ impl Act {
     /// `f(x)`.
     #[inline(always)]
     pub fn apply(self, x: f32) -> f32 {
-        match self {
-            Act::Identity => x,
-            Act::Relu => x.max(0.0),
-            Act::Relu6 => x.clamp(0.0, 6.0),
-            Act::LeakyRelu(a) => {
-                if x > 0.0 {
-                    x
-                } else {
-                    a * x
-                }
-            }
-            Act::Sigmoid => sigmoid(x),
-            Act::Tanh => tanh(x),
+        macro_rules! at {
+            ($f:expr) => {
+                $f(x)
+            };
         }
+        by_activation!(self, at)
     }
 
     /// `f'(x)` expressed through `y = f(x)`.
