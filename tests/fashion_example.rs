@@ -4,11 +4,9 @@
 #[path = "common/examples.rs"]
 mod examples;
 
-use std::path::Path;
 use std::process::Command;
 
-use cnn::data::load_mnist;
-use examples::{example, write_idx};
+use examples::{example, run_example, write_digits};
 
 #[test]
 fn without_the_files_it_prints_the_command_that_installs_them() {
@@ -28,16 +26,9 @@ fn without_the_files_it_prints_the_command_that_installs_them() {
 fn it_trains_on_files_of_the_format_and_writes_its_outputs() {
     let dir = tempfile::tempdir().unwrap();
     // Digits stand in for clothes: the same IDX format, 28x28 grey, 10 classes.
-    let (train, test) = load_mnist(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist"))).unwrap();
-    let len = train.shape.len();
-    write_idx(dir.path(), "train", &train.images[..40 * len], &train.labels[..40], 28, 28);
-    write_idx(dir.path(), "t10k", &test.images[..20 * len], &test.labels[..20], 28, 28);
+    write_digits(dir.path(), 40, 20);
     let out = dir.path().join("out");
-    let run = |extra: &[&str]| {
-        let mut args = vec!["--data", dir.path().to_str().unwrap(), "--out", out.to_str().unwrap(), "--threads", "1"];
-        args.extend_from_slice(extra);
-        Command::new(example("fashion")).args(&args).output().unwrap()
-    };
+    let run = |extra: &[&str]| run_example("fashion", dir.path(), &out, extra);
     let first = run(&["--epochs", "1", "--batch-size", "16"]);
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let stdout = String::from_utf8_lossy(&first.stdout);

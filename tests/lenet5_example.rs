@@ -7,8 +7,7 @@ mod examples;
 use std::path::Path;
 use std::process::Command;
 
-use cnn::data::load_mnist;
-use examples::{example, write_idx};
+use examples::{example, run_example, write_digits};
 
 fn contents(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -17,16 +16,9 @@ fn contents(path: &Path) -> Vec<u8> {
 #[test]
 fn a_diverging_resumed_run_keeps_the_last_good_checkpoint_and_weights() {
     let dir = tempfile::tempdir().unwrap();
-    let (train, test) = load_mnist(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist"))).unwrap();
-    let len = train.shape.len();
-    write_idx(dir.path(), "train", &train.images[..96 * len], &train.labels[..96], 28, 28);
-    write_idx(dir.path(), "t10k", &test.images[..32 * len], &test.labels[..32], 28, 28);
+    write_digits(dir.path(), 96, 32);
     let out = dir.path().join("out");
-    let run = |extra: &[&str]| {
-        let mut args = vec!["--data", dir.path().to_str().unwrap(), "--out", out.to_str().unwrap(), "--threads", "1"];
-        args.extend_from_slice(extra);
-        Command::new(example("lenet5")).args(&args).output().unwrap()
-    };
+    let run = |extra: &[&str]| run_example("lenet5", dir.path(), &out, extra);
     let good = run(&["--epochs", "1", "--batch-size", "16"]);
     assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
     let (checkpoint, weights) = (out.join("checkpoint.safetensors"), out.join("lenet5.safetensors"));

@@ -2,14 +2,16 @@
 //! learning rate from a schedule, a progress bar.
 
 use std::error::Error;
+use std::path::Path;
 
 use cnn::data::Batches;
 use cnn::io::Progress;
 use cnn::{Model, Optimizer, Schedule};
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// One pass over the epoch's batches, counting steps in `progress`; returns the mean loss. On
-/// an error (a diverging step is one, and is undone) the bar is left where it stopped.
+/// Epoch `progress.epoch` (of `epochs`): one pass over its batches, counting steps in
+/// `progress`; returns the mean loss. An error (a diverging step is one, and is undone) says
+/// that nothing was saved and what `checkpoint` still holds, and leaves the bar where it stopped.
 pub fn train_epoch<M: Model, O: Optimizer>(
     epochs: u64,
     batches: &mut Batches<'_>,
@@ -17,7 +19,29 @@ pub fn train_epoch<M: Model, O: Optimizer>(
     opt: &mut O,
     progress: &mut Progress,
     schedule: &dyn Schedule,
+    checkpoint: &Path,
 ) -> Result<f32, Box<dyn Error>> {
+    let epoch = progress.epoch;
+    run_epoch(epochs, batches, model, opt, progress, schedule).map_err(|e| {
+        // Nothing is saved, so the files of the last good epoch stay.
+        let kept = if checkpoint.exists() {
+            format!("{} still holds the last good epoch", checkpoint.display())
+        } else {
+            "no checkpoint was written".to_string()
+        };
+        format!("{e}\nstopped in epoch {}, nothing saved: {kept}", epoch + 1).into()
+    })
+}
+
+fn run_epoch<M: Model, O: Optimizer>(
+    epochs: u64,
+    batches: &mut Batches<'_>,
+    model: &mut M,
+    opt: &mut O,
+    progress: &mut Progress,
+    schedule: &dyn Schedule,
+) -> Result<f32, Box<dyn Error>> {
+    batches.start_epoch(progress.epoch)?;
     let bar = ProgressBar::new(batches.samples() as u64);
     bar.set_style(ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} {per_sec} ETA {eta}")?);
     bar.set_prefix(format!("{}/{epochs}", progress.epoch + 1));

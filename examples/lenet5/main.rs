@@ -133,17 +133,8 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let schedule = Cosine::new(args.lr, 0.0, total_steps.max(1) as usize)?;
     let started = Instant::now();
     while progress.epoch < args.epochs {
-        batches.start_epoch(progress.epoch)?;
-        let loss = epoch::train_epoch(args.epochs, &mut batches, &mut model, &mut opt, &mut progress, &schedule)
-            .map_err(|e| {
-                // A diverging step was undone; nothing is saved, so the files of the last good epoch stay.
-                let kept = if checkpoint.exists() {
-                    format!("{} still holds the last good epoch", checkpoint.display())
-                } else {
-                    "no checkpoint was written".to_string()
-                };
-                format!("{e}\nstopped in epoch {}, nothing saved: {kept}", progress.epoch + 1)
-            })?;
+        let loss =
+            epoch::train_epoch(args.epochs, &mut batches, &mut model, &mut opt, &mut progress, &schedule, &checkpoint)?;
         let eval = model.evaluate(&test.images, &test.labels, 100)?;
         progress.epoch += 1;
         println!(

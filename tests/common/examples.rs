@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
+
+use cnn::data::load_mnist;
 
 /// Writes `count` images (of `rows` x `cols` pixels in [0, 1]) and their labels as the IDX
 /// files `prefix-images-idx3-ubyte` and `prefix-labels-idx1-ubyte` in `dir`.
@@ -36,4 +38,21 @@ pub fn example(name: &str) -> PathBuf {
         assert!(status.success(), "building the {name} example failed");
     }
     binary
+}
+
+/// The first `train` and `test` of the embedded MNIST digits, as the four IDX files of a data set
+/// in `dir`.
+pub fn write_digits(dir: &Path, train: usize, test: usize) {
+    let (train_set, test_set) = load_mnist(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist"))).unwrap();
+    let len = train_set.shape.len();
+    write_idx(dir, "train", &train_set.images[..train * len], &train_set.labels[..train], 28, 28);
+    write_idx(dir, "t10k", &test_set.images[..test * len], &test_set.labels[..test], 28, 28);
+}
+
+/// Runs example `name` on the data in `data`, writing to `out`, on one thread, with `extra`
+/// arguments.
+pub fn run_example(name: &str, data: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--threads", "1"];
+    args.extend_from_slice(extra);
+    Command::new(example(name)).args(&args).output().unwrap()
 }

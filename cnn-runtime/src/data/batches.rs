@@ -92,10 +92,7 @@ impl<'a> Batches<'a> {
         if batch == 0 {
             return Err(Error::InvalidArgument { name: "batch", reason: "must be at least 1".into() });
         }
-        let per = set.values_per_sample().filter(|&per| Some(set.images.len()) == per.checked_mul(set.len()));
-        let Some(per) = per else {
-            return Err(set.error(format!("{} values for {} images of {}", set.images.len(), set.len(), set.shape)));
-        };
+        let per = set.whole_images()?;
         let batch = batch.min(set.len().max(1));
         let mut images = Vec::new();
         images.try_reserve_exact(batch * per).map_err(|e| Error::InvalidArgument {
@@ -258,6 +255,14 @@ fn sample_rng(seed: u64, epoch: u64, index: usize) -> Rng {
 }
 
 impl Dataset {
+    /// Values per image, when `images` holds exactly one image of `shape` per label.
+    fn whole_images(&self) -> Result<usize> {
+        let per = self.values_per_sample().filter(|&per| Some(self.images.len()) == per.checked_mul(self.len()));
+        per.ok_or_else(|| {
+            self.error(format!("{} values for {} images of {}", self.images.len(), self.len(), self.shape))
+        })
+    }
+
     /// Splits the set in two at random (from `seed`): `len - validation` samples to train on
     /// and `validation` held out, each part in the set's order. The split is the same for the
     /// same seed and set size.
@@ -270,15 +275,7 @@ impl Dataset {
                 reason: format!("{validation} samples held out of a set of {}", self.len()),
             });
         }
-        let per = self.values_per_sample().filter(|&per| Some(self.images.len()) == per.checked_mul(self.len()));
-        let Some(per) = per else {
-            return Err(self.error(format!(
-                "{} values for {} images of {}",
-                self.images.len(),
-                self.len(),
-                self.shape
-            )));
-        };
+        let per = self.whole_images()?;
         let mut order = Vec::new();
         // Epoch `u64::MAX`: an order of its own, not one of the training epochs'.
         epoch_order(self.len(), seed, u64::MAX, &mut order)?;
