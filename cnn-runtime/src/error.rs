@@ -122,6 +122,14 @@ pub enum Error {
         /// What is wrong with them.
         error: Box<Error>,
     },
+    /// Data-parallel training could not complete a step across its ranks: another rank failed
+    /// (its own output says why), or the ranks could not exchange their gradients. The step
+    /// was undone.
+    #[error("distributed training: {reason}")]
+    Distributed {
+        /// What went wrong, naming the rank.
+        reason: String,
+    },
     /// An argument is outside its valid range.
     #[error("invalid {name}: {reason}")]
     InvalidArgument {
@@ -148,6 +156,7 @@ impl Error {
             Error::File { .. } => "File",
             Error::Diverged { .. } => "Diverged",
             Error::Head { .. } => "Head",
+            Error::Distributed { .. } => "Distributed",
             Error::InvalidArgument { .. } => "InvalidArgument",
         }
     }

@@ -17,6 +17,7 @@ pub mod augment;
 #[doc(hidden)]
 pub mod compiled;
 pub mod data;
+pub mod distributed;
 mod error;
 mod heads;
 pub mod init;
