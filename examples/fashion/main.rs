@@ -5,6 +5,10 @@
 //! sudo apt-get install dataset-fashion-mnist      # Debian and Ubuntu: the four IDX files
 //! cargo run --release --example fashion
 //! cargo run --release --example fashion -- --data DIR --epochs 12 --seed 2
+//!
+//! # Data-parallel on 4 processes (Debian: libopenmpi-dev openmpi-bin libclang-dev)
+//! cargo build --release --features mpi --example fashion
+//! mpirun -np 4 target/release/examples/fashion --threads 1
 //! ```
 //!
 //! Mini-batch SGD with momentum, weight decay and a cosine learning-rate decay; each training
@@ -17,6 +21,8 @@
 
 #[path = "../common/epoch.rs"]
 mod epoch;
+#[path = "../common/ranks.rs"]
+mod ranks;
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
@@ -29,6 +35,7 @@ use cnn::data::{load_mnist, Batches, Dataset, LastBatch};
 use cnn::io::{load_checkpoint, save_checkpoint, save_weights, Progress};
 use cnn::schedule::Cosine;
 use cnn::{cnn, Model, Network, Sgd};
+use ranks::Ranks;
 
 cnn! {
     /// Two stages of two 3x3 convolutions with batch normalisation, each stage pooled, and a
@@ -93,12 +100,17 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    match run(&Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+    let args = Args::parse();
+    let ranks = match Ranks::init() {
+        Ok(ranks) => ranks,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    match run(&args, &ranks) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => ranks.fail(e),
     }
 }
 
@@ -107,7 +119,8 @@ fn missing(dir: &Path) -> Vec<&'static str> {
     FILES.into_iter().filter(|f| !dir.join(f).exists() && !dir.join(format!("{f}.gz")).exists()).collect()
 }
 
-fn run(args: &Args) -> Result<(), Box<dyn Error>> {
+fn run(args: &Args, ranks: &Ranks) -> Result<(), Box<dyn Error>> {
+    let root = ranks.is_root();
     if args.batch_size == 0 {
         return Err("--batch-size must be at least 1".into());
     }
@@ -128,26 +141,31 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     train.check_fits(FashionNet::INPUT, FashionNet::OUTPUT_LEN)?;
     test.check_fits(FashionNet::INPUT, FashionNet::OUTPUT_LEN)?;
     test.images.iter_mut().for_each(|v| *v = (*v - MEAN) / STD);
-    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let checkpoint = args.out.join("checkpoint.safetensors");
-    // The same network in PyTorch, for `scripts/fashion_torch.py`.
-    let torch = args.out.join("fashion_pytorch.py");
-    std::fs::write(&torch, FashionNet::PYTORCH).map_err(|e| format!("{}: {e}", torch.display()))?;
-    println!("{}", FashionNet::SUMMARY);
-    println!(
-        "{} training and {} test images from {}, {} threads",
-        train.len(),
-        test.len(),
-        args.data.display(),
-        rayon::current_num_threads()
-    );
+    if root {
+        std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+        // The same network in PyTorch, for `scripts/fashion_torch.py`.
+        let torch = args.out.join("fashion_pytorch.py");
+        std::fs::write(&torch, FashionNet::PYTORCH).map_err(|e| format!("{}: {e}", torch.display()))?;
+        println!("{}", FashionNet::SUMMARY);
+        println!(
+            "{} training and {} test images from {}, {} threads, {}",
+            train.len(),
+            test.len(),
+            args.data.display(),
+            rayon::current_num_threads(),
+            ranks.describe()
+        );
+    }
 
     let mut model = FashionNet::with_seed(args.seed);
     let mut opt = Sgd::new(args.lr, args.momentum)?.with_weight_decay(args.weight_decay)?;
     let mut progress = Progress { epoch: 0, step: 0, seed: args.seed };
     if args.resume {
         progress = load_checkpoint(&mut model, &mut opt, &checkpoint)?;
-        println!("resumed from {} after epoch {}", checkpoint.display(), progress.epoch);
+        if root {
+            println!("resumed from {} after epoch {}", checkpoint.display(), progress.epoch);
+        }
     }
     let shift = Shift { max: 2 };
     let mut batches = Batches::new(&train, args.batch_size, progress.seed)?
@@ -156,14 +174,26 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         .standardise(&[MEAN], &[STD])?;
     let total_steps = args.epochs * batches.len() as u64;
     let schedule = Cosine::new(args.lr, 0.0, total_steps.max(1) as usize)?;
+    let mut trainer = ranks.trainer();
     let (started, mut training) = (Instant::now(), Duration::ZERO);
     while progress.epoch < args.epochs {
         let epoch_started = Instant::now();
-        let loss =
-            epoch::train_epoch(args.epochs, &mut batches, &mut model, &mut opt, &mut progress, &schedule, &checkpoint)?;
+        let loss = epoch::train_epoch(
+            &mut trainer,
+            args.epochs,
+            &mut batches,
+            &mut model,
+            &mut opt,
+            &mut progress,
+            &schedule,
+            &checkpoint,
+        )?;
         training += epoch_started.elapsed();
-        let eval = model.evaluate(&test.images, &test.labels, 250)?;
         progress.epoch += 1;
+        if !root {
+            continue;
+        }
+        let eval = model.evaluate(&test.images, &test.labels, 250)?;
         println!(
             "epoch {:>2}/{}  train loss {loss:.4}  test loss {:.4}  test accuracy {:.2} %  ({:.1} s)",
             progress.epoch,
@@ -173,6 +203,9 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
             started.elapsed().as_secs_f64()
         );
         save_checkpoint(&model, &opt, progress, &checkpoint)?;
+    }
+    if !root {
+        return Ok(());
     }
     let accuracy = per_class(&mut model, &test)?;
     println!(

@@ -4,6 +4,10 @@
 //! cargo run --release --example lenet5                      # the 8,000 / 2,000 digits in data/mnist
 //! cargo run --release --example lenet5 -- --data ~/mnist    # the full MNIST, or Fashion-MNIST
 //! cargo run --release --example lenet5 -- --help
+//!
+//! # Data-parallel on 2 processes (Debian: libopenmpi-dev openmpi-bin libclang-dev)
+//! cargo build --release --features mpi --example lenet5
+//! mpirun -np 2 target/release/examples/lenet5 --threads 1
 //! ```
 //!
 //! Mini-batch SGD with momentum and a cosine learning-rate decay, with random shifts, small
@@ -17,6 +21,8 @@
 #[path = "../common/epoch.rs"]
 mod epoch;
 mod plots;
+#[path = "../common/ranks.rs"]
+mod ranks;
 
 use std::error::Error;
 use std::path::PathBuf;
@@ -29,6 +35,7 @@ use cnn::data::{load_mnist, Batches};
 use cnn::io::{load_checkpoint, save_checkpoint, save_weights, Progress};
 use cnn::schedule::Cosine;
 use cnn::{cnn, Model, Network, Sgd};
+use ranks::Ranks;
 
 cnn! {
     /// LeNet-style classifier for 28x28 grey digits.
@@ -87,16 +94,22 @@ fn standardise(values: &mut [f32]) {
 }
 
 fn main() -> ExitCode {
-    match run(&Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+    let args = Args::parse();
+    let ranks = match Ranks::init() {
+        Ok(ranks) => ranks,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    match run(&args, &ranks) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => ranks.fail(e),
     }
 }
 
-fn run(args: &Args) -> Result<(), Box<dyn Error>> {
+fn run(args: &Args, ranks: &Ranks) -> Result<(), Box<dyn Error>> {
+    let root = ranks.is_root();
     if args.batch_size == 0 {
         return Err("--batch-size must be at least 1".into());
     }
@@ -107,16 +120,19 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     train.check_fits(LeNet5::INPUT, LeNet5::OUTPUT_LEN)?;
     test.check_fits(LeNet5::INPUT, LeNet5::OUTPUT_LEN)?;
     standardise(&mut test.images);
-    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let checkpoint = args.out.join("checkpoint.safetensors");
-    println!("{}", LeNet5::SUMMARY);
-    println!(
-        "{} training and {} test digits from {}, {} threads",
-        train.len(),
-        test.len(),
-        args.data.display(),
-        rayon::current_num_threads()
-    );
+    if root {
+        std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+        println!("{}", LeNet5::SUMMARY);
+        println!(
+            "{} training and {} test digits from {}, {} threads, {}",
+            train.len(),
+            test.len(),
+            args.data.display(),
+            rayon::current_num_threads(),
+            ranks.describe()
+        );
+    }
 
     let mut model = LeNet5::with_seed(args.seed);
     let mut opt = Sgd::new(args.lr, args.momentum)?;
@@ -124,19 +140,33 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let mut history = Vec::new();
     if args.resume {
         progress = load_checkpoint(&mut model, &mut opt, &checkpoint)?;
-        println!("resumed from {} after epoch {}", checkpoint.display(), progress.epoch);
+        if root {
+            println!("resumed from {} after epoch {}", checkpoint.display(), progress.epoch);
+        }
     }
     let augment = Compose::new().then(Shift { max: 2 }).then(RotateScale { max_degrees: 10.0, max_scale: 0.1 });
     let batches = Batches::new(&train, args.batch_size, progress.seed)?;
     let mut batches = if args.no_augment { batches } else { batches.augment(&augment) }.standardise(&[MEAN], &[STD])?;
     let total_steps = args.epochs * batches.len() as u64;
     let schedule = Cosine::new(args.lr, 0.0, total_steps.max(1) as usize)?;
+    let mut trainer = ranks.trainer();
     let started = Instant::now();
     while progress.epoch < args.epochs {
-        let loss =
-            epoch::train_epoch(args.epochs, &mut batches, &mut model, &mut opt, &mut progress, &schedule, &checkpoint)?;
-        let eval = model.evaluate(&test.images, &test.labels, 100)?;
+        let loss = epoch::train_epoch(
+            &mut trainer,
+            args.epochs,
+            &mut batches,
+            &mut model,
+            &mut opt,
+            &mut progress,
+            &schedule,
+            &checkpoint,
+        )?;
         progress.epoch += 1;
+        if !root {
+            continue;
+        }
+        let eval = model.evaluate(&test.images, &test.labels, 100)?;
         println!(
             "epoch {:>2}/{}  train loss {loss:.4}  test loss {:.4}  test accuracy {:.2} %  ({:.1} s)",
             progress.epoch,
@@ -147,6 +177,9 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         );
         history.push((progress.epoch, loss, eval.accuracy));
         save_checkpoint(&model, &opt, progress, &checkpoint)?;
+    }
+    if !root {
+        return Ok(());
     }
 
     // In batches, so that the workspace stays sized for a hundred samples.
