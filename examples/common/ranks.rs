@@ -32,26 +32,40 @@ impl Ranks {
         true
     }
 
-    /// The training steps of this process.
-    pub fn trainer(&self) -> Trainer<'_> {
+    /// The training steps of this process; with `fast`, the ranks add their gradients with
+    /// MPI's own all-reduce (not bitwise the same on another number of ranks).
+    pub fn trainer(&self, fast: bool) -> Trainer<'_> {
+        #[cfg(not(feature = "mpi"))]
+        let _ = fast;
         Trainer {
             #[cfg(feature = "mpi")]
-            dp: DataParallel::new(&self.comm),
+            dp: DataParallel::new(&self.comm).with_reduction(if fast {
+                cnn::distributed::Reduction::Fast
+            } else {
+                cnn::distributed::Reduction::Exact
+            }),
             #[cfg(not(feature = "mpi"))]
             _alone: std::marker::PhantomData,
         }
     }
 
-    /// A line saying how the job runs.
-    pub fn describe(&self) -> String {
+    /// A line saying how the job runs, `fast` as for [`trainer`](Ranks::trainer).
+    pub fn describe(&self, fast: bool) -> String {
         #[cfg(feature = "mpi")]
-        return format!(
-            "{} MPI rank(s), each batch in {} groups (bitwise the same model on any number of ranks)",
-            self.comm.size(),
-            DataParallel::new(&self.comm).groups()
-        );
+        return if fast {
+            format!("{} MPI rank(s), gradients added by MPI_Allreduce", self.comm.size())
+        } else {
+            format!(
+                "{} MPI rank(s), each batch in {} groups added in a fixed order (the same model on any number of ranks)",
+                self.comm.size(),
+                DataParallel::new(&self.comm).groups()
+            )
+        };
         #[cfg(not(feature = "mpi"))]
-        "one process".to_string()
+        {
+            let _ = fast;
+            "one process".to_string()
+        }
     }
 
     /// Ends the program after `error`: on MPI, this rank prints it and ends the whole job

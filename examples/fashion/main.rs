@@ -97,6 +97,10 @@ struct Args {
     /// Continue from `checkpoint.safetensors` in the output directory.
     #[arg(long)]
     resume: bool,
+    /// Under MPI: add the ranks' gradients with MPI's all-reduce, one pass per rank (faster;
+    /// the model then depends on the number of ranks).
+    #[arg(long)]
+    fast_reduction: bool,
 }
 
 fn main() -> ExitCode {
@@ -154,7 +158,7 @@ fn run(args: &Args, ranks: &Ranks) -> Result<(), Box<dyn Error>> {
             test.len(),
             args.data.display(),
             rayon::current_num_threads(),
-            ranks.describe()
+            ranks.describe(args.fast_reduction)
         );
     }
 
@@ -174,7 +178,7 @@ fn run(args: &Args, ranks: &Ranks) -> Result<(), Box<dyn Error>> {
         .standardise(&[MEAN], &[STD])?;
     let total_steps = args.epochs * batches.len() as u64;
     let schedule = Cosine::new(args.lr, 0.0, total_steps.max(1) as usize)?;
-    let mut trainer = ranks.trainer();
+    let mut trainer = ranks.trainer(args.fast_reduction);
     let (started, mut training) = (Instant::now(), Duration::ZERO);
     while progress.epoch < args.epochs {
         let epoch_started = Instant::now();
