@@ -157,6 +157,7 @@ fn a_dying_rank_ends_the_job_and_the_checkpoint_stays_whole() {
     let (ok, text, took) = mpirun(4, dir.path(), &[("CNN_MPI_STEPS", "6"), ("CNN_MPI_DIE", "2:3")]);
     assert!(!ok, "the job should fail:\n{text}");
     assert!(took < Duration::from_secs(60), "the job took {took:?} to end");
+    println!("4 ranks, rank 2 dying before step 3 of 6: the job ended after {took:?}");
     assert!(text.contains("rank 2 dies before step 3"), "{text}");
     let (mut model, mut opt) = (Regular::with_seed(0), Sgd::new(0.05, 0.9).unwrap());
     let progress = load_checkpoint(&mut model, &mut opt, &dir.path().join("checkpoint.safetensors"));
@@ -169,6 +170,7 @@ fn a_failing_rank_ends_the_job_naming_it() {
     let (ok, text, took) = mpirun(4, dir.path(), &[("CNN_MPI_STEPS", "6"), ("CNN_MPI_BAD", "1:2")]);
     assert!(!ok, "the job should fail:\n{text}");
     assert!(took < Duration::from_secs(60), "the job took {took:?} to end");
+    println!("4 ranks, rank 1 failing in step 2 of 6: the job ended after {took:?}");
     assert!(text.contains("rank 1: label 99"), "rank 1 prints its own error:\n{text}");
     let (mut model, mut opt) = (Regular::with_seed(0), Sgd::new(0.05, 0.9).unwrap());
     let progress = load_checkpoint(&mut model, &mut opt, &dir.path().join("checkpoint.safetensors"));
