@@ -87,6 +87,9 @@ pub fn generate(scratch: &Path) -> io::Result<Vec<(&'static str, String, Vec<u8>
     add("idx-labels", "empty.idx", idx_labels(0));
     add("cifar", "two.bin", cifar_batch(2));
     add("cifar", "two.bin.gz", gzip(&cifar_batch(2)));
+    for (name, bytes) in crate::targets::folder::seeds() {
+        add("image-folder", &name, bytes);
+    }
     let (small, _) = trained(Small::with_seed(1), "sgdm");
     let (normed, normed_opt) = trained(Normed::with_seed(1), "adam");
     add("weights", "small.safetensors", saved(scratch, "w1", |p| save_weights(&small, p))?);

@@ -18,13 +18,14 @@ static ALLOCATOR: Counting = Counting;
 /// Reports of the runs so far, by target; the lock also keeps runs from overlapping.
 static REPORTS: Mutex<BTreeMap<&'static str, Report>> = Mutex::new(BTreeMap::new());
 
-/// Cases per target: CIFAR cases read six files each, so it gets fewer.
+/// Cases per target: CIFAR cases read six files each, and image-folder cases decode images in
+/// threads they start, so they get fewer.
 fn cases(target: &str) -> u64 {
     let base = std::env::var("CNN_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(20000);
-    if target == "cifar" {
-        base / 2
-    } else {
-        base
+    match target {
+        "cifar" => base / 2,
+        "image-folder" => base / 4,
+        _ => base,
     }
 }
 
@@ -79,6 +80,9 @@ oracle_tests! {
     cifar_never_panics: "cifar", Panic;
     cifar_stays_within_memory: "cifar", Memory;
     cifar_is_consistent: "cifar", WrongResult;
+    image_folder_never_panics: "image-folder", Panic;
+    image_folder_stays_within_memory: "image-folder", Memory;
+    image_folder_is_consistent: "image-folder", WrongResult;
     weights_never_panic: "weights", Panic;
     weights_stay_within_memory: "weights", Memory;
     weights_failed_loads_change_nothing: "weights", FailedLoadChanged;

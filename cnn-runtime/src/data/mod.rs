@@ -1,5 +1,7 @@
 //! Data sets: MNIST and Fashion-MNIST (IDX files, gzip-compressed or not) and CIFAR-10 (binary
-//! version), read into memory as `f32` images in NCHW order, scaled to [0, 1].
+//! version), read into memory as `f32` images in NCHW order, scaled to [0, 1]; and, with the
+//! default `images` feature, image folders (one directory of PNG and JPEG files per class, as
+//! torchvision's `ImageFolder`), read whole or streamed in batches by `FolderBatches`.
 //!
 //! Every malformed file is an [`Error::File`] naming the file and what is wrong with it. Gzip
 //! files may hold several members (as `cat a.gz b.gz` makes); they are decompressed as they are
@@ -54,6 +56,8 @@
 
 mod batches;
 mod cifar;
+#[cfg(feature = "images")]
+mod folder;
 mod idx;
 
 use std::fs::File;
@@ -62,6 +66,8 @@ use std::path::{Path, PathBuf};
 
 pub use batches::{Batch, Batches, LastBatch};
 pub use cifar::{load_cifar10, load_cifar10_with};
+#[cfg(feature = "images")]
+pub use folder::{ChannelStats, FolderBatches, ImageFolder, OnError, Resize, Skipped};
 pub use idx::{
     load_mnist, load_mnist_with, read_idx_images, read_idx_images_with, read_idx_labels, read_idx_labels_with,
     IdxImages,
