@@ -15,7 +15,7 @@ const USAGE: &str = "\
 usage: cnn-fuzz TARGET|all [--cases N] [--seed S] [--corpus DIR] [--findings DIR] [--keep N] [--progress SECS]
        cnn-fuzz TARGET --replay FILE...
        cnn-fuzz --write-corpus DIR
-targets: idx-images idx-labels cifar weights checkpoint api";
+targets: idx-images idx-labels cifar weights checkpoint image-folder api";
 
 /// Whether arithmetic overflow panics in this build (it wraps silently in plain release builds,
 /// which then miss the overflow findings).

@@ -144,27 +144,7 @@ impl<'a> Batches<'a> {
     /// Fails when the lengths fit neither, or a `std` is not positive and finite or a `mean`
     /// not finite.
     pub fn standardise(mut self, mean: &[f32], std: &[f32]) -> Result<Self> {
-        let depth = self.set.shape.d;
-        let fits = |len: usize| len == 1 || len == depth;
-        if mean.len() != std.len() || !fits(mean.len()) {
-            return Err(Error::InvalidArgument {
-                name: "standardise",
-                reason: format!(
-                    "{} means and {} standard deviations for images of {} channels: give 1 or {depth} of each",
-                    mean.len(),
-                    std.len(),
-                    depth
-                ),
-            });
-        }
-        if let Some((m, s)) = mean.iter().zip(std).find(|(m, s)| !(m.is_finite() && s.is_finite() && **s > 0.0)) {
-            return Err(Error::InvalidArgument {
-                name: "standardise",
-                reason: format!("mean {m} and standard deviation {s}: the mean must be finite, the deviation positive"),
-            });
-        }
-        self.standardise =
-            (0..depth).map(|c| if mean.len() == 1 { 0 } else { c }).map(|i| (mean[i], 1.0 / std[i])).collect();
+        self.standardise = standardisation(mean, std, self.set.shape.d)?;
         Ok(self)
     }
 
@@ -248,8 +228,33 @@ impl<'a> Batches<'a> {
     }
 }
 
-/// The generator of sample `index`'s augmentation in `epoch`.
-fn sample_rng(seed: u64, epoch: u64, index: usize) -> Rng {
+/// Per channel of images of `depth` channels, `(mean, 1 / std)` from one `mean` and `std` for
+/// all channels or one per channel; `Err` when the lengths fit neither, or a `std` is not
+/// positive and finite or a `mean` not finite.
+pub(super) fn standardisation(mean: &[f32], std: &[f32], depth: usize) -> Result<Vec<(f32, f32)>> {
+    if mean.len() != std.len() || !(mean.len() == 1 || mean.len() == depth) {
+        return Err(Error::InvalidArgument {
+            name: "standardise",
+            reason: format!(
+                "{} means and {} standard deviations for images of {depth} channels: give 1 or {depth} of each",
+                mean.len(),
+                std.len()
+            ),
+        });
+    }
+    if let Some((m, s)) = mean.iter().zip(std).find(|(m, s)| !(m.is_finite() && s.is_finite() && **s > 0.0)) {
+        return Err(Error::InvalidArgument {
+            name: "standardise",
+            reason: format!("mean {m} and standard deviation {s}: the mean must be finite, the deviation positive"),
+        });
+    }
+    let pick = |c: usize| if mean.len() == 1 { 0 } else { c };
+    Ok((0..depth).map(|c| (mean[pick(c)], 1.0 / std[pick(c)])).collect())
+}
+
+/// The generator of sample `index`'s augmentation in `epoch`, shared with the streamed batches
+/// of an image folder.
+pub(super) fn sample_rng(seed: u64, epoch: u64, index: usize) -> Rng {
     let mix = |v: u64, k: u64| (v ^ k).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
     Rng::seed_from_u64(mix(mix(seed, epoch.wrapping_add(0x5851_f42d_4c95_7f2d)), index as u64))
 }

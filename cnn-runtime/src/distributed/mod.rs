@@ -2,9 +2,9 @@
 //! shard of every global batch, the ranks combine their gradients, and every rank takes the same
 //! optimizer step, so all of them hold the same model after each step.
 //!
-//! The ranks talk through a [`Collective`]: MPI with the `mpi` feature
-//! ([`Mpi`](crate::distributed::mpi::Mpi)), or [`Threads`] (ranks as threads of one process, for
-//! tests and for trying a program without MPI). [`DataParallel`] runs the steps.
+//! The ranks talk through a [`Collective`]: MPI with the `mpi` feature (`mpi::Mpi`), or
+//! [`Threads`] (ranks as threads of one process, for tests and for trying a program without
+//! MPI). [`DataParallel`] runs the steps.
 //!
 //! # Reproducible across rank counts
 //! With [`Reduction::Exact`] (the default) a global batch of `n` samples is cut into `G` fixed

@@ -13,13 +13,12 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
-use rand::SeedableRng;
 use rayon::prelude::*;
 
 use super::{ImageFolder, OnError, Skipped};
 use crate::augment::Transform;
+use crate::data::batches::{sample_rng, standardisation};
 use crate::data::{epoch_order, Batch, LastBatch};
-use crate::init::Rng;
 use crate::{Error, Result};
 
 /// Batches decoded ahead unless set otherwise.
@@ -192,25 +191,7 @@ impl<'a> FolderBatches<'a> {
     /// Fails when the lengths fit neither, or a `std` is not positive and finite or a `mean`
     /// not finite.
     pub fn standardise(mut self, mean: &[f32], std: &[f32]) -> Result<Self> {
-        let depth = self.folder.shape().d;
-        if mean.len() != std.len() || !(mean.len() == 1 || mean.len() == depth) {
-            return Err(Error::InvalidArgument {
-                name: "standardise",
-                reason: format!(
-                    "{} means and {} standard deviations for images of {depth} channels: give 1 or {depth} of each",
-                    mean.len(),
-                    std.len()
-                ),
-            });
-        }
-        if let Some((m, s)) = mean.iter().zip(std).find(|(m, s)| !(m.is_finite() && s.is_finite() && **s > 0.0)) {
-            return Err(Error::InvalidArgument {
-                name: "standardise",
-                reason: format!("mean {m} and standard deviation {s}: the mean must be finite, the deviation positive"),
-            });
-        }
-        let pick = |c: usize| if mean.len() == 1 { 0 } else { c };
-        self.standardise = (0..depth).map(|c| (mean[pick(c)], 1.0 / std[pick(c)])).collect();
+        self.standardise = standardisation(mean, std, self.folder.shape().d)?;
         self.restart();
         Ok(self)
     }
@@ -553,12 +534,4 @@ fn work(shared: &Shared, sender: &Sender<Decoded>) {
             return;
         }
     }
-}
-
-/// The generator of sample `index`'s augmentation in `epoch`: the same as
-/// [`Batches`](crate::data::Batches)' (the test `streamed_batches_are_those_of_batches_over_the_loaded_set`
-/// keeps them equal).
-fn sample_rng(seed: u64, epoch: u64, index: usize) -> Rng {
-    let mix = |v: u64, k: u64| (v ^ k).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
-    Rng::seed_from_u64(mix(mix(seed, epoch.wrapping_add(0x5851_f42d_4c95_7f2d)), index as u64))
 }
