@@ -40,16 +40,11 @@ pub fn class_of(rgb: [f32; 3], classes: usize) -> Option<usize> {
     (0..classes).find(|&c| class_colour(c).iter().zip(rgb).all(|(&want, got)| (want as f32 / 255.0 - got).abs() < 0.01))
 }
 
-/// CRC-32 of PNG chunks (ISO 3309, reflected, polynomial 0xedb88320).
+/// CRC-32 of PNG chunks (ISO 3309, as gzip's), from `flate2`.
 pub fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
+    let mut crc = flate2::Crc::new();
+    crc.update(bytes);
+    crc.sum()
 }
 
 /// A valid 1x1 PNG whose header (with a correct checksum) declares `width` x `height`: a

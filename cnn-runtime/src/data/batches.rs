@@ -19,6 +19,24 @@ pub enum LastBatch {
     Drop,
 }
 
+impl LastBatch {
+    /// Batches per epoch of `samples` samples in batches of `batch`.
+    pub(super) fn batches(self, samples: usize, batch: usize) -> usize {
+        match self {
+            LastBatch::Keep => samples.div_ceil(batch),
+            LastBatch::Drop => samples / batch,
+        }
+    }
+
+    /// Samples per epoch of `samples` samples in batches of `batch`.
+    pub(super) fn samples(self, samples: usize, batch: usize) -> usize {
+        match self {
+            LastBatch::Keep => samples,
+            LastBatch::Drop => samples / batch * batch,
+        }
+    }
+}
+
 /// Batches over a [`Dataset`], epoch after epoch: a lending iterator whose batches borrow its
 /// buffers, so that a training loop allocates nothing after the first batch.
 ///
@@ -163,10 +181,7 @@ impl<'a> Batches<'a> {
 
     /// Batches per epoch.
     pub fn len(&self) -> usize {
-        match self.last {
-            LastBatch::Keep => self.set.len().div_ceil(self.batch),
-            LastBatch::Drop => self.set.len() / self.batch,
-        }
+        self.last.batches(self.set.len(), self.batch)
     }
 
     /// Whether an epoch has no batch (an empty set).
@@ -176,10 +191,7 @@ impl<'a> Batches<'a> {
 
     /// Samples per epoch.
     pub fn samples(&self) -> usize {
-        match self.last {
-            LastBatch::Keep => self.set.len(),
-            LastBatch::Drop => self.len() * self.batch,
-        }
+        self.last.samples(self.set.len(), self.batch)
     }
 
     /// The current epoch.

@@ -307,10 +307,7 @@ impl<'a> FolderBatches<'a> {
 
     /// Batches per epoch when no image is skipped (an upper bound otherwise).
     pub fn len(&self) -> usize {
-        match self.last {
-            LastBatch::Keep => self.folder.len().div_ceil(self.batch),
-            LastBatch::Drop => self.folder.len() / self.batch,
-        }
+        self.last.batches(self.folder.len(), self.batch)
     }
 
     /// Whether an epoch has no batch (never, for an opened folder).
@@ -320,10 +317,7 @@ impl<'a> FolderBatches<'a> {
 
     /// Images per epoch when none is skipped.
     pub fn samples(&self) -> usize {
-        match self.last {
-            LastBatch::Keep => self.folder.len(),
-            LastBatch::Drop => self.len() * self.batch,
-        }
+        self.last.samples(self.folder.len(), self.batch)
     }
 
     /// The current epoch.
