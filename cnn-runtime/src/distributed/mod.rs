@@ -12,8 +12,8 @@
 //! the samples `g·n/G .. (g+1)·n/G` of the batch). Each group's gradient is computed on its own,
 //! exactly as a one-process run computes it, and the groups' gradients are added in one fixed
 //! binary tree over the group indices. A rank owns a run of whole groups and adds its part of
-//! the tree; the ranks then exchange their partial sums (`MPI_Allgatherv`) and each adds the
-//! rest of the tree in the same order. Floating-point addition is not associative, but a fixed
+//! the tree; the ranks then exchange their partial sums and each adds the rest of the tree in
+//! the same order. Floating-point addition is not associative, but a fixed
 //! tree of additions gives the same bits whoever computes its nodes, so 1, 2, 4 or any number of
 //! ranks up to `G` train bitwise-identical models, and a run checkpointed on one number of ranks
 //! resumes on another with the same result.
@@ -27,8 +27,10 @@
 //!   sample's place in the group, i.e. on the sample's place in the global batch, never on the
 //!   rank.
 //! - Each rank makes one pass per group it owns (smaller matrix products than one pass over the
-//!   shard), and sends its partial sums whole: with `R` ranks (a power of two) each rank
-//!   receives `R` gradients per step, against about two for a ring all-reduce.
+//!   shard). When the number of ranks `R` is a power of two, the ranks add the top of the tree
+//!   in `log2 R` rounds of pairwise exchanges (rank `r` with `r ^ 2^k`), each rank receiving
+//!   `log2 R` gradients per step, against about two for a ring all-reduce; for other `R` every
+//!   rank gathers the others' partial sums (`MPI_Allgatherv`, `R − 1` gradients).
 //!
 //! [`Reduction::Fast`] instead makes one pass over each rank's shard and sums the gradients with
 //! the collective's own all-reduce (`MPI_Allreduce`), whose order of additions is the
@@ -69,6 +71,10 @@ pub trait Collective {
     /// on every rank. `counts` is the same on every rank and `recv` holds their sum.
     fn all_gather(&self, send: &[f32], counts: &[usize], recv: &mut [f32]) -> Result<()>;
 
+    /// Sends `send` to rank `partner` and receives what it sends into `recv` (as many values):
+    /// both ranks call it at once, as every rank does in a round of pairwise exchanges.
+    fn exchange(&self, partner: usize, send: &[f32], recv: &mut [f32]) -> Result<()>;
+
     /// Replaces `values` with their sum over the ranks (element by element), added in the order
     /// the implementation chooses.
     fn all_sum(&self, values: &mut [f32]) -> Result<()>;
@@ -93,6 +99,14 @@ impl Collective for Solo {
 
     fn all_gather(&self, send: &[f32], counts: &[usize], recv: &mut [f32]) -> Result<()> {
         check_gather(send, counts, recv, 0)?;
+        recv.copy_from_slice(send);
+        Ok(())
+    }
+
+    fn exchange(&self, partner: usize, send: &[f32], recv: &mut [f32]) -> Result<()> {
+        if partner != 0 || send.len() != recv.len() {
+            return Err(Error::Distributed { reason: format!("rank 0 of 1 cannot exchange with rank {partner}") });
+        }
         recv.copy_from_slice(send);
         Ok(())
     }
@@ -421,8 +435,74 @@ impl<'c, C: Collective + ?Sized> DataParallel<'c, C> {
             };
             push(&mut self.stack, &mut self.spare, Node { level: 0, index: g, values });
         }
-        // The exchange: a status value, then this rank's finished nodes; zeros after a failure,
-        // so that every rank sends what the others expect.
+        let root = if self.comm.size().is_power_of_two() {
+            self.pairwise_tree(n, len, failure, noise.step)?
+        } else {
+            self.gathered_tree(n, len, failure, noise.step)?
+        };
+        let loss = root[len - 1];
+        Ok((root, loss))
+    }
+
+    /// The root of the tree when the number of ranks is a power of two: each rank holds one node
+    /// (in `self.stack`), and in round `k` the ranks `r` and `r ^ 2^k` swap theirs and both add
+    /// the pair, so that after `log2 R` rounds every rank holds the root.
+    fn pairwise_tree(&mut self, n: usize, len: usize, failure: Option<Error>, step: u64) -> Result<Vec<f32>> {
+        let (rank, size) = (self.comm.rank(), self.comm.size());
+        let level = (self.groups / size).trailing_zeros();
+        let mut mine = self.stack.pop().and_then(|node| node.values).filter(|_| failure.is_none());
+        for node in self.stack.drain(..) {
+            self.spare.extend(node.values);
+        }
+        // The lowest rank whose step failed, if any.
+        let mut failed = failure.is_some().then_some(rank);
+        let (mut send, mut recv) = (std::mem::take(&mut self.send), std::mem::take(&mut self.recv));
+        let mut result = Ok(());
+        for k in 0..size.trailing_zeros() {
+            let partner = rank ^ (1 << k);
+            send.clear();
+            send.push(failed.map_or(0.0, |r| r as f32 + 1.0));
+            match &mine {
+                Some(v) => send.extend_from_slice(v),
+                None => send.resize(1 + len, 0.0),
+            }
+            recv.clear();
+            recv.resize(1 + len, 0.0);
+            result = self.comm.exchange(partner, &send, &mut recv);
+            if result.is_err() {
+                break;
+            }
+            if recv[0] != 0.0 {
+                let theirs = recv[0] as usize - 1;
+                failed = Some(failed.map_or(theirs, |r| r.min(theirs)));
+            }
+            if failed.is_none() && block_present(n, self.groups, level + k, partner >> k) {
+                // Addition is commutative, so both ranks of the pair get the same bits.
+                match &mut mine {
+                    Some(v) => v.iter_mut().zip(&recv[1..]).for_each(|(a, b)| *a += b),
+                    None => {
+                        let mut v = self.spare.pop().unwrap_or_default();
+                        v.clear();
+                        v.extend_from_slice(&recv[1..]);
+                        mine = Some(v);
+                    }
+                }
+            }
+        }
+        (self.send, self.recv) = (send, recv);
+        result?;
+        match (failure, failed) {
+            (Some(e), _) => Err(e),
+            (None, Some(r)) => Err(peer_failed(r, step)),
+            (None, None) => mine.ok_or_else(|| no_gradient(n)),
+        }
+    }
+
+    /// The root of the tree for any number of ranks: every rank's nodes gathered on every rank
+    /// (`R − 1` partial sums received per rank), and the tree finished from them in group order.
+    fn gathered_tree(&mut self, n: usize, len: usize, failure: Option<Error>, step: u64) -> Result<Vec<f32>> {
+        // A status value, then this rank's finished nodes; zeros after a failure, so that every
+        // rank sends what the others expect.
         let counts: Vec<usize> = (0..self.comm.size()).map(|r| 1 + self.present_nodes(n, r) * len).collect();
         self.send.clear();
         self.send.push(if failure.is_some() { 1.0 } else { 0.0 });
@@ -446,11 +526,10 @@ impl<'c, C: Collective + ?Sized> DataParallel<'c, C> {
         let mut at = 0;
         for (r, &count) in counts.iter().enumerate() {
             if self.recv[at] != 0.0 {
-                return Err(peer_failed(r, noise.step));
+                return Err(peer_failed(r, step));
             }
             at += count;
         }
-        // The rest of the tree, from every rank's nodes in group order.
         let mut at = 0;
         for r in 0..self.comm.size() {
             at += 1;
@@ -467,14 +546,10 @@ impl<'c, C: Collective + ?Sized> DataParallel<'c, C> {
                 push(&mut self.stack, &mut self.spare, Node { level, index, values });
             }
         }
-        let root = match (self.stack.len(), self.stack.pop()) {
-            (1, Some(Node { values: Some(v), .. })) => v,
-            _ => {
-                return Err(Error::Distributed { reason: format!("the batch of {n} samples left no gradient") });
-            }
-        };
-        let loss = root[len - 1];
-        Ok((root, loss))
+        match (self.stack.len(), self.stack.pop()) {
+            (1, Some(Node { values: Some(v), .. })) => Ok(v),
+            _ => Err(no_gradient(n)),
+        }
     }
 
     /// The gradient of the global batch by one pass per rank and the collective's sum.
@@ -645,6 +720,11 @@ fn shard_of<'x, M: Model>(x: &'x [f32], n: usize, shard: &Range<usize>) -> Resul
         });
     }
     Ok(&x[shard.start * M::INPUT_LEN..shard.end * M::INPUT_LEN])
+}
+
+/// The error for a batch of `n` samples whose tree has no values.
+fn no_gradient(n: usize) -> Error {
+    Error::Distributed { reason: format!("the batch of {n} samples left no gradient") }
 }
 
 /// The error every other rank returns when rank `rank` could not complete step `step`.

@@ -10,7 +10,7 @@ use mpi::datatype::PartitionMut;
 use mpi::environment::Universe;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator, CommunicatorCollectives};
-use mpi::Count;
+use mpi::{Count, Rank};
 
 use super::{check_gather, Collective};
 use crate::{Error, Result};
@@ -68,6 +68,23 @@ impl Collective for Mpi {
             .collect();
         let mut partition = PartitionMut::new(recv, counts, displs);
         self.world.all_gather_varcount_into(send, &mut partition);
+        Ok(())
+    }
+
+    fn exchange(&self, partner: usize, send: &[f32], recv: &mut [f32]) -> Result<()> {
+        count(send.len())?;
+        let size = self.size();
+        if partner >= size || send.len() != recv.len() {
+            return Err(Error::Distributed {
+                reason: format!(
+                    "rank {} cannot exchange {} values with rank {partner} of {size}",
+                    self.rank(),
+                    send.len()
+                ),
+            });
+        }
+        let process = self.world.process_at_rank(partner as Rank);
+        mpi::point_to_point::send_receive_into(send, &process, recv, &process);
         Ok(())
     }
 

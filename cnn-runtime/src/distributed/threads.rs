@@ -65,7 +65,7 @@ impl Threads {
 
     /// Puts `values` in this rank's slot, waits for every rank, runs `read` on all slots, and
     /// waits until every rank has read before the slots can be reused.
-    fn exchange(&self, values: &[f32], read: impl FnOnce(&[Vec<f32>])) -> Result<()> {
+    fn round(&self, values: &[f32], read: impl FnOnce(&[Vec<f32>])) -> Result<()> {
         let size = self.shared.size;
         let mut round = self.lock();
         if let Some(gone) = round.gone {
@@ -130,7 +130,7 @@ impl Collective for Threads {
 
     fn all_gather(&self, send: &[f32], counts: &[usize], recv: &mut [f32]) -> Result<()> {
         check_gather(send, counts, recv, self.rank)?;
-        self.exchange(send, |slots| {
+        self.round(send, |slots| {
             let mut at = 0;
             for slot in slots {
                 recv[at..at + slot.len()].copy_from_slice(slot);
@@ -139,9 +139,33 @@ impl Collective for Threads {
         })
     }
 
+    fn exchange(&self, partner: usize, send: &[f32], recv: &mut [f32]) -> Result<()> {
+        if partner >= self.shared.size || send.len() != recv.len() {
+            return Err(Error::Distributed {
+                reason: format!("rank {} cannot exchange {} values with rank {partner}", self.rank, send.len()),
+            });
+        }
+        let mut length = Ok(());
+        self.round(send, |slots| {
+            if slots[partner].len() == recv.len() {
+                recv.copy_from_slice(&slots[partner]);
+            } else {
+                length = Err(Error::Distributed {
+                    reason: format!(
+                        "rank {partner} sent {} values, rank {} expected {}",
+                        slots[partner].len(),
+                        self.rank,
+                        recv.len()
+                    ),
+                });
+            }
+        })?;
+        length
+    }
+
     fn all_sum(&self, values: &mut [f32]) -> Result<()> {
         let sent = values.to_vec();
-        self.exchange(&sent, |slots| {
+        self.round(&sent, |slots| {
             values.fill(0.0);
             for slot in slots {
                 for (v, s) in values.iter_mut().zip(slot) {
