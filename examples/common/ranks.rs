@@ -9,6 +9,22 @@ use std::process::ExitCode;
 use cnn::distributed::{mpi::Mpi, Collective, DataParallel};
 use cnn::{Model, Optimizer};
 
+/// Runs an example's `run` as one process, or as this process's rank of an MPI job; an error
+/// ends the program (and, on MPI, the whole job) with its message.
+pub fn main(run: impl FnOnce(&Ranks) -> Result<(), Box<dyn Error>>) -> ExitCode {
+    let ranks = match Ranks::init() {
+        Ok(ranks) => ranks,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(&ranks) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => ranks.fail(e),
+    }
+}
+
 /// This process's place in the job.
 pub struct Ranks {
     #[cfg(feature = "mpi")]

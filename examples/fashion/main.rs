@@ -105,17 +105,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let ranks = match Ranks::init() {
-        Ok(ranks) => ranks,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match run(&args, &ranks) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => ranks.fail(e),
-    }
+    ranks::main(|ranks| run(&args, ranks))
 }
 
 /// The files missing from `dir` (each may be gzip-compressed, with `.gz`).

@@ -95,17 +95,7 @@ fn standardise(values: &mut [f32]) {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let ranks = match Ranks::init() {
-        Ok(ranks) => ranks,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match run(&args, &ranks) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => ranks.fail(e),
-    }
+    ranks::main(|ranks| run(&args, ranks))
 }
 
 fn run(args: &Args, ranks: &Ranks) -> Result<(), Box<dyn Error>> {

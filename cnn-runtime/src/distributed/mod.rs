@@ -480,12 +480,7 @@ impl<'c, C: Collective + ?Sized> DataParallel<'c, C> {
                 // Addition is commutative, so both ranks of the pair get the same bits.
                 match &mut mine {
                     Some(v) => v.iter_mut().zip(&recv[1..]).for_each(|(a, b)| *a += b),
-                    None => {
-                        let mut v = self.spare.pop().unwrap_or_default();
-                        v.clear();
-                        v.extend_from_slice(&recv[1..]);
-                        mine = Some(v);
-                    }
+                    None => mine = Some(reused(&mut self.spare, recv[1..].iter().copied())),
                 }
             }
         }
@@ -535,9 +530,7 @@ impl<'c, C: Collective + ?Sized> DataParallel<'c, C> {
             at += 1;
             for (level, index) in aligned_blocks(self.rank_groups(r)) {
                 let values = if block_present(n, self.groups, level, index) {
-                    let mut v = self.spare.pop().unwrap_or_default();
-                    v.clear();
-                    v.extend_from_slice(&self.recv[at..at + len]);
+                    let v = reused(&mut self.spare, self.recv[at..at + len].iter().copied());
                     at += len;
                     Some(v)
                 } else {
@@ -564,21 +557,20 @@ impl<'c, C: Collective + ?Sized> DataParallel<'c, C> {
         let len = values_len::<M>();
         let shard = self.shard(n);
         let noise = model.noise();
-        let mut values = self.spare.pop().unwrap_or_default();
-        if !shard.is_empty() && failure.is_none() {
+        let pass = (!shard.is_empty() && failure.is_none()).then(|| {
             model.set_noise(Noise::new(group_seed(noise, self.rank_groups(self.comm.rank()).start as u64)));
-            match model.loss_and_grad_targets_of(x, targets) {
-                Ok(loss) => {
-                    self.spare.push(values);
-                    values = self.weighted::<M>(model, loss, shard.len() as f32 / n as f32);
+            model.loss_and_grad_targets_of(x, targets)
+        });
+        // Zeros from a rank with nothing to add, so that the sum has every rank's values.
+        let mut values = match pass {
+            Some(Ok(loss)) => self.weighted::<M>(model, loss, shard.len() as f32 / n as f32),
+            other => {
+                if let Some(Err(e)) = other {
+                    failure = Some(e);
                 }
-                Err(e) => failure = Some(e),
+                reused(&mut self.spare, std::iter::repeat_n(0.0, len))
             }
-        }
-        if failure.is_some() || shard.is_empty() {
-            values.clear();
-            values.resize(len, 0.0);
-        }
+        };
         values.push(if failure.is_some() { 1.0 } else { 0.0 });
         self.comm.all_sum(&mut values)?;
         let failed = values.pop().unwrap_or_default();
@@ -602,9 +594,7 @@ impl<'c, C: Collective + ?Sized> DataParallel<'c, C> {
 
     /// The model's last pass as a tree leaf: gradient, buffer changes and loss, times `weight`.
     fn weighted<M: Model>(&mut self, model: &M, loss: f32, weight: f32) -> Vec<f32> {
-        let mut v = self.spare.pop().unwrap_or_default();
-        v.clear();
-        v.extend(model.grads().iter().map(|g| g * weight));
+        let mut v = reused(&mut self.spare, model.grads().iter().map(|g| g * weight));
         v.extend(model.buffers().iter().zip(&self.old).map(|(b, o)| (b - o) * weight));
         v.push(loss * weight);
         v
@@ -616,6 +606,14 @@ impl<'c, C: Collective + ?Sized> DataParallel<'c, C> {
             .filter(|&(level, index)| block_present(n, self.groups, level, index))
             .count()
     }
+}
+
+/// A vector of `values`, in the allocation of a spare one when there is one.
+fn reused(spare: &mut Vec<Vec<f32>>, values: impl Iterator<Item = f32>) -> Vec<f32> {
+    let mut v = spare.pop().unwrap_or_default();
+    v.clear();
+    v.extend(values);
+    v
 }
 
 /// Values of one tree node of a model `M`: gradient, buffer changes, loss.
