@@ -2,7 +2,7 @@
 //! fast reduction close to it, failures on one rank undone on all, and resuming on another
 //! number of ranks. The same properties under MPI are checked by `tests/mpi.rs` (`mpi` feature).
 
-use cnn::distributed::{Collective, DataParallel, Reduction, Threads};
+use cnn::distributed::{BatchStats, Collective, DataParallel, Reduction, Threads};
 use cnn::io::{load_checkpoint, save_checkpoint, Progress};
 use cnn::{cnn, Error, Model, Network, Optimizer, Sgd, Targets};
 
@@ -13,6 +13,15 @@ cnn! {
         conv(3x3, 6, pad=1, bias=false) batchnorm relu pool(2)
         residual(conv(3x3, 6, pad=1) relu)
         fc(24) relu dropout(0.3) fc(5) softmax
+    >
+}
+
+cnn! {
+    /// Batch normalisation after a convolution and after `fc`, and nothing random.
+    struct Normed <
+        input(6x6x2)
+        conv(3x3, 4, bias=false) batchnorm relu pool(2)
+        fc(10) batchnorm relu fc(3) softmax
     >
 }
 
@@ -90,6 +99,72 @@ fn exact_steps_on_one_rank_follow_plain_training_steps() {
     });
     for (a, b) in plain.params().iter().zip(&dp[0]) {
         assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{a} against {b}");
+    }
+}
+
+/// Parameters and buffers after 3 data-parallel steps on a batch of 40 (every rank's copy).
+fn normed_steps(ranks: usize, reduction: Reduction, stats: BatchStats) -> Vec<Vec<f32>> {
+    let (x, y) = batch::<Normed>(40, 2);
+    Threads::run(ranks, |comm| {
+        let (mut model, mut opt) = (Normed::with_seed(4), Sgd::new(0.1, 0.9).unwrap());
+        let mut dp = DataParallel::new(comm).with_reduction(reduction).with_batch_stats(stats);
+        for _ in 0..3 {
+            dp.train_step(&mut model, &mut opt, &x, &y).unwrap();
+        }
+        model.params().iter().chain(model.buffers()).copied().collect()
+    })
+}
+
+/// The largest difference between `a` and `b`, relative to `1 + |a|`.
+fn worst(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(a, b)| (a - b).abs() / (1.0 + a.abs())).fold(0.0, f32::max)
+}
+
+#[test]
+fn batch_norm_takes_the_statistics_of_the_whole_global_batch() {
+    let (x, y) = batch::<Normed>(40, 2);
+    let (mut plain, mut opt) = (Normed::with_seed(4), Sgd::new(0.1, 0.9).unwrap());
+    for _ in 0..3 {
+        plain.train_step(&mut opt, &x, &y).unwrap();
+    }
+    let plain: Vec<f32> = plain.params().iter().chain(plain.buffers()).copied().collect();
+    // Exact: 8 groups of 5 whose sums are added in one tree, on 1, 2 and 4 ranks.
+    let exact = normed_steps(1, Reduction::Exact, BatchStats::Global);
+    assert!(worst(&plain, &exact[0]) < 1e-5, "exact differs from one pass by {}", worst(&plain, &exact[0]));
+    for ranks in [2, 4] {
+        for copy in normed_steps(ranks, Reduction::Exact, BatchStats::Global) {
+            assert!(copy.iter().map(|v| v.to_bits()).eq(exact[0].iter().map(|v| v.to_bits())), "{ranks} ranks");
+        }
+        let fast = normed_steps(ranks, Reduction::Fast, BatchStats::Global);
+        assert!(worst(&plain, &fast[0]) < 1e-5, "fast on {ranks} ranks differs by {}", worst(&plain, &fast[0]));
+    }
+    // Statistics over each group alone train another model.
+    let ghost = normed_steps(2, Reduction::Exact, BatchStats::Local);
+    assert!(worst(&plain, &ghost[0]) > 1e-3, "ghost batches differ by only {}", worst(&plain, &ghost[0]));
+}
+
+#[test]
+fn a_rank_that_fails_before_its_passes_still_ends_the_rounds_of_statistics() {
+    for reduction in [Reduction::Exact, Reduction::Fast] {
+        let errors = Threads::run(3, |comm| {
+            let (mut model, mut opt) = (Normed::with_seed(1), Sgd::new(0.1, 0.0).unwrap());
+            let mut dp = DataParallel::new(comm).with_reduction(reduction);
+            let (x, y) = batch::<Normed>(24, 0);
+            let shard = dp.shard(24);
+            // Rank 1 gives one sample too few.
+            let take = if comm.rank() == 1 { shard.start..shard.end - 1 } else { shard };
+            let before = model.params().to_vec();
+            let x_shard = &x[take.start * Normed::INPUT_LEN..take.end * Normed::INPUT_LEN];
+            let err = dp.train_shard(&mut model, &mut opt, 24, x_shard, Targets::Labels(&y[take])).unwrap_err();
+            assert!(before == model.params(), "rank {}: the failed step changed the model", comm.rank());
+            dp.train_step(&mut model, &mut opt, &x, &y).unwrap();
+            err.to_string()
+        });
+        assert!(errors[1].contains("computes samples"), "{reduction:?}, rank 1: {}", errors[1]);
+        for rank in [0, 2] {
+            let named = errors[rank].contains("rank 1") || errors[rank].contains("1 other rank");
+            assert!(named, "{reduction:?}, rank {rank}: {}", errors[rank]);
+        }
     }
 }
 

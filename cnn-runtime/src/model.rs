@@ -91,7 +91,7 @@ impl TensorInfo {
 ///
 /// Only `cnn!` implements it: the layers and their passes are generated with each model, every
 /// method here is written once on top of them.
-pub trait Network: Compiled + Clone + Send + Sync {
+pub trait Network: Compiled + Clone + Send + Sync + 'static {
     /// The input volume, as written in `input(...)`.
     const INPUT: Shape;
     /// Values per input sample.

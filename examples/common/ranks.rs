@@ -48,40 +48,50 @@ impl Ranks {
         true
     }
 
-    /// The training steps of this process; with `fast`, the ranks add their gradients with
-    /// MPI's own all-reduce (not bitwise the same on another number of ranks).
-    pub fn trainer(&self, fast: bool) -> Trainer<'_> {
+    /// The training steps of this process, on MPI as `scheme` says.
+    pub fn trainer(&self, scheme: Scheme) -> Trainer<'_> {
         #[cfg(not(feature = "mpi"))]
-        let _ = fast;
+        let _ = scheme;
         Trainer {
             #[cfg(feature = "mpi")]
-            dp: DataParallel::new(&self.comm).with_reduction(if fast {
-                cnn::distributed::Reduction::Fast
-            } else {
-                cnn::distributed::Reduction::Exact
-            }),
+            dp: DataParallel::new(&self.comm)
+                .with_reduction(if scheme.fast {
+                    cnn::distributed::Reduction::Fast
+                } else {
+                    cnn::distributed::Reduction::Exact
+                })
+                .with_batch_stats(if scheme.local_batch_stats {
+                    cnn::distributed::BatchStats::Local
+                } else {
+                    cnn::distributed::BatchStats::Global
+                }),
             #[cfg(not(feature = "mpi"))]
             _alone: std::marker::PhantomData,
         }
     }
 
-    /// A line saying how the job runs, `fast` as for [`trainer`](Ranks::trainer).
-    pub fn describe(&self, fast: bool) -> String {
+    /// A line saying how the job runs, `scheme` as for [`trainer`](Ranks::trainer).
+    pub fn describe(&self, scheme: Scheme) -> String {
         #[cfg(feature = "mpi")]
-        return if fast {
-            format!("{} MPI rank(s), gradients added by MPI_Allreduce", self.comm.size())
-        } else {
-            format!(
-                "{} MPI rank(s), each batch in {} groups added in a fixed order (the same model on any number of ranks)",
-                self.comm.size(),
-                DataParallel::new(&self.comm).groups()
-            )
+        let line = {
+            let stats = if scheme.local_batch_stats { "each pass's own" } else { "the whole batch's" };
+            if scheme.fast {
+                format!("{} MPI rank(s), gradients added by MPI_Allreduce, batch statistics {stats}", self.comm.size())
+            } else {
+                format!(
+                    "{} MPI rank(s), each batch in {} groups added in a fixed order (the same model on any number of ranks), \
+                     batch statistics {stats}",
+                    self.comm.size(),
+                    DataParallel::new(&self.comm).groups()
+                )
+            }
         };
         #[cfg(not(feature = "mpi"))]
-        {
-            let _ = fast;
+        let line = {
+            let _ = scheme;
             "one process".to_string()
-        }
+        };
+        line
     }
 
     /// Ends the program after `error`: on MPI, this rank prints it and ends the whole job
@@ -95,6 +105,17 @@ impl Ranks {
         eprintln!("error: {error}");
         ExitCode::FAILURE
     }
+}
+
+/// How the ranks of an MPI job train together.
+#[derive(Clone, Copy, Debug, Default)]
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+pub struct Scheme {
+    /// Add the gradients with MPI's own all-reduce (not bitwise the same on another number of
+    /// ranks).
+    pub fast: bool,
+    /// Batch normalisation over each pass's own samples instead of the whole global batch.
+    pub local_batch_stats: bool,
 }
 
 /// Training steps: a model's own, or data-parallel ones over the ranks.

@@ -101,6 +101,18 @@ struct Args {
     /// the model then depends on the number of ranks).
     #[arg(long)]
     fast_reduction: bool,
+    /// Under MPI: batch normalisation over each pass's own samples (a group of the batch, or a
+    /// rank's share with `--fast-reduction`) instead of the whole batch; no exchange during the
+    /// passes.
+    #[arg(long)]
+    local_batch_stats: bool,
+}
+
+impl Args {
+    /// How the ranks train together.
+    fn scheme(&self) -> ranks::Scheme {
+        ranks::Scheme { fast: self.fast_reduction, local_batch_stats: self.local_batch_stats }
+    }
 }
 
 fn main() -> ExitCode {
@@ -148,7 +160,7 @@ fn run(args: &Args, ranks: &Ranks) -> Result<(), Box<dyn Error>> {
             test.len(),
             args.data.display(),
             rayon::current_num_threads(),
-            ranks.describe(args.fast_reduction)
+            ranks.describe(args.scheme())
         );
     }
 
@@ -168,7 +180,7 @@ fn run(args: &Args, ranks: &Ranks) -> Result<(), Box<dyn Error>> {
         .standardise(&[MEAN], &[STD])?;
     let total_steps = args.epochs * batches.len() as u64;
     let schedule = Cosine::new(args.lr, 0.0, total_steps.max(1) as usize)?;
-    let mut trainer = ranks.trainer(args.fast_reduction);
+    let mut trainer = ranks.trainer(args.scheme());
     let (started, mut training) = (Instant::now(), Duration::ZERO);
     while progress.epoch < args.epochs {
         let epoch_started = Instant::now();

@@ -120,7 +120,7 @@ fn run(args: &Args, ranks: &Ranks) -> Result<(), Box<dyn Error>> {
             test.len(),
             args.data.display(),
             rayon::current_num_threads(),
-            ranks.describe(false)
+            ranks.describe(ranks::Scheme::default())
         );
     }
 
@@ -139,7 +139,7 @@ fn run(args: &Args, ranks: &Ranks) -> Result<(), Box<dyn Error>> {
     let mut batches = if args.no_augment { batches } else { batches.augment(&augment) }.standardise(&[MEAN], &[STD])?;
     let total_steps = args.epochs * batches.len() as u64;
     let schedule = Cosine::new(args.lr, 0.0, total_steps.max(1) as usize)?;
-    let mut trainer = ranks.trainer(false);
+    let mut trainer = ranks.trainer(ranks::Scheme::default());
     let started = Instant::now();
     while progress.epoch < args.epochs {
         let loss = epoch::train_epoch(

@@ -19,10 +19,17 @@
 //! resumes on another with the same result.
 //!
 //! What that costs, and what it means for the layers that look at the whole batch:
-//! - Batch normalisation normalises each group over the group's samples (a "ghost batch" of
-//!   `n/G`), not over the whole batch, and its running statistics follow the mean of the
-//!   groups' updates. Its statistics are therefore not synchronised across the ranks' samples;
-//!   choose `G` so that a group holds enough samples (16 or more is the usual advice).
+//! - Batch normalisation takes its statistics over the whole global batch
+//!   ([`BatchStats::Global`], the default), as one process training on that batch would: a
+//!   rank's passes (one per group it owns) run at once, each on its own thread and copy of the
+//!   model, and at each batch normalisation they hand their per-channel sums (in `f64`) to the
+//!   rank, which gathers every rank's and adds them in one fixed tree over the groups, the
+//!   same on every rank. That is two small exchanges per batch normalisation per step (the
+//!   sums of the values, shifted by the running mean, and of their squares forward; two
+//!   gradient sums backward). [`BatchStats::Local`]
+//!   normalises each group over its own samples instead (a "ghost batch" of `n/G`, whose
+//!   running statistics follow the mean of the groups' updates), with no exchange during the
+//!   passes and the passes one after the other; it is reproducible across rank counts too.
 //! - Dropout masks and the model's other randomness depend on the step, the group and the
 //!   sample's place in the group, i.e. on the sample's place in the global batch, never on the
 //!   rank.
@@ -35,7 +42,9 @@
 //! [`Reduction::Fast`] instead makes one pass over each rank's shard and sums the gradients with
 //! the collective's own all-reduce (`MPI_Allreduce`), whose order of additions is the
 //! implementation's: faster, but the weights then depend (in their last bits, and through
-//! dropout and batch normalisation in more) on the number of ranks.
+//! dropout in more) on the number of ranks. Its batch normalisation takes its statistics over
+//! the global batch as well (the ranks' sums added in rank order), or over each rank's shard
+//! with [`BatchStats::Local`].
 //!
 //! # Failures
 //! Every rank checks its passes as [`Model::train_step`] does. A rank whose pass fails (a
@@ -44,6 +53,7 @@
 //! them leave the model as it was before the step. A rank that dies ends the job: MPI's launcher
 //! stops the others (and [`Collective::abort`] ends the job from a rank that cannot go on).
 
+mod batch_stats;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 mod threads;
@@ -54,6 +64,7 @@ use crate::init::splitmix;
 use crate::optim::MAX_STEPS;
 use crate::{Error, Model, Noise, Optimizer, Result, Targets, TensorKind};
 
+use batch_stats::{has_batch_norm, Job, Leaves, Passes, Worker};
 pub use threads::Threads;
 
 /// How the ranks of a job talk: the two collective operations data-parallel training needs.
@@ -147,6 +158,19 @@ pub enum Reduction {
     Fast,
 }
 
+/// Where batch normalisation takes its training statistics in a data-parallel step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BatchStats {
+    /// Over the whole global batch, every rank's samples, as one process training on the batch
+    /// would: each pass's per-channel sums are added over the ranks at each batch normalisation
+    /// (in one fixed tree with [`Reduction::Exact`]).
+    #[default]
+    Global,
+    /// Over each pass's own samples ("ghost batches"): a group's with [`Reduction::Exact`], a
+    /// rank's shard with [`Reduction::Fast`]. No exchange during the passes.
+    Local,
+}
+
 /// Data-parallel training steps of a model over the ranks of a [`Collective`].
 ///
 /// Every rank builds its model from the same seed (or loads the same checkpoint), draws the same
@@ -196,6 +220,9 @@ pub struct DataParallel<'c, C: Collective + ?Sized> {
     spare: Vec<Vec<f32>>,
     send: Vec<f32>,
     recv: Vec<f32>,
+    batch_stats: BatchStats,
+    /// Threads and model copies of the passes that run at once.
+    workers: Vec<Worker>,
 }
 
 /// A node of the tree over the groups: level `level` covers groups `index << level ..
@@ -223,6 +250,8 @@ impl<'c, C: Collective + ?Sized> DataParallel<'c, C> {
             spare: Vec::new(),
             send: Vec::new(),
             recv: Vec::new(),
+            batch_stats: BatchStats::Global,
+            workers: Vec::new(),
         }
     }
 
@@ -246,6 +275,17 @@ impl<'c, C: Collective + ?Sized> DataParallel<'c, C> {
     pub fn with_reduction(mut self, reduction: Reduction) -> Self {
         self.reduction = reduction;
         self
+    }
+
+    /// Takes batch normalisation's statistics as `stats` says.
+    pub fn with_batch_stats(mut self, stats: BatchStats) -> Self {
+        self.batch_stats = stats;
+        self
+    }
+
+    /// Where batch normalisation takes its statistics.
+    pub fn batch_stats(&self) -> BatchStats {
+        self.batch_stats
     }
 
     /// The number of groups a global batch is cut into.
@@ -374,6 +414,8 @@ impl<'c, C: Collective + ?Sized> DataParallel<'c, C> {
         let state = model.state_mut();
         state.buffers.copy_from_slice(&self.old);
         state.noise = noise;
+        // At most one spare vector per group and two more are ever taken in a step.
+        self.spare.truncate(self.groups + 2);
         let (root, loss) = result?;
         finish_step(model, &self.old, &root);
         self.spare.push(root);
@@ -398,40 +440,48 @@ impl<'c, C: Collective + ?Sized> DataParallel<'c, C> {
     ) -> Result<(Vec<f32>, f32)> {
         let len = values_len::<M>();
         let shard = self.shard(n);
-        let mine = if failure.is_some() { 0..0 } else { self.rank_groups(self.comm.rank()) };
+        let owned = self.rank_groups(self.comm.rank());
         let noise = model.noise();
-        self.stack.clear();
-        for g in mine {
+        // One pass per non-empty group this rank owns.
+        let mut jobs = Vec::new();
+        for g in owned.clone().filter(|_| failure.is_none()) {
             let range = group_range(n, self.groups, g);
-            let values = if range.is_empty() {
-                None
-            } else {
-                if range.len() < M::MIN_TRAIN_BATCH {
-                    failure = Some(Error::InvalidArgument {
-                        name: "batch",
-                        reason: format!(
-                            "group {g} of a batch of {n} holds {} samples, and a training pass of this model needs {}: \
-                             use a larger batch or fewer groups",
-                            range.len(),
-                            M::MIN_TRAIN_BATCH
-                        ),
-                    });
+            if range.is_empty() {
+                continue;
+            }
+            if range.len() < M::MIN_TRAIN_BATCH {
+                failure = Some(Error::InvalidArgument {
+                    name: "batch",
+                    reason: format!(
+                        "group {g} of a batch of {n} holds {} samples, and a training pass of this model needs {}: \
+                         use a larger batch or fewer groups",
+                        range.len(),
+                        M::MIN_TRAIN_BATCH
+                    ),
+                });
+                jobs.clear();
+                break;
+            }
+            jobs.push(Job {
+                slot: g - owned.start,
+                samples: range.start - shard.start..range.end - shard.start,
+                weight: range.len() as f32 / n as f32,
+                seed: group_seed(noise, g as u64),
+            });
+        }
+        let owners = (0..self.comm.size()).map(|r| self.rank_groups(r)).collect();
+        let (leaves, mismatch) = self.passes(model, owners, n, &jobs, x, targets);
+        self.stack.clear();
+        let (mut leaves, mut jobs) = (leaves.into_iter(), jobs.iter().peekable());
+        for g in owned.clone().filter(|_| failure.is_none() && mismatch.is_none()) {
+            let values = match jobs.next_if(|job| job.slot == g - owned.start).map(|_| leaves.next()) {
+                None => None,
+                Some(Some(Ok(values))) => Some(values),
+                Some(Some(Err(e))) => {
+                    failure = Some(e);
                     break;
                 }
-                let local = range.start - shard.start..range.end - shard.start;
-                model.buffers_mut().copy_from_slice(&self.old);
-                model.set_noise(Noise::new(group_seed(noise, g as u64)));
-                let pass = model.loss_and_grad_targets_of(
-                    &x[local.start * M::INPUT_LEN..local.end * M::INPUT_LEN],
-                    slice_targets(targets, local, M::OUTPUT_LEN),
-                );
-                match pass {
-                    Ok(loss) => Some(self.weighted::<M>(model, loss, range.len() as f32 / n as f32)),
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
-                    }
-                }
+                Some(None) => break,
             };
             push(&mut self.stack, &mut self.spare, Node { level: 0, index: g, values });
         }
@@ -440,8 +490,48 @@ impl<'c, C: Collective + ?Sized> DataParallel<'c, C> {
         } else {
             self.gathered_tree(n, len, failure, noise.step)?
         };
+        if let Some(e) = mismatch {
+            self.spare.push(root);
+            return Err(e);
+        }
         let loss = root[len - 1];
         Ok((root, loss))
+    }
+
+    /// Runs this rank's passes: one after the other on `model`, or at once on copies of it when
+    /// batch normalisation takes its statistics over the global batch (the leaves `owners[r]`
+    /// belonging to rank `r`). Returns the passes' leaves, which stop at the first error when
+    /// run one after the other, and the error of rounds of statistics that did not match.
+    fn passes<M: Model>(
+        &mut self,
+        model: &mut M,
+        owners: Vec<Range<usize>>,
+        n: usize,
+        jobs: &[Job],
+        x: &[f32],
+        targets: Targets<'_>,
+    ) -> (Leaves, Option<Error>) {
+        if self.batch_stats == BatchStats::Global && has_batch_norm::<M>() {
+            let passes = Passes { comm: self.comm, owned: owners, samples: n };
+            return match passes.run(&mut self.workers, &mut self.spare, model, &self.old, jobs, x, targets) {
+                Ok(leaves) => (leaves, None),
+                Err(e) => (Vec::new(), Some(e)),
+            };
+        }
+        let mut leaves = Vec::new();
+        for job in jobs {
+            model.buffers_mut().copy_from_slice(&self.old);
+            model.set_noise(Noise::new(job.seed));
+            let r = job.samples.clone();
+            let x = &x[r.start * M::INPUT_LEN..r.end * M::INPUT_LEN];
+            let pass = model.loss_and_grad_targets_of(x, slice_targets(targets, r, M::OUTPUT_LEN));
+            let failed = pass.is_err();
+            leaves.push(pass.map(|loss| self.weighted(model, loss, job.weight)));
+            if failed {
+                break;
+            }
+        }
+        (leaves, None)
     }
 
     /// The root of the tree when the number of ranks is a power of two: each rank holds one node
@@ -557,13 +647,15 @@ impl<'c, C: Collective + ?Sized> DataParallel<'c, C> {
         let len = values_len::<M>();
         let shard = self.shard(n);
         let noise = model.noise();
-        let pass = (!shard.is_empty() && failure.is_none()).then(|| {
-            model.set_noise(Noise::new(group_seed(noise, self.rank_groups(self.comm.rank()).start as u64)));
-            model.loss_and_grad_targets_of(x, targets)
-        });
+        let seed = group_seed(noise, self.rank_groups(self.comm.rank()).start as u64);
+        let weight = shard.len() as f32 / n as f32;
+        let job = Job { slot: 0, samples: 0..shard.len(), weight, seed };
+        let jobs = if shard.is_empty() || failure.is_some() { Vec::new() } else { vec![job] };
+        let owners = (0..self.comm.size()).map(|r| r..r + 1).collect();
+        let (mut leaves, mismatch) = self.passes(model, owners, n, &jobs, x, targets);
         // Zeros from a rank with nothing to add, so that the sum has every rank's values.
-        let mut values = match pass {
-            Some(Ok(loss)) => self.weighted::<M>(model, loss, shard.len() as f32 / n as f32),
+        let mut values = match leaves.pop() {
+            Some(Ok(values)) => values,
             other => {
                 if let Some(Err(e)) = other {
                     failure = Some(e);
@@ -588,16 +680,18 @@ impl<'c, C: Collective + ?Sized> DataParallel<'c, C> {
                 ),
             });
         }
+        if let Some(e) = mismatch {
+            self.spare.push(values);
+            return Err(e);
+        }
         let loss = values[len - 1];
         Ok((values, loss))
     }
 
     /// The model's last pass as a tree leaf: gradient, buffer changes and loss, times `weight`.
     fn weighted<M: Model>(&mut self, model: &M, loss: f32, weight: f32) -> Vec<f32> {
-        let mut v = reused(&mut self.spare, model.grads().iter().map(|g| g * weight));
-        v.extend(model.buffers().iter().zip(&self.old).map(|(b, o)| (b - o) * weight));
-        v.push(loss * weight);
-        v
+        let spare = self.spare.pop().unwrap_or_default();
+        leaf_values(model, &self.old, loss, weight, spare)
     }
 
     /// How many of rank `rank`'s tree nodes hold values for a batch of `n`.
@@ -613,6 +707,16 @@ fn reused(spare: &mut Vec<Vec<f32>>, values: impl Iterator<Item = f32>) -> Vec<f
     let mut v = spare.pop().unwrap_or_default();
     v.clear();
     v.extend(values);
+    v
+}
+
+/// The model's last pass as a tree leaf, in `v`: gradient, buffer changes from `old` and `loss`,
+/// times `weight`.
+fn leaf_values<M: Model>(model: &M, old: &[f32], loss: f32, weight: f32, mut v: Vec<f32>) -> Vec<f32> {
+    v.clear();
+    v.extend(model.grads().iter().map(|g| g * weight));
+    v.extend(model.buffers().iter().zip(old).map(|(b, o)| (b - o) * weight));
+    v.push(loss * weight);
     v
 }
 

@@ -1,5 +1,6 @@
 //! Batch normalisation over the channels of a volume or the features of a vector.
 
+use super::batch_sums::{batch_sums, BatchSums};
 use super::{chunk, chunk_count, chunk_len, for_each_chunk, Act, ChunksMut, Layer, Mode};
 
 /// Batch normalisation of `C` channels of `S` values each per sample, as in
@@ -29,6 +30,28 @@ impl<const C: usize, const S: usize> BatchNorm<C, S> {
     /// Mean and biased variance of channel `c` over `n` samples of `x`, in two passes.
     fn stats(x: &[f32], n: usize, c: usize) -> (f64, f64) {
         channel_stats(x, n, [C, S], c)
+    }
+
+    /// Each channel's mean and biased variance over the global batch of a data-parallel step,
+    /// from `hook`'s totals of this pass's sums, into `kept` (four `u32`s per channel) as
+    /// [`keep_stats`] writes them; returns the number of values per channel in the global batch.
+    ///
+    /// One exchange: the sums of `x − K` and `(x − K)²`, shifted by the running mean `K` (the
+    /// same in every pass, and close to the mean, so that `var = Σ(x − K)²/M − (Σ(x − K)/M)²`
+    /// loses little to cancellation).
+    fn global_stats(hook: &dyn BatchSums, x: &[f32], n: usize, shift: &[f32], kept: &mut [u32]) -> usize {
+        let mut sums = vec![0.0f64; 2 * C];
+        per_channel::<C, _>(&mut sums, 2, |c, s| {
+            let (d, squares) = channel_sums::<SHIFTED>(x, x, n, [C, S], c, f64::from(shift[c]));
+            s.copy_from_slice(&[d, squares]);
+        });
+        let m = hook.forward(&mut sums) * S;
+        for (c, s) in sums.chunks_exact(2).enumerate() {
+            let d = s[0] / m as f64;
+            let var = (s[1] / m as f64 - d * d).max(0.0);
+            keep_stats(&mut kept[4 * c..4 * c + 4], f64::from(shift[c]) + d, var);
+        }
+        m
     }
 
     /// `1/√(var + eps)`.
@@ -80,26 +103,29 @@ impl<const C: usize, const S: usize> Layer for BatchNorm<C, S> {
         let (running_mean, rest) = b[..2 * C + 1].split_at_mut(C);
         let (running_var, tracked) = rest.split_at_mut(C);
         if mode.is_train() {
-            let m = n * S;
-            let unbias = if m > 1 { m as f64 / (m - 1) as f64 } else { 1.0 };
-            let keep = 1.0 - Self::MOMENTUM;
-            // Blocks of channels, each channel computed by one task.
-            let per = C.div_ceil(64);
-            let (sts, rms, rvs) =
-                (ChunksMut::new(stats, 2 * per), ChunksMut::new(running_mean, per), ChunksMut::new(running_var, per));
-            let kept = ChunksMut::new(&mut state[..4 * C], 4 * per);
-            for_each_chunk(C.div_ceil(per), &|block| {
-                let (st, rm, rv, kept) = (sts.take(block), rms.take(block), rvs.take(block), kept.take(block));
-                let each = st.chunks_exact_mut(2).zip(rm).zip(rv).zip(kept.chunks_exact_mut(4));
-                for (i, (((st, rm), rv), kept)) in each.enumerate() {
-                    let (mean, var) = Self::stats(x, n, block * per + i);
-                    keep_stats(kept, mean, var);
-                    st[0] = mean as f32;
-                    st[1] = Self::inv_std(var) as f32;
-                    *rm = (keep * *rm as f64 + Self::MOMENTUM * mean) as f32;
-                    *rv = (keep * *rv as f64 + Self::MOMENTUM * var * unbias) as f32;
+            // Each channel's mean and variance into the state: over this pass's samples, or
+            // over the global batch when a data-parallel step spreads it over several passes.
+            let kept = &mut state[..4 * C];
+            let m = batch_sums(|hook| match hook {
+                Some(hook) => Self::global_stats(hook, x, n, running_mean, kept),
+                None => {
+                    per_channel::<C, _>(kept, 4, |c, kept| {
+                        let (mean, var) = Self::stats(x, n, c);
+                        keep_stats(kept, mean, var);
+                    });
+                    n * S
                 }
             });
+            let unbias = if m > 1 { m as f64 / (m - 1) as f64 } else { 1.0 };
+            let keep = 1.0 - Self::MOMENTUM;
+            let each = stats.chunks_exact_mut(2).zip(running_mean.iter_mut()).zip(running_var.iter_mut());
+            for (c, ((st, rm), rv)) in each.enumerate() {
+                let (mean, var) = kept_stats(&kept[4 * c..4 * c + 4]);
+                st[0] = mean as f32;
+                st[1] = Self::inv_std(var) as f32;
+                *rm = (keep * *rm as f64 + Self::MOMENTUM * mean) as f32;
+                *rv = (keep * *rv as f64 + Self::MOMENTUM * var * unbias) as f32;
+            }
             tracked[0] += 1.0;
         } else {
             for (c, st) in stats.chunks_exact_mut(2).enumerate() {
@@ -150,13 +176,20 @@ impl<const C: usize, const S: usize> Layer for BatchNorm<C, S> {
         let (dgamma, dbeta) = dp.split_at_mut(C);
         let per = C.div_ceil(64);
         let (sts, dgs, dbs) = (ChunksMut::new(stats, 2 * per), ChunksMut::new(dgamma, per), ChunksMut::new(dbeta, per));
+        // The sums in `f64` as well, when they are to be added over the global batch.
+        let hooked = batch_sums(|hook| hook.is_some());
+        let mut sums = if hooked { vec![0.0f64; 2 * C] } else { Vec::new() };
+        let wide = ChunksMut::new(&mut sums, 2 * per);
         for_each_chunk(C.div_ceil(per), &|block| {
-            let (st, dg, db) = (sts.take(block), dgs.take(block), dbs.take(block));
+            let (st, dg, db, wide) = (sts.take(block), dgs.take(block), dbs.take(block), wide.take(block));
             for (i, ((st, dg), db)) in st.chunks_exact_mut(2).zip(dg).zip(db).enumerate() {
                 let c = block * per + i;
                 let (mean, var) = kept_stats(&state[4 * c..4 * c + 4]);
                 let inv = Self::inv_std(var);
                 let (sum, dot) = gradient_sums(x, dy, n, [C, S], c, mean);
+                if let Some(w) = wide.get_mut(2 * i..2 * i + 2) {
+                    w.copy_from_slice(&[sum, dot]);
+                }
                 let dot = dot * inv;
                 st[0] = mean as f32;
                 st[1] = inv as f32;
@@ -164,10 +197,27 @@ impl<const C: usize, const S: usize> Layer for BatchNorm<C, S> {
                 *db = sum as f32;
             }
         });
-        let Some(dx) = dx else { return };
-        // dx = γ/√(σ² + eps) · (dy − Σdy/M − x̂·Σ(dy·x̂)/M), with M = n·S.
+        let Some(dx) = dx else {
+            // The other passes still wait for this one's sums.
+            batch_sums(|hook| hook.map(|hook| hook.backward(&mut sums)));
+            return;
+        };
+        // dx = γ/√(σ² + eps) · (dy − Σdy/M − x̂·Σ(dy·x̂)/M), with M = n·S, or with the sums and
+        // M of the global batch.
         let (stats, dp, gamma) = (&*stats, &*dp, &p[..C]);
         let m = (n * S) as f32;
+        let global = batch_sums(|hook| {
+            hook.map(|hook| {
+                let m = (hook.backward(&mut sums) * S) as f64;
+                let inv = |c: usize| Self::inv_std(kept_stats(&state[4 * c..4 * c + 4]).1);
+                let each = sums.chunks_exact(2).enumerate();
+                each.flat_map(|(c, s)| [(s[0] / m) as f32, (s[1] * inv(c) / m) as f32]).collect::<Vec<f32>>()
+            })
+        });
+        let coefficients = |c: usize| match &global {
+            Some(g) => (g[2 * c], g[2 * c + 1]),
+            None => (dp[C + c] / m, dp[c] / m),
+        };
         let dxs = ChunksMut::new(&mut dx[..n * C * S], len);
         let x = &x[..n * C * S];
         for_each_chunk(count, &|k| {
@@ -176,13 +226,25 @@ impl<const C: usize, const S: usize> Layer for BatchNorm<C, S> {
             {
                 let c = i % C;
                 let (mean, inv) = (stats[2 * c], stats[2 * c + 1]);
-                let (scale, dgamma, dbeta) = (gamma[c] * inv, dp[c] / m, dp[C + c] / m);
+                let (scale, (dbeta, dgamma)) = (gamma[c] * inv, coefficients(c));
                 for ((dx, &dy), &x) in dx.iter_mut().zip(dy).zip(x) {
                     *dx = scale * (dy - dbeta - (x - mean) * inv * dgamma);
                 }
             }
         });
     }
+}
+
+/// Runs `f(c, values)` for each of `C` channels, on `each` values of `out` per channel, in
+/// blocks of channels over the threads.
+fn per_channel<const C: usize, T: Send>(out: &mut [T], each: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    let per = C.div_ceil(64);
+    let outs = ChunksMut::new(&mut out[..C * each], each * per);
+    for_each_chunk(C.div_ceil(per), &|block| {
+        for (i, values) in outs.take(block).chunks_exact_mut(each).enumerate() {
+            f(block * per + i, values);
+        }
+    });
 }
 
 /// The values of channel `c` in each of the first `n` samples of `v` (`[chans, s]` values
@@ -193,10 +255,12 @@ fn planes(v: &[f32], n: usize, [chans, s]: [usize; 2], c: usize) -> impl Iterato
 }
 
 /// What [`channel_sums`] adds up, per pair of values `(a, b)`: `a` ([`SUM`]), `(a − mean)²`
-/// ([`SQUARES`]), or both `b` and `b·(a − mean)` ([`GRADIENT`]).
+/// ([`SQUARES`]), both `b` and `b·(a − mean)` ([`GRADIENT`]), or both `a − mean` and
+/// `(a − mean)²` ([`SHIFTED`]).
 const SUM: u8 = 0;
 const SQUARES: u8 = 1;
 const GRADIENT: u8 = 2;
+const SHIFTED: u8 = 3;
 
 /// The sums that `K` names over the pairs of values of channel `c` in the first `n` samples of
 /// `a` and `b`, in one pass: value `i` of each plane goes to partial sum `i % 8` of each, in
@@ -224,6 +288,10 @@ fn add<const K: u8>(lanes: &mut [[f64; 8]; 2], j: usize, a: f32, b: f32, mean: f
     match K {
         SUM => lanes[0][j] += a as f64,
         SQUARES => lanes[0][j] += d * d,
+        SHIFTED => {
+            lanes[0][j] += d;
+            lanes[1][j] += d * d;
+        }
         _ => {
             lanes[0][j] += b as f64;
             lanes[1][j] += b as f64 * d;
@@ -270,6 +338,11 @@ fn avx2_lanes<const K: u8>(ca: &[[f32; 8]], cb: &[[f32; 8]], mean: f64, lanes: &
                 SQUARES => {
                     let d = _mm256_sub_pd(a[h], m);
                     s[h] = _mm256_add_pd(s[h], _mm256_mul_pd(d, d));
+                }
+                SHIFTED => {
+                    let d = _mm256_sub_pd(a[h], m);
+                    s[h] = _mm256_add_pd(s[h], d);
+                    t[h] = _mm256_add_pd(t[h], _mm256_mul_pd(d, d));
                 }
                 _ => {
                     let (b, d) = (wide(vb)[h], _mm256_sub_pd(a[h], m));
@@ -318,8 +391,9 @@ fn kept_stats(state: &[u32]) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::batch_sums::with_batch_sums;
     use crate::kernels::chunk_count;
-    use crate::kernels::testutil::{forward, forward_in, layer_gradient_errors, random_vec};
+    use crate::kernels::testutil::{assert_close, forward, forward_in, layer_gradient_errors, random_vec};
 
     /// Runs a training forward pass and a backward pass; returns `y`, buffers, `dx` and `dp`.
     fn train_step<const C: usize, const S: usize>(layer: &BatchNorm<C, S>, n: usize, seed: u64) -> [Vec<f32>; 4] {
@@ -334,6 +408,89 @@ mod tests {
         let (mut scratch, mut partial) = (vec![0.0; count * 2 * C], vec![0.0; count * 2 * C]);
         layer.backward(n, &x, &y, &mut dy, Some(&mut dx), &p, &mut dp, &mut scratch, &mut partial, &state);
         [y, b, dx, dp]
+    }
+
+    /// Two passes over parts of one batch that meet at a barrier and add their sums in order.
+    struct Halves {
+        barrier: std::sync::Barrier,
+        slots: std::sync::Mutex<[Vec<f64>; 2]>,
+        samples: usize,
+    }
+
+    /// One of the [`Halves`], with its weight in the whole batch's loss.
+    struct Half<'a>(&'a Halves, usize, f64);
+
+    impl Half<'_> {
+        fn exchange(&self, sums: &mut [f64]) {
+            self.0.slots.lock().unwrap()[self.1] = sums.to_vec();
+            self.0.barrier.wait();
+            let slots = self.0.slots.lock().unwrap().clone();
+            sums.iter_mut().zip(&slots[0]).zip(&slots[1]).for_each(|((s, a), b)| *s = a + b);
+            self.0.barrier.wait();
+        }
+    }
+
+    impl BatchSums for Half<'_> {
+        fn forward(&self, sums: &mut [f64]) -> usize {
+            self.exchange(sums);
+            self.0.samples
+        }
+
+        fn backward(&self, sums: &mut [f64]) -> usize {
+            sums.iter_mut().for_each(|s| *s *= self.2);
+            self.exchange(sums);
+            sums.iter_mut().for_each(|s| *s /= self.2);
+            self.0.samples
+        }
+    }
+
+    #[test]
+    fn statistics_over_the_global_batch_match_one_pass_over_it() {
+        const C: usize = 3;
+        const S: usize = 4;
+        const N: usize = 7;
+        let layer = BatchNorm::<C, S> { act: Act::Relu };
+        let (x, p, dy) = (random_vec(N * C * S, 1), random_vec(2 * C, 2), random_vec(N * C * S, 3));
+        let pass = |n: usize, x: &[f32], dy: &[f32], b: &mut Vec<f32>| {
+            let (y, state) = forward_in(&layer, n, x, &p, b, Mode::Train { seed: 0 });
+            let (mut dy, mut dx, mut dp) = (dy.to_vec(), vec![0.0; n * C * S], vec![0.0; 2 * C]);
+            let (mut scratch, mut partial) = (vec![0.0; chunk_count(n) * 2 * C], vec![0.0; chunk_count(n) * 2 * C]);
+            layer.backward(n, x, &y, &mut dy, Some(&mut dx), &p, &mut dp, &mut scratch, &mut partial, &state);
+            (y, dx, dp)
+        };
+        let start = vec![0.1, -0.2, 0.3, 1.0, 2.0, 0.5, 4.0];
+        let mut whole_b = start.clone();
+        let whole = pass(N, &x, &dy, &mut whole_b);
+        // Samples 0..3 and 3..7 as two passes, each loss a mean over its own samples.
+        let halves = Halves { barrier: std::sync::Barrier::new(2), slots: Default::default(), samples: N };
+        let parts: Vec<_> = std::thread::scope(|scope| {
+            let run = |g: usize, range: std::ops::Range<usize>| {
+                let (halves, pass, x, dy, start) = (&halves, &pass, &x, &dy, &start);
+                scope.spawn(move || {
+                    let weight = range.len() as f64 / N as f64;
+                    let values = range.start * C * S..range.end * C * S;
+                    let dy: Vec<f32> = dy[values.clone()].iter().map(|v| v / weight as f32).collect();
+                    let mut b = start.clone();
+                    let out = with_batch_sums(&Half(halves, g, weight), || pass(range.len(), &x[values], &dy, &mut b));
+                    (out, b, weight as f32)
+                })
+            };
+            let handles = [run(0, 0..3), run(1, 3..7)];
+            handles.map(|h| h.join().unwrap()).into()
+        });
+        let y: Vec<f32> = parts.iter().flat_map(|((y, _, _), _, _)| y.clone()).collect();
+        assert_close(&y, &whole.0, 1e-5, "outputs");
+        let dx: Vec<f32> = parts.iter().flat_map(|((_, dx, _), _, w)| dx.iter().map(move |v| v * w)).collect();
+        assert_close(&dx, &whole.1, 1e-5, "input gradient");
+        let dp: Vec<f32> = (0..2 * C).map(|i| parts.iter().map(|((_, _, dp), _, w)| dp[i] * w).sum()).collect();
+        assert_close(&dp, &whole.2, 1e-5, "parameter gradient");
+        for (_, b, _) in &parts {
+            assert_close(b, &whole_b, 1e-6, "running statistics");
+        }
+        // Each part on its own normalises differently: the check above can fail.
+        let mut alone = start.clone();
+        let first = pass(3, &x[..3 * C * S], &dy[..3 * C * S], &mut alone);
+        assert!(first.0.iter().zip(&whole.0).any(|(a, b)| (a - b).abs() > 1e-3));
     }
 
     #[test]
@@ -475,6 +632,7 @@ mod tests {
             both::<SUM>(&a, &b, 0.0);
             both::<SQUARES>(&a, &b, 0.3);
             both::<GRADIENT>(&a, &b, -1.7);
+            both::<SHIFTED>(&a, &b, 2.1);
         }
         // Through the whole sum: channels of 49 values (6 blocks of 8 and 1 left), 5 samples.
         let x = random_vec(5 * 3 * 49, 9);

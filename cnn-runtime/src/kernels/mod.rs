@@ -8,6 +8,7 @@
 //! number of threads.
 
 mod activation;
+mod batch_sums;
 mod batchnorm;
 mod conv;
 mod dropout;
@@ -21,6 +22,7 @@ mod softmax;
 mod sparsity;
 
 pub use activation::{act_backward, sigmoid, Act, Activation};
+pub(crate) use batch_sums::{with_batch_sums, BatchSums};
 pub use batchnorm::BatchNorm;
 pub use conv::{col2im, im2col, im2row, Conv2d};
 pub use dropout::Dropout;
