@@ -26,10 +26,10 @@
 //!   rank, which gathers every rank's and adds them in one fixed tree over the groups, the
 //!   same on every rank. That is two small exchanges per batch normalisation per step (the
 //!   sums of the values, shifted by the running mean, and of their squares forward; two
-//!   gradient sums backward). [`BatchStats::Local`]
-//!   normalises each group over its own samples instead (a "ghost batch" of `n/G`, whose
-//!   running statistics follow the mean of the groups' updates), with no exchange during the
-//!   passes and the passes one after the other; it is reproducible across rank counts too.
+//!   gradient sums backward). [`BatchStats::Local`] normalises each group over its own samples
+//!   instead (a "ghost batch" of `n/G`, whose running statistics follow the mean of the
+//!   groups' updates), with no exchange during the passes and the passes one after the other;
+//!   it is reproducible across rank counts too.
 //! - Dropout masks and the model's other randomness depend on the step, the group and the
 //!   sample's place in the group, i.e. on the sample's place in the global batch, never on the
 //!   rank.
