@@ -2,10 +2,11 @@
 //!
 //! A rank's passes (its groups, or its shard) run at once, each on a thread with its own rayon
 //! pool and its own copy of the model; no more of them compute at a time than the caller's
-//! rayon pool has threads (a pass waiting for sums gives its turn to another). When a pass reaches a batch normalisation it hands its
-//! per-channel sums to the [`Board`] and waits; the rank's calling thread collects the sums of
-//! every pass of the rank, gathers every rank's ([`Collective::all_gather`]), adds them in one
-//! fixed tree over the passes' indices in the global batch, and hands the totals back. Every
+//! rayon pool has threads (a pass waiting for sums gives its turn to another). When a pass
+//! reaches a batch normalisation it hands its per-channel sums to the [`Board`] and waits; the
+//! rank's calling thread collects the sums of every pass of the rank, gathers every rank's
+//! ([`Collective::all_gather`]), adds them in one fixed tree over the passes' indices in the
+//! global batch, and hands the totals back. Every
 //! rank adds the same leaves in the same tree, so the totals have the same bits on every rank
 //! and for any number of ranks.
 

@@ -197,15 +197,8 @@ impl<const C: usize, const S: usize> Layer for BatchNorm<C, S> {
                 *db = sum as f32;
             }
         });
-        let Some(dx) = dx else {
-            // The other passes still wait for this one's sums.
-            batch_sums(|hook| hook.map(|hook| hook.backward(&mut sums)));
-            return;
-        };
-        // dx = γ/√(σ² + eps) · (dy − Σdy/M − x̂·Σ(dy·x̂)/M), with M = n·S, or with the sums and
-        // M of the global batch.
-        let (stats, dp, gamma) = (&*stats, &*dp, &p[..C]);
-        let m = (n * S) as f32;
+        // The totals over the global batch, which every pass exchanges whether or not it needs
+        // dx: per channel Σdy/M and Σ(dy·x̂)/M.
         let global = batch_sums(|hook| {
             hook.map(|hook| {
                 let m = (hook.backward(&mut sums) * S) as f64;
@@ -214,6 +207,11 @@ impl<const C: usize, const S: usize> Layer for BatchNorm<C, S> {
                 each.flat_map(|(c, s)| [(s[0] / m) as f32, (s[1] * inv(c) / m) as f32]).collect::<Vec<f32>>()
             })
         });
+        let Some(dx) = dx else { return };
+        // dx = γ/√(σ² + eps) · (dy − Σdy/M − x̂·Σ(dy·x̂)/M), with M = n·S, or with the sums and
+        // M of the global batch.
+        let (stats, dp, gamma) = (&*stats, &*dp, &p[..C]);
+        let m = (n * S) as f32;
         let coefficients = |c: usize| match &global {
             Some(g) => (g[2 * c], g[2 * c + 1]),
             None => (dp[C + c] / m, dp[c] / m),
