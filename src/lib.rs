@@ -3,7 +3,7 @@
 
 pub use cnn_macros::cnn;
 pub use cnn_runtime::{
-    accuracy, augment, data, distributed, init, io, optim, schedule, Adam, AdamW, Error, Evaluation, HeadInfo,
+    accuracy, augment, data, distributed, graph, init, io, optim, schedule, Adam, AdamW, Error, Evaluation, HeadInfo,
     LayerInfo, Limit, Loss, Model, MultiTask, Network, Noise, Optimizer, PerHead, Result, Schedule, Segment, Sgd,
     Shape, Targets, TensorInfo, TensorKind,
 };

@@ -19,6 +19,7 @@ pub mod compiled;
 pub mod data;
 pub mod distributed;
 mod error;
+pub mod graph;
 mod heads;
 pub mod init;
 pub mod io;

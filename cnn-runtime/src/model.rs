@@ -111,6 +111,9 @@ pub trait Network: Compiled + Clone + Send + Sync + 'static {
     const LAYERS: &'static [LayerInfo];
     /// The parameter and buffer tensors, in PyTorch's names, shapes and order.
     const TENSORS: &'static [TensorInfo];
+    /// The model as a tree of operations with their shapes: its `input`, then each layer, a
+    /// block holding its branches ([`crate::graph`]).
+    const GRAPH: &'static [crate::graph::Node];
     /// The layer table as text, like Keras' `model.summary()`.
     const SUMMARY: &'static str;
     /// The equivalent PyTorch model: a `torch.nn.Sequential(...)` expression, preceded by the

@@ -141,6 +141,7 @@ fn network_consts(model: &Model, checked: &Checked, program: &Program<'_>, descr
         let (name, dims, at, kind) = (&t.name, t.shape.iter().map(|&d| lit(d)), lit(t.offset), tensor_kind(t.kind));
         quote!(::cnn::TensorInfo { name: #name, shape: &[#(#dims),*], offset: #at, kind: ::cnn::TensorKind::#kind })
     });
+    let graph = super::graph::graph(&model.layers, checked, description);
     let input = shape_tokens(checked.output(&model.layers[0]));
     let input_lit = lit(program.nodes[0]);
     let (params, buffers, flops) = (lit(program.params), lit(program.buffers), lit(description.flops));
@@ -155,6 +156,7 @@ fn network_consts(model: &Model, checked: &Checked, program: &Program<'_>, descr
         const FLOPS_PER_SAMPLE: u64 = #flops;
         const LAYERS: &'static [::cnn::LayerInfo] = &[#(#infos),*];
         const TENSORS: &'static [::cnn::TensorInfo] = &[#(#tensors),*];
+        const GRAPH: &'static [::cnn::graph::Node] = #graph;
         const SUMMARY: &'static str = #summary;
         const PYTORCH: &'static str = #torch;
         const DSL: &'static str = #dsl;

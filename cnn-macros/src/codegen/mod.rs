@@ -8,6 +8,7 @@
 //! struct and its impls.
 
 mod describe;
+mod graph;
 mod heads;
 mod item;
 mod passes;
