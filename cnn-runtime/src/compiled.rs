@@ -189,6 +189,7 @@ mod tests {
         const FLOPS_PER_SAMPLE: u64 = 0;
         const LAYERS: &'static [LayerInfo] = &[];
         const TENSORS: &'static [TensorInfo] = &[];
+        const GRAPH: &'static [crate::graph::Node] = &[];
         const SUMMARY: &'static str = "";
         const PYTORCH: &'static str = "";
         const DSL: &'static str = "";

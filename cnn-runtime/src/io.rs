@@ -57,6 +57,7 @@ use safetensors::{Dtype, SafeTensors};
 
 use crate::data::file_error;
 use crate::limit::Budget;
+pub use crate::meta::{Channels, Meta};
 use crate::optim::{check_count, check_learning_rate, first_non_finite};
 use crate::{Error, Limit, Network, Noise, Optimizer, Result, TensorKind};
 
@@ -491,6 +492,50 @@ fn read_params<M: Network>(
         return Err(other_model(error));
     }
     Ok((params, buffers))
+}
+
+/// Saves the weights as [`save_weights`] does, with `meta` (the preprocessing the model was
+/// trained with and its class names) in the file's metadata, checked against the model first:
+/// one value or one per input channel, one class name per output.
+pub fn save_model<M: Network>(model: &M, meta: &Meta, path: &Path) -> Result<()> {
+    meta.check(model_depth::<M>(), model_outputs::<M>()).map_err(|e| file_error(path, format!("cannot save: {e}")))?;
+    let mut metadata = BTreeMap::from([(KIND_KEY.to_string(), "weights".to_string())]);
+    metadata.extend(meta.entries());
+    write_atomic(path, &to_bytes(path, model, &[], metadata, Options::DEFAULT)?)
+}
+
+/// The input channels of model `M` (1 for a vector).
+pub(crate) fn model_depth<M: Network>() -> usize {
+    if M::INPUT.flat {
+        1
+    } else {
+        M::INPUT.d
+    }
+}
+
+/// The outputs of model `M`, or 0 for a model with heads.
+pub(crate) fn model_outputs<M: Network>() -> usize {
+    match M::GRAPH.last() {
+        Some(node) if !matches!(node.op, crate::graph::Op::Heads { .. }) => node.output.len(),
+        _ => 0,
+    }
+}
+
+/// The [`Meta`] stored in a model file (empty where it stores none), with
+/// [`Options::DEFAULT`]'s limit on what is read.
+pub fn read_meta(path: &Path) -> Result<Meta> {
+    let mut budget = Budget::new(Options::DEFAULT.limit);
+    let bytes = read_file(path, &mut budget)?;
+    let parsed = parse(path, &bytes, &mut budget)?;
+    Meta::from_entries(|key| parsed.metadata(key)).map_err(|e| file_error(path, e))
+}
+
+/// The layer list a model file was written for (its `cnn.model` metadata), if it says.
+pub fn read_model_text(path: &Path) -> Result<Option<String>> {
+    let mut budget = Budget::new(Options::DEFAULT.limit);
+    let bytes = read_file(path, &mut budget)?;
+    let parsed = parse(path, &bytes, &mut budget)?;
+    Ok(parsed.metadata(MODEL_KEY).map(str::to_string))
 }
 
 /// Loads parameters saved by [`save_weights`] (or [`save_checkpoint`]) or by PyTorch, with

@@ -26,6 +26,7 @@ pub mod io;
 #[doc(hidden)]
 pub mod kernels;
 mod limit;
+mod meta;
 mod model;
 pub mod optim;
 pub mod schedule;
