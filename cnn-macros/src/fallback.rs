@@ -57,7 +57,8 @@ pub fn expand(model: Option<&Model>, error: syn::Error, input: &TokenStream) -> 
     });
     let stub = stub(&header, input_len, classes, heads);
     if header.name.is_some() {
-        quote!(#errors #stub)
+        let track = model.map(crate::codegen::track).unwrap_or_default();
+        quote!(#errors #stub #track)
     } else {
         let name = format_ident!("{}", ANONYMOUS);
         quote!({ #errors #stub #name::new() })

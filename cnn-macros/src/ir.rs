@@ -26,6 +26,8 @@ pub struct Model {
     pub layers: Vec<Layer>,
     /// Number of layers, blocks' layers included: one past the largest `id`.
     pub count: usize,
+    /// The saved model file the layers were read from, if any.
+    pub source: Option<crate::parse::Source>,
 }
 
 /// One layer with its meaning and the tokens it was written with.
@@ -332,7 +334,7 @@ pub fn list_text(layers: &[Layer]) -> String {
 impl Model {
     /// A model of `layers`, numbering every layer depth-first.
     pub fn new(attrs: Vec<TokenStream>, vis: TokenStream, name: Option<Ident>, open: Span, layers: Vec<Layer>) -> Self {
-        let mut model = Model { attrs, vis, name, open, layers, count: 0 };
+        let mut model = Model { attrs, vis, name, open, layers, count: 0, source: None };
         model.count = number(&mut model.layers, 0);
         model
     }

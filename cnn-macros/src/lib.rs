@@ -35,7 +35,11 @@ fn expand(input: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
         Err(error) => return fallback::expand(None, error, &input),
     };
     // The check runs after parse errors too, to report the mistakes independent of them.
-    match (errors, check::check(&model)) {
+    let checked = match (&model.source, check::check(&model)) {
+        (Some(source), Err(error)) => Err(source.annotate(error)),
+        (_, checked) => checked,
+    };
+    match (errors, checked) {
         (None, Ok(checked)) => codegen::expand(&model, &checked),
         (Some(error), Ok(_)) | (None, Err(error)) => fallback::expand(Some(&model), error, &input),
         (Some(mut error), Err(more)) => {

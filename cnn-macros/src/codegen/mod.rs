@@ -39,6 +39,18 @@ fn rt() -> TokenStream {
     quote!(::cnn::__private)
 }
 
+/// For a model read from a file, an item that makes the compiler read the file too, so that
+/// cargo compiles the model again when the file changes.
+pub fn track(model: &Model) -> TokenStream {
+    match &model.source {
+        Some(source) => {
+            let path = source.path.to_string_lossy();
+            quote!(const _: &[u8] = ::core::include_bytes!(#path);)
+        }
+        None => TokenStream::new(),
+    }
+}
+
 /// The whole expansion: struct, constants, `Network` impl and `Model` (or `MultiTask`) impl; wrapped in a block that evaluates to
 /// a new model for the expression form.
 pub fn expand(model: &Model, checked: &Checked) -> TokenStream {
@@ -50,7 +62,8 @@ pub fn expand(model: &Model, checked: &Checked) -> TokenStream {
     let passes = Passes::of(&program, &backward, &name);
     let item = item::item(model, checked, &program, &description, &passes, &name);
     if model.name.is_some() {
-        item
+        let track = track(model);
+        quote!(#item #track)
     } else {
         quote!({ #item #name::new() })
     }

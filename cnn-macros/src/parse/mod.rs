@@ -7,6 +7,7 @@
 //! before it).
 
 mod args;
+mod file;
 mod layers;
 mod syntax;
 
@@ -15,6 +16,7 @@ use quote::ToTokens;
 
 use crate::errors::Errors;
 use crate::ir::Model;
+pub use file::Source;
 
 #[cfg(test)]
 pub use layers::LAYER_NAMES;
@@ -27,8 +29,14 @@ pub fn parse(input: TokenStream) -> syn::Result<(Model, Option<syn::Error>)> {
     let layers = layers::lower_list(&syntax.layers, &mut errors);
     let attrs = syntax.attrs.iter().map(ToTokens::to_token_stream).collect();
     let vis = syntax.vis.to_token_stream();
-    let model = Model::new(attrs, vis, syntax.name, syntax.open.span, layers);
-    Ok((model, errors.finish(()).err()))
+    let mut model = Model::new(attrs, vis, syntax.name, syntax.open.span, layers);
+    let errors = errors.finish(()).err();
+    let errors = match &syntax.source {
+        Some(source) => errors.map(|e| source.annotate(e)),
+        None => errors,
+    };
+    model.source = syntax.source;
+    Ok((model, errors))
 }
 
 #[cfg(test)]

@@ -14,7 +14,9 @@ use proc_macro2::{Delimiter, Group, Ident, TokenStream, TokenTree};
 use quote::{quote, ToTokens};
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
-use syn::{Attribute, Error, Token, Visibility};
+use syn::{Attribute, Error, LitStr, Token, Visibility};
+
+use super::file::Source;
 
 /// A whole invocation.
 pub struct ModelSyntax {
@@ -28,6 +30,8 @@ pub struct ModelSyntax {
     pub open: Token![<],
     /// The layers in order.
     pub layers: Vec<LayerSyntax>,
+    /// The saved model file the layers were read from (`struct Name = "path"`), if any.
+    pub source: Option<Source>,
 }
 
 /// One layer: a name and, optionally, its parenthesised arguments.
@@ -183,8 +187,13 @@ impl Parse for ModelSyntax {
             })?;
             (vis, Some(name))
         };
+        if name.is_some() && input.peek(Token![=]) {
+            return from_file(input, attrs, vis, name);
+        }
         if !input.peek(Token![<]) {
-            return Err(input.error("expected `<` to open the layer list, as in `struct Net < input(28x28x1) ... >`"));
+            return Err(input.error(
+                "expected `<` to open the layer list, as in `struct Net < input(28x28x1) ... >`, or `= \"FILE\"` to read it from a saved model",
+            ));
         }
         let open: Token![<] = input.parse()?;
         let mut layers = Vec::new();
@@ -201,8 +210,33 @@ impl Parse for ModelSyntax {
         if !input.is_empty() {
             return Err(input.error("unexpected tokens after the `>` that closes the layer list"));
         }
-        Ok(ModelSyntax { attrs, vis, name, open, layers })
+        Ok(ModelSyntax { attrs, vis, name, open, layers, source: None })
     }
+}
+
+/// The rest of `struct Name = "FILE"`: the layers of the saved model file.
+fn from_file(input: ParseStream, attrs: Vec<Attribute>, vis: Visibility, name: Option<Ident>) -> syn::Result<ModelSyntax> {
+    input.parse::<Token![=]>()?;
+    let literal: LitStr = input
+        .parse()
+        .map_err(|e| Error::new(e.span(), "expected the path of a saved model in quotes, as in `= \"models/lenet5.safetensors\"`"))?;
+    if input.peek(Token![;]) {
+        input.parse::<Token![;]>()?;
+    }
+    if !input.is_empty() {
+        return Err(input.error("unexpected tokens after the model file's path"));
+    }
+    let source = Source::read(&literal)?;
+    let all = |input: ParseStream| -> syn::Result<Vec<LayerSyntax>> {
+        let mut layers = Vec::new();
+        while !input.is_empty() {
+            layers.push(input.parse()?);
+        }
+        Ok(layers)
+    };
+    let layers = syn::parse::Parser::parse2(all, source.tokens()?).map_err(|e| source.annotate(e))?;
+    let open = Token![<](literal.span());
+    Ok(ModelSyntax { attrs, vis, name, open, layers, source: Some(source) })
 }
 
 impl Parse for LayerSyntax {
