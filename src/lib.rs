@@ -3,9 +3,9 @@
 
 pub use cnn_macros::cnn;
 pub use cnn_runtime::{
-    accuracy, augment, data, distributed, graph, init, io, optim, schedule, Adam, AdamW, Error, Evaluation, HeadInfo,
-    LayerInfo, Limit, Loss, Model, MultiTask, Network, Noise, Optimizer, PerHead, Result, Schedule, Segment, Sgd,
-    Shape, Targets, TensorInfo, TensorKind,
+    accuracy, augment, data, distributed, graph, init, io, onnx, optim, schedule, Adam, AdamW, Error, Evaluation,
+    HeadInfo, LayerInfo, Limit, Loss, Model, MultiTask, Network, Noise, Optimizer, PerHead, Result, Schedule, Segment,
+    Sgd, Shape, Targets, TensorInfo, TensorKind,
 };
 
 /// The traits a program using models needs in scope: [`Network`] (layers, parameters, buffers,

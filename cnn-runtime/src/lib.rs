@@ -26,8 +26,10 @@ pub mod io;
 #[doc(hidden)]
 pub mod kernels;
 mod limit;
+mod mapped;
 mod meta;
 mod model;
+pub mod onnx;
 pub mod optim;
 pub mod schedule;
 mod shape;
