@@ -57,6 +57,7 @@ use safetensors::{Dtype, SafeTensors};
 
 use crate::data::file_error;
 use crate::limit::Budget;
+pub use crate::mapped::{load_mapped, load_mapped_with, FileTensor, MapOptions, MappedTensor, Mapping, ORDER_KEY};
 pub use crate::meta::{Channels, Meta};
 use crate::optim::{check_count, check_learning_rate, first_non_finite};
 use crate::{Error, Limit, Network, Noise, Optimizer, Result, TensorKind};
@@ -258,7 +259,7 @@ const STALE_AFTER: Duration = Duration::from_secs(15 * 60);
 /// (`PID`) and to this save within it (`COUNTER`), so that saves from several threads or
 /// processes never write into one another's temporary. Each save first removes the temporaries
 /// of its own target that a crashed save left behind (see [`remove_stale_temporaries`]).
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path.file_name().ok_or_else(|| file_error(path, "not a file name"))?;
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
@@ -359,7 +360,7 @@ const HEADER_COST: u64 = 16;
 /// The bytes of `path`, counted against `budget` before they are allocated: the size the
 /// file's metadata gives, and at most one byte past what is left of the budget, in case the
 /// file grows while it is read.
-fn read_file(path: &Path, budget: &mut Budget) -> Result<Vec<u8>> {
+pub(crate) fn read_file(path: &Path, budget: &mut Budget) -> Result<Vec<u8>> {
     let cannot_read = |e: std::io::Error| file_error(path, format!("cannot read: {e}"));
     let file = fs::File::open(path).map_err(cannot_read)?;
     let size = file.metadata().map_err(cannot_read)?.len();
@@ -377,14 +378,14 @@ fn read_file(path: &Path, budget: &mut Budget) -> Result<Vec<u8>> {
 }
 
 /// A parsed file: its header and the bytes of its tensors.
-struct Parsed<'a> {
-    header: Metadata,
+pub(crate) struct Parsed<'a> {
+    pub(crate) header: Metadata,
     data: &'a [u8],
 }
 
 impl Parsed<'_> {
     /// The value of metadata `key`.
-    fn metadata(&self, key: &str) -> Option<&str> {
+    pub(crate) fn metadata(&self, key: &str) -> Option<&str> {
         self.header.metadata().as_ref()?.get(key).map(String::as_str)
     }
 
@@ -396,7 +397,7 @@ impl Parsed<'_> {
     }
 
     /// Every tensor name, sorted.
-    fn names(&self) -> Vec<String> {
+    pub(crate) fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.header.tensors().into_keys().collect();
         names.sort();
         names
@@ -404,7 +405,7 @@ impl Parsed<'_> {
 }
 
 /// Parses `bytes`, read from `path`, counting the parsed header against `budget` first.
-fn parse<'a>(path: &Path, bytes: &'a [u8], budget: &mut Budget) -> Result<Parsed<'a>> {
+pub(crate) fn parse<'a>(path: &Path, bytes: &'a [u8], budget: &mut Budget) -> Result<Parsed<'a>> {
     let not_safetensors = |e: safetensors::SafeTensorError| file_error(path, format!("not a safetensors file: {e}"));
     // A header cannot be longer than the file; a longer length is refused by the parser.
     let length = bytes.get(..8).map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
@@ -415,7 +416,7 @@ fn parse<'a>(path: &Path, bytes: &'a [u8], budget: &mut Budget) -> Result<Parsed
 
 /// Decodes tensor `name` into `into`, checked to be of `shape` and `f32` (a count: `i64`, as
 /// PyTorch stores `num_batches_tracked`, or `f32`), and finite unless `options` allow it.
-fn decode(
+pub(crate) fn decode(
     path: &Path,
     parsed: &Parsed<'_>,
     (name, shape, count): (&str, &[usize], bool),
