@@ -1,42 +1,38 @@
-//! Classifies image files with the weights the `lenet5` example saved.
+//! Classifies image files with a trained LeNet-5, whose type is read from the model file
+//! committed with the repository and whose preprocessing and class names are read from the
+//! weights file it is given.
 //!
 //! ```text
 //! cargo run --release --example predict -- digit.png other.jpg
 //! cargo run --release --example predict -- --weights out/lenet5/lenet5.safetensors --invert photo.jpg
 //! ```
 //!
-//! Each image (PNG or JPEG) is converted to grey, resized to 28x28, scaled to [0, 1] and
-//! standardised as in training. MNIST digits are white on black: pass `--invert` for dark ink
-//! on light paper.
+//! Each image (PNG or JPEG) is converted to the model's channels (grey here) and resized to its
+//! input; then the steps the file's metadata names are applied: the range, the mean and the
+//! standard deviation the model was trained with. MNIST digits are white on black: pass
+//! `--invert` for dark ink on light paper.
 
 use std::error::Error;
 use std::path::PathBuf;
 
 use clap::Parser;
 use cnn::cnn;
-use cnn::io::load_weights;
+use cnn::io::{load_weights, read_meta, Channels, Meta};
+use cnn::{Network, Shape};
 use image::imageops::FilterType;
 
 cnn! {
-    /// LeNet-style classifier for 28x28 grey digits (the same model as the `lenet5` example).
-    pub struct LeNet5 <
-        input(28x28x1)
-        conv(5x5, 6, pad=2) relu pool(2)
-        conv(5x5, 16) relu pool(2)
-        fc(120) relu fc(84) relu fc(10) softmax
-    >
+    /// The LeNet-5 of the `lenet5` example, its layers read from the committed model file.
+    pub struct LeNet5 = "models/lenet5.safetensors"
 }
 
-/// MNIST's pixel mean and standard deviation, as the `lenet5` example standardises with.
-const MEAN: f32 = 0.1307;
-const STD: f32 = 0.3081;
-
-/// Classify digit images with trained LeNet-5 weights.
+/// Classify images with a trained model.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Weights written by the `lenet5` example (or by PyTorch, in the same layout).
-    #[arg(long, default_value = "out/lenet5/lenet5.safetensors")]
+    /// Weights of this model, with their preprocessing in the metadata (as the `lenet5`
+    /// example writes them).
+    #[arg(long, default_value = "models/lenet5.safetensors")]
     weights: PathBuf,
     /// Invert grey levels first (for dark digits on a light background).
     #[arg(long)]
@@ -50,20 +46,41 @@ fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
     let mut model = LeNet5::new();
     load_weights(&mut model, &args.weights)?;
+    let meta = read_meta(&args.weights)?;
+    if meta.mean.is_empty() {
+        eprintln!("note: {} names no standardisation; the pixels go in as [0, 1]", args.weights.display());
+    }
     for path in &args.images {
-        let image = image::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let grey = image.to_luma8();
-        let small = image::imageops::resize(&grey, 28, 28, FilterType::Triangle);
-        let mut x = [0.0f32; 784];
-        for (v, p) in x.iter_mut().zip(small.pixels()) {
-            let level = p.0[0] as f32 / 255.0;
-            let level = if args.invert { 1.0 - level } else { level };
-            *v = (level - MEAN) / STD;
-        }
-        let probs = model.probabilities(&x);
-        let best = model.classify(&x);
-        let listed: Vec<String> = probs.iter().enumerate().map(|(d, p)| format!("{d}: {p:.3}")).collect();
-        println!("{}: {best} ({:.1} %)\n    {}", path.display(), 100.0 * probs[best], listed.join("  "));
+        let x = input(path, &meta, args.invert)?;
+        let x: &[f32; 784] = x.as_slice().try_into()?;
+        let probs = model.probabilities(x);
+        let best = model.classify(x);
+        let name = |c: usize| meta.classes.get(c).cloned().unwrap_or_else(|| c.to_string());
+        let listed: Vec<String> = probs.iter().enumerate().map(|(c, p)| format!("{}: {p:.3}", name(c))).collect();
+        println!("{}: {} ({:.1} %)\n    {}", path.display(), name(best), 100.0 * probs[best], listed.join("  "));
     }
     Ok(())
+}
+
+/// The image at `path` as the model's input: its channels, resized, in [0, 1] (inverted if
+/// asked), then prepared as `meta` says.
+fn input(path: &PathBuf, meta: &Meta, invert: bool) -> Result<Vec<f32>, Box<dyn Error>> {
+    let Shape { w, h, d, .. } = LeNet5::INPUT;
+    let image = image::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let image = image.resize_exact(w as u32, h as u32, FilterType::Triangle);
+    let channels = meta.channels.unwrap_or(if d == 1 { Channels::Grey } else { Channels::Rgb });
+    // Interleaved pixels in the file's channel order.
+    let pixels: Vec<u8> = match channels {
+        Channels::Grey => image.to_luma8().into_raw(),
+        Channels::Rgb => image.to_rgb8().into_raw(),
+        Channels::Bgr => image.to_rgb8().pixels().flat_map(|p| [p[2], p[1], p[0]]).collect(),
+    };
+    // Channel by channel, as the model reads them.
+    let mut x = vec![0.0f32; w * h * d];
+    for (i, &p) in pixels.iter().enumerate() {
+        let level = p as f32 / 255.0;
+        x[(i % d) * w * h + i / d] = if invert { 1.0 - level } else { level };
+    }
+    meta.prepare(&mut x, d);
+    Ok(x)
 }

@@ -8,17 +8,30 @@ loads the file with `load_state_dict(strict=True)` and classifies the test digit
 PyTorch it runs the same model in NumPy, written from PyTorch's definitions (NCHW,
 cross-correlation with zero padding, conv weights [K, D, FH, FW], linear weights [out, in],
 flatten in NCHW order). Either way it prints the accuracy, which must match what the
-`lenet5` example printed. Needs numpy and safetensors (and optionally torch).
+`lenet5` example printed. The pixels are prepared as the file's metadata says
+(`cnn.input.range`, `cnn.input.mean`, `cnn.input.std`: plain JSON values), or with MNIST's
+mean and standard deviation for a file that does not say. Needs numpy and safetensors (and
+optionally torch).
 """
 
 import gzip
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
+from safetensors import safe_open
 from safetensors.numpy import load_file
 
 MEAN, STD = 0.1307, 0.3081
+
+
+def preprocessing(weights: Path) -> tuple[list[float], float, float]:
+    """The input range, mean and standard deviation the file names (MNIST's where it does not)."""
+    meta = safe_open(str(weights), "np").metadata() or {}
+    value = lambda key, default: json.loads(meta[key]) if key in meta else default
+    (low, high), mean, std = value("cnn.input.range", [0, 1]), value("cnn.input.mean", [MEAN]), value("cnn.input.std", [STD])
+    return [low, high], mean[0], std[0]
 
 
 def read_idx(path: Path, header: int) -> np.ndarray:
@@ -28,10 +41,12 @@ def read_idx(path: Path, header: int) -> np.ndarray:
     return np.frombuffer(data[header:], dtype=np.uint8)
 
 
-def test_set(directory: Path) -> tuple[np.ndarray, np.ndarray]:
+def test_set(directory: Path, weights: Path) -> tuple[np.ndarray, np.ndarray]:
     images = read_idx(directory / "t10k-images-idx3-ubyte.gz", 16).reshape(-1, 1, 28, 28)
     labels = read_idx(directory / "t10k-labels-idx1-ubyte.gz", 8)
-    return (images.astype(np.float32) / 255.0 - MEAN) / STD, labels
+    (low, high), mean, std = preprocessing(weights)
+    x = low + images.astype(np.float32) / 255.0 * (high - low)
+    return ((x - mean) / std).astype(np.float32), labels
 
 
 def lenet5_torch():
@@ -98,7 +113,7 @@ def main() -> None:
     if len(sys.argv) != 3:
         raise SystemExit("usage: check_weights.py WEIGHTS.safetensors MNIST_DIR")
     weights, directory = Path(sys.argv[1]), Path(sys.argv[2])
-    x, labels = test_set(directory)
+    x, labels = test_set(directory, weights)
     try:
         import torch  # noqa: F401
 

@@ -202,6 +202,7 @@ fn stub_traits(name: &Ident, input_lit: &Literal) -> TokenStream {
             const FLOPS_PER_SAMPLE: u64 = 0;
             const LAYERS: &'static [::cnn::LayerInfo] = &[];
             const TENSORS: &'static [::cnn::TensorInfo] = &[];
+            const GRAPH: &'static [::cnn::graph::Node] = &[];
             const SUMMARY: &'static str = "";
             const PYTORCH: &'static str = "";
             const DSL: &'static str = "";

@@ -1,31 +1,31 @@
 //! What a model file says about the model's use: how its inputs were prepared in training and
-//! what its outputs are called, stored as plain values (JSON numbers, strings and arrays, never
-//! code) in the metadata of its safetensors and ONNX files.
-//!
-//! | key | value | example |
-//! |---|---|---|
-//! | `cnn.input.channels` | `grey`, `rgb` or `bgr`: what the input's channels hold, in order | `"grey"` |
-//! | `cnn.input.range` | the range raw values (an 8-bit pixel `p` as `p / 255`) were mapped to first | `[0, 1]` |
-//! | `cnn.input.mean` | per channel, subtracted next | `[0.1307]` |
-//! | `cnn.input.std` | per channel, divided by last | `[0.3081]` |
-//! | `cnn.classes` | the name of each output | `["0", "1", ...]` |
-//!
-//! A model's input is laid out channel by channel, row by row (PyTorch's `C×H×W`). Every key
-//! is optional; a reader applies the steps whose keys are present. In Python:
-//!
-//! ```python
-//! import json
-//! from safetensors import safe_open
-//! meta = safe_open("lenet5.safetensors", "np").metadata()
-//! mean, std = json.loads(meta["cnn.input.mean"]), json.loads(meta["cnn.input.std"])
-//! ```
+//! what its outputs are called ([`Meta`]).
 
 use std::fmt::Write;
 
 use serde_json::Value;
 
-/// The preprocessing a model's inputs had in training and the names of its outputs; see the
-/// [module documentation](self) for how they are stored.
+/// The preprocessing a model's inputs had in training and the names of its outputs, stored as
+/// plain values (JSON numbers, strings and arrays, never code) in the metadata of its
+/// safetensors and ONNX files:
+///
+/// | key | value | example |
+/// |---|---|---|
+/// | `cnn.input.channels` | `grey`, `rgb` or `bgr`: what the input's channels hold, in order | `"grey"` |
+/// | `cnn.input.range` | the range raw values (an 8-bit pixel `p` as `p / 255`) were mapped to first | `[0, 1]` |
+/// | `cnn.input.mean` | per channel, subtracted next | `[0.1307]` |
+/// | `cnn.input.std` | per channel, divided by last | `[0.3081]` |
+/// | `cnn.classes` | the name of each output | `["0", "1", ...]` |
+///
+/// A model's input is laid out channel by channel, row by row (PyTorch's `C×H×W`). Every key
+/// is optional; a reader applies the steps whose keys are present. In Python:
+///
+/// ```python
+/// import json
+/// from safetensors import safe_open
+/// meta = safe_open("lenet5.safetensors", "np").metadata()
+/// mean, std = json.loads(meta["cnn.input.mean"]), json.loads(meta["cnn.input.std"])
+/// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Meta {
     /// What the input's channels hold, in order.
@@ -84,7 +84,11 @@ impl Meta {
     pub fn check(&self, depth: usize, outputs: usize) -> Result<(), String> {
         if let Some(channels) = self.channels {
             if channels.count() != depth {
-                return Err(format!("{} input has {} channels, the model reads {depth}", channels.name(), channels.count()));
+                return Err(format!(
+                    "{} input has {} channels, the model reads {depth}",
+                    channels.name(),
+                    channels.count()
+                ));
             }
         }
         if let Some([lo, hi]) = self.range {
@@ -134,7 +138,9 @@ impl Meta {
     pub fn from_entries<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Meta, String> {
         let json = |key: &str| -> Result<Option<Value>, String> {
             get(key)
-                .map(|text| serde_json::from_str(text).map_err(|e| format!("metadata `{key}` is not JSON ({e}): {text:?}")))
+                .map(|text| {
+                    serde_json::from_str(text).map_err(|e| format!("metadata `{key}` is not JSON ({e}): {text:?}"))
+                })
                 .transpose()
         };
         let floats = |key: &str| -> Result<Vec<f32>, String> {
@@ -149,7 +155,9 @@ impl Meta {
                 "grey" | "gray" => Channels::Grey,
                 "rgb" => Channels::Rgb,
                 "bgr" => Channels::Bgr,
-                other => return Err(format!("metadata `{CHANNELS_KEY}` is {other:?}, not \"grey\", \"rgb\" or \"bgr\"")),
+                other => {
+                    return Err(format!("metadata `{CHANNELS_KEY}` is {other:?}, not \"grey\", \"rgb\" or \"bgr\""))
+                }
             }),
             Some(other) => return Err(format!("metadata `{CHANNELS_KEY}` is {other}, not a string")),
         };

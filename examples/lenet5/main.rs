@@ -14,7 +14,8 @@
 //! rotations and scalings of the training digits. Pixels are scaled to [0, 1] and standardised
 //! with MNIST's mean and standard deviation ([`MEAN`], [`STD`]), as torchvision's recipe does;
 //! `predict` and the PyTorch snippet in the README do the same. Writes to `--out`:
-//! `lenet5.safetensors` (the weights, loadable into the equivalent PyTorch model),
+//! `lenet5.safetensors` (the weights, loadable into the equivalent PyTorch model, with the
+//! preprocessing and class names in its metadata), `lenet5.onnx` (the same for ONNX runtimes),
 //! `checkpoint.safetensors` (after every epoch; `--resume` continues from it), `curves.png`,
 //! `filters.png` and `misclassified.png`.
 
@@ -32,7 +33,7 @@ use std::time::Instant;
 use clap::Parser;
 use cnn::augment::{Compose, RotateScale, Shift};
 use cnn::data::{load_mnist, Batches};
-use cnn::io::{load_checkpoint, save_checkpoint, save_weights, Progress};
+use cnn::io::{load_checkpoint, save_checkpoint, save_model, Channels, Meta, Progress};
 use cnn::schedule::Cosine;
 use cnn::{cnn, Model, Network, Sgd};
 use ranks::Ranks;
@@ -183,7 +184,8 @@ fn run(args: &Args, ranks: &Ranks) -> Result<(), Box<dyn Error>> {
     println!("test accuracy {:.2} % ({correct} of {})", 100.0 * correct as f64 / test.len() as f64, test.len());
 
     let weights = args.out.join("lenet5.safetensors");
-    save_weights(&model, &weights)?;
+    save_model(&model, &meta(), &weights)?;
+    cnn::onnx::save(&model, &meta(), &args.out.join("lenet5.onnx"))?;
     if !history.is_empty() {
         plots::curves(&args.out.join("curves.png"), &history)?;
     }
@@ -194,8 +196,23 @@ fn run(args: &Args, ranks: &Ranks) -> Result<(), Box<dyn Error>> {
         .map(|i| (i, predictions[i], test.labels[i]))
         .collect();
     plots::misclassified(&args.out.join("misclassified.png"), &test, &wrong, MEAN, STD)?;
-    println!("wrote {} and its pictures (curves, filters, misclassified) to {}", weights.display(), args.out.display());
+    println!(
+        "wrote {} (and lenet5.onnx) and its pictures (curves, filters, misclassified) to {}",
+        weights.display(),
+        args.out.display()
+    );
     Ok(())
+}
+
+/// How the digits were prepared, and the classes' names, saved with the weights.
+fn meta() -> Meta {
+    Meta {
+        channels: Some(Channels::Grey),
+        range: Some([0.0, 1.0]),
+        mean: vec![MEAN],
+        std: vec![STD],
+        classes: (0..10).map(|d| d.to_string()).collect(),
+    }
 }
 
 /// `matrix[true][predicted]` counts.

@@ -46,7 +46,8 @@ fn op(layer: &Layer, checked: &Checked, description: &Description) -> TokenStrea
     match &layer.kind {
         Kind::InputVolume { .. } | Kind::InputFlat { .. } => quote!(::cnn::graph::Op::Input),
         Kind::Conv { filter, filters, stride, pad, bias, groups } => {
-            let (filter, stride, pad, filters, groups) = (hw(*filter), hw(*stride), hw(*pad), lit(*filters), lit(*groups));
+            let (filter, stride, pad, filters, groups) =
+                (hw(*filter), hw(*stride), hw(*pad), lit(*filters), lit(*groups));
             quote!(::cnn::graph::Op::Conv {
                 filter: #filter, filters: #filters, stride: #stride, pad: #pad, bias: #bias, groups: #groups
             })

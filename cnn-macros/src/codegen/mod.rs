@@ -45,7 +45,9 @@ pub fn track(model: &Model) -> TokenStream {
     match &model.source {
         Some(source) => {
             let path = source.path.to_string_lossy();
-            quote!(const _: &[u8] = ::core::include_bytes!(#path);)
+            quote!(
+                const _: &[u8] = ::core::include_bytes!(#path);
+            )
         }
         None => TokenStream::new(),
     }

@@ -44,7 +44,10 @@ impl Source {
     /// The layer list as tokens, every one spanning the file's literal.
     pub fn tokens(&self) -> syn::Result<TokenStream> {
         let tokens = TokenStream::from_str(&self.text).map_err(|e| {
-            Error::new(self.span, format!("`{}`: its layer list `{}` does not read as tokens: {e}", self.written, self.text))
+            Error::new(
+                self.span,
+                format!("`{}`: its layer list `{}` does not read as tokens: {e}", self.written, self.text),
+            )
         })?;
         Ok(respan(tokens, self.span))
     }
@@ -180,7 +183,9 @@ mod tests {
         let (_dir, path) = file(&safetensors(r#"{"__metadata__":{"cnn.model":"input(4) fc(2)) softmax"}}"#));
         assert!(expand_file(path.to_str().unwrap()).contains("does not read as tokens"));
         let out = expand_file("no/such/model.safetensors");
-        assert!(out.contains("compile_error") && out.contains("no/such/model.safetensors") && out.contains("cannot open"));
+        assert!(
+            out.contains("compile_error") && out.contains("no/such/model.safetensors") && out.contains("cannot open")
+        );
         // The stub keeps code that uses the model from failing a second time.
         assert!(out.contains("struct Net"), "{out}");
     }

@@ -215,11 +215,16 @@ impl Parse for ModelSyntax {
 }
 
 /// The rest of `struct Name = "FILE"`: the layers of the saved model file.
-fn from_file(input: ParseStream, attrs: Vec<Attribute>, vis: Visibility, name: Option<Ident>) -> syn::Result<ModelSyntax> {
+fn from_file(
+    input: ParseStream,
+    attrs: Vec<Attribute>,
+    vis: Visibility,
+    name: Option<Ident>,
+) -> syn::Result<ModelSyntax> {
     input.parse::<Token![=]>()?;
-    let literal: LitStr = input
-        .parse()
-        .map_err(|e| Error::new(e.span(), "expected the path of a saved model in quotes, as in `= \"models/lenet5.safetensors\"`"))?;
+    let literal: LitStr = input.parse().map_err(|e| {
+        Error::new(e.span(), "expected the path of a saved model in quotes, as in `= \"models/lenet5.safetensors\"`")
+    })?;
     if input.peek(Token![;]) {
         input.parse::<Token![;]>()?;
     }
