@@ -1,11 +1,11 @@
 //! The model's operation tree (`cnn::graph`), the `GRAPH` constant: every layer but `loss`,
 //! with its arguments, shapes and PyTorch module path.
 
-use cnn_shape::Shape;
 use proc_macro2::TokenStream;
 use quote::quote;
 
 use super::describe::Description;
+use super::item::shape_tokens;
 use super::lit;
 use crate::check::Checked;
 use crate::ir::{ActKind, Float, Kind, Layer, Pair, PoolOp};
@@ -14,20 +14,11 @@ use crate::ir::{ActKind, Float, Kind, Layer, Pair, PoolOp};
 pub fn graph(layers: &[Layer], checked: &Checked, description: &Description) -> TokenStream {
     let nodes = layers.iter().filter(|l| !matches!(l.kind, Kind::Loss(..))).map(|layer| {
         let path = description.row_of[layer.id].map_or("", |row| description.rows[row].path.as_str());
-        let (input, output) = (shape(checked.input(layer)), shape(checked.output(layer)));
+        let (input, output) = (shape_tokens(checked.input(layer)), shape_tokens(checked.output(layer)));
         let op = op(layer, checked, description);
         quote!(::cnn::graph::Node { op: #op, path: #path, input: #input, output: #output })
     });
     quote!(&[#(#nodes),*])
-}
-
-fn shape(shape: Shape) -> TokenStream {
-    let (w, h, d) = (lit(shape.w), lit(shape.h), lit(shape.d));
-    if shape.flat {
-        quote!(::cnn::Shape::vector(#w))
-    } else {
-        quote!(::cnn::Shape::volume(#w, #h, #d))
-    }
 }
 
 fn hw(pair: Pair) -> TokenStream {

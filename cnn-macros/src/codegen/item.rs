@@ -14,7 +14,8 @@ use crate::check::Checked;
 use crate::ir::{list_text, LossKind, Model};
 use cnn_shape::Shape;
 
-fn shape_tokens(shape: Shape) -> TokenStream {
+/// A shape as the expression that builds it.
+pub fn shape_tokens(shape: Shape) -> TokenStream {
     let (w, h, d) = (lit(shape.w), lit(shape.h), lit(shape.d));
     if shape.flat {
         quote!(::cnn::Shape::vector(#w))
