@@ -47,6 +47,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut model = LeNet5::new();
     load_weights(&mut model, &args.weights)?;
     let meta = read_meta(&args.weights)?;
+    meta.check(LeNet5::INPUT.d, 10).map_err(|e| format!("{}: {e}", args.weights.display()))?;
     if meta.mean.is_empty() {
         eprintln!("note: {} names no standardisation; the pixels go in as [0, 1]", args.weights.display());
     }
