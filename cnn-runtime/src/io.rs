@@ -348,7 +348,13 @@ pub fn save_weights<M: Network>(model: &M, path: &Path) -> Result<()> {
 /// Saves the model's parameters and buffers to `path`. Unless `options` allow them, a value
 /// that is not finite is an `Err` naming its tensor and index, and nothing is written.
 pub fn save_weights_with<M: Network>(model: &M, path: &Path, options: Options) -> Result<()> {
-    let metadata = BTreeMap::from([(KIND_KEY.to_string(), "weights".to_string())]);
+    write_weights(model, path, options, Vec::new())
+}
+
+/// Writes a weights file of `model` with `entries` added to its metadata.
+fn write_weights<M: Network>(model: &M, path: &Path, options: Options, entries: Vec<(String, String)>) -> Result<()> {
+    let mut metadata = BTreeMap::from([(KIND_KEY.to_string(), "weights".to_string())]);
+    metadata.extend(entries);
     write_atomic(path, &to_bytes(path, model, &[], metadata, options)?)
 }
 
@@ -500,9 +506,7 @@ fn read_params<M: Network>(
 /// one value or one per input channel, one class name per output.
 pub fn save_model<M: Network>(model: &M, meta: &Meta, path: &Path) -> Result<()> {
     meta.check(model_depth::<M>(), model_outputs::<M>()).map_err(|e| file_error(path, format!("cannot save: {e}")))?;
-    let mut metadata = BTreeMap::from([(KIND_KEY.to_string(), "weights".to_string())]);
-    metadata.extend(meta.entries());
-    write_atomic(path, &to_bytes(path, model, &[], metadata, Options::DEFAULT)?)
+    write_weights(model, path, Options::DEFAULT, meta.entries())
 }
 
 /// The input channels of model `M` (1 for a vector).
@@ -529,14 +533,6 @@ pub fn read_meta(path: &Path) -> Result<Meta> {
     let bytes = read_file(path, &mut budget)?;
     let parsed = parse(path, &bytes, &mut budget)?;
     Meta::from_entries(|key| parsed.metadata(key)).map_err(|e| file_error(path, e))
-}
-
-/// The layer list a model file was written for (its `cnn.model` metadata), if it says.
-pub fn read_model_text(path: &Path) -> Result<Option<String>> {
-    let mut budget = Budget::new(Options::DEFAULT.limit);
-    let bytes = read_file(path, &mut budget)?;
-    let parsed = parse(path, &bytes, &mut budget)?;
-    Ok(parsed.metadata(MODEL_KEY).map(str::to_string))
 }
 
 /// Loads parameters saved by [`save_weights`] (or [`save_checkpoint`]) or by PyTorch, with
