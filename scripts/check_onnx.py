@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""Checks the ONNX files of the `export_onnx` example with the ONNX checker and ONNX Runtime.
+"""Checks the ONNX files `cargo test --test onnx` writes, with the ONNX checker and ONNX Runtime.
 
-    cargo run --release --example export_onnx -- out/onnx
-    python3 scripts/check_onnx.py out/onnx
+    cargo test --test onnx
+    python3 scripts/check_onnx.py target/tmp/onnx
 
-For each `NAME.onnx` in the directory: `onnx.checker.check_model(full_check=True)` (which
-also infers every shape), then ONNX Runtime on `NAME.input.bin`, compared with the outputs
-the Rust model gave, `NAME.output.bin` (raw little-endian float32, shapes in `NAME.json`).
-Prints a table of the largest differences, absolute and relative to 1 + |expected|, and exits
-with 1 when a file fails a check or differs by more than 1e-4. Needs numpy, onnx and
-onnxruntime.
+For each `NAME.onnx` in the directory, against what `NAME.json` says the file must be:
+`onnx.checker.check_model(full_check=True)` (which also infers every shape); IR version 8 and
+operator set 17; one input, `input`, and the outputs by name; the weights (by their PyTorch
+names); unique node names; the metadata (`cnn.model` and the model's `Meta`); then ONNX
+Runtime on `NAME.input.bin`, each output compared with the one the Rust model gave,
+`NAME.output.K.bin` (raw little-endian float32). Prints a table of the largest differences,
+absolute and relative to 1 + |expected|, and exits with 1 when a file fails a check or differs
+by more than 1e-4. Needs numpy, onnx and onnxruntime.
 """
 
 import json
@@ -23,22 +25,59 @@ import onnxruntime as ort
 TOLERANCE = 1e-4
 
 
+def structure(model: onnx.ModelProto, want: dict) -> str:
+    """What in the file's structure differs from `want` ('' if nothing)."""
+    onnx.checker.check_model(model, full_check=True)
+    if model.ir_version != 8:
+        return f"IR version {model.ir_version}"
+    opsets = [(o.domain, o.version) for o in model.opset_import]
+    if opsets != [("", 17)]:
+        return f"operator sets {opsets}"
+    graph = model.graph
+    inputs = [i.name for i in graph.input]
+    if inputs != ["input"]:
+        return f"inputs {inputs}"
+    outputs = [o.name for o in graph.output]
+    if outputs != [o["name"] for o in want["outputs"]]:
+        return f"outputs {outputs}"
+    # The weights by their PyTorch names; the export's own constants are named `NODE/what`.
+    weights = sorted(t.name for t in graph.initializer if "/" not in t.name)
+    if weights != sorted(want["tensors"]):
+        return f"weights {weights}, expected {sorted(want['tensors'])}"
+    names = [n.name for n in graph.node]
+    if len(set(names)) != len(names):
+        return "node names repeat"
+    props = {p.key: p.value for p in model.metadata_props}
+    for key, value in want["metadata"].items():
+        if props.get(key) != value:
+            return f"metadata {key}: {props.get(key)!r}, expected {value!r}"
+    return ""
+
+
 def check(model_path: Path) -> tuple[float, float, str]:
     """The largest absolute and relative differences for one file, and what failed ('' if none)."""
     stem = model_path.with_suffix("")
-    shapes = json.loads(stem.with_suffix(".json").read_text())
-    x = np.fromfile(f"{stem}.input.bin", dtype="<f4").reshape(shapes["input"])
-    want = np.fromfile(f"{stem}.output.bin", dtype="<f4").reshape(shapes["output"])
+    want = json.loads(stem.with_suffix(".json").read_text())
     try:
-        onnx.checker.check_model(onnx.load(model_path), full_check=True)
+        error = structure(onnx.load(model_path), want)
     except Exception as e:  # noqa: BLE001 - any checker failure is reported as such
-        return float("nan"), float("nan"), f"checker: {e}"
+        error = f"checker: {e}"
+    if error:
+        return float("nan"), float("nan"), error
+    x = np.fromfile(f"{stem}.input.bin", dtype="<f4").reshape(want["input"])
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    (got,) = session.run(["output"], {"input": x})
-    if got.shape != want.shape:
-        return float("nan"), float("nan"), f"shape {got.shape}, expected {want.shape}"
-    diff = np.abs(got - want)
-    return float(diff.max()), float((diff / (1 + np.abs(want))).max()), ""
+    got = session.run([o["name"] for o in want["outputs"]], {"input": x})
+    absolute = relative = 0.0
+    for k, (output, values) in enumerate(zip(want["outputs"], got)):
+        expected = np.fromfile(f"{stem}.output.{k}.bin", dtype="<f4").reshape(output["shape"])
+        # A volume's output is [N, D, H, W]; the Rust model gives each sample flat, in that order.
+        values = values.reshape(values.shape[0], -1)
+        if values.shape != expected.shape:
+            return float("nan"), float("nan"), f"{output['name']}: shape {values.shape}, expected {expected.shape}"
+        diff = np.abs(values - expected)
+        absolute = max(absolute, float(diff.max()))
+        relative = max(relative, float((diff / (1 + np.abs(expected))).max()))
+    return absolute, relative, ""
 
 
 def main() -> int:

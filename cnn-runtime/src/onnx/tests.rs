@@ -1,5 +1,5 @@
-//! Lowering hand-written operation trees; whole generated models are run through tract in the
-//! `onnx` integration test.
+//! Lowering hand-written operation trees; whole generated models are written by the `onnx`
+//! integration test and run in ONNX Runtime by `scripts/check_onnx.py`.
 
 use super::proto::tests::{fields, Field};
 use super::*;
