@@ -3,10 +3,13 @@
 
 pub use cnn_macros::cnn;
 pub use cnn_runtime::{
-    accuracy, augment, data, distributed, graph, init, io, onnx, optim, schedule, Adam, AdamW, Error, Evaluation,
-    HeadInfo, LayerInfo, Limit, Loss, Model, MultiTask, Network, Noise, Optimizer, PerHead, Result, Schedule, Segment,
-    Sgd, Shape, Targets, TensorInfo, TensorKind,
+    accuracy, augment, data, distributed, graph, init, io, onnx, optim, quant, schedule, Adam, AdamW, Error,
+    Evaluation, HeadInfo, LayerInfo, Limit, Loss, Model, MultiTask, Network, Noise, Optimizer, PerHead, Result,
+    Schedule, Segment, Sgd, Shape, Targets, TensorInfo, TensorKind,
 };
+
+#[cfg(feature = "nalgebra")]
+pub use cnn_runtime::na;
 
 /// The traits a program using models needs in scope: [`Network`] (layers, parameters, buffers,
 /// freezing), [`Model`] (forward pass, training steps, predictions, evaluation), [`MultiTask`]
@@ -31,6 +34,7 @@ pub mod prelude {
 /// may change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use cnn_runtime::__with_nalgebra as with_nalgebra;
     pub use cnn_runtime::compiled::{
         backward_unchecked, classify_heads, forward_pair_unchecked, forward_unchecked, mode, Compiled, State,
         WorkspaceSizes,

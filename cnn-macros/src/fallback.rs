@@ -104,32 +104,14 @@ fn stub(header: &Header, input_len: Option<usize>, classes: Option<usize>, heads
     let (input_lit, classes_lit) = (len(input_len), len(classes));
     let traits = stub_traits(&name, &input_lit);
     // Where a size is unknown the single-sample methods accept any, so that calls still check.
-    let (in_generic, in_ty) = match input_len {
-        Some(_) => (quote!(), quote!([f32; #input_lit])),
-        None => (quote!(const __N: usize,), quote!([f32; __N])),
+    let size = |known: bool, lit: &Literal, generic: TokenStream| match known {
+        true => (quote!(), quote!(#lit)),
+        false => (quote!(const #generic: usize,), generic),
     };
-    let (out_generic, out_ty) = match classes {
-        Some(_) => (quote!(), quote!([f32; #classes_lit])),
-        None => (quote!(const __C: usize,), quote!([f32; __C])),
-    };
+    let input = size(input_len.is_some(), &input_lit, quote!(__N));
     let outputs = match heads {
-        None => quote! {
-            #[allow(dead_code, unused_variables, clippy::all)]
-            impl #name {
-                #vis fn probabilities<#in_generic #out_generic>(&mut self, x: &#in_ty) -> #out_ty {
-                    ::core::unreachable!()
-                }
-                #vis fn classify<#in_generic>(&mut self, x: &#in_ty) -> usize {
-                    ::core::unreachable!()
-                }
-            }
-
-            impl ::cnn::Model for #name {
-                const OUTPUT_LEN: usize = #classes_lit;
-                const LOSS: ::cnn::Loss = ::cnn::Loss::CrossEntropy;
-            }
-        },
-        Some(names) => heads_stub(&name, vis, names, &in_generic, &in_ty),
+        None => single_stub(&name, vis, &input, &size(classes.is_some(), &classes_lit, quote!(__C)), &classes_lit),
+        Some(names) => heads_stub(&name, vis, names, &input),
     };
     quote! {
         #(#docs)*
@@ -154,14 +136,54 @@ fn stub(header: &Header, input_len: Option<usize>, classes: Option<usize>, heads
     }
 }
 
+/// The single-sample methods and `Model` impl of the stub of a model with one output, whose
+/// input and output sizes are `(generic parameter or nothing, size)`.
+fn single_stub(
+    name: &Ident,
+    vis: &Visibility,
+    (in_generic, in_len): &(TokenStream, TokenStream),
+    (out_generic, out_len): &(TokenStream, TokenStream),
+    classes_lit: &Literal,
+) -> TokenStream {
+    let vector = |len: &TokenStream| quote!(::cnn::na::nalgebra::SVector<f32, #len>);
+    let (in_vector, out_vector) = (vector(in_len), vector(out_len));
+    quote! {
+        #[allow(dead_code, unused_variables, clippy::all)]
+        impl #name {
+            #vis fn probabilities<#in_generic #out_generic>(&mut self, x: &[f32; #in_len]) -> [f32; #out_len] {
+                ::core::unreachable!()
+            }
+            #vis fn classify<#in_generic>(&mut self, x: &[f32; #in_len]) -> usize {
+                ::core::unreachable!()
+            }
+        }
+
+        ::cnn::__private::with_nalgebra! {
+            #[allow(dead_code, unused_variables, clippy::all)]
+            impl #name {
+                #vis fn probabilities_vector<#in_generic #out_generic>(&mut self, x: &#in_vector) -> #out_vector {
+                    ::core::unreachable!()
+                }
+                #vis fn classify_vector<#in_generic>(&mut self, x: &#in_vector) -> usize {
+                    ::core::unreachable!()
+                }
+            }
+        }
+
+        impl ::cnn::Model for #name {
+            const OUTPUT_LEN: usize = #classes_lit;
+            const LOSS: ::cnn::Loss = ::cnn::Loss::CrossEntropy;
+        }
+    }
+}
+
 /// The per-head struct, `classify` and `MultiTask` impl of the stub of a model with heads
-/// `names`, whose single-sample input is `in_ty` (generic over `in_generic`).
+/// `names`, whose input size is `(generic parameter or nothing, size)`.
 fn heads_stub(
     name: &Ident,
     vis: &Visibility,
     names: &[Ident],
-    in_generic: &TokenStream,
-    in_ty: &TokenStream,
+    (in_generic, in_len): &(TokenStream, TokenStream),
 ) -> TokenStream {
     // Each name once: a repeated one is reported already, and must not repeat a field.
     let mut unique: Vec<Ident> = Vec::with_capacity(names.len());
@@ -177,7 +199,7 @@ fn heads_stub(
 
         #[allow(dead_code, unused_variables, clippy::all)]
         impl #name {
-            #vis fn classify<#in_generic>(&mut self, x: &#in_ty) -> #strukt<usize> {
+            #vis fn classify<#in_generic>(&mut self, x: &[f32; #in_len]) -> #strukt<usize> {
                 ::core::unreachable!()
             }
         }

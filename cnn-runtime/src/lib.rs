@@ -29,8 +29,11 @@ mod limit;
 mod mapped;
 mod meta;
 mod model;
+#[cfg(feature = "nalgebra")]
+pub mod na;
 pub mod onnx;
 pub mod optim;
+pub mod quant;
 pub mod schedule;
 mod shape;
 mod state;
@@ -47,3 +50,11 @@ pub use shape::{conv_output_len, Shape};
 
 /// The result type of every fallible runtime operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Without the `nalgebra` feature, what `cnn!` generates for nalgebra types is left out.
+#[cfg(not(feature = "nalgebra"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_nalgebra {
+    ($($item:tt)*) => {};
+}

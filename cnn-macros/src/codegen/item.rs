@@ -188,6 +188,24 @@ fn model_items(model: &Model, checked: &Checked, program: &Program<'_>, name: &I
                 #loss.classify(&self.probabilities(x))
             }
         }
+
+        #rt::with_nalgebra! {
+            #[allow(clippy::all)]
+            impl #name {
+                /// [`probabilities`](Self::probabilities) of one sample as a nalgebra vector.
+                #vis fn probabilities_vector(
+                    &mut self,
+                    x: &::cnn::na::nalgebra::SVector<f32, #input_lit>,
+                ) -> ::cnn::na::nalgebra::SVector<f32, #outputs_lit> {
+                    ::cnn::na::nalgebra::SVector::from_column_slice(#rt::forward_unchecked(self, 1, x.as_slice()))
+                }
+
+                /// [`classify`](Self::classify) of one sample as a nalgebra vector.
+                #vis fn classify_vector(&mut self, x: &::cnn::na::nalgebra::SVector<f32, #input_lit>) -> usize {
+                    #loss.classify(#rt::forward_unchecked(self, 1, x.as_slice()))
+                }
+            }
+        }
     }
 }
 

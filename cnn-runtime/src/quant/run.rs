@@ -1,0 +1,169 @@
+//! One sample through the steps of a quantised model.
+
+use super::dot::{products, Kernel};
+use super::{Dense, Geometry, QParams, Step};
+use crate::graph::PoolKind;
+use crate::kernels::Act;
+
+/// The buffers one thread works in: two activations, the columns of a product, its sums and
+/// its outputs before quantisation.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Scratch {
+    pub(crate) a: Vec<u8>,
+    pub(crate) b: Vec<u8>,
+    pub(crate) columns: Vec<u8>,
+    pub(crate) sums: Vec<i32>,
+    pub(crate) real: Vec<f32>,
+}
+
+impl Scratch {
+    /// Buffers large enough for every step of `steps`, reading `input_len` values.
+    pub(crate) fn for_steps(steps: &[Step], input_len: usize) -> Scratch {
+        let (mut act, mut columns, mut sums) = (input_len, 0, 0);
+        for step in steps {
+            act = act.max(step.output_len());
+            if let Step::Dense { layer, .. } = step {
+                columns = columns.max(layer.positions() * layer.kp);
+                sums = sums.max(layer.positions() * layer.filters);
+            }
+        }
+        Scratch {
+            a: vec![0; act],
+            b: vec![0; act],
+            columns: vec![0; columns],
+            sums: vec![0; sums],
+            real: vec![0.0; act],
+        }
+    }
+}
+
+/// `x` quantised with `q` into `out`.
+pub(crate) fn quantize(q: QParams, x: &[f32], out: &mut [u8]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = q.quantize(v);
+    }
+}
+
+/// Runs `steps` on one sample in `scratch.a` (`len` values quantised with `q`); returns the
+/// length of the result, left in `scratch.real` when the last step is dense (its values before
+/// quantisation) and dequantised there otherwise.
+pub(crate) fn sample(kernel: Kernel, steps: &[Step], mut q: QParams, mut len: usize, scratch: &mut Scratch) -> usize {
+    for (i, step) in steps.iter().enumerate() {
+        let last = i + 1 == steps.len();
+        let Scratch { a, b, columns, sums, real } = scratch;
+        match step {
+            Step::Dense { layer, input, output } => {
+                len = dense(kernel, layer, *input, &a[..len], columns, sums, real);
+                if let Some(out) = output {
+                    quantize(*out, &real[..len], b);
+                    q = *out;
+                }
+                if last {
+                    return len;
+                }
+            }
+            Step::Pool { kind, geometry, input } => {
+                len = pool(*kind, geometry, input.zero, &a[..len], b);
+                q = *input;
+            }
+            Step::Act { acts, input, output, .. } => {
+                for (o, &v) in b.iter_mut().zip(&a[..len]) {
+                    *o = output.quantize(acts.iter().fold(input.dequantize(v), |y, act| act.apply(y)));
+                }
+                q = *output;
+            }
+        }
+        std::mem::swap(&mut scratch.a, &mut scratch.b);
+    }
+    for (r, &v) in scratch.real.iter_mut().zip(&scratch.a[..len]) {
+        *r = q.dequantize(v);
+    }
+    len
+}
+
+/// A convolution or fully connected layer on the quantised `x`: its outputs after the fused
+/// activations, in `real`; returns their number.
+pub(crate) fn dense(
+    kernel: Kernel,
+    layer: &Dense,
+    input: QParams,
+    x: &[u8],
+    columns: &mut [u8],
+    sums: &mut [i32],
+    real: &mut [f32],
+) -> usize {
+    let positions = layer.positions();
+    let columns = &mut columns[..positions * layer.kp];
+    match &layer.geometry {
+        Some(g) => im2col(g, input.zero, x, layer.kp, columns),
+        None => {
+            columns[..x.len()].copy_from_slice(x);
+            columns[x.len()..].fill(0);
+        }
+    }
+    let sums = &mut sums[..positions * layer.filters];
+    products(kernel, &layer.weights, columns, layer.kp, sums);
+    let zero = i32::from(input.zero);
+    for (k, (row, out)) in sums.chunks_exact(positions).zip(real.chunks_exact_mut(positions)).enumerate() {
+        // Σ w·(q − zero) + bias, in the units of input scale × weight scale.
+        let (offset, scale) = (layer.bias[k] - zero * layer.weight_sums[k], input.scale * layer.weight_scales[k]);
+        for (o, &s) in out.iter_mut().zip(row) {
+            *o = layer.acts.iter().fold((s + offset) as f32 * scale, |y, act: &Act| act.apply(y));
+        }
+    }
+    positions * layer.filters
+}
+
+/// The columns of a convolution: for each output position, the `d · fh · fw` input values its
+/// filter reads (`zero`, the quantised 0, where it reads padding), then zeros up to `kp`.
+fn im2col(g: &Geometry, zero: u8, x: &[u8], kp: usize, columns: &mut [u8]) {
+    let (h2, w2) = g.output();
+    for (p, column) in columns.chunks_exact_mut(kp).enumerate() {
+        let (oy, ox) = (p / w2, p % w2);
+        let mut i = 0;
+        for c in 0..g.depth {
+            for fy in 0..g.filter.h {
+                let y = (oy * g.stride.h + fy).wrapping_sub(g.pad.h);
+                for fx in 0..g.filter.w {
+                    let x_at = (ox * g.stride.w + fx).wrapping_sub(g.pad.w);
+                    column[i] =
+                        if y < g.height && x_at < g.width { x[(c * g.height + y) * g.width + x_at] } else { zero };
+                    i += 1;
+                }
+            }
+        }
+        column[i..].fill(0);
+        debug_assert!(p < h2 * w2);
+    }
+}
+
+/// Max or average pooling of the quantised `x` into `out`; returns the output's length.
+/// Maximum and mean commute with the affine quantisation, so the values stay in the input's
+/// scale: max pooling is exact, the mean rounds to the nearest (ties away from zero). Average
+/// pooling counts padding as the quantised 0, as PyTorch's `count_include_pad=True`.
+fn pool(kind: PoolKind, g: &Geometry, zero: u8, x: &[u8], out: &mut [u8]) -> usize {
+    let (h2, w2) = g.output();
+    let area = (g.filter.h * g.filter.w) as u32;
+    for c in 0..g.depth {
+        for oy in 0..h2 {
+            for ox in 0..w2 {
+                let (mut max, mut sum) = (0u8, 0u32);
+                for fy in 0..g.filter.h {
+                    let y = (oy * g.stride.h + fy).wrapping_sub(g.pad.h);
+                    for fx in 0..g.filter.w {
+                        let x_at = (ox * g.stride.w + fx).wrapping_sub(g.pad.w);
+                        let inside = y < g.height && x_at < g.width;
+                        let v = if inside { x[(c * g.height + y) * g.width + x_at] } else { zero };
+                        max = if inside { max.max(v) } else { max };
+                        sum += u32::from(v);
+                    }
+                }
+                out[(c * h2 + oy) * w2 + ox] = match kind {
+                    PoolKind::Max => max,
+                    _ => ((sum + area / 2) / area) as u8,
+                };
+            }
+        }
+    }
+    g.depth * h2 * w2
+}
