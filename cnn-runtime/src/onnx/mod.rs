@@ -40,8 +40,11 @@
 
 mod graph;
 mod proto;
+mod quant;
 #[cfg(test)]
 mod tests;
+
+pub use quant::{quantized_to_bytes, save_quantized};
 
 use std::path::Path;
 
@@ -96,11 +99,23 @@ fn model_bytes(
     let mut lowering = Lowering::new(weights);
     let outputs = lowering.lower(graph)?;
     let nodes: Vec<Message> = lowering.nodes.iter().map(node).collect();
+    encode(&nodes, &lowering.initializers, input, &outputs, props)
+}
+
+/// The ModelProto of `nodes` and `initializers` reading `input` and writing `outputs`, with
+/// the metadata `props`.
+fn encode(
+    nodes: &[Message],
+    initializers: &[Message],
+    input: Shape,
+    outputs: &[(String, Shape)],
+    props: &[(String, String)],
+) -> Result<Vec<u8>> {
     let outputs: Vec<Message> = outputs.iter().map(|(name, shape)| proto::value_info(name, *shape)).collect();
     let graph = Message::new()
-        .messages(1, &nodes)
+        .messages(1, nodes)
         .string(2, GRAPH_NAME)
-        .messages(5, &lowering.initializers)
+        .messages(5, initializers)
         .message(11, &proto::value_info(INPUT, input))
         .messages(12, &outputs);
     let props: Vec<Message> = props.iter().map(|(k, v)| proto::entry(k, v)).collect();

@@ -7,6 +7,12 @@ use crate::Shape;
 pub(crate) const FLOAT: i64 = 1;
 /// `TensorProto.DataType` of 64-bit integers.
 pub(crate) const INT64: i64 = 7;
+/// `TensorProto.DataType` of unsigned 8-bit integers.
+pub(crate) const UINT8: i64 = 2;
+/// `TensorProto.DataType` of signed 8-bit integers.
+pub(crate) const INT8: i64 = 3;
+/// `TensorProto.DataType` of 32-bit integers.
+pub(crate) const INT32: i64 = 6;
 
 /// Wire types.
 const VARINT: u32 = 0;
@@ -111,6 +117,12 @@ pub(crate) fn float_tensor(name: &str, dims: &[usize], values: &[f32]) -> Messag
     let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     let m = dims.iter().fold(Message::new(), |m, &d| m.int(1, d as i64));
     m.int(2, FLOAT).string(8, name).bytes(9, &raw)
+}
+
+/// A `TensorProto` of `data_type` whose values are the little-endian bytes `raw`.
+pub(crate) fn raw_tensor(name: &str, dims: &[usize], data_type: i64, raw: &[u8]) -> Message {
+    let m = dims.iter().fold(Message::new(), |m, &d| m.int(1, d as i64));
+    m.int(2, data_type).string(8, name).bytes(9, raw)
 }
 
 /// A 64-bit integer `TensorProto`, its values in `raw_data`.

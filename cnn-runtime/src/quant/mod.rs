@@ -161,11 +161,11 @@ impl Step {
 /// A model quantised to 8-bit integers by [`quantize`], for inference.
 #[derive(Clone, Debug)]
 pub struct Quantized {
-    input_shape: Shape,
-    input: QParams,
-    steps: Vec<Step>,
+    pub(crate) input_shape: Shape,
+    pub(crate) input: QParams,
+    pub(crate) steps: Vec<Step>,
     output_len: usize,
-    softmax: bool,
+    pub(crate) softmax: bool,
     loss: Loss,
     dsl: &'static str,
     kernel: Kernel,

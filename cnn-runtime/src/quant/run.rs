@@ -139,7 +139,7 @@ fn im2col(g: &Geometry, zero: u8, x: &[u8], kp: usize, columns: &mut [u8]) {
 
 /// Max or average pooling of the quantised `x` into `out`; returns the output's length.
 /// Maximum and mean commute with the affine quantisation, so the values stay in the input's
-/// scale: max pooling is exact, the mean rounds to the nearest (ties away from zero). Average
+/// scale: max pooling is exact, the mean rounds to the nearest (ties to even). Average
 /// pooling counts padding as the quantised 0, as PyTorch's `count_include_pad=True`.
 fn pool(kind: PoolKind, g: &Geometry, zero: u8, x: &[u8], out: &mut [u8]) -> usize {
     let (h2, w2) = g.output();
@@ -160,10 +160,17 @@ fn pool(kind: PoolKind, g: &Geometry, zero: u8, x: &[u8], out: &mut [u8]) -> usi
                 }
                 out[(c * h2 + oy) * w2 + ox] = match kind {
                     PoolKind::Max => max,
-                    _ => ((sum + area / 2) / area) as u8,
+                    _ => mean(sum, area),
                 };
             }
         }
     }
     g.depth * h2 * w2
+}
+
+/// `sum / area` rounded to the nearest integer, ties to even (as ONNX's `QuantizeLinear`).
+fn mean(sum: u32, area: u32) -> u8 {
+    let (q, r) = (sum / area, sum % area);
+    let up = 2 * r > area || (2 * r == area && q % 2 == 1);
+    (q + u32::from(up)) as u8
 }
