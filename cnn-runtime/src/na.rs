@@ -19,7 +19,7 @@
 //! let mut model = Tiny::with_seed(1);
 //! let x = SVector::<f32, 4>::new(0.5, -1.0, 0.25, 2.0);
 //! let p: SVector<f32, 3> = model.probabilities_vector(&x);
-//! let batch = DMatrix::from_columns(&[x, x * 2.0]);          // 4 × 2: two samples
+//! let batch = DMatrix::from_fn(4, 2, |r, c| x[r] * (c + 1) as f32); // 4 × 2: two samples
 //! let out = forward_columns(&mut model, &batch)?;             // 3 × 2
 //! assert_eq!(out.column(0), p);
 //! let w = fc_weights(&model, 1)?;                             // Wᵀ, 4 × 3, no copy

@@ -9,7 +9,7 @@ use crate::{Error, Model, Result, TensorInfo};
 
 /// A step before calibration.
 enum Plan {
-    Dense(Dense),
+    Dense(Box<Dense>),
     Pool(PoolKind, Geometry),
     Act(Vec<Act>, usize),
 }
@@ -67,6 +67,7 @@ fn dense<M: Model>(
         Some(b) => params[b.offset..b.offset + filters].to_vec(),
         None => vec![0.0; filters],
     };
+    let packed = dot::pack(&weights, kp);
     Ok(Dense {
         path,
         geometry,
@@ -74,6 +75,7 @@ fn dense<M: Model>(
         k,
         kp,
         weights,
+        packed,
         weight_scales,
         weight_sums,
         bias_real,
@@ -92,9 +94,11 @@ fn plan<M: Model>(model: &M) -> Result<(Vec<Plan>, bool)> {
             Op::Conv { filter, filters, stride, pad, groups: 1, .. } => {
                 let g = geometry(node, filter, stride, pad);
                 let k = g.depth * filter.h * filter.w;
-                plans.push(Plan::Dense(dense(model, node.path, Some(g), filters, k)?));
+                plans.push(Plan::Dense(Box::new(dense(model, node.path, Some(g), filters, k)?)));
             }
-            Op::Fc { out, .. } => plans.push(Plan::Dense(dense(model, node.path, None, out, node.input.len())?)),
+            Op::Fc { out, .. } => {
+                plans.push(Plan::Dense(Box::new(dense(model, node.path, None, out, node.input.len())?)))
+            }
             Op::Pool { kind: kind @ (PoolKind::Max | PoolKind::Avg), window, stride, pad } => {
                 plans.push(Plan::Pool(kind, geometry(node, window, stride, pad)));
             }
@@ -186,7 +190,7 @@ fn calibrate(plan: Plan, q: QParams, current: &[u8], len: usize, n: usize) -> Re
     let step = match plan {
         Plan::Dense(mut layer) => {
             layer.bias = bias(&layer, q)?;
-            Step::Dense { layer: Box::new(layer), input: q, output: None }
+            Step::Dense { layer, input: q, output: None }
         }
         Plan::Pool(kind, geometry) => Step::Pool { kind, geometry, input: q },
         Plan::Act(acts, len) => Step::Act { acts, len, input: q, output: q },

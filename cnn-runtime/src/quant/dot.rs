@@ -1,4 +1,4 @@
-//! The integer products of int8 inference: `out[r][c] = Σ w[r][i] · x[c][i]` for signed 8-bit
+//! The integer products of int8 inference: `out[c][r] = Σ w[r][i] · x[c][i]` for signed 8-bit
 //! weights `w` (rows of `k` values) and unsigned activations `x` (columns of `k` values), summed
 //! in `i32`.
 //!
@@ -10,7 +10,8 @@
 /// The product kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
-    /// AVX2: 32 products per `vpmaddubsw`, summed with `vpmaddwd`.
+    /// AVX2: 32 products per `vpmaddubsw` (4 values of a column times 4 of each of 8 rows),
+    /// summed into `i32` with `vpmaddwd`.
     Avx2,
     /// Plain Rust, for every processor.
     Portable,
@@ -35,31 +36,54 @@ impl Kernel {
     }
 }
 
-/// Values per row and column: `k` rounded up to a multiple of 32, the padding zero.
+/// Values per row and column: `k` rounded up to a multiple of 4, the padding zero.
 pub(crate) fn padded(k: usize) -> usize {
-    k.div_ceil(32) * 32
+    k.div_ceil(4) * 4
 }
 
-/// `out[r * cols + c] = Σ_i w[r * kp + i] · x[c * kp + i]` over `rows` rows and `cols` columns
-/// of `kp` values each (`kp` a multiple of 32).
-pub(crate) fn products(kernel: Kernel, w: &[i8], x: &[u8], kp: usize, out: &mut [i32]) {
+/// Rows of the products taken together: the output rows are `rows` rounded up to it.
+pub(crate) const GROUP: usize = 8;
+
+/// The weights `w` (`rows` of `kp`) in the order the AVX2 kernel reads them: groups of
+/// [`GROUP`] rows (the last one filled with zero rows), and within a group, for each run of 4
+/// values, those 4 values of each row in turn.
+pub(crate) fn pack(w: &[i8], kp: usize) -> Vec<i8> {
+    let rows = w.len() / kp;
+    let groups = rows.div_ceil(GROUP);
+    let mut packed = vec![0; groups * GROUP * kp];
+    for g in 0..groups {
+        for t in 0..kp / 4 {
+            for r in 0..GROUP.min(rows - g * GROUP) {
+                let from = (g * GROUP + r) * kp + 4 * t;
+                let to = (g * kp / 4 + t) * 4 * GROUP + 4 * r;
+                packed[to..to + 4].copy_from_slice(&w[from..from + 4]);
+            }
+        }
+    }
+    packed
+}
+
+/// `out[c * rows_padded + r] = Σ_i w[r * kp + i] · x[c * kp + i]` for each column `c` of `x`
+/// and row `r` of `w` (`rows_padded`, the rows rounded up to [`GROUP`]; the rows past them are
+/// left as they are). `packed` is `w` as [`pack`] lays it out.
+pub(crate) fn products(kernel: Kernel, w: &[i8], packed: &[i8], x: &[u8], kp: usize, out: &mut [i32]) {
     let (rows, cols) = (w.len() / kp, x.len() / kp);
-    debug_assert!(kp.is_multiple_of(32) && out.len() == rows * cols);
+    let stride = rows.div_ceil(GROUP) * GROUP;
+    debug_assert!(kp.is_multiple_of(4) && out.len() == cols * stride && packed.len() == stride * kp);
     match kernel {
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 if Kernel::Avx2.available() => {
             // SAFETY: the processor has AVX2 (checked above).
-            unsafe { avx2::products(w, x, kp, out) }
+            unsafe { avx2::products(packed, x, kp, stride, out) }
         }
-        _ => portable(w, x, kp, out),
+        _ => portable(w, x, kp, stride, out),
     }
 }
 
-fn portable(w: &[i8], x: &[u8], kp: usize, out: &mut [i32]) {
-    let cols = x.len() / kp;
-    for (r, row) in w.chunks_exact(kp).enumerate() {
-        for (c, column) in x.chunks_exact(kp).enumerate() {
-            out[r * cols + c] = row.iter().zip(column).map(|(&a, &b)| i32::from(a) * i32::from(b)).sum();
+fn portable(w: &[i8], x: &[u8], kp: usize, stride: usize, out: &mut [i32]) {
+    for (column, out) in x.chunks_exact(kp).zip(out.chunks_exact_mut(stride)) {
+        for (row, o) in w.chunks_exact(kp).zip(out.iter_mut()) {
+            *o = row.iter().zip(column).map(|(&a, &b)| i32::from(a) * i32::from(b)).sum();
         }
     }
 }
@@ -68,53 +92,52 @@ fn portable(w: &[i8], x: &[u8], kp: usize, out: &mut [i32]) {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    /// Rows taken together, so that each column's load serves them all.
-    const R: usize = 4;
+    use super::GROUP;
 
+    /// Columns taken together, so that each load of a group's weights serves them all.
+    const COLUMNS: usize = 4;
+
+    /// For each group of 8 rows and each block of up to 4 columns: 8 × 4 sums in registers,
+    /// each step adding 4 values of a column (broadcast) times 4 values of each of the 8 rows.
     #[target_feature(enable = "avx2")]
-    pub(super) fn products(w: &[i8], x: &[u8], kp: usize, out: &mut [i32]) {
+    pub(super) fn products(packed: &[i8], x: &[u8], kp: usize, stride: usize, out: &mut [i32]) {
         let cols = x.len() / kp;
-        let rows = w.len() / kp;
-        let mut r = 0;
-        while r + R <= rows {
-            let block: [&[i8]; R] = std::array::from_fn(|i| &w[(r + i) * kp..(r + i + 1) * kp]);
-            for (c, column) in x.chunks_exact(kp).enumerate() {
-                let sums = dots(block, column);
-                for (i, s) in sums.into_iter().enumerate() {
-                    out[(r + i) * cols + c] = s;
-                }
+        for (g, weights) in packed.chunks_exact(GROUP * kp).enumerate() {
+            let mut c = 0;
+            while c + COLUMNS <= cols {
+                block::<COLUMNS>(weights, &x[c * kp..], kp, &mut out[c * stride + g * GROUP..], stride);
+                c += COLUMNS;
             }
-            r += R;
-        }
-        for r in r..rows {
-            let row = &w[r * kp..(r + 1) * kp];
-            for (c, column) in x.chunks_exact(kp).enumerate() {
-                out[r * cols + c] = dots([row], column)[0];
+            while c < cols {
+                block::<1>(weights, &x[c * kp..], kp, &mut out[c * stride + g * GROUP..], stride);
+                c += 1;
             }
         }
     }
 
-    /// The dot products of `N` weight rows with one column.
+    /// The 8 rows of one group against `N` columns starting at `x`, stored at `out` and every
+    /// `stride` values after.
     #[target_feature(enable = "avx2")]
     #[inline]
-    fn dots<const N: usize>(rows: [&[i8]; N], column: &[u8]) -> [i32; N] {
+    fn block<const N: usize>(weights: &[i8], x: &[u8], kp: usize, out: &mut [i32], stride: usize) {
         let ones = _mm256_set1_epi16(1);
         let mut acc = [_mm256_setzero_si256(); N];
-        for (i, x) in column.chunks_exact(32).enumerate() {
-            // SAFETY: `x` holds 32 bytes; unaligned loads.
-            let xv = unsafe { _mm256_loadu_si256(x.as_ptr().cast()) };
-            for (a, row) in acc.iter_mut().zip(rows) {
-                // SAFETY: every row holds as many values as the column, a multiple of 32.
-                let wv = unsafe { _mm256_loadu_si256(row.as_ptr().add(32 * i).cast()) };
-                // u8 · i8 pairs summed into i16 (exact for these ranges), then into i32.
-                *a = _mm256_add_epi32(*a, _mm256_madd_epi16(_mm256_maddubs_epi16(xv, wv), ones));
+        for (t, w) in weights.chunks_exact(4 * GROUP).enumerate() {
+            // SAFETY: `w` holds 32 bytes; unaligned load.
+            let w = unsafe { _mm256_loadu_si256(w.as_ptr().cast()) };
+            for (j, a) in acc.iter_mut().enumerate() {
+                let at = j * kp + 4 * t;
+                let v = i32::from_le_bytes([x[at], x[at + 1], x[at + 2], x[at + 3]]);
+                // u8 · i8 pairs summed into i16 (exact for these ranges), then pairs into i32.
+                let products = _mm256_maddubs_epi16(_mm256_set1_epi32(v), w);
+                *a = _mm256_add_epi32(*a, _mm256_madd_epi16(products, ones));
             }
         }
-        acc.map(|a| {
-            let s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256::<1>(a));
-            let s = _mm_hadd_epi32(s, s);
-            _mm_cvtsi128_si32(_mm_hadd_epi32(s, s))
-        })
+        for (j, a) in acc.iter().enumerate() {
+            let o = &mut out[j * stride..j * stride + GROUP];
+            // SAFETY: `o` holds 8 values; unaligned store.
+            unsafe { _mm256_storeu_si256(o.as_mut_ptr().cast(), *a) };
+        }
     }
 }
 
@@ -155,10 +178,13 @@ mod tests {
                     exact[r * cols + c] = (0..k).map(|i| w[r * kp + i] as i64 * x[c * kp + i] as i64).sum();
                 }
             }
+            let (packed, stride) = (pack(&w, kp), rows.div_ceil(GROUP) * GROUP);
             for kernel in [Kernel::Portable, Kernel::Avx2].into_iter().filter(|k| k.available()) {
-                let mut out = vec![0; rows * cols];
-                products(kernel, &w, &x, kp, &mut out);
-                let out: Vec<i64> = out.into_iter().map(i64::from).collect();
+                let mut out = vec![0; stride * cols];
+                products(kernel, &w, &packed, &x, kp, &mut out);
+                let out: Vec<i64> = out.chunks(stride).flat_map(|c| c[..rows].iter().map(|&v| i64::from(v))).collect();
+                let exact: Vec<i64> =
+                    (0..cols).flat_map(|c| (0..rows).map(move |r| (r, c))).map(|(r, c)| exact[r * cols + c]).collect();
                 assert_eq!(out, exact, "{kernel:?} {rows}x{cols}x{k}");
             }
         }
@@ -171,8 +197,8 @@ mod tests {
         for weight in [127i8, -127] {
             let (w, x) = (vec![weight; kp], vec![127u8; kp]);
             for kernel in [Kernel::Portable, Kernel::Avx2].into_iter().filter(|k| k.available()) {
-                let mut out = [0];
-                products(kernel, &w, &x, kp, &mut out);
+                let mut out = [0; GROUP];
+                products(kernel, &w, &pack(&w, kp), &x, kp, &mut out);
                 assert_eq!(out[0], 64 * 127 * i32::from(weight), "{kernel:?}");
             }
         }

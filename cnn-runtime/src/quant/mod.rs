@@ -66,7 +66,7 @@ impl QParams {
     /// The integer nearest `v` (ties to even, as ONNX's `QuantizeLinear`), within `0..=127`.
     #[inline]
     pub(crate) fn quantize(self, v: f32) -> u8 {
-        ((v / self.scale).round_ties_even() + f32::from(self.zero)).clamp(0.0, 127.0) as u8
+        (round_even(v / self.scale) + f32::from(self.zero)).clamp(0.0, 127.0) as u8
     }
 
     /// The real value of `q`.
@@ -74,6 +74,16 @@ impl QParams {
     pub(crate) fn dequantize(self, q: u8) -> f32 {
         (i32::from(q) - i32::from(self.zero)) as f32 * self.scale
     }
+}
+
+/// `x` rounded to the nearest integer, ties to even, as `f32::round_ties_even` but without a
+/// call to the C library on processors without SSE 4.1: adding and subtracting 1.5 · 2^23
+/// leaves an integer, rounded as the processor rounds, to nearest even. Values past ±2^22 are
+/// clamped first (to ±4,000,000, far outside `0..=127`).
+#[inline]
+pub(crate) fn round_even(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (x.clamp(-4_000_000.0, 4_000_000.0) + MAGIC) - MAGIC
 }
 
 /// The window of a convolution or pooling over a `depth × height × width` input.
@@ -106,11 +116,13 @@ pub(crate) struct Dense {
     pub(crate) geometry: Option<Geometry>,
     /// Output channels (outputs of a fully connected layer).
     pub(crate) filters: usize,
-    /// Values each filter reads, and that number rounded up to a multiple of 32.
+    /// Values each filter reads, and that number rounded up to a multiple of 4.
     pub(crate) k: usize,
     pub(crate) kp: usize,
     /// `filters` rows of `kp` weights, zero past `k`.
     pub(crate) weights: Vec<i8>,
+    /// The same, laid out for the AVX2 kernel ([`dot::pack`]).
+    pub(crate) packed: Vec<i8>,
     /// Each filter's weight scale.
     pub(crate) weight_scales: Vec<f32>,
     /// Each filter's sum of quantised weights, for the input's zero point.
@@ -123,6 +135,11 @@ pub(crate) struct Dense {
 }
 
 impl Dense {
+    /// The filters rounded up to a group of the products: the stride of their sums.
+    pub(crate) fn stride(&self) -> usize {
+        self.filters.div_ceil(dot::GROUP) * dot::GROUP
+    }
+
     /// Output positions per channel: 1 for a fully connected layer.
     pub(crate) fn positions(&self) -> usize {
         self.geometry.as_ref().map_or(1, |g| {
@@ -305,5 +322,21 @@ fn softmax_row(row: &mut [f32]) {
     }
     for v in row.iter_mut() {
         *v /= sum;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_is_to_nearest_even() {
+        for i in -400_000..400_000 {
+            let x = i as f32 / 1000.0;
+            assert_eq!(round_even(x), x.round_ties_even(), "{x}");
+        }
+        for x in [0.5f32, 1.5, 2.5, -0.5, -1.5, -2.5, 126.5, 127.49999, 1e9, -1e9] {
+            assert_eq!(round_even(x), x.round_ties_even().clamp(-4e6, 4e6), "{x}");
+        }
     }
 }

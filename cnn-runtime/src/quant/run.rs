@@ -3,7 +3,6 @@
 use super::dot::{products, Kernel};
 use super::{Dense, Geometry, QParams, Step};
 use crate::graph::PoolKind;
-use crate::kernels::Act;
 
 /// The buffers one thread works in: two activations, the columns of a product, its sums and
 /// its outputs before quantisation.
@@ -24,7 +23,7 @@ impl Scratch {
             act = act.max(step.output_len());
             if let Step::Dense { layer, .. } = step {
                 columns = columns.max(layer.positions() * layer.kp);
-                sums = sums.max(layer.positions() * layer.filters);
+                sums = sums.max(layer.positions() * layer.stride());
             }
         }
         Scratch {
@@ -101,14 +100,18 @@ pub(crate) fn dense(
             columns[x.len()..].fill(0);
         }
     }
-    let sums = &mut sums[..positions * layer.filters];
-    products(kernel, &layer.weights, columns, layer.kp, sums);
+    let stride = layer.stride();
+    let sums = &mut sums[..positions * stride];
+    products(kernel, &layer.weights, &layer.packed, columns, layer.kp, sums);
     let zero = i32::from(input.zero);
-    for (k, (row, out)) in sums.chunks_exact(positions).zip(real.chunks_exact_mut(positions)).enumerate() {
+    for (k, out) in real[..positions * layer.filters].chunks_exact_mut(positions).enumerate() {
         // Σ w·(q − zero) + bias, in the units of input scale × weight scale.
         let (offset, scale) = (layer.bias[k] - zero * layer.weight_sums[k], input.scale * layer.weight_scales[k]);
-        for (o, &s) in out.iter_mut().zip(row) {
-            *o = layer.acts.iter().fold((s + offset) as f32 * scale, |y, act: &Act| act.apply(y));
+        for (o, &s) in out.iter_mut().zip(sums[k..].iter().step_by(stride)) {
+            *o = (s + offset) as f32 * scale;
+        }
+        for act in &layer.acts {
+            act.apply_in_place(out);
         }
     }
     positions * layer.filters
@@ -117,23 +120,36 @@ pub(crate) fn dense(
 /// The columns of a convolution: for each output position, the `d · fh · fw` input values its
 /// filter reads (`zero`, the quantised 0, where it reads padding), then zeros up to `kp`.
 fn im2col(g: &Geometry, zero: u8, x: &[u8], kp: usize, columns: &mut [u8]) {
-    let (h2, w2) = g.output();
+    let (_, w2) = g.output();
+    let fw = g.filter.w;
     for (p, column) in columns.chunks_exact_mut(kp).enumerate() {
         let (oy, ox) = (p / w2, p % w2);
+        let left = (ox * g.stride.w) as isize - g.pad.w as isize;
         let mut i = 0;
         for c in 0..g.depth {
             for fy in 0..g.filter.h {
                 let y = (oy * g.stride.h + fy).wrapping_sub(g.pad.h);
-                for fx in 0..g.filter.w {
-                    let x_at = (ox * g.stride.w + fx).wrapping_sub(g.pad.w);
-                    column[i] =
-                        if y < g.height && x_at < g.width { x[(c * g.height + y) * g.width + x_at] } else { zero };
-                    i += 1;
+                let out = &mut column[i..i + fw];
+                i += fw;
+                if y >= g.height {
+                    out.fill(zero);
+                    continue;
+                }
+                let row = &x[(c * g.height + y) * g.width..][..g.width];
+                if left >= 0 && left as usize + fw <= g.width {
+                    // A loop rather than `copy_from_slice`, which calls `memcpy` for a few bytes.
+                    for (o, &v) in out.iter_mut().zip(&row[left as usize..left as usize + fw]) {
+                        *o = v;
+                    }
+                } else {
+                    for (fx, o) in out.iter_mut().enumerate() {
+                        let at = left + fx as isize;
+                        *o = if (0..g.width as isize).contains(&at) { row[at as usize] } else { zero };
+                    }
                 }
             }
         }
         column[i..].fill(0);
-        debug_assert!(p < h2 * w2);
     }
 }
 
@@ -144,16 +160,27 @@ fn im2col(g: &Geometry, zero: u8, x: &[u8], kp: usize, columns: &mut [u8]) {
 fn pool(kind: PoolKind, g: &Geometry, zero: u8, x: &[u8], out: &mut [u8]) -> usize {
     let (h2, w2) = g.output();
     let area = (g.filter.h * g.filter.w) as u32;
+    let padded = g.pad.h > 0 || g.pad.w > 0;
     for c in 0..g.depth {
+        let plane = &x[c * g.height * g.width..][..g.height * g.width];
         for oy in 0..h2 {
             for ox in 0..w2 {
                 let (mut max, mut sum) = (0u8, 0u32);
                 for fy in 0..g.filter.h {
                     let y = (oy * g.stride.h + fy).wrapping_sub(g.pad.h);
+                    let left = ox * g.stride.w;
+                    if !padded {
+                        // Every window lies inside the input.
+                        for &v in &plane[y * g.width + left..][..g.filter.w] {
+                            max = max.max(v);
+                            sum += u32::from(v);
+                        }
+                        continue;
+                    }
                     for fx in 0..g.filter.w {
-                        let x_at = (ox * g.stride.w + fx).wrapping_sub(g.pad.w);
+                        let x_at = (left + fx).wrapping_sub(g.pad.w);
                         let inside = y < g.height && x_at < g.width;
-                        let v = if inside { x[(c * g.height + y) * g.width + x_at] } else { zero };
+                        let v = if inside { plane[y * g.width + x_at] } else { zero };
                         max = if inside { max.max(v) } else { max };
                         sum += u32::from(v);
                     }
