@@ -44,26 +44,41 @@
 //! # Ok::<(), cnn::Error>(())
 //! ```
 
-use std::collections::BTreeMap;
+#[cfg(feature = "std")]
+use alloc::collections::BTreeMap;
+#[cfg(feature = "std")]
+use core::sync::atomic::{AtomicU64, Ordering};
+#[cfg(feature = "std")]
 use std::ffi::{OsStr, OsString};
+#[cfg(feature = "std")]
 use std::fs;
+#[cfg(feature = "std")]
 use std::io::{Read, Write};
+#[cfg(feature = "std")]
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(feature = "std")]
 use std::time::Duration;
 
 use safetensors::tensor::Metadata;
 use safetensors::{Dtype, SafeTensors};
 
+#[cfg(feature = "std")]
 use crate::data::file_error;
-use crate::limit::Budget;
+use crate::limit::{Budget, Origin};
+#[cfg(feature = "std")]
 pub use crate::mapped::{load_mapped, load_mapped_with, FileTensor, MapOptions, MappedTensor, Mapping, ORDER_KEY};
 pub use crate::meta::{Channels, Meta};
-use crate::optim::{check_count, check_learning_rate, first_non_finite};
-use crate::{Error, Limit, Network, Noise, Optimizer, Result, TensorKind};
+use crate::optim::first_non_finite;
+#[cfg(feature = "std")]
+use crate::optim::{check_count, check_learning_rate};
+use crate::prelude::*;
+use crate::{Error, Limit, Network, Result, TensorKind};
+#[cfg(feature = "std")]
+use crate::{Noise, Optimizer};
 
 /// Metadata key of the model's layer list.
 pub const MODEL_KEY: &str = "cnn.model";
+#[cfg(feature = "std")]
 const VERSION_KEY: &str = "cnn.version";
 const KIND_KEY: &str = "cnn.kind";
 const OPTIMIZER_PREFIX: &str = "optimizer.";
@@ -106,6 +121,7 @@ pub struct Progress {
     pub seed: u64,
 }
 
+#[cfg(feature = "std")]
 /// A tensor to write: its name, its shape and its values, stored as `dtype` (`F32`, or `I64`
 /// for a count).
 struct Entry<'a> {
@@ -115,6 +131,7 @@ struct Entry<'a> {
     values: &'a [f32],
 }
 
+#[cfg(feature = "std")]
 /// The model's tensors as safetensors bytes, with `extra` tensors and `metadata` added; an
 /// `Err` for `path` at the first value that is not finite unless `options` allow them.
 fn to_bytes<M: Network>(
@@ -146,7 +163,7 @@ fn to_bytes<M: Network>(
     }));
     if !options.allow_non_finite {
         for entry in &entries {
-            check_finite(path, &entry.name, entry.values, "saved")?;
+            check_finite(path.into(), &entry.name, entry.values, "saved")?;
         }
     }
     Ok(encode(&mut entries, &metadata))
@@ -154,20 +171,18 @@ fn to_bytes<M: Network>(
 
 /// Fails for `path` unless every value of tensor `name` is finite; `done` says what is refused
 /// (`saved`, `loaded`).
-fn check_finite(path: &Path, name: &str, values: &[f32], done: &str) -> Result<()> {
+fn check_finite(at: Origin<'_>, name: &str, values: &[f32], done: &str) -> Result<()> {
     match first_non_finite(values) {
         None => Ok(()),
-        Some(i) => Err(file_error(
-            path,
-            format!(
-                "tensor `{name}` holds {} at index {i}: values that are not finite (what a diverged run leaves) \
+        Some(i) => Err(at.error(format!(
+            "tensor `{name}` holds {} at index {i}: values that are not finite (what a diverged run leaves) \
                  are not {done} unless io::Options::allow_non_finite is set",
-                values[i]
-            ),
-        )),
+            values[i]
+        ))),
     }
 }
 
+#[cfg(feature = "std")]
 /// The safetensors file of `entries` and `metadata`, whose bytes depend only on their content
 /// (the `safetensors` crate writes its metadata map in hash order, which changes from run to
 /// run). The layout, as the format defines it:
@@ -225,6 +240,7 @@ fn encode(entries: &mut [Entry<'_>], metadata: &BTreeMap<String, String>) -> Vec
     bytes
 }
 
+#[cfg(feature = "std")]
 /// Appends `text` as a JSON string, escaped as `serde_json` escapes it.
 fn push_json_string(out: &mut String, text: &str) {
     out.push('"');
@@ -244,13 +260,16 @@ fn push_json_string(out: &mut String, text: &str) {
     out.push('"');
 }
 
+#[cfg(feature = "std")]
 /// Saves since the process started, to give each temporary file a name of its own.
 static SAVES: AtomicU64 = AtomicU64::new(0);
 
+#[cfg(feature = "std")]
 /// How long a temporary file must have gone unmodified before a save takes it for one that a
 /// crashed save left behind.
 const STALE_AFTER: Duration = Duration::from_secs(15 * 60);
 
+#[cfg(feature = "std")]
 /// Writes `bytes` to `path` through a temporary file in the same directory: written, synced to
 /// disk, renamed over `path`, and the directory synced where the system allows, so that a crash
 /// leaves either the previous file or the new one.
@@ -285,6 +304,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "std")]
 /// The name of the temporary file of save `counter` of process `pid` to the file `name`.
 fn temporary_name(name: &OsStr, pid: u32, counter: u64) -> OsString {
     let mut tmp = OsString::from(".");
@@ -293,6 +313,7 @@ fn temporary_name(name: &OsStr, pid: u32, counter: u64) -> OsString {
     tmp
 }
 
+#[cfg(feature = "std")]
 /// The process id in `file` when it is a temporary name of a save to `target`, as
 /// [`temporary_name`] makes them.
 fn temporary_pid(file: &OsStr, target: &OsStr) -> Option<u32> {
@@ -308,6 +329,7 @@ fn temporary_pid(file: &OsStr, target: &OsStr) -> Option<u32> {
     pid.parse().ok()
 }
 
+#[cfg(feature = "std")]
 /// Removes the temporaries of saves to `target` in `dir` that no save can still be writing: a
 /// temporary is removed when it has not been modified for [`STALE_AFTER`] (15 minutes) and,
 /// where the system lists its processes under `/proc`, the process that wrote it has ended.
@@ -329,6 +351,7 @@ fn remove_stale_temporaries(dir: &Path, target: &OsStr) {
     }
 }
 
+#[cfg(feature = "std")]
 /// Whether process `pid` may still be running: this process is; elsewhere, where `/proc` lists
 /// the processes (Linux), whether `/proc/PID` exists; where it does not, `false`, and the age
 /// of a temporary decides alone.
@@ -340,17 +363,20 @@ fn may_be_running(pid: u32) -> bool {
     proc.join("self").exists() && proc.join(pid.to_string()).exists()
 }
 
+#[cfg(feature = "std")]
 /// Saves the model's parameters and buffers to `path`, with [`Options::DEFAULT`].
 pub fn save_weights<M: Network>(model: &M, path: &Path) -> Result<()> {
     save_weights_with(model, path, Options::DEFAULT)
 }
 
+#[cfg(feature = "std")]
 /// Saves the model's parameters and buffers to `path`. Unless `options` allow them, a value
 /// that is not finite is an `Err` naming its tensor and index, and nothing is written.
 pub fn save_weights_with<M: Network>(model: &M, path: &Path, options: Options) -> Result<()> {
     write_weights(model, path, options, Vec::new())
 }
 
+#[cfg(feature = "std")]
 /// Writes a weights file of `model` with `entries` added to its metadata.
 fn write_weights<M: Network>(model: &M, path: &Path, options: Options, entries: Vec<(String, String)>) -> Result<()> {
     let mut metadata = BTreeMap::from([(KIND_KEY.to_string(), "weights".to_string())]);
@@ -363,6 +389,7 @@ fn write_weights<M: Network>(model: &M, path: &Path, options: Options, entries: 
 /// bytes (`1,`) becomes an 8-byte value in a vector that grows by doubling.
 const HEADER_COST: u64 = 16;
 
+#[cfg(feature = "std")]
 /// The bytes of `path`, counted against `budget` before they are allocated: the size the
 /// file's metadata gives, and at most one byte past what is left of the budget, in case the
 /// file grows while it is read.
@@ -396,6 +423,7 @@ impl Parsed<'_> {
     }
 
     /// Every metadata key.
+    #[cfg(feature = "std")]
     fn metadata_keys(&self) -> Vec<&str> {
         let mut keys: Vec<&str> = self.header.metadata().iter().flat_map(|m| m.keys().map(String::as_str)).collect();
         keys.sort();
@@ -411,11 +439,11 @@ impl Parsed<'_> {
 }
 
 /// Parses `bytes`, read from `path`, counting the parsed header against `budget` first.
-pub(crate) fn parse<'a>(path: &Path, bytes: &'a [u8], budget: &mut Budget) -> Result<Parsed<'a>> {
-    let not_safetensors = |e: safetensors::SafeTensorError| file_error(path, format!("not a safetensors file: {e}"));
+pub(crate) fn parse<'a>(at: Origin<'_>, bytes: &'a [u8], budget: &mut Budget) -> Result<Parsed<'a>> {
+    let not_safetensors = |e: safetensors::SafeTensorError| at.error(format!("not a safetensors file: {e}"));
     // A header cannot be longer than the file; a longer length is refused by the parser.
     let length = bytes.get(..8).map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
-    budget.take(path, length.min(bytes.len() as u64).saturating_mul(HEADER_COST), "the file's parsed header")?;
+    budget.take(at, length.min(bytes.len() as u64).saturating_mul(HEADER_COST), "the file's parsed header")?;
     let (n, header) = SafeTensors::read_metadata(bytes).map_err(not_safetensors)?;
     Ok(Parsed { header, data: &bytes[8 + n..] })
 }
@@ -423,18 +451,15 @@ pub(crate) fn parse<'a>(path: &Path, bytes: &'a [u8], budget: &mut Budget) -> Re
 /// Decodes tensor `name` into `into`, checked to be of `shape` and `f32` (a count: `i64`, as
 /// PyTorch stores `num_batches_tracked`, or `f32`), and finite unless `options` allow it.
 pub(crate) fn decode(
-    path: &Path,
+    at: Origin<'_>,
     parsed: &Parsed<'_>,
     (name, shape, count): (&str, &[usize], bool),
     options: Options,
     into: &mut [f32],
 ) -> Result<()> {
-    let info = parsed.header.info(name).ok_or_else(|| file_error(path, format!("tensor `{name}` is missing")))?;
+    let info = parsed.header.info(name).ok_or_else(|| at.error(format!("tensor `{name}` is missing")))?;
     if info.shape != shape {
-        return Err(file_error(
-            path,
-            format!("tensor `{name}` has shape {:?}, the model expects {shape:?}", info.shape),
-        ));
+        return Err(at.error(format!("tensor `{name}` has shape {:?}, the model expects {shape:?}", info.shape)));
     }
     let data = &parsed.data[info.data_offsets.0..info.data_offsets.1];
     match info.dtype {
@@ -447,21 +472,18 @@ pub(crate) fn decode(
             for (v, b) in into.iter_mut().zip(data.chunks_exact(8)) {
                 let n = i64::from_le_bytes(b.try_into().expect("8 bytes"));
                 if !(0..=1 << 24).contains(&n) {
-                    return Err(file_error(
-                        path,
-                        format!("tensor `{name}` counts {n} batches, not a count this model keeps"),
-                    ));
+                    return Err(at.error(format!("tensor `{name}` counts {n} batches, not a count this model keeps")));
                 }
                 *v = n as f32;
             }
         }
         other => {
             let want = if count { "I64 or F32" } else { "F32" };
-            return Err(file_error(path, format!("tensor `{name}` holds {other:?} values, expected {want}")));
+            return Err(at.error(format!("tensor `{name}` holds {other:?} values, expected {want}")));
         }
     }
     if !options.allow_non_finite {
-        check_finite(path, name, into, "loaded")?;
+        check_finite(at, name, into, "loaded")?;
     }
     Ok(())
 }
@@ -469,7 +491,7 @@ pub(crate) fn decode(
 /// Reads and checks the model's tensors (and no others outside `allowed_extra`) from a parsed
 /// file, without touching the model.
 fn read_params<M: Network>(
-    path: &Path,
+    at: Origin<'_>,
     parsed: &Parsed<'_>,
     allowed_extra: &str,
     options: Options,
@@ -478,29 +500,29 @@ fn read_params<M: Network>(
     // A file written for another layer list still loads when every tensor fits (a dropout rate
     // or an activation may differ); when one does not, both models are shown.
     let other_model = |error: Error| match parsed.metadata(MODEL_KEY) {
-        Some(written_for) if written_for != M::DSL => file_error(
-            path,
-            format!("the file was written for the model\n    {written_for}\nnot for this one\n    {}", M::DSL),
-        ),
+        Some(written_for) if written_for != M::DSL => {
+            at.error(format!("the file was written for the model\n    {written_for}\nnot for this one\n    {}", M::DSL))
+        }
         _ => error,
     };
-    budget.take_values(path, M::PARAM_COUNT, 4, "the parameters")?;
-    budget.take_values(path, M::BUFFER_COUNT, 4, "the buffers")?;
+    budget.take_values(at, M::PARAM_COUNT, 4, "the parameters")?;
+    budget.take_values(at, M::BUFFER_COUNT, 4, "the buffers")?;
     let (mut params, mut buffers) = (vec![0.0; M::PARAM_COUNT], vec![0.0; M::BUFFER_COUNT]);
     for t in M::TENSORS {
         let into = if t.kind.is_param() { &mut params } else { &mut buffers };
         let tensor = (t.name, t.shape, t.kind == TensorKind::Count);
-        decode(path, parsed, tensor, options, &mut into[t.offset..t.offset + t.len()]).map_err(other_model)?;
+        decode(at, parsed, tensor, options, &mut into[t.offset..t.offset + t.len()]).map_err(other_model)?;
     }
     if let Some(extra) = parsed.names().into_iter().find(|n| {
         !M::TENSORS.iter().any(|t| t.name == *n) && (allowed_extra.is_empty() || !n.starts_with(allowed_extra))
     }) {
-        let error = file_error(path, format!("unexpected tensor `{extra}`: the model has no such parameter"));
+        let error = at.error(format!("unexpected tensor `{extra}`: the model has no such parameter"));
         return Err(other_model(error));
     }
     Ok((params, buffers))
 }
 
+#[cfg(feature = "std")]
 /// Saves the weights as [`save_weights`] does, with `meta` (the preprocessing the model was
 /// trained with and its class names) in the file's metadata, checked against the model first:
 /// one value or one per input channel, one class name per output.
@@ -509,6 +531,7 @@ pub fn save_model<M: Network>(model: &M, meta: &Meta, path: &Path) -> Result<()>
     write_weights(model, path, Options::DEFAULT, meta.entries())
 }
 
+#[cfg(feature = "std")]
 /// The input channels of model `M` (1 for a vector).
 pub(crate) fn model_depth<M: Network>() -> usize {
     if M::INPUT.flat {
@@ -518,6 +541,7 @@ pub(crate) fn model_depth<M: Network>() -> usize {
     }
 }
 
+#[cfg(feature = "std")]
 /// The outputs of model `M`, or 0 for a model with heads.
 pub(crate) fn model_outputs<M: Network>() -> usize {
     match M::GRAPH.last() {
@@ -526,21 +550,24 @@ pub(crate) fn model_outputs<M: Network>() -> usize {
     }
 }
 
+#[cfg(feature = "std")]
 /// The [`Meta`] stored in a model file (empty where it stores none), with
 /// [`Options::DEFAULT`]'s limit on what is read.
 pub fn read_meta(path: &Path) -> Result<Meta> {
     let mut budget = Budget::new(Options::DEFAULT.limit);
     let bytes = read_file(path, &mut budget)?;
-    let parsed = parse(path, &bytes, &mut budget)?;
+    let parsed = parse(path.into(), &bytes, &mut budget)?;
     Meta::from_entries(|key| parsed.metadata(key)).map_err(|e| file_error(path, e))
 }
 
+#[cfg(feature = "std")]
 /// Loads parameters saved by [`save_weights`] (or [`save_checkpoint`]) or by PyTorch, with
 /// [`Options::DEFAULT`]; see [`load_weights_with`].
 pub fn load_weights<M: Network>(model: &mut M, path: &Path) -> Result<()> {
     load_weights_with(model, path, Options::DEFAULT)
 }
 
+#[cfg(feature = "std")]
 /// Loads parameters saved by [`save_weights`] (or [`save_checkpoint`]) or by PyTorch (a
 /// `state_dict` of the equivalent `Sequential` saved with `safetensors.torch.save_file`). Every
 /// tensor must be present, with its name, shape and dtype, and finite unless `options` allow
@@ -549,16 +576,65 @@ pub fn load_weights<M: Network>(model: &mut M, path: &Path) -> Result<()> {
 pub fn load_weights_with<M: Network>(model: &mut M, path: &Path, options: Options) -> Result<()> {
     let mut budget = Budget::new(options.limit);
     let bytes = read_file(path, &mut budget)?;
-    let parsed = parse(path, &bytes, &mut budget)?;
+    load_parsed(model, path.into(), &bytes, options, &mut budget)
+}
+
+/// Loads parameters from the bytes of a safetensors file, with [`Options::DEFAULT`]; see
+/// [`load_weights_from_bytes_with`].
+pub fn load_weights_from_bytes<M: Network>(model: &mut M, bytes: &[u8]) -> Result<()> {
+    load_weights_from_bytes_with(model, bytes, Options::DEFAULT)
+}
+
+/// Loads parameters from the bytes of a safetensors file, as [`load_weights_with`] loads them
+/// from a file: for weights embedded in a program (`include_bytes!`) or received by other means,
+/// and without the `std` feature. The bytes themselves are not counted against
+/// `options.limit`, since they are given; what is decoded from them is. Errors are
+/// [`Error::Bytes`]; on any error the model is left as it was.
+///
+/// ```
+/// use cnn::io::{load_weights_from_bytes, read_meta_from_bytes};
+/// use cnn::{cnn, Model};
+///
+/// cnn! { struct LeNet5 = "models/lenet5.safetensors" }
+///
+/// let bytes = std::fs::read("models/lenet5.safetensors")?;
+/// let mut model = LeNet5::new();
+/// load_weights_from_bytes(&mut model, &bytes)?;
+/// assert_eq!(read_meta_from_bytes(&bytes)?.mean, [0.1307]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn load_weights_from_bytes_with<M: Network>(model: &mut M, bytes: &[u8], options: Options) -> Result<()> {
+    load_parsed(model, Origin::BYTES, bytes, options, &mut Budget::new(options.limit))
+}
+
+/// The [`Meta`] stored in the bytes of a model file (empty where it stores none), as
+/// [`read_meta`] reads it from a file.
+pub fn read_meta_from_bytes(bytes: &[u8]) -> Result<Meta> {
+    let mut budget = Budget::new(Options::DEFAULT.limit);
+    let parsed = parse(Origin::BYTES, bytes, &mut budget)?;
+    Meta::from_entries(|key| parsed.metadata(key)).map_err(|e| Origin::BYTES.error(e))
+}
+
+/// Loads the model's tensors from `bytes`, the contents of `at`, into `model`, or leaves it as
+/// it was on an error.
+fn load_parsed<M: Network>(
+    model: &mut M,
+    at: Origin<'_>,
+    bytes: &[u8],
+    options: Options,
+    budget: &mut Budget,
+) -> Result<()> {
+    let parsed = parse(at, bytes, budget)?;
     // A checkpoint's optimizer state is not a parameter; it is skipped here.
     let checkpoint = parsed.metadata(KIND_KEY) == Some("checkpoint");
     let extra = if checkpoint { OPTIMIZER_PREFIX } else { "" };
-    let (params, buffers) = read_params::<M>(path, &parsed, extra, options, &mut budget)?;
+    let (params, buffers) = read_params::<M>(at, &parsed, extra, options, budget)?;
     model.params_mut().copy_from_slice(&params);
     model.buffers_mut().copy_from_slice(&buffers);
     Ok(())
 }
 
+#[cfg(feature = "std")]
 /// Saves a checkpoint with [`Options::DEFAULT`]; see [`save_checkpoint_with`].
 pub fn save_checkpoint<M: Network, O: Optimizer + ?Sized>(
     model: &M,
@@ -569,6 +645,7 @@ pub fn save_checkpoint<M: Network, O: Optimizer + ?Sized>(
     save_checkpoint_with(model, opt, progress, path, Options::DEFAULT)
 }
 
+#[cfg(feature = "std")]
 /// Saves a checkpoint: parameters, buffers, the optimizer's state and description, where the
 /// dropout masks stand, and `progress`. Unless `options` allow them, a value that is not finite
 /// is an `Err` naming its tensor and index, and nothing is written.
@@ -599,11 +676,13 @@ pub fn save_checkpoint_with<M: Network, O: Optimizer + ?Sized>(
     write_atomic(path, &to_bytes(path, model, &extra, metadata, options)?)
 }
 
+#[cfg(feature = "std")]
 /// Loads a checkpoint with [`Options::DEFAULT`]; see [`load_checkpoint_with`].
 pub fn load_checkpoint<M: Network, O: Optimizer + ?Sized>(model: &mut M, opt: &mut O, path: &Path) -> Result<Progress> {
     load_checkpoint_with(model, opt, path, Options::DEFAULT)
 }
 
+#[cfg(feature = "std")]
 /// Loads a checkpoint written by [`save_checkpoint`] into `model` and `opt` and returns the
 /// progress it recorded.
 ///
@@ -628,14 +707,14 @@ pub fn load_checkpoint_with<M: Network, O: Optimizer + ?Sized>(
 ) -> Result<Progress> {
     let mut budget = Budget::new(options.limit);
     let bytes = read_file(path, &mut budget)?;
-    let parsed = parse(path, &bytes, &mut budget)?;
+    let parsed = parse(path.into(), &bytes, &mut budget)?;
     if parsed.metadata(KIND_KEY) != Some("checkpoint") {
         return Err(file_error(
             path,
             "not a checkpoint (no `cnn.kind = checkpoint` in its metadata): load it with load_weights",
         ));
     }
-    let (params, buffers) = read_params::<M>(path, &parsed, OPTIMIZER_PREFIX, options, &mut budget)?;
+    let (params, buffers) = read_params::<M>(path.into(), &parsed, OPTIMIZER_PREFIX, options, &mut budget)?;
     let text = |key: &str| parsed.metadata(key).ok_or_else(|| file_error(path, format!("metadata `{key}` is missing")));
     let number = |key: &str| -> Result<u64> {
         let text = text(key)?;
@@ -679,7 +758,7 @@ pub fn load_checkpoint_with<M: Network, O: Optimizer + ?Sized>(
             budget.take_values(path, M::PARAM_COUNT, 4, "the optimizer state")?;
             let mut values = vec![0.0; M::PARAM_COUNT];
             // The optimizer refuses state that is not finite, whatever the options.
-            decode(path, &parsed, (&name, &[M::PARAM_COUNT], false), Options::DEFAULT, &mut values)?;
+            decode(path.into(), &parsed, (&name, &[M::PARAM_COUNT], false), Options::DEFAULT, &mut values)?;
             state.push((key, values));
         }
     }
@@ -713,6 +792,7 @@ pub fn load_checkpoint_with<M: Network, O: Optimizer + ?Sized>(
     Ok(progress)
 }
 
+#[cfg(feature = "std")]
 /// Resets `opt`, then gives it `state`, `counters` and the learning rate `lr`.
 fn restore<O: Optimizer + ?Sized>(
     opt: &mut O,
@@ -730,9 +810,10 @@ fn restore<O: Optimizer + ?Sized>(
     opt.set_learning_rate(lr)
 }
 
+#[cfg(feature = "std")]
 /// Fails, saying what differs, unless the optimizer described by `saved` (a checkpoint's) and
 /// by `current` are of one kind with the same hyperparameters, the learning rate aside.
-fn check_same_optimizer(saved: &str, current: &str) -> std::result::Result<(), String> {
+fn check_same_optimizer(saved: &str, current: &str) -> core::result::Result<(), String> {
     let (saved_kind, saved_params) = hyperparameters(saved);
     let (kind, params) = hyperparameters(current);
     if saved_kind != kind {
@@ -766,6 +847,7 @@ fn check_same_optimizer(saved: &str, current: &str) -> std::result::Result<(), S
     ))
 }
 
+#[cfg(feature = "std")]
 /// The kind and the hyperparameters other than the learning rate of an optimizer described as
 /// `Kind(lr=0.05, momentum=0.9, betas=(0.9, 0.999), ...)`.
 fn hyperparameters(description: &str) -> (&str, Vec<&str>) {
