@@ -592,12 +592,13 @@ pub fn load_weights_from_bytes<M: Network>(model: &mut M, bytes: &[u8]) -> Resul
 /// [`Error::Bytes`]; on any error the model is left as it was.
 ///
 /// ```
+/// use cnn::cnn;
 /// use cnn::io::{load_weights_from_bytes, read_meta_from_bytes};
-/// use cnn::{cnn, Model};
 ///
-/// cnn! { struct LeNet5 = "models/lenet5.safetensors" }
+/// cnn! { struct LeNet5 = "../models/lenet5.safetensors" }
 ///
-/// let bytes = std::fs::read("models/lenet5.safetensors")?;
+/// // In a program: `include_bytes!` of the file.
+/// let bytes = std::fs::read("../models/lenet5.safetensors")?;
 /// let mut model = LeNet5::new();
 /// load_weights_from_bytes(&mut model, &bytes)?;
 /// assert_eq!(read_meta_from_bytes(&bytes)?.mean, [0.1307]);
