@@ -121,9 +121,9 @@ pub struct Progress {
     pub seed: u64,
 }
 
-#[cfg(feature = "std")]
 /// A tensor to write: its name, its shape and its values, stored as `dtype` (`F32`, or `I64`
 /// for a count).
+#[cfg(feature = "std")]
 struct Entry<'a> {
     name: String,
     dtype: Dtype,
@@ -131,9 +131,9 @@ struct Entry<'a> {
     values: &'a [f32],
 }
 
-#[cfg(feature = "std")]
 /// The model's tensors as safetensors bytes, with `extra` tensors and `metadata` added; an
 /// `Err` for `path` at the first value that is not finite unless `options` allow them.
+#[cfg(feature = "std")]
 fn to_bytes<M: Network>(
     path: &Path,
     model: &M,
@@ -176,13 +176,12 @@ fn check_finite(at: Origin<'_>, name: &str, values: &[f32], done: &str) -> Resul
         None => Ok(()),
         Some(i) => Err(at.error(format!(
             "tensor `{name}` holds {} at index {i}: values that are not finite (what a diverged run leaves) \
-                 are not {done} unless io::Options::allow_non_finite is set",
+             are not {done} unless io::Options::allow_non_finite is set",
             values[i]
         ))),
     }
 }
 
-#[cfg(feature = "std")]
 /// The safetensors file of `entries` and `metadata`, whose bytes depend only on their content
 /// (the `safetensors` crate writes its metadata map in hash order, which changes from run to
 /// run). The layout, as the format defines it:
@@ -197,6 +196,7 @@ fn check_finite(at: Origin<'_>, name: &str, values: &[f32], done: &str) -> Resul
 /// The tensors are ordered as the `safetensors` crate orders them (by dtype, `I64` before `F32`,
 /// then by name), so that every tensor is aligned to its size, and the JSON is spelled as its writer
 /// spells it: the file is the one `safetensors::serialize` would write with sorted metadata.
+#[cfg(feature = "std")]
 fn encode(entries: &mut [Entry<'_>], metadata: &BTreeMap<String, String>) -> Vec<u8> {
     entries.sort_by(|a, b| b.dtype.cmp(&a.dtype).then_with(|| a.name.cmp(&b.name)));
     let mut header = String::from("{");
@@ -240,8 +240,8 @@ fn encode(entries: &mut [Entry<'_>], metadata: &BTreeMap<String, String>) -> Vec
     bytes
 }
 
-#[cfg(feature = "std")]
 /// Appends `text` as a JSON string, escaped as `serde_json` escapes it.
+#[cfg(feature = "std")]
 fn push_json_string(out: &mut String, text: &str) {
     out.push('"');
     for c in text.chars() {
@@ -260,16 +260,15 @@ fn push_json_string(out: &mut String, text: &str) {
     out.push('"');
 }
 
-#[cfg(feature = "std")]
 /// Saves since the process started, to give each temporary file a name of its own.
+#[cfg(feature = "std")]
 static SAVES: AtomicU64 = AtomicU64::new(0);
 
-#[cfg(feature = "std")]
 /// How long a temporary file must have gone unmodified before a save takes it for one that a
 /// crashed save left behind.
+#[cfg(feature = "std")]
 const STALE_AFTER: Duration = Duration::from_secs(15 * 60);
 
-#[cfg(feature = "std")]
 /// Writes `bytes` to `path` through a temporary file in the same directory: written, synced to
 /// disk, renamed over `path`, and the directory synced where the system allows, so that a crash
 /// leaves either the previous file or the new one.
@@ -278,6 +277,7 @@ const STALE_AFTER: Duration = Duration::from_secs(15 * 60);
 /// (`PID`) and to this save within it (`COUNTER`), so that saves from several threads or
 /// processes never write into one another's temporary. Each save first removes the temporaries
 /// of its own target that a crashed save left behind (see [`remove_stale_temporaries`]).
+#[cfg(feature = "std")]
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path.file_name().ok_or_else(|| file_error(path, "not a file name"))?;
     let dir = match path.parent() {
@@ -304,8 +304,8 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-#[cfg(feature = "std")]
 /// The name of the temporary file of save `counter` of process `pid` to the file `name`.
+#[cfg(feature = "std")]
 fn temporary_name(name: &OsStr, pid: u32, counter: u64) -> OsString {
     let mut tmp = OsString::from(".");
     tmp.push(name);
@@ -313,9 +313,9 @@ fn temporary_name(name: &OsStr, pid: u32, counter: u64) -> OsString {
     tmp
 }
 
-#[cfg(feature = "std")]
 /// The process id in `file` when it is a temporary name of a save to `target`, as
 /// [`temporary_name`] makes them.
+#[cfg(feature = "std")]
 fn temporary_pid(file: &OsStr, target: &OsStr) -> Option<u32> {
     let rest = file.as_encoded_bytes().strip_prefix(b".")?;
     let rest = rest.strip_prefix(target.as_encoded_bytes())?.strip_prefix(b".")?.strip_suffix(b".tmp")?;
@@ -329,7 +329,6 @@ fn temporary_pid(file: &OsStr, target: &OsStr) -> Option<u32> {
     pid.parse().ok()
 }
 
-#[cfg(feature = "std")]
 /// Removes the temporaries of saves to `target` in `dir` that no save can still be writing: a
 /// temporary is removed when it has not been modified for [`STALE_AFTER`] (15 minutes) and,
 /// where the system lists its processes under `/proc`, the process that wrote it has ended.
@@ -339,6 +338,7 @@ fn temporary_pid(file: &OsStr, target: &OsStr) -> Option<u32> {
 /// safe side. Temporaries of other targets, other names
 /// and anything that cannot be read are left alone; failures here never fail the save.
 /// Loads never remove anything: a reader may run while another process saves.
+#[cfg(feature = "std")]
 fn remove_stale_temporaries(dir: &Path, target: &OsStr) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
@@ -351,10 +351,10 @@ fn remove_stale_temporaries(dir: &Path, target: &OsStr) {
     }
 }
 
-#[cfg(feature = "std")]
 /// Whether process `pid` may still be running: this process is; elsewhere, where `/proc` lists
 /// the processes (Linux), whether `/proc/PID` exists; where it does not, `false`, and the age
 /// of a temporary decides alone.
+#[cfg(feature = "std")]
 fn may_be_running(pid: u32) -> bool {
     if pid == std::process::id() {
         return true;
@@ -363,21 +363,21 @@ fn may_be_running(pid: u32) -> bool {
     proc.join("self").exists() && proc.join(pid.to_string()).exists()
 }
 
-#[cfg(feature = "std")]
 /// Saves the model's parameters and buffers to `path`, with [`Options::DEFAULT`].
+#[cfg(feature = "std")]
 pub fn save_weights<M: Network>(model: &M, path: &Path) -> Result<()> {
     save_weights_with(model, path, Options::DEFAULT)
 }
 
-#[cfg(feature = "std")]
 /// Saves the model's parameters and buffers to `path`. Unless `options` allow them, a value
 /// that is not finite is an `Err` naming its tensor and index, and nothing is written.
+#[cfg(feature = "std")]
 pub fn save_weights_with<M: Network>(model: &M, path: &Path, options: Options) -> Result<()> {
     write_weights(model, path, options, Vec::new())
 }
 
-#[cfg(feature = "std")]
 /// Writes a weights file of `model` with `entries` added to its metadata.
+#[cfg(feature = "std")]
 fn write_weights<M: Network>(model: &M, path: &Path, options: Options, entries: Vec<(String, String)>) -> Result<()> {
     let mut metadata = BTreeMap::from([(KIND_KEY.to_string(), "weights".to_string())]);
     metadata.extend(entries);
@@ -389,10 +389,10 @@ fn write_weights<M: Network>(model: &M, path: &Path, options: Options, entries: 
 /// bytes (`1,`) becomes an 8-byte value in a vector that grows by doubling.
 const HEADER_COST: u64 = 16;
 
-#[cfg(feature = "std")]
 /// The bytes of `path`, counted against `budget` before they are allocated: the size the
 /// file's metadata gives, and at most one byte past what is left of the budget, in case the
 /// file grows while it is read.
+#[cfg(feature = "std")]
 pub(crate) fn read_file(path: &Path, budget: &mut Budget) -> Result<Vec<u8>> {
     let cannot_read = |e: std::io::Error| file_error(path, format!("cannot read: {e}"));
     let file = fs::File::open(path).map_err(cannot_read)?;
@@ -522,17 +522,17 @@ fn read_params<M: Network>(
     Ok((params, buffers))
 }
 
-#[cfg(feature = "std")]
 /// Saves the weights as [`save_weights`] does, with `meta` (the preprocessing the model was
 /// trained with and its class names) in the file's metadata, checked against the model first:
 /// one value or one per input channel, one class name per output.
+#[cfg(feature = "std")]
 pub fn save_model<M: Network>(model: &M, meta: &Meta, path: &Path) -> Result<()> {
     meta.check(model_depth::<M>(), model_outputs::<M>()).map_err(|e| file_error(path, format!("cannot save: {e}")))?;
     write_weights(model, path, Options::DEFAULT, meta.entries())
 }
 
-#[cfg(feature = "std")]
 /// The input channels of model `M` (1 for a vector).
+#[cfg(feature = "std")]
 pub(crate) fn model_depth<M: Network>() -> usize {
     if M::INPUT.flat {
         1
@@ -541,8 +541,8 @@ pub(crate) fn model_depth<M: Network>() -> usize {
     }
 }
 
-#[cfg(feature = "std")]
 /// The outputs of model `M`, or 0 for a model with heads.
+#[cfg(feature = "std")]
 pub(crate) fn model_outputs<M: Network>() -> usize {
     match M::GRAPH.last() {
         Some(node) if !matches!(node.op, crate::graph::Op::Heads { .. }) => node.output.len(),
@@ -550,9 +550,9 @@ pub(crate) fn model_outputs<M: Network>() -> usize {
     }
 }
 
-#[cfg(feature = "std")]
 /// The [`Meta`] stored in a model file (empty where it stores none), with
 /// [`Options::DEFAULT`]'s limit on what is read.
+#[cfg(feature = "std")]
 pub fn read_meta(path: &Path) -> Result<Meta> {
     let mut budget = Budget::new(Options::DEFAULT.limit);
     let bytes = read_file(path, &mut budget)?;
@@ -560,19 +560,19 @@ pub fn read_meta(path: &Path) -> Result<Meta> {
     Meta::from_entries(|key| parsed.metadata(key)).map_err(|e| file_error(path, e))
 }
 
-#[cfg(feature = "std")]
 /// Loads parameters saved by [`save_weights`] (or [`save_checkpoint`]) or by PyTorch, with
 /// [`Options::DEFAULT`]; see [`load_weights_with`].
+#[cfg(feature = "std")]
 pub fn load_weights<M: Network>(model: &mut M, path: &Path) -> Result<()> {
     load_weights_with(model, path, Options::DEFAULT)
 }
 
-#[cfg(feature = "std")]
 /// Loads parameters saved by [`save_weights`] (or [`save_checkpoint`]) or by PyTorch (a
 /// `state_dict` of the equivalent `Sequential` saved with `safetensors.torch.save_file`). Every
 /// tensor must be present, with its name, shape and dtype, and finite unless `options` allow
 /// otherwise; the file and what is decoded from it must fit in `options.limit`. On any error
 /// the model is left as it was.
+#[cfg(feature = "std")]
 pub fn load_weights_with<M: Network>(model: &mut M, path: &Path, options: Options) -> Result<()> {
     let mut budget = Budget::new(options.limit);
     let bytes = read_file(path, &mut budget)?;
@@ -635,8 +635,8 @@ fn load_parsed<M: Network>(
     Ok(())
 }
 
-#[cfg(feature = "std")]
 /// Saves a checkpoint with [`Options::DEFAULT`]; see [`save_checkpoint_with`].
+#[cfg(feature = "std")]
 pub fn save_checkpoint<M: Network, O: Optimizer + ?Sized>(
     model: &M,
     opt: &O,
@@ -646,10 +646,10 @@ pub fn save_checkpoint<M: Network, O: Optimizer + ?Sized>(
     save_checkpoint_with(model, opt, progress, path, Options::DEFAULT)
 }
 
-#[cfg(feature = "std")]
 /// Saves a checkpoint: parameters, buffers, the optimizer's state and description, where the
 /// dropout masks stand, and `progress`. Unless `options` allow them, a value that is not finite
 /// is an `Err` naming its tensor and index, and nothing is written.
+#[cfg(feature = "std")]
 pub fn save_checkpoint_with<M: Network, O: Optimizer + ?Sized>(
     model: &M,
     opt: &O,
@@ -677,13 +677,12 @@ pub fn save_checkpoint_with<M: Network, O: Optimizer + ?Sized>(
     write_atomic(path, &to_bytes(path, model, &extra, metadata, options)?)
 }
 
-#[cfg(feature = "std")]
 /// Loads a checkpoint with [`Options::DEFAULT`]; see [`load_checkpoint_with`].
+#[cfg(feature = "std")]
 pub fn load_checkpoint<M: Network, O: Optimizer + ?Sized>(model: &mut M, opt: &mut O, path: &Path) -> Result<Progress> {
     load_checkpoint_with(model, opt, path, Options::DEFAULT)
 }
 
-#[cfg(feature = "std")]
 /// Loads a checkpoint written by [`save_checkpoint`] into `model` and `opt` and returns the
 /// progress it recorded.
 ///
@@ -700,6 +699,7 @@ pub fn load_checkpoint<M: Network, O: Optimizer + ?Sized>(model: &mut M, opt: &m
 ///
 /// Everything is checked before anything changes: on any error neither the model nor the
 /// optimizer changes.
+#[cfg(feature = "std")]
 pub fn load_checkpoint_with<M: Network, O: Optimizer + ?Sized>(
     model: &mut M,
     opt: &mut O,
@@ -793,8 +793,8 @@ pub fn load_checkpoint_with<M: Network, O: Optimizer + ?Sized>(
     Ok(progress)
 }
 
-#[cfg(feature = "std")]
 /// Resets `opt`, then gives it `state`, `counters` and the learning rate `lr`.
+#[cfg(feature = "std")]
 fn restore<O: Optimizer + ?Sized>(
     opt: &mut O,
     state: &[(&str, Vec<f32>)],
@@ -811,9 +811,9 @@ fn restore<O: Optimizer + ?Sized>(
     opt.set_learning_rate(lr)
 }
 
-#[cfg(feature = "std")]
 /// Fails, saying what differs, unless the optimizer described by `saved` (a checkpoint's) and
 /// by `current` are of one kind with the same hyperparameters, the learning rate aside.
+#[cfg(feature = "std")]
 fn check_same_optimizer(saved: &str, current: &str) -> core::result::Result<(), String> {
     let (saved_kind, saved_params) = hyperparameters(saved);
     let (kind, params) = hyperparameters(current);
@@ -848,9 +848,9 @@ fn check_same_optimizer(saved: &str, current: &str) -> core::result::Result<(), 
     ))
 }
 
-#[cfg(feature = "std")]
 /// The kind and the hyperparameters other than the learning rate of an optimizer described as
 /// `Kind(lr=0.05, momentum=0.9, betas=(0.9, 0.999), ...)`.
+#[cfg(feature = "std")]
 fn hyperparameters(description: &str) -> (&str, Vec<&str>) {
     let (kind, rest) = description.split_once('(').unwrap_or((description, ""));
     let inner = rest.strip_suffix(')').unwrap_or(rest);

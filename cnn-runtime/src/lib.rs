@@ -18,6 +18,8 @@
 //! threads, files, data sets, augmentation, distributed training and ONNX export need `std`.
 
 #![cfg_attr(not(feature = "std"), no_std)]
+// The documentation links to what needs `std` (saving, files, data sets), absent without it.
+#![cfg_attr(not(feature = "std"), allow(rustdoc::broken_intra_doc_links))]
 #![warn(missing_docs)]
 
 extern crate alloc;
