@@ -1,12 +1,15 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
 
 pub use cnn_macros::cnn;
 pub use cnn_runtime::{
-    accuracy, augment, data, distributed, graph, init, io, onnx, optim, quant, schedule, Adam, AdamW, Error,
-    Evaluation, HeadInfo, LayerInfo, Limit, Loss, Model, MultiTask, Network, Noise, Optimizer, PerHead, Result,
-    Schedule, Segment, Sgd, Shape, Targets, TensorInfo, TensorKind,
+    accuracy, graph, init, io, optim, schedule, Adam, AdamW, Error, Evaluation, HeadInfo, LayerInfo, Limit, Loss,
+    Model, MultiTask, Network, Noise, Optimizer, PerHead, Result, Schedule, Segment, Sgd, Shape, Targets, TensorInfo,
+    TensorKind,
 };
+#[cfg(feature = "std")]
+pub use cnn_runtime::{augment, data, distributed, onnx, quant};
 
 #[cfg(feature = "nalgebra")]
 pub use cnn_runtime::na;

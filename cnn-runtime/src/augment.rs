@@ -122,7 +122,7 @@ impl Transform for GaussianNoise {
             let u1: f32 = 1.0 - rng.random::<f32>();
             let u2: f32 = rng.random();
             let r = (-2.0 * u1.ln()).sqrt() * self.std;
-            let t = std::f32::consts::TAU * u2;
+            let t = core::f32::consts::TAU * u2;
             pair[0] += r * t.cos();
             if let Some(v) = pair.get_mut(1) {
                 *v += r * t.sin();
@@ -306,7 +306,7 @@ mod tests {
         assert_eq!(copy, img);
         // A clockwise quarter turn takes the top centre to the middle of the right edge.
         let mut r = img.clone();
-        rotate_scale(&mut r, shape, std::f32::consts::FRAC_PI_2, 1.0, &mut [0.0; 25]);
+        rotate_scale(&mut r, shape, core::f32::consts::FRAC_PI_2, 1.0, &mut [0.0; 25]);
         let p = r.iter().position(|&v| v > 0.99).expect("the dot survives");
         assert_eq!((p % 5, p / 5), (4, 2), "{r:?}");
         assert!((r.iter().sum::<f32>() - 1.0).abs() < 1e-4);

@@ -1,6 +1,8 @@
-use std::fmt;
+use core::fmt;
+#[cfg(feature = "std")]
 use std::path::PathBuf;
 
+use crate::prelude::*;
 use crate::Shape;
 
 /// What went wrong in a runtime call. Every variant says what was expected and what was found.
@@ -92,11 +94,20 @@ pub enum Error {
         found: usize,
     },
     /// A data, weight or checkpoint file could not be read, or is malformed.
+    #[cfg(feature = "std")]
     #[error("{}: {reason}", path.display())]
     File {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
+        reason: String,
+    },
+    /// Model bytes given in memory (to [`load_weights_from_bytes`](crate::io::load_weights_from_bytes)
+    /// or [`read_meta_from_bytes`](crate::io::read_meta_from_bytes)) are malformed or do not fit
+    /// the model.
+    #[error("model bytes: {reason}")]
+    Bytes {
+        /// What is wrong with them.
         reason: String,
     },
     /// A training step would have left values that are not finite (a diverging run): the step
@@ -153,7 +164,9 @@ impl Error {
             Error::InvalidTarget { .. } => "InvalidTarget",
             Error::ParamCount { .. } => "ParamCount",
             Error::OutputLength { .. } => "OutputLength",
+            #[cfg(feature = "std")]
             Error::File { .. } => "File",
+            Error::Bytes { .. } => "Bytes",
             Error::Diverged { .. } => "Diverged",
             Error::Head { .. } => "Head",
             Error::Distributed { .. } => "Distributed",

@@ -7,11 +7,12 @@
 //! and a [`MultiTask`] model instead of a [`Model`](crate::Model): every value that is one per
 //! output there is one per head here, in a struct that `cnn!` generates with a field per head.
 
-use std::ops::Range;
+use core::ops::Range;
 
 use crate::compiled::{activations, backward_unchecked, output_of};
 use crate::kernels::{in_pool, Loss, Targets};
 use crate::model::{batch_len, hits_of, training_pass, training_step};
+use crate::prelude::*;
 use crate::{Error, Evaluation, Network, Optimizer, Result};
 
 /// One head of a multi-task model, as [`MultiTask::HEADS`] lists them.

@@ -14,6 +14,9 @@
 //! assert_ne!(model.params(), Deep::with_seed(3).params());
 //! ```
 
+#[cfg(not(feature = "std"))]
+use crate::math::Float;
+
 use rand::{RngExt as _, SeedableRng};
 
 /// The random number generator of the runtime: ChaCha8, reproducible across platforms and

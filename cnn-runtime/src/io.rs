@@ -44,26 +44,41 @@
 //! # Ok::<(), cnn::Error>(())
 //! ```
 
-use std::collections::BTreeMap;
+#[cfg(feature = "std")]
+use alloc::collections::BTreeMap;
+#[cfg(feature = "std")]
+use core::sync::atomic::{AtomicU64, Ordering};
+#[cfg(feature = "std")]
 use std::ffi::{OsStr, OsString};
+#[cfg(feature = "std")]
 use std::fs;
+#[cfg(feature = "std")]
 use std::io::{Read, Write};
+#[cfg(feature = "std")]
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(feature = "std")]
 use std::time::Duration;
 
 use safetensors::tensor::Metadata;
 use safetensors::{Dtype, SafeTensors};
 
+#[cfg(feature = "std")]
 use crate::data::file_error;
-use crate::limit::Budget;
+use crate::limit::{Budget, Origin};
+#[cfg(feature = "std")]
 pub use crate::mapped::{load_mapped, load_mapped_with, FileTensor, MapOptions, MappedTensor, Mapping, ORDER_KEY};
 pub use crate::meta::{Channels, Meta};
-use crate::optim::{check_count, check_learning_rate, first_non_finite};
-use crate::{Error, Limit, Network, Noise, Optimizer, Result, TensorKind};
+use crate::optim::first_non_finite;
+#[cfg(feature = "std")]
+use crate::optim::{check_count, check_learning_rate};
+use crate::prelude::*;
+use crate::{Error, Limit, Network, Result, TensorKind};
+#[cfg(feature = "std")]
+use crate::{Noise, Optimizer};
 
 /// Metadata key of the model's layer list.
 pub const MODEL_KEY: &str = "cnn.model";
+#[cfg(feature = "std")]
 const VERSION_KEY: &str = "cnn.version";
 const KIND_KEY: &str = "cnn.kind";
 const OPTIMIZER_PREFIX: &str = "optimizer.";
@@ -108,6 +123,7 @@ pub struct Progress {
 
 /// A tensor to write: its name, its shape and its values, stored as `dtype` (`F32`, or `I64`
 /// for a count).
+#[cfg(feature = "std")]
 struct Entry<'a> {
     name: String,
     dtype: Dtype,
@@ -117,6 +133,7 @@ struct Entry<'a> {
 
 /// The model's tensors as safetensors bytes, with `extra` tensors and `metadata` added; an
 /// `Err` for `path` at the first value that is not finite unless `options` allow them.
+#[cfg(feature = "std")]
 fn to_bytes<M: Network>(
     path: &Path,
     model: &M,
@@ -146,7 +163,7 @@ fn to_bytes<M: Network>(
     }));
     if !options.allow_non_finite {
         for entry in &entries {
-            check_finite(path, &entry.name, entry.values, "saved")?;
+            check_finite(path.into(), &entry.name, entry.values, "saved")?;
         }
     }
     Ok(encode(&mut entries, &metadata))
@@ -154,17 +171,14 @@ fn to_bytes<M: Network>(
 
 /// Fails for `path` unless every value of tensor `name` is finite; `done` says what is refused
 /// (`saved`, `loaded`).
-fn check_finite(path: &Path, name: &str, values: &[f32], done: &str) -> Result<()> {
+fn check_finite(at: Origin<'_>, name: &str, values: &[f32], done: &str) -> Result<()> {
     match first_non_finite(values) {
         None => Ok(()),
-        Some(i) => Err(file_error(
-            path,
-            format!(
-                "tensor `{name}` holds {} at index {i}: values that are not finite (what a diverged run leaves) \
-                 are not {done} unless io::Options::allow_non_finite is set",
-                values[i]
-            ),
-        )),
+        Some(i) => Err(at.error(format!(
+            "tensor `{name}` holds {} at index {i}: values that are not finite (what a diverged run leaves) \
+             are not {done} unless io::Options::allow_non_finite is set",
+            values[i]
+        ))),
     }
 }
 
@@ -182,6 +196,7 @@ fn check_finite(path: &Path, name: &str, values: &[f32], done: &str) -> Result<(
 /// The tensors are ordered as the `safetensors` crate orders them (by dtype, `I64` before `F32`,
 /// then by name), so that every tensor is aligned to its size, and the JSON is spelled as its writer
 /// spells it: the file is the one `safetensors::serialize` would write with sorted metadata.
+#[cfg(feature = "std")]
 fn encode(entries: &mut [Entry<'_>], metadata: &BTreeMap<String, String>) -> Vec<u8> {
     entries.sort_by(|a, b| b.dtype.cmp(&a.dtype).then_with(|| a.name.cmp(&b.name)));
     let mut header = String::from("{");
@@ -226,6 +241,7 @@ fn encode(entries: &mut [Entry<'_>], metadata: &BTreeMap<String, String>) -> Vec
 }
 
 /// Appends `text` as a JSON string, escaped as `serde_json` escapes it.
+#[cfg(feature = "std")]
 fn push_json_string(out: &mut String, text: &str) {
     out.push('"');
     for c in text.chars() {
@@ -245,10 +261,12 @@ fn push_json_string(out: &mut String, text: &str) {
 }
 
 /// Saves since the process started, to give each temporary file a name of its own.
+#[cfg(feature = "std")]
 static SAVES: AtomicU64 = AtomicU64::new(0);
 
 /// How long a temporary file must have gone unmodified before a save takes it for one that a
 /// crashed save left behind.
+#[cfg(feature = "std")]
 const STALE_AFTER: Duration = Duration::from_secs(15 * 60);
 
 /// Writes `bytes` to `path` through a temporary file in the same directory: written, synced to
@@ -259,6 +277,7 @@ const STALE_AFTER: Duration = Duration::from_secs(15 * 60);
 /// (`PID`) and to this save within it (`COUNTER`), so that saves from several threads or
 /// processes never write into one another's temporary. Each save first removes the temporaries
 /// of its own target that a crashed save left behind (see [`remove_stale_temporaries`]).
+#[cfg(feature = "std")]
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path.file_name().ok_or_else(|| file_error(path, "not a file name"))?;
     let dir = match path.parent() {
@@ -286,6 +305,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// The name of the temporary file of save `counter` of process `pid` to the file `name`.
+#[cfg(feature = "std")]
 fn temporary_name(name: &OsStr, pid: u32, counter: u64) -> OsString {
     let mut tmp = OsString::from(".");
     tmp.push(name);
@@ -295,6 +315,7 @@ fn temporary_name(name: &OsStr, pid: u32, counter: u64) -> OsString {
 
 /// The process id in `file` when it is a temporary name of a save to `target`, as
 /// [`temporary_name`] makes them.
+#[cfg(feature = "std")]
 fn temporary_pid(file: &OsStr, target: &OsStr) -> Option<u32> {
     let rest = file.as_encoded_bytes().strip_prefix(b".")?;
     let rest = rest.strip_prefix(target.as_encoded_bytes())?.strip_prefix(b".")?.strip_suffix(b".tmp")?;
@@ -317,6 +338,7 @@ fn temporary_pid(file: &OsStr, target: &OsStr) -> Option<u32> {
 /// safe side. Temporaries of other targets, other names
 /// and anything that cannot be read are left alone; failures here never fail the save.
 /// Loads never remove anything: a reader may run while another process saves.
+#[cfg(feature = "std")]
 fn remove_stale_temporaries(dir: &Path, target: &OsStr) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
@@ -332,6 +354,7 @@ fn remove_stale_temporaries(dir: &Path, target: &OsStr) {
 /// Whether process `pid` may still be running: this process is; elsewhere, where `/proc` lists
 /// the processes (Linux), whether `/proc/PID` exists; where it does not, `false`, and the age
 /// of a temporary decides alone.
+#[cfg(feature = "std")]
 fn may_be_running(pid: u32) -> bool {
     if pid == std::process::id() {
         return true;
@@ -341,17 +364,20 @@ fn may_be_running(pid: u32) -> bool {
 }
 
 /// Saves the model's parameters and buffers to `path`, with [`Options::DEFAULT`].
+#[cfg(feature = "std")]
 pub fn save_weights<M: Network>(model: &M, path: &Path) -> Result<()> {
     save_weights_with(model, path, Options::DEFAULT)
 }
 
 /// Saves the model's parameters and buffers to `path`. Unless `options` allow them, a value
 /// that is not finite is an `Err` naming its tensor and index, and nothing is written.
+#[cfg(feature = "std")]
 pub fn save_weights_with<M: Network>(model: &M, path: &Path, options: Options) -> Result<()> {
     write_weights(model, path, options, Vec::new())
 }
 
 /// Writes a weights file of `model` with `entries` added to its metadata.
+#[cfg(feature = "std")]
 fn write_weights<M: Network>(model: &M, path: &Path, options: Options, entries: Vec<(String, String)>) -> Result<()> {
     let mut metadata = BTreeMap::from([(KIND_KEY.to_string(), "weights".to_string())]);
     metadata.extend(entries);
@@ -366,6 +392,7 @@ const HEADER_COST: u64 = 16;
 /// The bytes of `path`, counted against `budget` before they are allocated: the size the
 /// file's metadata gives, and at most one byte past what is left of the budget, in case the
 /// file grows while it is read.
+#[cfg(feature = "std")]
 pub(crate) fn read_file(path: &Path, budget: &mut Budget) -> Result<Vec<u8>> {
     let cannot_read = |e: std::io::Error| file_error(path, format!("cannot read: {e}"));
     let file = fs::File::open(path).map_err(cannot_read)?;
@@ -396,6 +423,7 @@ impl Parsed<'_> {
     }
 
     /// Every metadata key.
+    #[cfg(feature = "std")]
     fn metadata_keys(&self) -> Vec<&str> {
         let mut keys: Vec<&str> = self.header.metadata().iter().flat_map(|m| m.keys().map(String::as_str)).collect();
         keys.sort();
@@ -411,11 +439,11 @@ impl Parsed<'_> {
 }
 
 /// Parses `bytes`, read from `path`, counting the parsed header against `budget` first.
-pub(crate) fn parse<'a>(path: &Path, bytes: &'a [u8], budget: &mut Budget) -> Result<Parsed<'a>> {
-    let not_safetensors = |e: safetensors::SafeTensorError| file_error(path, format!("not a safetensors file: {e}"));
+pub(crate) fn parse<'a>(at: Origin<'_>, bytes: &'a [u8], budget: &mut Budget) -> Result<Parsed<'a>> {
+    let not_safetensors = |e: safetensors::SafeTensorError| at.error(format!("not a safetensors file: {e}"));
     // A header cannot be longer than the file; a longer length is refused by the parser.
     let length = bytes.get(..8).map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
-    budget.take(path, length.min(bytes.len() as u64).saturating_mul(HEADER_COST), "the file's parsed header")?;
+    budget.take(at, length.min(bytes.len() as u64).saturating_mul(HEADER_COST), "the file's parsed header")?;
     let (n, header) = SafeTensors::read_metadata(bytes).map_err(not_safetensors)?;
     Ok(Parsed { header, data: &bytes[8 + n..] })
 }
@@ -423,18 +451,15 @@ pub(crate) fn parse<'a>(path: &Path, bytes: &'a [u8], budget: &mut Budget) -> Re
 /// Decodes tensor `name` into `into`, checked to be of `shape` and `f32` (a count: `i64`, as
 /// PyTorch stores `num_batches_tracked`, or `f32`), and finite unless `options` allow it.
 pub(crate) fn decode(
-    path: &Path,
+    at: Origin<'_>,
     parsed: &Parsed<'_>,
     (name, shape, count): (&str, &[usize], bool),
     options: Options,
     into: &mut [f32],
 ) -> Result<()> {
-    let info = parsed.header.info(name).ok_or_else(|| file_error(path, format!("tensor `{name}` is missing")))?;
+    let info = parsed.header.info(name).ok_or_else(|| at.error(format!("tensor `{name}` is missing")))?;
     if info.shape != shape {
-        return Err(file_error(
-            path,
-            format!("tensor `{name}` has shape {:?}, the model expects {shape:?}", info.shape),
-        ));
+        return Err(at.error(format!("tensor `{name}` has shape {:?}, the model expects {shape:?}", info.shape)));
     }
     let data = &parsed.data[info.data_offsets.0..info.data_offsets.1];
     match info.dtype {
@@ -447,21 +472,18 @@ pub(crate) fn decode(
             for (v, b) in into.iter_mut().zip(data.chunks_exact(8)) {
                 let n = i64::from_le_bytes(b.try_into().expect("8 bytes"));
                 if !(0..=1 << 24).contains(&n) {
-                    return Err(file_error(
-                        path,
-                        format!("tensor `{name}` counts {n} batches, not a count this model keeps"),
-                    ));
+                    return Err(at.error(format!("tensor `{name}` counts {n} batches, not a count this model keeps")));
                 }
                 *v = n as f32;
             }
         }
         other => {
             let want = if count { "I64 or F32" } else { "F32" };
-            return Err(file_error(path, format!("tensor `{name}` holds {other:?} values, expected {want}")));
+            return Err(at.error(format!("tensor `{name}` holds {other:?} values, expected {want}")));
         }
     }
     if !options.allow_non_finite {
-        check_finite(path, name, into, "loaded")?;
+        check_finite(at, name, into, "loaded")?;
     }
     Ok(())
 }
@@ -469,7 +491,7 @@ pub(crate) fn decode(
 /// Reads and checks the model's tensors (and no others outside `allowed_extra`) from a parsed
 /// file, without touching the model.
 fn read_params<M: Network>(
-    path: &Path,
+    at: Origin<'_>,
     parsed: &Parsed<'_>,
     allowed_extra: &str,
     options: Options,
@@ -478,24 +500,23 @@ fn read_params<M: Network>(
     // A file written for another layer list still loads when every tensor fits (a dropout rate
     // or an activation may differ); when one does not, both models are shown.
     let other_model = |error: Error| match parsed.metadata(MODEL_KEY) {
-        Some(written_for) if written_for != M::DSL => file_error(
-            path,
-            format!("the file was written for the model\n    {written_for}\nnot for this one\n    {}", M::DSL),
-        ),
+        Some(written_for) if written_for != M::DSL => {
+            at.error(format!("the file was written for the model\n    {written_for}\nnot for this one\n    {}", M::DSL))
+        }
         _ => error,
     };
-    budget.take_values(path, M::PARAM_COUNT, 4, "the parameters")?;
-    budget.take_values(path, M::BUFFER_COUNT, 4, "the buffers")?;
+    budget.take_values(at, M::PARAM_COUNT, 4, "the parameters")?;
+    budget.take_values(at, M::BUFFER_COUNT, 4, "the buffers")?;
     let (mut params, mut buffers) = (vec![0.0; M::PARAM_COUNT], vec![0.0; M::BUFFER_COUNT]);
     for t in M::TENSORS {
         let into = if t.kind.is_param() { &mut params } else { &mut buffers };
         let tensor = (t.name, t.shape, t.kind == TensorKind::Count);
-        decode(path, parsed, tensor, options, &mut into[t.offset..t.offset + t.len()]).map_err(other_model)?;
+        decode(at, parsed, tensor, options, &mut into[t.offset..t.offset + t.len()]).map_err(other_model)?;
     }
     if let Some(extra) = parsed.names().into_iter().find(|n| {
         !M::TENSORS.iter().any(|t| t.name == *n) && (allowed_extra.is_empty() || !n.starts_with(allowed_extra))
     }) {
-        let error = file_error(path, format!("unexpected tensor `{extra}`: the model has no such parameter"));
+        let error = at.error(format!("unexpected tensor `{extra}`: the model has no such parameter"));
         return Err(other_model(error));
     }
     Ok((params, buffers))
@@ -504,12 +525,14 @@ fn read_params<M: Network>(
 /// Saves the weights as [`save_weights`] does, with `meta` (the preprocessing the model was
 /// trained with and its class names) in the file's metadata, checked against the model first:
 /// one value or one per input channel, one class name per output.
+#[cfg(feature = "std")]
 pub fn save_model<M: Network>(model: &M, meta: &Meta, path: &Path) -> Result<()> {
     meta.check(model_depth::<M>(), model_outputs::<M>()).map_err(|e| file_error(path, format!("cannot save: {e}")))?;
     write_weights(model, path, Options::DEFAULT, meta.entries())
 }
 
 /// The input channels of model `M` (1 for a vector).
+#[cfg(feature = "std")]
 pub(crate) fn model_depth<M: Network>() -> usize {
     if M::INPUT.flat {
         1
@@ -519,6 +542,7 @@ pub(crate) fn model_depth<M: Network>() -> usize {
 }
 
 /// The outputs of model `M`, or 0 for a model with heads.
+#[cfg(feature = "std")]
 pub(crate) fn model_outputs<M: Network>() -> usize {
     match M::GRAPH.last() {
         Some(node) if !matches!(node.op, crate::graph::Op::Heads { .. }) => node.output.len(),
@@ -528,15 +552,17 @@ pub(crate) fn model_outputs<M: Network>() -> usize {
 
 /// The [`Meta`] stored in a model file (empty where it stores none), with
 /// [`Options::DEFAULT`]'s limit on what is read.
+#[cfg(feature = "std")]
 pub fn read_meta(path: &Path) -> Result<Meta> {
     let mut budget = Budget::new(Options::DEFAULT.limit);
     let bytes = read_file(path, &mut budget)?;
-    let parsed = parse(path, &bytes, &mut budget)?;
+    let parsed = parse(path.into(), &bytes, &mut budget)?;
     Meta::from_entries(|key| parsed.metadata(key)).map_err(|e| file_error(path, e))
 }
 
 /// Loads parameters saved by [`save_weights`] (or [`save_checkpoint`]) or by PyTorch, with
 /// [`Options::DEFAULT`]; see [`load_weights_with`].
+#[cfg(feature = "std")]
 pub fn load_weights<M: Network>(model: &mut M, path: &Path) -> Result<()> {
     load_weights_with(model, path, Options::DEFAULT)
 }
@@ -546,20 +572,71 @@ pub fn load_weights<M: Network>(model: &mut M, path: &Path) -> Result<()> {
 /// tensor must be present, with its name, shape and dtype, and finite unless `options` allow
 /// otherwise; the file and what is decoded from it must fit in `options.limit`. On any error
 /// the model is left as it was.
+#[cfg(feature = "std")]
 pub fn load_weights_with<M: Network>(model: &mut M, path: &Path, options: Options) -> Result<()> {
     let mut budget = Budget::new(options.limit);
     let bytes = read_file(path, &mut budget)?;
-    let parsed = parse(path, &bytes, &mut budget)?;
+    load_parsed(model, path.into(), &bytes, options, &mut budget)
+}
+
+/// Loads parameters from the bytes of a safetensors file, with [`Options::DEFAULT`]; see
+/// [`load_weights_from_bytes_with`].
+pub fn load_weights_from_bytes<M: Network>(model: &mut M, bytes: &[u8]) -> Result<()> {
+    load_weights_from_bytes_with(model, bytes, Options::DEFAULT)
+}
+
+/// Loads parameters from the bytes of a safetensors file, as [`load_weights_with`] loads them
+/// from a file: for weights embedded in a program (`include_bytes!`) or received by other means,
+/// and without the `std` feature. The bytes themselves are not counted against
+/// `options.limit`, since they are given; what is decoded from them is. Errors are
+/// [`Error::Bytes`]; on any error the model is left as it was.
+///
+/// ```
+/// use cnn::cnn;
+/// use cnn::io::{load_weights_from_bytes, read_meta_from_bytes};
+///
+/// cnn! { struct LeNet5 = "../models/lenet5.safetensors" }
+///
+/// // In a program: `include_bytes!` of the file.
+/// let bytes = std::fs::read("../models/lenet5.safetensors")?;
+/// let mut model = LeNet5::new();
+/// load_weights_from_bytes(&mut model, &bytes)?;
+/// assert_eq!(read_meta_from_bytes(&bytes)?.mean, [0.1307]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn load_weights_from_bytes_with<M: Network>(model: &mut M, bytes: &[u8], options: Options) -> Result<()> {
+    load_parsed(model, Origin::BYTES, bytes, options, &mut Budget::new(options.limit))
+}
+
+/// The [`Meta`] stored in the bytes of a model file (empty where it stores none), as
+/// [`read_meta`] reads it from a file.
+pub fn read_meta_from_bytes(bytes: &[u8]) -> Result<Meta> {
+    let mut budget = Budget::new(Options::DEFAULT.limit);
+    let parsed = parse(Origin::BYTES, bytes, &mut budget)?;
+    Meta::from_entries(|key| parsed.metadata(key)).map_err(|e| Origin::BYTES.error(e))
+}
+
+/// Loads the model's tensors from `bytes`, the contents of `at`, into `model`, or leaves it as
+/// it was on an error.
+fn load_parsed<M: Network>(
+    model: &mut M,
+    at: Origin<'_>,
+    bytes: &[u8],
+    options: Options,
+    budget: &mut Budget,
+) -> Result<()> {
+    let parsed = parse(at, bytes, budget)?;
     // A checkpoint's optimizer state is not a parameter; it is skipped here.
     let checkpoint = parsed.metadata(KIND_KEY) == Some("checkpoint");
     let extra = if checkpoint { OPTIMIZER_PREFIX } else { "" };
-    let (params, buffers) = read_params::<M>(path, &parsed, extra, options, &mut budget)?;
+    let (params, buffers) = read_params::<M>(at, &parsed, extra, options, budget)?;
     model.params_mut().copy_from_slice(&params);
     model.buffers_mut().copy_from_slice(&buffers);
     Ok(())
 }
 
 /// Saves a checkpoint with [`Options::DEFAULT`]; see [`save_checkpoint_with`].
+#[cfg(feature = "std")]
 pub fn save_checkpoint<M: Network, O: Optimizer + ?Sized>(
     model: &M,
     opt: &O,
@@ -572,6 +649,7 @@ pub fn save_checkpoint<M: Network, O: Optimizer + ?Sized>(
 /// Saves a checkpoint: parameters, buffers, the optimizer's state and description, where the
 /// dropout masks stand, and `progress`. Unless `options` allow them, a value that is not finite
 /// is an `Err` naming its tensor and index, and nothing is written.
+#[cfg(feature = "std")]
 pub fn save_checkpoint_with<M: Network, O: Optimizer + ?Sized>(
     model: &M,
     opt: &O,
@@ -600,6 +678,7 @@ pub fn save_checkpoint_with<M: Network, O: Optimizer + ?Sized>(
 }
 
 /// Loads a checkpoint with [`Options::DEFAULT`]; see [`load_checkpoint_with`].
+#[cfg(feature = "std")]
 pub fn load_checkpoint<M: Network, O: Optimizer + ?Sized>(model: &mut M, opt: &mut O, path: &Path) -> Result<Progress> {
     load_checkpoint_with(model, opt, path, Options::DEFAULT)
 }
@@ -620,6 +699,7 @@ pub fn load_checkpoint<M: Network, O: Optimizer + ?Sized>(model: &mut M, opt: &m
 ///
 /// Everything is checked before anything changes: on any error neither the model nor the
 /// optimizer changes.
+#[cfg(feature = "std")]
 pub fn load_checkpoint_with<M: Network, O: Optimizer + ?Sized>(
     model: &mut M,
     opt: &mut O,
@@ -628,14 +708,14 @@ pub fn load_checkpoint_with<M: Network, O: Optimizer + ?Sized>(
 ) -> Result<Progress> {
     let mut budget = Budget::new(options.limit);
     let bytes = read_file(path, &mut budget)?;
-    let parsed = parse(path, &bytes, &mut budget)?;
+    let parsed = parse(path.into(), &bytes, &mut budget)?;
     if parsed.metadata(KIND_KEY) != Some("checkpoint") {
         return Err(file_error(
             path,
             "not a checkpoint (no `cnn.kind = checkpoint` in its metadata): load it with load_weights",
         ));
     }
-    let (params, buffers) = read_params::<M>(path, &parsed, OPTIMIZER_PREFIX, options, &mut budget)?;
+    let (params, buffers) = read_params::<M>(path.into(), &parsed, OPTIMIZER_PREFIX, options, &mut budget)?;
     let text = |key: &str| parsed.metadata(key).ok_or_else(|| file_error(path, format!("metadata `{key}` is missing")));
     let number = |key: &str| -> Result<u64> {
         let text = text(key)?;
@@ -679,7 +759,7 @@ pub fn load_checkpoint_with<M: Network, O: Optimizer + ?Sized>(
             budget.take_values(path, M::PARAM_COUNT, 4, "the optimizer state")?;
             let mut values = vec![0.0; M::PARAM_COUNT];
             // The optimizer refuses state that is not finite, whatever the options.
-            decode(path, &parsed, (&name, &[M::PARAM_COUNT], false), Options::DEFAULT, &mut values)?;
+            decode(path.into(), &parsed, (&name, &[M::PARAM_COUNT], false), Options::DEFAULT, &mut values)?;
             state.push((key, values));
         }
     }
@@ -714,6 +794,7 @@ pub fn load_checkpoint_with<M: Network, O: Optimizer + ?Sized>(
 }
 
 /// Resets `opt`, then gives it `state`, `counters` and the learning rate `lr`.
+#[cfg(feature = "std")]
 fn restore<O: Optimizer + ?Sized>(
     opt: &mut O,
     state: &[(&str, Vec<f32>)],
@@ -732,7 +813,8 @@ fn restore<O: Optimizer + ?Sized>(
 
 /// Fails, saying what differs, unless the optimizer described by `saved` (a checkpoint's) and
 /// by `current` are of one kind with the same hyperparameters, the learning rate aside.
-fn check_same_optimizer(saved: &str, current: &str) -> std::result::Result<(), String> {
+#[cfg(feature = "std")]
+fn check_same_optimizer(saved: &str, current: &str) -> core::result::Result<(), String> {
     let (saved_kind, saved_params) = hyperparameters(saved);
     let (kind, params) = hyperparameters(current);
     if saved_kind != kind {
@@ -768,6 +850,7 @@ fn check_same_optimizer(saved: &str, current: &str) -> std::result::Result<(), S
 
 /// The kind and the hyperparameters other than the learning rate of an optimizer described as
 /// `Kind(lr=0.05, momentum=0.9, betas=(0.9, 0.999), ...)`.
+#[cfg(feature = "std")]
 fn hyperparameters(description: &str) -> (&str, Vec<&str>) {
     let (kind, rest) = description.split_once('(').unwrap_or((description, ""));
     let inner = rest.strip_suffix(')').unwrap_or(rest);

@@ -11,12 +11,26 @@
 //! batches are NCHW `f32`, convolution weights are `[K, D, FH, FW]`, fully connected weights are
 //! `[out, in]`, and flattening before a fully connected layer follows `torch.flatten` on NCHW.
 
+//!
+//! Without the default feature `std` the crate is `#![no_std]` (it needs `alloc`): the kernels,
+//! the traits, the optimizers and loading weights from bytes
+//! ([`io::load_weights_from_bytes`]) remain, computed on one thread with the maths of `libm`;
+//! threads, files, data sets, augmentation, distributed training and ONNX export need `std`.
+
+#![cfg_attr(not(feature = "std"), no_std)]
+// The documentation links to what needs `std` (saving, files, data sets), absent without it.
+#![cfg_attr(not(feature = "std"), allow(rustdoc::broken_intra_doc_links))]
 #![warn(missing_docs)]
 
+extern crate alloc;
+
+#[cfg(feature = "std")]
 pub mod augment;
 #[doc(hidden)]
 pub mod compiled;
+#[cfg(feature = "std")]
 pub mod data;
+#[cfg(feature = "std")]
 pub mod distributed;
 mod error;
 pub mod graph;
@@ -26,13 +40,18 @@ pub mod io;
 #[doc(hidden)]
 pub mod kernels;
 mod limit;
+#[cfg(feature = "std")]
 mod mapped;
+mod math;
 mod meta;
 mod model;
 #[cfg(feature = "nalgebra")]
 pub mod na;
+#[cfg(feature = "std")]
 pub mod onnx;
 pub mod optim;
+mod prelude;
+#[cfg(feature = "std")]
 pub mod quant;
 pub mod schedule;
 mod shape;
@@ -49,7 +68,7 @@ pub use schedule::Schedule;
 pub use shape::{conv_output_len, Shape};
 
 /// The result type of every fallible runtime operation.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub type Result<T, E = Error> = core::result::Result<T, E>;
 
 /// Without the `nalgebra` feature, what `cnn!` generates for nalgebra types is left out.
 #[cfg(not(feature = "nalgebra"))]

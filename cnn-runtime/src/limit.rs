@@ -1,9 +1,42 @@
 //! How much memory one load call may allocate.
 
+use core::marker::PhantomData;
+#[cfg(feature = "std")]
 use std::path::Path;
 
-use crate::data::file_error;
-use crate::Result;
+use crate::prelude::*;
+use crate::{Error, Result};
+
+/// What a load reads, named in its errors: a file, or bytes in memory.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Origin<'a> {
+    /// The file at this path.
+    #[cfg(feature = "std")]
+    File(&'a Path),
+    /// Bytes given in memory.
+    Bytes(PhantomData<&'a [u8]>),
+}
+
+impl Origin<'_> {
+    /// Bytes given in memory.
+    pub(crate) const BYTES: Origin<'static> = Origin::Bytes(PhantomData);
+
+    /// The error of a load of this origin: [`Error::File`] or [`Error::Bytes`].
+    pub(crate) fn error(self, reason: impl Into<String>) -> Error {
+        match self {
+            #[cfg(feature = "std")]
+            Origin::File(path) => crate::data::file_error(path, reason),
+            Origin::Bytes(_) => Error::Bytes { reason: reason.into() },
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl<'a> From<&'a Path> for Origin<'a> {
+    fn from(path: &'a Path) -> Self {
+        Origin::File(path)
+    }
+}
 
 /// The most memory one load call may allocate for what it reads: the decoded bytes of its files
 /// and the buffers made from them (`f32` images, labels, tensors), added up over the call.
@@ -57,7 +90,7 @@ impl Budget {
 
     /// Fails, naming the limit, when `bytes` more for `what` of `path` would pass it; takes
     /// nothing.
-    pub(crate) fn check(&self, path: &Path, bytes: u64, what: &str) -> Result<()> {
+    pub(crate) fn check<'a>(&self, path: impl Into<Origin<'a>>, bytes: u64, what: &str) -> Result<()> {
         let left = self.left();
         if bytes > left {
             return Err(
@@ -69,28 +102,33 @@ impl Budget {
 
     /// Takes `bytes` for `what` of `path`, or fails, naming the limit, before anything is
     /// allocated.
-    pub(crate) fn take(&mut self, path: &Path, bytes: u64, what: &str) -> Result<()> {
+    pub(crate) fn take<'a>(&mut self, path: impl Into<Origin<'a>>, bytes: u64, what: &str) -> Result<()> {
         self.check(path, bytes, what)?;
         self.used += bytes;
         Ok(())
     }
 
     /// Gives back `bytes` taken earlier and since freed.
+    #[cfg(feature = "std")]
     pub(crate) fn give_back(&mut self, bytes: u64) {
         self.used -= bytes.min(self.used);
     }
 
     /// The error for `path` passing the limit; `reason` says by what, and ends where "of this
     /// load's limit" follows.
-    pub(crate) fn exceeded(&self, path: &Path, reason: String) -> crate::Error {
-        file_error(
-            path,
-            format!("{reason} of this load's limit of {} bytes (raise it with cnn::Limit::bytes)", self.limit),
-        )
+    pub(crate) fn exceeded<'a>(&self, path: impl Into<Origin<'a>>, reason: String) -> crate::Error {
+        path.into()
+            .error(format!("{reason} of this load's limit of {} bytes (raise it with cnn::Limit::bytes)", self.limit))
     }
 
     /// Takes `count` values of `size` bytes each.
-    pub(crate) fn take_values(&mut self, path: &Path, count: usize, size: usize, what: &str) -> Result<()> {
+    pub(crate) fn take_values<'a>(
+        &mut self,
+        path: impl Into<Origin<'a>>,
+        count: usize,
+        size: usize,
+        what: &str,
+    ) -> Result<()> {
         let bytes = (count as u64).saturating_mul(size as u64);
         self.take(path, bytes, what)
     }

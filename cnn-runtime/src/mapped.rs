@@ -1,8 +1,8 @@
 //! Loading the weights of a PyTorch model that is not a `Sequential` by module structure and
 //! shape: [`load_mapped`] and [`load_mapped_with`], re-exported by [`crate::io`].
 
+use core::fmt;
 use std::collections::HashMap;
-use std::fmt;
 use std::path::Path;
 
 use crate::data::file_error;
@@ -236,7 +236,7 @@ pub fn load_mapped<M: Network>(model: &mut M, path: &Path) -> Result<Mapping> {
 pub fn load_mapped_with<M: Network>(model: &mut M, path: &Path, options: MapOptions) -> Result<Mapping> {
     let mut budget = Budget::new(options.limit);
     let bytes = read_file(path, &mut budget)?;
-    let parsed = parse(path, &bytes, &mut budget)?;
+    let parsed = parse(path.into(), &bytes, &mut budget)?;
     let order = file_order(path, &parsed, &mut budget)?;
     let by_order = order.is_some();
     let names = match order {
@@ -300,7 +300,7 @@ pub fn load_mapped_with<M: Network>(model: &mut M, path: &Path, options: MapOpti
             let their_name = theirs_list[their_index].0;
             let into = if info.kind.is_param() { &mut params } else { &mut buffers };
             let tensor = (their_name, info.shape, info.kind == TensorKind::Count);
-            decode(path, &parsed, tensor, io_options, &mut into[info.offset..info.offset + info.len()])?;
+            decode(path.into(), &parsed, tensor, io_options, &mut into[info.offset..info.offset + info.len()])?;
             loaded.push((index, MappedTensor { ours: info, theirs: their_name.to_string() }));
         }
     }

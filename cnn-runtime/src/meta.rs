@@ -1,7 +1,9 @@
 //! What a model file says about the model's use: how its inputs were prepared in training and
 //! what its outputs are called ([`Meta`]).
 
-use std::fmt::Write;
+use crate::prelude::*;
+
+use core::fmt::Write;
 
 use serde_json::Value;
 

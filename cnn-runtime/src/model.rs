@@ -1,12 +1,13 @@
 //! The traits every generated model implements: [`Network`], its layers and parameters, and
 //! [`Model`], its one output.
 
-use std::ops::{Bound, RangeBounds};
+use core::ops::{Bound, RangeBounds};
 
 use crate::compiled::{activations, backward_unchecked, forward_pair_unchecked, forward_unchecked, Compiled, State};
 use crate::init::{rng, splitmix};
 use crate::kernels::{in_pool, Loss, Targets};
 use crate::optim::{check_count, first_non_finite, Segment, StepCheck};
+use crate::prelude::*;
 use crate::{Error, Optimizer, Result, Shape};
 
 /// One row of a model's layer table.

@@ -29,6 +29,8 @@
 
 use nalgebra::{DMatrix, DMatrixView, DVectorView, Dim, Matrix, RawStorage};
 
+use crate::prelude::*;
+
 use crate::{Error, Model, Network, Result};
 
 /// The nalgebra these functions take and return, so that a program can name its types

@@ -27,11 +27,15 @@
 //! # Ok::<(), cnn::Error>(())
 //! ```
 
-use std::ops::Range;
+use core::ops::Range;
 
+#[cfg(feature = "std")]
 use rayon::prelude::*;
 
 use crate::kernels::{for_each_chunk, ChunksMut, MAX_CHUNKS};
+#[cfg(not(feature = "std"))]
+use crate::math::Float;
+use crate::prelude::*;
 use crate::{Error, Result};
 
 /// A run of parameters `start..end` that an optimizer updates, and whether weight decay applies to it.
@@ -221,11 +225,12 @@ const SCAN_BLOCK: usize = 256;
 /// The index of the first value of `values` that is NaN or infinite. Long slices are scanned
 /// in parallel blocks on the current rayon pool.
 pub fn first_non_finite(values: &[f32]) -> Option<usize> {
-    if !parallel(values.len()) {
-        return first_non_finite_serial(values);
+    #[cfg(feature = "std")]
+    if parallel(values.len()) {
+        let block = values.par_chunks(PAR_BLOCK).position_first(|b| first_non_finite_serial(b).is_some())?;
+        return first_non_finite_serial(&values[block * PAR_BLOCK..]).map(|i| block * PAR_BLOCK + i);
     }
-    let block = values.par_chunks(PAR_BLOCK).position_first(|b| first_non_finite_serial(b).is_some())?;
-    first_non_finite_serial(&values[block * PAR_BLOCK..]).map(|i| block * PAR_BLOCK + i)
+    first_non_finite_serial(values)
 }
 
 fn first_non_finite_serial(values: &[f32]) -> Option<usize> {
@@ -243,8 +248,15 @@ const PAR_BLOCK: usize = 1 << 15;
 /// Whether a pass over `len` values is split between threads: when it is two blocks long or
 /// more and the current pool has more than one thread (one thread would gain nothing and lose
 /// the scheduling).
+#[cfg(feature = "std")]
 fn parallel(len: usize) -> bool {
     len >= 2 * PAR_BLOCK && rayon::current_num_threads() > 1
+}
+
+/// Without the `std` feature, never: there is one thread.
+#[cfg(not(feature = "std"))]
+fn parallel(_: usize) -> bool {
+    false
 }
 
 /// Runs `update` over blocks of the parameters `w` and of the `S` state buffers as long (the
@@ -263,7 +275,7 @@ fn update_blocks<const S: usize>(
     let block = len.div_ceil(MAX_CHUNKS).max(PAR_BLOCK);
     let ws = ChunksMut::new(w, block);
     let ss = states.map(|s| ChunksMut::new(s, block));
-    for_each_chunk(len.div_ceil(block), &|c| update(c * block, ws.take(c), std::array::from_fn(|i| ss[i].take(c))));
+    for_each_chunk(len.div_ceil(block), &|c| update(c * block, ws.take(c), core::array::from_fn(|i| ss[i].take(c))));
 }
 
 /// The largest magnitude among the values of `segments` in `values`, as an `f64`, or `None`
@@ -274,9 +286,13 @@ fn max_abs(values: &[f32], segments: &[Segment]) -> Option<f64> {
     let most = |v: &[f32]| v.iter().fold(0u32, |m, v| m.max(v.to_bits() & 0x7fff_ffff));
     let most = segments
         .iter()
-        .map(|s| match &values[s.start..s.end] {
-            v if !parallel(v.len()) => most(v),
-            v => v.par_chunks(PAR_BLOCK).map(most).max().unwrap_or(0),
+        .map(|s| {
+            let v = &values[s.start..s.end];
+            #[cfg(feature = "std")]
+            if parallel(v.len()) {
+                return v.par_chunks(PAR_BLOCK).map(most).max().unwrap_or(0);
+            }
+            most(v)
         })
         .max()
         .unwrap_or(0);

@@ -18,7 +18,10 @@
 //! # Ok::<(), cnn::Error>(())
 //! ```
 
+#[cfg(not(feature = "std"))]
+use crate::math::Float;
 use crate::optim::check_learning_rate;
+use crate::prelude::*;
 use crate::{Error, Optimizer, Result};
 
 /// A learning rate for every step.
@@ -172,7 +175,7 @@ impl Schedule for Cosine {
             return self.min;
         }
         let (base, min) = (f64::from(self.base), f64::from(self.min));
-        let cos = (std::f64::consts::PI * t as f64 / self.steps as f64).cos();
+        let cos = (core::f64::consts::PI * t as f64 / self.steps as f64).cos();
         (min + (base - min) * (1.0 + cos) / 2.0) as f32
     }
 }
@@ -246,7 +249,7 @@ mod tests {
     #[test]
     fn cosine_matches_pytorch_cosine_annealing_and_then_holds_the_minimum() {
         let s = Cosine::new(0.1, 0.001, 10).unwrap();
-        let pi = std::f64::consts::PI;
+        let pi = core::f64::consts::PI;
         for (t, expected) in [
             (0, 0.1),
             (2, 0.001 + 0.099 * (1.0 + (pi / 5.0).cos()) / 2.0),

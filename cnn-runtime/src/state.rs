@@ -1,9 +1,10 @@
 //! What a generated model holds besides its layers, written once for every model.
 
-use std::ops::Range;
+use core::ops::Range;
 
 use crate::model::{LayerInfo, Noise, TensorInfo, TensorKind};
 use crate::optim::Segment;
+use crate::prelude::*;
 use crate::workspace::Workspace;
 
 /// The values of a generated model: parameters, gradient, buffers, which layers are frozen,

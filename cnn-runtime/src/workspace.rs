@@ -1,5 +1,7 @@
 //! Buffers a generated model reuses from one step to the next.
 
+use crate::prelude::*;
+
 /// Per-sample sizes (and per-chunk ones for scratch) of a model's workspace, computed by the
 /// `cnn!` macro from its layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +93,7 @@ impl Workspace {
             grow(&mut self.scratch, most * sizes.scratch);
             self.batch = n;
             // The matrix products' per-thread buffers, on every thread that may run them.
+            #[cfg(feature = "std")]
             rayon::broadcast(|_| crate::kernels::reserve_buffers());
         }
         let (grad, partial) = if training {

@@ -153,12 +153,12 @@ fn find(dir: &Path, name: &str) -> PathBuf {
 
 /// Reads one image file and its label file into a data set of 10 classes.
 fn load_pair(images: &Path, labels: &Path, budget: &mut Budget) -> Result<Dataset> {
-    let IdxImages { pixels: raw, count, rows, cols } = read_images(images, budget, std::mem::size_of::<f32>() as u64)?;
+    let IdxImages { pixels: raw, count, rows, cols } = read_images(images, budget, core::mem::size_of::<f32>() as u64)?;
     let mut pixels = Vec::new();
     grow(images, budget, &mut pixels, raw.len(), "the f32 images")?;
     pixels.extend(raw.iter().map(|&p| p as f32 / 255.0));
     drop(raw);
-    let lab = read_labels(labels, budget, std::mem::size_of::<usize>() as u64)?;
+    let lab = read_labels(labels, budget, core::mem::size_of::<usize>() as u64)?;
     if lab.len() != count {
         return Err(file_error(labels, format!("{} labels, but {} holds {count} images", lab.len(), images.display())));
     }

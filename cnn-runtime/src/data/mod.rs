@@ -261,7 +261,7 @@ impl<'a> Input<'a> {
 /// Makes room in `v` for exactly `more` values, taken from `budget` first as `what` of `path`;
 /// the room is only reserved, so a failed allocation is an error, not an abort.
 pub(crate) fn grow<T>(path: &Path, budget: &mut Budget, v: &mut Vec<T>, more: usize, what: &str) -> Result<()> {
-    let size = std::mem::size_of::<T>();
+    let size = core::mem::size_of::<T>();
     budget.take_values(path, more, size, what)?;
     v.try_reserve_exact(more)
         .map_err(|_| file_error(path, format!("cannot allocate {more} values of {size} bytes for {what}")))

@@ -10,8 +10,8 @@
 //! rank adds the same leaves in the same tree, so the totals have the same bits on every rank
 //! and for any number of ranks.
 
+use core::ops::Range;
 use std::any::Any;
-use std::ops::Range;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use super::{slice_targets, Collective};
@@ -95,7 +95,7 @@ impl Board {
         while state.round == round {
             state = self.published.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
         }
-        let totals = state.totals.iter().chain(std::iter::repeat(&0.0));
+        let totals = state.totals.iter().chain(core::iter::repeat(&0.0));
         sums.iter_mut().zip(totals).for_each(|(s, t)| *s = *t);
         drop(self.take_turn(state));
     }
@@ -274,7 +274,7 @@ impl<C: Collective + ?Sized> Passes<'_, C> {
                     let bits = v.to_bits();
                     [f32::from_bits(bits as u32), f32::from_bits((bits >> 32) as u32)]
                 });
-                send.extend(halves.chain(std::iter::repeat(0.0)).take(2 * width));
+                send.extend(halves.chain(core::iter::repeat(0.0)).take(2 * width));
             }
             self.comm.all_gather(&send, &counts, &mut recv)?;
             let mut at = 0;

@@ -58,7 +58,7 @@ mod batch_stats;
 pub mod mpi;
 mod threads;
 
-use std::ops::Range;
+use core::ops::Range;
 
 use crate::init::splitmix;
 use crate::optim::MAX_STEPS;
@@ -546,7 +546,7 @@ impl<'c, C: Collective + ?Sized> DataParallel<'c, C> {
         }
         // The lowest rank whose step failed, if any.
         let mut failed = failure.is_some().then_some(rank);
-        let (mut send, mut recv) = (std::mem::take(&mut self.send), std::mem::take(&mut self.recv));
+        let (mut send, mut recv) = (core::mem::take(&mut self.send), core::mem::take(&mut self.recv));
         let mut result = Ok(());
         for k in 0..size.trailing_zeros() {
             let partner = rank ^ (1 << k);
@@ -660,7 +660,7 @@ impl<'c, C: Collective + ?Sized> DataParallel<'c, C> {
                 if let Some(Err(e)) = other {
                     failure = Some(e);
                 }
-                reused(&mut self.spare, std::iter::repeat_n(0.0, len))
+                reused(&mut self.spare, core::iter::repeat_n(0.0, len))
             }
         };
         values.push(if failure.is_some() { 1.0 } else { 0.0 });
@@ -767,7 +767,7 @@ fn push(stack: &mut Vec<Node>, spare: &mut Vec<Vec<f32>>, mut node: Node) {
 /// The largest aligned blocks of the tree that cover `groups`, in order, as (level, index).
 fn aligned_blocks(groups: Range<usize>) -> impl Iterator<Item = (u32, usize)> {
     let mut at = groups.start;
-    std::iter::from_fn(move || {
+    core::iter::from_fn(move || {
         if at >= groups.end {
             return None;
         }

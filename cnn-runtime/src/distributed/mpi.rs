@@ -4,7 +4,7 @@
 //! A program calls [`Mpi::init`] once and runs under the launcher, `mpirun -np 4 program ...`;
 //! started without it, it is one rank of one.
 
-use std::cell::RefCell;
+use core::cell::RefCell;
 
 use mpi::datatype::PartitionMut;
 use mpi::environment::Universe;

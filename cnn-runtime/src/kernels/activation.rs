@@ -1,5 +1,8 @@
 //! Element-wise activations, fused into the layer before them or standing alone.
 
+#[cfg(not(feature = "std"))]
+use crate::math::Float;
+
 use super::{chunk, chunk_count, chunk_len, for_each_chunk, ChunksMut, Layer, Mode};
 
 /// An element-wise activation function.
@@ -58,7 +61,7 @@ fn exp_of_small(t: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0;
     const LN2_HI: f32 = 0.693_145_75; // ln 2 in 16 bits: `k·LN2_HI` is exact.
     const LN2_LO: f32 = 1.428_606_8e-6;
-    let k = (t * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let k = (t * core::f32::consts::LOG2_E + ROUND) - ROUND;
     let r = (t - k * LN2_HI) - k * LN2_LO;
     let mut p = 1.0 / 5040.0;
     for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {

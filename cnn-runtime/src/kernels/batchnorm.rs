@@ -1,5 +1,9 @@
 //! Batch normalisation over the channels of a volume or the features of a vector.
 
+#[cfg(not(feature = "std"))]
+use crate::math::Float;
+use crate::prelude::*;
+
 use super::batch_sums::{batch_sums, BatchSums};
 use super::{chunk, chunk_count, chunk_len, for_each_chunk, Act, ChunksMut, Layer, Mode};
 
@@ -319,7 +323,7 @@ fn scalar_lanes<const K: u8>(ca: &[[f32; 8]], cb: &[[f32; 8]], mean: f64, lanes:
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn avx2_lanes<const K: u8>(ca: &[[f32; 8]], cb: &[[f32; 8]], mean: f64, lanes: &mut [[f64; 8]; 2]) {
-    use std::arch::x86_64::*;
+    use core::arch::x86_64::*;
     // SAFETY (all loads and stores): 8 `f32` or 4 `f64` values inside the arrays named.
     let load = |l: &[f64; 8]| unsafe { [_mm256_loadu_pd(l.as_ptr()), _mm256_loadu_pd(l.as_ptr().add(4))] };
     let wide = |v: &[f32; 8]| {
@@ -462,7 +466,7 @@ mod tests {
         // Samples 0..3 and 3..7 as two passes, each loss a mean over its own samples.
         let halves = Halves { barrier: std::sync::Barrier::new(2), slots: Default::default(), samples: N };
         let parts: Vec<_> = std::thread::scope(|scope| {
-            let run = |g: usize, range: std::ops::Range<usize>| {
+            let run = |g: usize, range: core::ops::Range<usize>| {
                 let (halves, pass, x, dy, start) = (&halves, &pass, &x, &dy, &start);
                 scope.spawn(move || {
                     let weight = range.len() as f64 / N as f64;

@@ -128,7 +128,7 @@ fn im2col_rows(
     x: &[f32],
     cols: &mut [f32],
     ld: usize,
-    taps: std::ops::Range<usize>,
+    taps: core::ops::Range<usize>,
     [d, h, w]: [usize; 3],
     [fh, fw]: [usize; 2],
     [sh, sw]: [usize; 2],
@@ -810,7 +810,7 @@ fn transpose_into(src: &[f32], rows: usize, dst: &mut [f32], row: impl Fn(usize)
     let mut q0 = 0;
     while q0 < n {
         let q1 = (q0 + 16).min(n);
-        let starts: [usize; 16] = std::array::from_fn(|i| if q0 + i < q1 { row(q0 + i) * rows } else { 0 });
+        let starts: [usize; 16] = core::array::from_fn(|i| if q0 + i < q1 { row(q0 + i) * rows } else { 0 });
         for (r, line) in src.chunks_exact(n).enumerate() {
             for (i, &v) in line[q0..q1].iter().enumerate() {
                 dst[starts[i] + r] = v;
@@ -1204,7 +1204,7 @@ mod tests {
     }
 
     /// The convolution `C` with shifted views or im2col, whichever `SHIFTED` says.
-    struct Forced<C, const SHIFTED: bool>(std::marker::PhantomData<C>);
+    struct Forced<C, const SHIFTED: bool>(core::marker::PhantomData<C>);
 
     impl<C: Dims, const SHIFTED: bool> Dims for Forced<C, SHIFTED> {
         const GEOMETRY: Geometry = Geometry { shifted: SHIFTED, ..C::GEOMETRY };

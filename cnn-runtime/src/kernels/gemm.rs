@@ -13,7 +13,11 @@
 //! Every output element is summed in an order fixed by the shapes alone, so results do not
 //! depend on threads or on how a batch is split.
 
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+#[cfg(not(feature = "std"))]
+use crate::math::Float;
+use crate::prelude::*;
 
 /// A read-only matrix over a slice: element `(i, j)` is `data[start(i) + j * cs]`, where row
 /// `i` starts at `i * rs` for an ordinary matrix and at the offset of filter tap `i` for the
@@ -118,7 +122,7 @@ impl<'a> Mat<'a> {
     ///
     /// # Panics
     /// When `range` runs past the last row, or for the shifted views of [`Mat::taps`].
-    pub fn rows_in(self, range: std::ops::Range<usize>) -> Self {
+    pub fn rows_in(self, range: core::ops::Range<usize>) -> Self {
         assert!(
             self.layout == Layout::Strided && range.start <= range.end && range.end <= self.rows,
             "rows {range:?} of {}",
@@ -204,11 +208,14 @@ pub fn isa() -> Isa {
 #[cold]
 fn choose() -> Isa {
     let best = detect();
+    #[cfg(feature = "std")]
     let wanted = match std::env::var("CNN_GEMM").as_deref() {
         Ok("portable") => Isa::Portable,
         Ok("avx2") if best == Isa::Avx512 => Isa::Avx2,
         _ => best,
     };
+    #[cfg(not(feature = "std"))]
+    let wanted = best;
     store(wanted);
     wanted
 }
@@ -238,17 +245,35 @@ fn store(isa: Isa) {
     CHOSEN.store(code, Ordering::Relaxed);
 }
 
+#[cfg(all(target_arch = "x86_64", feature = "std"))]
 fn detect() -> Isa {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let fma = std::arch::is_x86_feature_detected!("fma");
-        if fma && std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl") {
-            return Isa::Avx512;
-        }
-        if fma && std::arch::is_x86_feature_detected!("avx2") {
-            return Isa::Avx2;
-        }
+    let fma = std::arch::is_x86_feature_detected!("fma");
+    if fma && std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512vl") {
+        return Isa::Avx512;
     }
+    if fma && std::arch::is_x86_feature_detected!("avx2") {
+        return Isa::Avx2;
+    }
+    Isa::Portable
+}
+
+/// Without `std`, which detects them: the processor's features as `cpufeatures` reads them
+/// (the same instructions, `cpuid` and `xgetbv`, that `std` uses).
+#[cfg(all(target_arch = "x86_64", not(feature = "std")))]
+fn detect() -> Isa {
+    cpufeatures::new!(avx512, "avx512f", "avx512vl", "fma");
+    cpufeatures::new!(avx2, "avx2", "fma");
+    if avx512::get() {
+        Isa::Avx512
+    } else if avx2::get() {
+        Isa::Avx2
+    } else {
+        Isa::Portable
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detect() -> Isa {
     Isa::Portable
 }
 
@@ -476,6 +501,7 @@ fn packed_panels<const R: usize, const W: usize>(
         }
         j += count * W;
     }
+    #[cfg(feature = "std")]
     PANEL.set(buffer);
     j
 }
@@ -512,9 +538,13 @@ fn pack_rows<const R: usize>(alpha: f32, a: Mat<'_>, i0: usize, rows: usize, ps:
 /// This thread's buffer for [`packed_panels`], taken out of its cell, allocated first if the
 /// thread has none: the most any panel takes, [`panel_width`] over [`KC`] rows (at least 32
 /// columns), obtained zeroed from the system and touched only by products that use it.
+/// Without `std`, a new buffer every time.
 fn take_panel() -> Vec<f32> {
     let len = panel_width(KC).max(32) * KC;
+    #[cfg(feature = "std")]
     let buffer = PANEL.take();
+    #[cfg(not(feature = "std"))]
+    let buffer = Vec::new();
     if buffer.len() < len {
         vec![0.0; len]
     } else {
@@ -525,12 +555,14 @@ fn take_panel() -> Vec<f32> {
 /// Allocates this thread's buffer for large products, if it has none yet; the first training
 /// step calls it on every thread of the pool, so that no later step allocates.
 pub fn reserve_buffers() {
+    #[cfg(feature = "std")]
     PANEL.set(take_panel());
 }
 
+#[cfg(feature = "std")]
 thread_local! {
     /// Each thread's buffer for [`packed_columns`], allocated on its first large product.
-    static PANEL: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+    static PANEL: core::cell::Cell<Vec<f32>> = const { core::cell::Cell::new(Vec::new()) };
 }
 
 /// Every row of `C` in the columns `cols`, in blocks of `MR` rows, then of 8 and 6 (with
@@ -592,7 +624,14 @@ fn panel_width(rows: usize) -> usize {
     }
 }
 
+/// Without `std`, unknown.
+#[cfg(not(feature = "std"))]
+fn second_level_cache() -> Option<usize> {
+    None
+}
+
 /// The size of this processor's second-level data cache, in bytes, as Linux reports it.
+#[cfg(feature = "std")]
 fn second_level_cache() -> Option<usize> {
     let text = std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cache/index2/size").ok()?;
     let text = text.trim();
@@ -633,7 +672,7 @@ fn row_block<const FMA: bool, const R: usize, const NR: usize, const STORE: bool
     masked: bool,
 ) {
     // Where the tile's rows of `A` start, and the last value the block reads from them.
-    let a_rows: [usize; R] = std::array::from_fn(|r| a.start(i0 + r));
+    let a_rows: [usize; R] = core::array::from_fn(|r| a.start(i0 + r));
     let a_last = a_rows.iter().max().copied().unwrap_or(0) + (b_rows.first + b_rows.starts.len() - 1) * a.cs;
     assert!(a_last < a.data.len(), "gemm: A tile out of bounds");
     let mut j0 = j0;
@@ -808,7 +847,7 @@ macro_rules! vector_tile {
             i0: usize,
             j0: usize,
         ) {
-            use std::arch::x86_64::*;
+            use core::arch::x86_64::*;
             let (ap, bp) = (a.data.as_ptr(), b.data.as_ptr());
             let mut acc = [$zero(); 2 * $rows];
             for q in 0..b_rows.starts.len() {
@@ -855,7 +894,7 @@ macro_rules! packed_tile {
             n: usize,
             rows: usize,
         ) {
-            use std::arch::x86_64::*;
+            use core::arch::x86_64::*;
             assert!(a.len() >= kc * $rows && b.len() >= kc * 2 * $lanes, "gemm: packed panels too short");
             assert!((1..=$rows).contains(&rows) && c.len() >= (rows - 1) * n + 2 * $lanes, "gemm: C tile out of bounds");
             let (ap, bp) = (a.as_ptr(), b.as_ptr());
@@ -914,12 +953,12 @@ mod avx512 {
         i0: usize,
         (j0, end): (usize, usize),
     ) {
-        use std::arch::x86_64::*;
+        use core::arch::x86_64::*;
         let width = end - j0;
         assert!(width <= 16 * H && H <= 2, "gemm: a masked tile of {width} columns");
         // Lanes `16 * h..` of the columns left, register `h` of a row.
         let masks: [__mmask16; H] =
-            std::array::from_fn(|h| ((1u32 << width.saturating_sub(16 * h).min(16)) - 1) as __mmask16);
+            core::array::from_fn(|h| ((1u32 << width.saturating_sub(16 * h).min(16)) - 1) as __mmask16);
         let (ap, bp) = (a.data.as_ptr(), b.data.as_ptr());
         let mut acc = [[_mm512_setzero_ps(); H]; R];
         for q in 0..b_rows.starts.len() {
@@ -928,7 +967,7 @@ mod avx512 {
             // SAFETY: the lanes loaded are in bounds, as the caller checked; the others are
             // masked off and not read.
             let bv: [__m512; H] =
-                std::array::from_fn(|h| unsafe { _mm512_maskz_loadu_ps(masks[h], bp.wrapping_add(at + 16 * h)) });
+                core::array::from_fn(|h| unsafe { _mm512_maskz_loadu_ps(masks[h], bp.wrapping_add(at + 16 * h)) });
             for (r, acc) in acc.iter_mut().enumerate() {
                 // SAFETY: in bounds, as the caller checked.
                 let v = unsafe { *ap.add(a_at::<GATHER>(&a, a_rows, i0, r, p)) };
@@ -1037,7 +1076,7 @@ fn dot_block_dispatch<const FMA: bool>(xs: [&[f32]; 2], ys: [&[f32]; 4]) -> [[f3
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_block_avx2(xs: [&[f32]; 2], ys: [&[f32]; 4]) -> [[f32; 4]; 2] {
-    use std::arch::x86_64::*;
+    use core::arch::x86_64::*;
     let k = xs[0].len();
     assert!(xs[1].len() == k && ys.iter().all(|y| y.len() == k));
     let split = k - k % 8;

@@ -7,6 +7,9 @@
 use super::{
     activation::sigmoid, argmax, chunk, chunk_count, chunk_len, for_each_chunk, softmax_forward, ChunksMut, MAX_CHUNKS,
 };
+#[cfg(not(feature = "std"))]
+use crate::math::Float;
+use crate::prelude::*;
 use crate::{Error, Result};
 
 /// The training loss of a model, fixed by its last layer.

@@ -1,5 +1,8 @@
 //! Local response normalisation across channels.
 
+#[cfg(not(feature = "std"))]
+use crate::math::Float;
+
 use super::{chunk, chunk_count, chunk_len, for_each_chunk, ChunksMut, Layer, Mode};
 
 /// Local response normalisation of `C` channels of `S` values each per sample, as in

@@ -22,6 +22,7 @@ mod softmax;
 mod sparsity;
 
 pub use activation::{act_backward, sigmoid, Act, Activation};
+#[cfg(feature = "std")]
 pub(crate) use batch_sums::{with_batch_sums, BatchSums};
 pub use batchnorm::BatchNorm;
 pub use conv::{col2im, im2col, im2row, Conv2d};
@@ -37,9 +38,10 @@ pub use sparsity::{sparsity_penalty, Sparsity};
 
 pub use crate::init::rng;
 
+use core::marker::PhantomData;
+use core::sync::atomic::{AtomicU64, Ordering};
+#[cfg(feature = "std")]
 use rayon::prelude::*;
-use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Most chunks a batch is split into for the threads.
 ///
@@ -237,30 +239,35 @@ pub fn argmax(values: &[f32]) -> usize {
     best
 }
 
-/// Runs `task(c)` for every chunk `c` in `0..count` on the rayon pool.
+/// Runs `task(c)` for every chunk `c` in `0..count` on the rayon pool (in order on this thread
+/// without the `std` feature).
 ///
 /// The kernels hand their loops to this one function rather than building rayon iterator
 /// chains of their own: the thread machinery is then compiled once, in this crate, instead of
 /// once per parallel loop of every layer of every model, which is most of what a model costs
 /// to compile.
 pub fn for_each_chunk(count: usize, task: &(dyn Fn(usize) + Sync)) {
+    #[cfg(feature = "std")]
     if count == 1 {
         task(0);
     } else {
         (0..count).into_par_iter().for_each(task);
     }
+    #[cfg(not(feature = "std"))]
+    (0..count).for_each(task);
 }
 
 /// Runs `f` on a thread of the current rayon pool: directly when called from one, otherwise
 /// handed to the global pool as one job. A model's pass enters the pool this way once, so that
 /// its layers' parallel loops start from inside the pool instead of each going through rayon's
 /// queue of jobs from outside, which allocates a block every 63 jobs.
+/// Without the `std` feature, there is no pool: `f` runs on this thread.
 pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if rayon::current_thread_index().is_some() {
-        f()
-    } else {
-        rayon::scope(|_| f())
+    #[cfg(feature = "std")]
+    if rayon::current_thread_index().is_none() {
+        return rayon::scope(|_| f());
     }
+    f()
 }
 
 /// A slice lent out in chunks to the tasks of [`for_each_chunk`]: chunk `c` is the values
@@ -302,7 +309,7 @@ impl<'a, T> ChunksMut<'a, T> {
         }
         // SAFETY: start..end lies in the slice borrowed for 'a, and no other chunk overlaps it;
         // a non-empty chunk is handed out once (asserted above).
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), end - start) }
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.add(start), end - start) }
     }
 }
 
@@ -322,7 +329,11 @@ pub(crate) fn reduce_partials(n: usize, partial: &[f32], dp: &mut [f32]) {
     }
     // Parallel over parameters, sequential (ordered) over chunks.
     const BLOCK: usize = 4096;
-    dp.par_chunks_mut(BLOCK).enumerate().for_each(|(bi, out)| {
+    #[cfg(feature = "std")]
+    let blocks = dp.par_chunks_mut(BLOCK);
+    #[cfg(not(feature = "std"))]
+    let blocks = dp.chunks_mut(BLOCK);
+    blocks.enumerate().for_each(|(bi, out)| {
         let off = bi * BLOCK;
         out.copy_from_slice(&partial[off..off + out.len()]);
         for c in 1..count {

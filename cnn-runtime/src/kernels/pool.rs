@@ -14,8 +14,10 @@
 //! real input; average pooling pads with zeros and divides by `KH·KW` all the same (PyTorch's
 //! default `count_include_pad=True`).
 
-use std::ops::Range;
+use core::ops::Range;
 
+#[cfg(not(feature = "std"))]
+use crate::math::Float;
 use crate::shape::window_len;
 
 use super::{chunk, chunk_count, chunk_len, for_each_chunk, ChunksMut, Layer, Mode};
@@ -299,10 +301,10 @@ fn max2x2_rows_in(top: &[f32], bottom: &[f32], y: &mut [f32], arg: &mut [u32], a
 /// (0, 1, `w` or `w + 1`).
 #[inline(always)]
 fn max2x2_block<const L: usize, const L2: usize>(t: &[f32; L2], b: &[f32; L2], w: u32) -> ([f32; L], [u32; L]) {
-    let mut best: [f32; L] = std::array::from_fn(|l| t[2 * l]);
+    let mut best: [f32; L] = core::array::from_fn(|l| t[2 * l]);
     let mut idx = [0u32; L];
     for (row, dx, off) in [(t, 1, 1), (b, 0, w), (b, 1, w + 1)] {
-        let v: [f32; L] = std::array::from_fn(|l| row[2 * l + dx]);
+        let v: [f32; L] = core::array::from_fn(|l| row[2 * l + dx]);
         for l in 0..L {
             let win = beats(v[l], best[l]);
             best[l] = if win { v[l] } else { best[l] };

@@ -1,5 +1,8 @@
 //! Softmax and its fused cross-entropy gradient.
 
+#[cfg(not(feature = "std"))]
+use crate::math::Float;
+
 use super::{chunk, chunk_count, chunk_len, for_each_chunk, ChunksMut, Loss, Targets};
 
 /// Row-wise softmax of `n` rows of `classes` logits into `probs`, shifted by each row's

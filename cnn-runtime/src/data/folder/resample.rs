@@ -11,7 +11,7 @@
 //! the output, one filtered row and a few numbers per output row and column are allocated,
 //! whatever the size of the source.
 
-use std::ops::Range;
+use core::ops::Range;
 
 use crate::Shape;
 

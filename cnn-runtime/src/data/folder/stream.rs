@@ -394,7 +394,7 @@ impl<'a> FolderBatches<'a> {
                 claimed: self.next,
                 consumed: self.next,
                 stop: false,
-                free: std::mem::take(&mut self.free),
+                free: core::mem::take(&mut self.free),
             }),
             moved: Condvar::new(),
         });
