@@ -2,7 +2,7 @@
 
 use super::run::{self, Scratch};
 use super::{dot, Dense, Geometry, QParams, Quantized, Step};
-use crate::graph::{Activation, Node, Op, PoolKind};
+use crate::graph::{Activation, Hw, Node, Op, PoolKind};
 use crate::kernels::Act;
 use crate::model::batch_len;
 use crate::{Error, Model, Result, TensorInfo};
@@ -28,10 +28,10 @@ fn act(a: Activation) -> Act {
     }
 }
 
-/// The window of `node`, reading its input volume.
-fn geometry(node: &Node, filter: crate::graph::Hw, stride: crate::graph::Hw, pad: crate::graph::Hw) -> Geometry {
-    let s = node.input;
-    Geometry { depth: s.d, height: s.h, width: s.w, filter, stride, pad }
+/// The window of `node`, reading its input volume and writing its output.
+fn geometry(node: &Node, filter: Hw, stride: Hw, pad: Hw) -> Geometry {
+    let (s, out) = (node.input, Hw { h: node.output.h, w: node.output.w });
+    Geometry { depth: s.d, height: s.h, width: s.w, filter, stride, pad, out }
 }
 
 /// `model`'s convolution or fully connected layer at `path`, `filters` rows of `k` weights,

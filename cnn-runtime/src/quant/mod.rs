@@ -86,7 +86,8 @@ pub(crate) fn round_even(x: f32) -> f32 {
     (x.clamp(-4_000_000.0, 4_000_000.0) + MAGIC) - MAGIC
 }
 
-/// The window of a convolution or pooling over a `depth × height × width` input.
+/// The window of a convolution or pooling over a `depth × height × width` input, and the
+/// height and width of its output (as the model's graph gives them).
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Geometry {
     pub(crate) depth: usize,
@@ -95,16 +96,13 @@ pub(crate) struct Geometry {
     pub(crate) filter: Hw,
     pub(crate) stride: Hw,
     pub(crate) pad: Hw,
+    pub(crate) out: Hw,
 }
 
 impl Geometry {
     /// The output's height and width.
     pub(crate) fn output(&self) -> (usize, usize) {
-        let along = |len: usize, f: usize, s: usize, p: usize| (len + 2 * p - f) / s + 1;
-        (
-            along(self.height, self.filter.h, self.stride.h, self.pad.h),
-            along(self.width, self.filter.w, self.stride.w, self.pad.w),
-        )
+        (self.out.h, self.out.w)
     }
 }
 
