@@ -5,12 +5,12 @@
 //!
 //! `cargo bench --bench int8`; prints the median time of each and the ratios.
 
+#[path = "../tests/common/committed.rs"]
+mod committed;
+
 use std::hint::black_box;
-use std::path::Path;
 use std::time::Instant;
 
-use cnn::data::load_mnist;
-use cnn::io::{load_weights, read_meta};
 use cnn::quant::{quantize, Kernel, Quantized};
 use cnn::{cnn, Model};
 
@@ -53,14 +53,9 @@ fn measure(model: &mut Digits, int8: &mut Quantized, portable: &mut Quantized, x
 }
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut model = Digits::new();
-    load_weights(&mut model, &root.join("models/lenet5.safetensors")).unwrap();
-    let meta = read_meta(&root.join("models/lenet5.safetensors")).unwrap();
-    let (mut train, mut test) = load_mnist(&root.join("data/mnist")).unwrap();
-    for set in [&mut train, &mut test] {
-        set.images.chunks_mut(784).for_each(|s| meta.prepare(s, 1));
-    }
+    let meta = committed::load(&mut model);
+    let (train, test) = committed::digits(&meta);
     let mut int8 = quantize(&model, &train.images[..500 * 784]).unwrap();
     let mut portable = int8.clone();
     portable.set_kernel(Kernel::Portable).unwrap();

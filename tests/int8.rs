@@ -1,27 +1,21 @@
 //! Int8 inference of the committed LeNet-5 on the 2,000 test digits: as accurate as the float
 //! model, the same integers on every kernel, and models it cannot run refused by name.
 
-use std::path::Path;
+#[path = "common/committed.rs"]
+mod committed;
 
-use cnn::data::{load_mnist, Dataset};
-use cnn::io::{load_weights, read_meta};
+use cnn::data::Dataset;
 use cnn::prelude::*;
 use cnn::quant::{quantize, Kernel};
 use cnn::{cnn, Error};
 
 cnn! { struct Digits = "models/lenet5.safetensors" }
 
-const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/lenet5.safetensors");
-
 /// The committed model and the training and test digits, prepared as the model's file says.
 fn setup() -> (Digits, Dataset, Dataset) {
     let mut model = Digits::new();
-    load_weights(&mut model, Path::new(COMMITTED)).unwrap();
-    let meta = read_meta(Path::new(COMMITTED)).unwrap();
-    let (mut train, mut test) = load_mnist(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist"))).unwrap();
-    for set in [&mut train, &mut test] {
-        set.images.chunks_mut(784).for_each(|sample| meta.prepare(sample, 1));
-    }
+    let meta = committed::load(&mut model);
+    let (train, test) = committed::digits(&meta);
     (model, train, test)
 }
 

@@ -4,6 +4,8 @@
 //! ONNX Runtime and compares (CI does, from `.ci/run`). The checks that need no runtime (what
 //! the export refuses) run here.
 
+#[path = "common/committed.rs"]
+mod committed;
 #[path = "../examples/zoo/models.rs"]
 mod models;
 
@@ -245,14 +247,9 @@ fn every_model_is_written_for_onnx_runtime() {
 #[test]
 fn int8_lenet5_is_written_for_onnx_runtime() {
     cnn! { struct Digits = "models/lenet5.safetensors" }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut model = Digits::new();
-    cnn::io::load_weights(&mut model, &root.join("models/lenet5.safetensors")).unwrap();
-    let meta = cnn::io::read_meta(&root.join("models/lenet5.safetensors")).unwrap();
-    let (mut train, mut test) = cnn::data::load_mnist(&root.join("data/mnist")).unwrap();
-    for set in [&mut train, &mut test] {
-        set.images.chunks_mut(784).for_each(|s| meta.prepare(s, 1));
-    }
+    let meta = committed::load(&mut model);
+    let (train, test) = committed::digits(&meta);
     let mut int8 = cnn::quant::quantize(&model, &train.images[..500 * 784]).unwrap();
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("onnx-int8");
     let _ = fs::remove_dir_all(&dir);
