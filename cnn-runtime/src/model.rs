@@ -655,15 +655,20 @@ pub fn accuracy(predictions: &[usize], labels: &[usize]) -> Result<f32> {
 /// Number of samples in `x`, or an error naming the model's input shape or the first value
 /// that is not finite (which ReLU and max pooling would otherwise hide).
 pub(crate) fn batch_len<N: Network>(x: &[f32]) -> Result<usize> {
+    samples(N::INPUT, x)
+}
+
+/// [`batch_len`] for samples of `shape`.
+pub(crate) fn samples(shape: Shape, x: &[f32]) -> Result<usize> {
+    let per = shape.len();
     if x.is_empty() {
         return Err(Error::EmptyBatch);
     }
-    if !x.len().is_multiple_of(N::INPUT_LEN) {
-        return Err(Error::InputLength { shape: N::INPUT, per_sample: N::INPUT_LEN, found: x.len() });
+    if !x.len().is_multiple_of(per) {
+        return Err(Error::InputLength { shape, per_sample: per, found: x.len() });
     }
     if let Some(i) = first_non_finite(x) {
-        let (sample, index) = (i / N::INPUT_LEN, i % N::INPUT_LEN);
-        return Err(Error::NonFiniteInput { sample, index, value: x[i].to_string() });
+        return Err(Error::NonFiniteInput { sample: i / per, index: i % per, value: x[i].to_string() });
     }
-    Ok(x.len() / N::INPUT_LEN)
+    Ok(x.len() / per)
 }

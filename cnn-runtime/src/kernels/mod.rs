@@ -33,6 +33,8 @@ pub use loss::{Loss, Targets};
 pub use lrn::Lrn;
 pub use pool::{AvgPool2d, L2Pool2d, MaxPool2d};
 pub use residual::{add_assign, add_forward, concat_backward, concat_forward, Share};
+#[cfg(feature = "std")]
+pub(crate) use softmax::softmax_row;
 pub use softmax::{softmax_cross_entropy, softmax_forward};
 pub use sparsity::{sparsity_penalty, Sparsity};
 

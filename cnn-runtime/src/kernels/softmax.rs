@@ -14,15 +14,21 @@ pub fn softmax_forward(n: usize, classes: usize, logits: &[f32], probs: &mut [f3
     for_each_chunk(chunk_count(n), &|c| {
         let (p, z) = (ps.take(c), chunk(logits, len, c));
         for (p, z) in p.chunks_exact_mut(classes).zip(z.chunks_exact(classes)) {
-            let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0;
-            for (p, &z) in p.iter_mut().zip(z) {
-                *p = (z - max).exp();
-                sum += *p;
-            }
-            p.iter_mut().for_each(|p| *p /= sum);
+            softmax_row(z, p);
         }
     });
+}
+
+/// The softmax of one row of logits `z` into `p`, shifted by the row's maximum.
+#[inline]
+pub(crate) fn softmax_row(z: &[f32], p: &mut [f32]) {
+    let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for (p, &z) in p.iter_mut().zip(z) {
+        *p = (z - max).exp();
+        sum += *p;
+    }
+    p.iter_mut().for_each(|p| *p /= sum);
 }
 
 /// Mean cross-entropy of `n` samples and its gradient with respect to the logits, fused:

@@ -50,7 +50,7 @@ fn hw(pair: Hw) -> Attr {
 
 /// The window attributes of a convolution or pooling node: size, stride and padding on each
 /// side.
-fn window(size: Hw, stride: Hw, pad: Hw) -> Vec<(&'static str, Attr)> {
+pub(super) fn window(size: Hw, stride: Hw, pad: Hw) -> Vec<(&'static str, Attr)> {
     let pads = Attr::Ints(vec![pad.h as i64, pad.w as i64, pad.h as i64, pad.w as i64]);
     vec![("kernel_shape", hw(size)), ("strides", hw(stride)), ("pads", pads)]
 }

@@ -8,10 +8,10 @@
 use std::path::Path;
 
 use super::encode;
-use super::graph::{INPUT, OUTPUT};
+use super::graph::{self, INPUT, OUTPUT};
 use super::proto::{self, Attr, Message, FLOAT, INT32, INT8, UINT8};
 use crate::data::file_error;
-use crate::graph::{Hw, PoolKind};
+use crate::graph::PoolKind;
 use crate::io::{write_atomic, Meta, MODEL_KEY};
 use crate::kernels::Act;
 use crate::quant::{Dense, Geometry, QParams, Quantized, Step};
@@ -25,14 +25,9 @@ struct Writer {
     count: usize,
 }
 
-fn hw(pair: Hw) -> Attr {
-    Attr::Ints(vec![pair.h as i64, pair.w as i64])
-}
-
 /// The window attributes of `g`.
 fn window(g: &Geometry) -> Vec<(&'static str, Attr)> {
-    let pads = Attr::Ints(vec![g.pad.h as i64, g.pad.w as i64, g.pad.h as i64, g.pad.w as i64]);
-    vec![("kernel_shape", hw(g.filter)), ("strides", hw(g.stride)), ("pads", pads)]
+    graph::window(g.filter, g.stride, g.pad)
 }
 
 impl Writer {

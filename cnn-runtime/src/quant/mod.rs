@@ -40,9 +40,8 @@ pub use dot::Kernel;
 use run::Scratch;
 
 use crate::graph::{Hw, PoolKind};
-use crate::kernels::{in_pool, Act, Loss};
-use crate::model::accuracy;
-use crate::optim::first_non_finite;
+use crate::kernels::{in_pool, softmax_row, Act, Loss};
+use crate::model::{accuracy, samples};
 use crate::{Error, Result, Shape};
 
 /// How real values map to the integers `0..=127`: `real = scale · (q − zero)`.
@@ -66,7 +65,8 @@ impl QParams {
     /// The integer nearest `v` (ties to even, as ONNX's `QuantizeLinear`), within `0..=127`.
     #[inline]
     pub(crate) fn quantize(self, v: f32) -> u8 {
-        (round_even(v / self.scale) + f32::from(self.zero)).clamp(0.0, 127.0) as u8
+        // Through `i32`, which runs on vectors where a direct `as u8` does not.
+        (round_even(v / self.scale) + f32::from(self.zero)).clamp(0.0, 127.0) as i32 as u8
     }
 
     /// The real value of `q`.
@@ -221,17 +221,7 @@ impl Quantized {
 
     /// Number of samples in `x`, or the error the float model gives.
     fn batch_len(&self, x: &[f32]) -> Result<usize> {
-        let per = self.input_shape.len();
-        if x.is_empty() {
-            return Err(Error::EmptyBatch);
-        }
-        if !x.len().is_multiple_of(per) {
-            return Err(Error::InputLength { shape: self.input_shape, per_sample: per, found: x.len() });
-        }
-        if let Some(i) = first_non_finite(x) {
-            return Err(Error::NonFiniteInput { sample: i / per, index: i % per, value: x[i].to_string() });
-        }
-        Ok(x.len() / per)
+        samples(self.input_shape, x)
     }
 
     /// The outputs of a batch (class probabilities for a classifier): `n * output_len` values,
@@ -252,9 +242,10 @@ impl Quantized {
             for (x, out) in xs.chunks_exact(il).zip(outs.chunks_exact_mut(ol)) {
                 run::quantize(input, x, &mut scratch.a);
                 let len = run::sample(kernel, steps, input, il, scratch);
-                out.copy_from_slice(&scratch.real[..len]);
                 if softmax {
-                    softmax_row(out);
+                    softmax_row(&scratch.real[..len], out);
+                } else {
+                    out.copy_from_slice(&scratch.real[..len]);
                 }
             }
         };
@@ -307,19 +298,6 @@ impl Quantized {
     /// The fraction of samples whose predicted class is their label.
     pub fn accuracy(&mut self, x: &[f32], labels: &[usize]) -> Result<f32> {
         accuracy(&self.predict(x)?, labels)
-    }
-}
-
-/// Softmax of one row in place, as the float model computes it.
-fn softmax_row(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for v in row.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    for v in row.iter_mut() {
-        *v /= sum;
     }
 }
 

@@ -38,10 +38,8 @@ impl Scratch {
 
 /// `x` quantised with `q` into `out`.
 pub(crate) fn quantize(q: QParams, x: &[f32], out: &mut [u8]) {
-    // `QParams::quantize` written out over the slice, so that it runs on vectors.
-    let (scale, zero) = (q.scale, f32::from(q.zero));
     for (o, &v) in out.iter_mut().zip(x) {
-        *o = (super::round_even(v / scale) + zero).clamp(0.0, 127.0) as i32 as u8;
+        *o = q.quantize(v);
     }
 }
 
