@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release --example predict -- digit.png other.jpg
 //! cargo run --release --example predict -- --weights out/lenet5/lenet5.safetensors --invert photo.jpg
+//! cargo run --release --example predict -- --maps out/maps digit.png   # and its feature maps
 //! ```
 //!
 //! Each image (PNG or JPEG) is converted to the model's channels (grey here) and resized to its
@@ -16,8 +17,8 @@ use std::error::Error;
 use std::path::PathBuf;
 
 use clap::Parser;
-use cnn::cnn;
 use cnn::io::{load_weights, read_meta, Channels, Meta};
+use cnn::{cnn, visual};
 use cnn::{Network, Shape};
 use image::imageops::FilterType;
 
@@ -37,6 +38,10 @@ struct Args {
     /// Invert grey levels first (for dark digits on a light background).
     #[arg(long)]
     invert: bool,
+    /// Also write, for each image, the feature maps of every convolution as the model saw the
+    /// image (`NAME-maps.png` in this directory; see `cnn::visual`).
+    #[arg(long, value_name = "DIR")]
+    maps: Option<PathBuf>,
     /// PNG or JPEG files.
     #[arg(required = true)]
     images: Vec<PathBuf>,
@@ -59,6 +64,15 @@ fn main() -> Result<(), Box<dyn Error>> {
         let name = |c: usize| meta.classes.get(c).cloned().unwrap_or_else(|| c.to_string());
         let listed: Vec<String> = probs.iter().enumerate().map(|(c, p)| format!("{}: {p:.3}", name(c))).collect();
         println!("{}: {} ({:.1} %)\n    {}", path.display(), name(best), 100.0 * probs[best], listed.join("  "));
+        if let Some(dir) = &args.maps {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let stem = path.file_stem().map_or("image".into(), |s| s.to_string_lossy());
+            let file = dir.join(format!("{stem}-maps.png"));
+            let caption = format!("{}: {} ({:.1} %)", path.display(), name(best), 100.0 * probs[best]);
+            let maps = visual::feature_maps(&mut model, x)?;
+            visual::save_feature_maps(&file, x, LeNet5::INPUT, &maps, &caption)?;
+            println!("    feature maps: {}", file.display());
+        }
     }
     Ok(())
 }

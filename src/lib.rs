@@ -4,9 +4,9 @@
 
 pub use cnn_macros::cnn;
 pub use cnn_runtime::{
-    accuracy, graph, init, io, optim, schedule, Adam, AdamW, Error, Evaluation, HeadInfo, LayerInfo, Limit, Loss,
-    Model, MultiTask, Network, Noise, Optimizer, PerHead, Result, Schedule, Segment, Sgd, Shape, Targets, TensorInfo,
-    TensorKind,
+    accuracy, graph, init, io, optim, schedule, visual, Adam, AdamW, Error, Evaluation, HeadInfo, LayerInfo, Limit,
+    Loss, Model, MultiTask, Network, Noise, Optimizer, PerHead, Result, Schedule, Segment, Sgd, Shape, Targets,
+    TensorInfo, TensorKind,
 };
 #[cfg(feature = "std")]
 pub use cnn_runtime::{augment, data, distributed, onnx, quant};

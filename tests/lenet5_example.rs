@@ -23,6 +23,10 @@ fn a_diverging_resumed_run_keeps_the_last_good_checkpoint_and_weights() {
     assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
     let (checkpoint, weights) = (out.join("checkpoint.safetensors"), out.join("lenet5.safetensors"));
     let (kept_checkpoint, kept_weights) = (contents(&checkpoint), contents(&weights));
+    // The pictures, the feature visualisation's included, are PNG files.
+    for name in ["curves", "filters", "misclassified", "maps-0", "maps-2", "patches-conv1", "patches-conv2"] {
+        assert!(contents(&out.join(format!("{name}.png"))).starts_with(b"\x89PNG"), "{name}.png");
+    }
 
     let bad = run(&["--resume", "--epochs", "3", "--batch-size", "16", "--lr", "1e6"]);
     let stderr = String::from_utf8_lossy(&bad.stderr);

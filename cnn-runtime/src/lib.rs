@@ -56,6 +56,7 @@ pub mod quant;
 pub mod schedule;
 mod shape;
 mod state;
+pub mod visual;
 mod workspace;
 
 pub use error::Error;

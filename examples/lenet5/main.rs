@@ -17,7 +17,10 @@
 //! `lenet5.safetensors` (the weights, loadable into the equivalent PyTorch model, with the
 //! preprocessing and class names in its metadata), `lenet5.onnx` (the same for ONNX runtimes),
 //! `checkpoint.safetensors` (after every epoch; `--resume` continues from it), `curves.png`,
-//! `filters.png` and `misclassified.png`.
+//! `filters.png`, `misclassified.png`, and the feature visualisation of [`cnn::visual`]: the
+//! feature maps of three test digits (`maps-0.png` to `maps-2.png`) and the patches of the test
+//! digits that excite each filter of the two convolutions most (`patches-conv1.png`,
+//! `patches-conv2.png`).
 
 #[path = "../common/epoch.rs"]
 mod epoch;
@@ -26,16 +29,16 @@ mod plots;
 mod ranks;
 
 use std::error::Error;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
 use cnn::augment::{Compose, RotateScale, Shift};
-use cnn::data::{load_mnist, Batches};
+use cnn::data::{load_mnist, Batches, Dataset};
 use cnn::io::{load_checkpoint, save_checkpoint, save_model, Channels, Meta, Progress};
 use cnn::schedule::Cosine;
-use cnn::{cnn, Model, Network, Sgd};
+use cnn::{cnn, visual, Model, Network, Sgd};
 use ranks::Ranks;
 
 cnn! {
@@ -191,16 +194,47 @@ fn run(args: &Args, ranks: &Ranks) -> Result<(), Box<dyn Error>> {
     }
     let filters = model.layer_params(1).ok_or("LeNet5 has a first convolution")?;
     plots::filters(&args.out.join("filters.png"), &filters[..6 * 25], 6, 5)?;
+    pictures(&mut model, &test, &args.out)?;
     let wrong: Vec<(usize, usize, usize)> = (0..test.len())
         .filter(|&i| predictions[i] != test.labels[i])
         .map(|i| (i, predictions[i], test.labels[i]))
         .collect();
     plots::misclassified(&args.out.join("misclassified.png"), &test, &wrong, MEAN, STD)?;
     println!(
-        "wrote {} (and lenet5.onnx) and its pictures (curves, filters, misclassified) to {}",
+        "wrote {} (and lenet5.onnx) and its pictures (curves, filters, misclassified, maps, patches) to {}",
         weights.display(),
         args.out.display()
     );
+    Ok(())
+}
+
+/// Feature visualisation: the feature maps of every convolution for the first three test
+/// digits (`maps-N.png`), and for each filter of the two convolutions the test digits' patches
+/// that excite it most (`patches-conv1.png`, `patches-conv2.png`).
+fn pictures(model: &mut LeNet5, test: &Dataset, out: &Path) -> Result<(), Box<dyn Error>> {
+    for i in 0..test.len().min(3) {
+        let (x, label) = test.sample(i).ok_or("a test digit")?;
+        let probs = model.forward(x)?;
+        let best = (0..probs.len()).fold(0, |b, c| if probs[c] > probs[b] { c } else { b });
+        let caption = format!("test digit {i} (a {label}): classified as {best}, p = {:.3}", probs[best]);
+        let maps = visual::feature_maps(model, x)?;
+        visual::save_feature_maps(&out.join(format!("maps-{i}.png")), x, LeNet5::INPUT, &maps, &caption)?;
+    }
+    for (k, &row) in visual::convolutions::<LeNet5>().iter().take(2).enumerate() {
+        let patches = visual::strongest_patches(model, &test.images, row, 8, 100)?;
+        let caption = format!(
+            "{}: the {} test digits' patches that excite each filter most (pixels standardised)",
+            LeNet5::LAYERS[row].layer,
+            test.len()
+        );
+        visual::save_patches(
+            &out.join(format!("patches-conv{}.png", k + 1)),
+            &test.images,
+            LeNet5::INPUT,
+            &patches,
+            &caption,
+        )?;
+    }
     Ok(())
 }
 

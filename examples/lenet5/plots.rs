@@ -1,5 +1,5 @@
-//! The example's pictures, drawn with plotters on a bitmap. Text uses the DejaVu Sans font in
-//! `assets/` so that no system font is needed.
+//! The example's pictures, drawn with plotters on a bitmap. Text uses the DejaVu Sans font kept in
+//! `cnn-runtime/assets/` so that no system font is needed.
 
 use std::error::Error;
 use std::path::Path;
@@ -12,7 +12,7 @@ const FONT: &str = "sans-serif";
 
 fn register() {
     // Registering twice is harmless; the result only says whether the bytes parse.
-    let _ = register_font(FONT, FontStyle::Normal, include_bytes!("../../assets/DejaVuSans.ttf"));
+    let _ = register_font(FONT, FontStyle::Normal, include_bytes!("../../cnn-runtime/assets/DejaVuSans-subset.ttf"));
 }
 
 /// Training loss and test accuracy per epoch, side by side.
@@ -72,18 +72,45 @@ where
     Ok(())
 }
 
-/// The first convolution's learned filters as a row of small images, each scaled to its own
-/// range (black: most negative weight, white: most positive).
+/// Blue for negative, white for 0, red for positive, full colour at `±m`.
+fn diverging(v: f32, m: f32) -> RGBColor {
+    let t = (v / m.max(1e-6)).clamp(-1.0, 1.0);
+    let fade = (255.0 * (1.0 - t.abs())) as u8;
+    if t < 0.0 {
+        RGBColor(fade, fade, 255)
+    } else {
+        RGBColor(255, fade, fade)
+    }
+}
+
+/// The first convolution's learned filters as a row of small images on one colour scale
+/// (blue: negative weights, white: 0, red: positive), with the scale beside them.
 pub fn filters(path: &Path, weights: &[f32], count: usize, side: usize) -> Result<(), Box<dyn Error>> {
     register();
     let scale = 24;
     let cell = side as i32 * scale + 16;
-    let root = BitMapBackend::new(path, ((count as i32 * cell + 16) as u32, (cell + 40) as u32)).into_drawing_area();
+    let width = count as i32 * cell + 16 + 90;
+    let root = BitMapBackend::new(path, (width as u32, (cell + 48) as u32)).into_drawing_area();
     root.fill(&WHITE)?;
-    root.draw(&Text::new("first-layer filters (5x5)", (16, 8), (FONT, 18)))?;
+    root.draw(&Text::new(format!("first-layer filters ({side}x{side} weights)"), (16, 8), (FONT, 18)))?;
+    let m = weights.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     for (f, w) in weights.chunks(side * side).take(count).enumerate() {
-        let (lo, hi) = w.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-        draw_image(&root, w, side, (16 + f as i32 * cell, 36), scale, (lo, hi))?;
+        let x0 = 16 + f as i32 * cell;
+        for (i, &v) in w.iter().enumerate() {
+            let (x, y) = (x0 + (i % side) as i32 * scale, 36 + (i / side) as i32 * scale);
+            root.draw(&Rectangle::new([(x, y), (x + scale, y + scale)], diverging(v, m).filled()))?;
+        }
+        root.draw(&Text::new(format!("filter {f}"), (x0, 40 + side as i32 * scale), (FONT, 13)))?;
+    }
+    // The scale: +m at the top, -m at the bottom.
+    let (x, top, height) = (count as i32 * cell + 20, 36, side as i32 * scale);
+    for i in 0..height {
+        let v = m - 2.0 * m * i as f32 / (height - 1) as f32;
+        root.draw(&Rectangle::new([(x, top + i), (x + 14, top + i + 1)], diverging(v, m).filled()))?;
+    }
+    root.draw(&Rectangle::new([(x, top), (x + 14, top + height)], BLACK.stroke_width(1)))?;
+    for (v, y) in [(m, top), (0.0, top + height / 2), (-m, top + height - 1)] {
+        root.draw(&Text::new(format!("{v:+.2}"), (x + 20, y - 6), (FONT, 12)))?;
     }
     root.present()?;
     Ok(())
