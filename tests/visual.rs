@@ -229,4 +229,21 @@ fn the_pictures_are_pngs_of_the_expected_size_and_bad_input_is_refused() {
     assert!(visual::save_patches(&path, &images[..Tiny::INPUT_LEN], Tiny::INPUT, &patches, "").is_err());
     let err = visual::save_feature_maps(&dir.path().join("no/such/dir/m.png"), &x, Tiny::INPUT, &maps, "");
     assert!(matches!(err, Err(Error::File { .. })), "{err:?}");
+
+    // Colour images, and more maps than a picture shows (the first 64 of 80).
+    cnn! { struct Rgb < input(12x12x3) conv(3x3, 80, pad=1) relu pool(2) conv(3x3, 4) fc(2) softmax > }
+    let mut rgb = Rgb::with_seed(4);
+    let images: Vec<f32> = (0..6 * Rgb::INPUT_LEN).map(|i| (i % 97) as f32 / 97.0).collect();
+    let maps = visual::feature_maps(&mut rgb, &images[..Rgb::INPUT_LEN]).unwrap();
+    assert_eq!(maps[0].shape, Shape::volume(12, 12, 80));
+    let path = dir.path().join("rgb-maps.png");
+    visual::save_feature_maps(&path, &images[..Rgb::INPUT_LEN], Rgb::INPUT, &maps, "colour").unwrap();
+    let patches = visual::strongest_patches(&mut rgb, &images, 4, 2, 4).unwrap();
+    assert_eq!((patches.len(), patches[0][0].window.height), (4, 8));
+    let path = dir.path().join("rgb-patches.png");
+    visual::save_patches(&path, &images, Rgb::INPUT, &patches, "colour").unwrap();
+    let picture = image::open(&path).unwrap().to_rgb8();
+    // Pixels in colour, not grey, and not the light red of padding either.
+    let padding = |p: &image::Rgb<u8>| p.0 == [250, 200, 200] || p.0 == [255, 235, 235];
+    assert!(picture.pixels().any(|p| (p[0] != p[1] || p[1] != p[2]) && !padding(p)));
 }
