@@ -64,6 +64,11 @@ fn failed(path: &Path) -> impl Fn(String) -> Error + '_ {
     move |reason| Error::File { path: path.to_path_buf(), reason: format!("drawing the picture: {reason}") }
 }
 
+/// A drawing error as text, for [`failed`].
+fn as_text(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 
 /// The smallest and largest of `values`, finite ones only (`(0, 0)` if none).
@@ -107,7 +112,7 @@ fn draw_input(
             grey(x[p], lo, hi)
         };
         let (px, py) = (x0 + (p % shape.w) as i32 * scale, y0 + (p / shape.w) as i32 * scale);
-        area.draw(&Rectangle::new([(px, py), (px + scale, py + scale)], colour.filled())).map_err(|e| e.to_string())?;
+        area.draw(&Rectangle::new([(px, py), (px + scale, py + scale)], colour.filled())).map_err(as_text)?;
     }
     Ok(())
 }
@@ -124,17 +129,16 @@ fn draw_scale(
     let height = height.max(20);
     for i in 0..height {
         let v = hi - (hi - lo) * i as f32 / (height - 1) as f32;
-        area.draw(&Rectangle::new([(x, y + i), (x + 14, y + i + 1)], colour(v, lo, hi).filled()))
-            .map_err(|e| e.to_string())?;
+        area.draw(&Rectangle::new([(x, y + i), (x + 14, y + i + 1)], colour(v, lo, hi).filled())).map_err(as_text)?;
     }
-    area.draw(&Rectangle::new([(x, y), (x + 14, y + height)], BLACK.stroke_width(1))).map_err(|e| e.to_string())?;
+    area.draw(&Rectangle::new([(x, y), (x + 14, y + height)], BLACK.stroke_width(1))).map_err(as_text)?;
     let mut marks = vec![(hi, y), (lo, y + height - 1)];
     if lo < 0.0 && hi > 0.0 {
         marks.push((0.0, y + ((hi / (hi - lo)) * (height - 1) as f32) as i32));
     }
     for (v, at) in marks {
-        area.draw(&PathElement::new([(x + 14, at), (x + 18, at)], BLACK)).map_err(|e| e.to_string())?;
-        area.draw(&Text::new(label(v), (x + 21, at - 6), (FONT, 12))).map_err(|e| e.to_string())?;
+        area.draw(&PathElement::new([(x + 14, at), (x + 18, at)], BLACK)).map_err(as_text)?;
+        area.draw(&Text::new(label(v), (x + 21, at - 6), (FONT, 12))).map_err(as_text)?;
     }
     Ok(())
 }
@@ -182,12 +186,11 @@ pub fn save_feature_maps(path: &Path, input: &[f32], shape: Shape, maps: &[Featu
     }
     let root = BitMapBackend::new(path, (WIDTH as u32, height as u32)).into_drawing_area();
     let draw = || -> std::result::Result<(), String> {
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        root.draw(&Text::new(caption.to_string(), (MARGIN, 10), (FONT, 16))).map_err(|e| e.to_string())?;
+        root.fill(&WHITE).map_err(as_text)?;
+        root.draw(&Text::new(caption.to_string(), (MARGIN, 10), (FONT, 16))).map_err(as_text)?;
         draw_input(&root, input, shape, (MARGIN, 36), input_scale)?;
         let text = format!("input {}x{}x{}", shape.w, shape.h, shape.d);
-        root.draw(&Text::new(text, (MARGIN + shape.w as i32 * input_scale + 10, 36), (FONT, 13)))
-            .map_err(|e| e.to_string())?;
+        root.draw(&Text::new(text, (MARGIN + shape.w as i32 * input_scale + 10, 36), (FONT, 13))).map_err(as_text)?;
         let mut y = 40 + shape.h as i32 * input_scale + 16;
         for (m, &(s, cols, shown)) in maps.iter().zip(&layout) {
             let title = format!(
@@ -198,7 +201,7 @@ pub fn save_feature_maps(path: &Path, input: &[f32], shape: Shape, maps: &[Featu
                 m.shape.d,
                 if shown < m.shape.d { format!(" (first {shown} maps)") } else { String::new() }
             );
-            root.draw(&Text::new(title, (MARGIN, y), (FONT, 14))).map_err(|e| e.to_string())?;
+            root.draw(&Text::new(title, (MARGIN, y), (FONT, 14))).map_err(as_text)?;
             y += 22;
             let (lo, hi) = range(m.values.iter().copied());
             let (cw, ch) = (m.shape.w as i32 * s + 4, m.shape.h as i32 * s + 4);
@@ -208,14 +211,14 @@ pub fn save_feature_maps(path: &Path, input: &[f32], shape: Shape, maps: &[Featu
                 for (p, &v) in map.iter().enumerate() {
                     let (px, py) = (x0 + (p % m.shape.w) as i32 * s, y0 + (p / m.shape.w) as i32 * s);
                     root.draw(&Rectangle::new([(px, py), (px + s, py + s)], viridis(v, lo, hi).filled()))
-                        .map_err(|e| e.to_string())?;
+                        .map_err(as_text)?;
                 }
             }
             let rows = shown.div_ceil(cols) as i32;
             draw_scale(&root, (WIDTH - SCALE_ROOM + 10, y), rows * ch - 4, (lo, hi), viridis)?;
             y += rows * ch + 12;
         }
-        root.present().map_err(|e| e.to_string())
+        root.present().map_err(as_text)
     };
     draw().map_err(failed(path))
 }
@@ -255,12 +258,12 @@ pub fn save_patches(path: &Path, images: &[f32], shape: Shape, patches: &[Vec<Pa
     let (lo, hi) = range(images.iter().copied());
     let root = BitMapBackend::new(path, (width as u32, height as u32)).into_drawing_area();
     let draw = || -> std::result::Result<(), String> {
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        root.draw(&Text::new(caption.to_string(), (MARGIN, 10), (FONT, 16))).map_err(|e| e.to_string())?;
+        root.fill(&WHITE).map_err(as_text)?;
+        root.draw(&Text::new(caption.to_string(), (MARGIN, 10), (FONT, 16))).map_err(as_text)?;
         for (f, row) in patches.iter().take(filters).enumerate() {
             let y = 38 + f as i32 * ch;
             root.draw(&Text::new(format!("filter {f}"), (MARGIN, y + fh as i32 * s / 2 - 6), (FONT, 13)))
-                .map_err(|e| e.to_string())?;
+                .map_err(as_text)?;
             for (j, patch) in row.iter().enumerate() {
                 let x0 = MARGIN + label_room + j as i32 * cw;
                 let image = &images[patch.sample * shape.len()..(patch.sample + 1) * shape.len()];
@@ -288,16 +291,15 @@ pub fn save_patches(path: &Path, images: &[f32], shape: Shape, patches: &[Vec<Pa
                             }
                         };
                         let (px, py) = (x0 + dx as i32 * s, y + dy as i32 * s);
-                        root.draw(&Rectangle::new([(px, py), (px + s, py + s)], colour.filled()))
-                            .map_err(|e| e.to_string())?;
+                        root.draw(&Rectangle::new([(px, py), (px + s, py + s)], colour.filled())).map_err(as_text)?;
                     }
                 }
                 let text = label(patch.value);
-                root.draw(&Text::new(text, (x0, y + fh as i32 * s + 3), (FONT, 11))).map_err(|e| e.to_string())?;
+                root.draw(&Text::new(text, (x0, y + fh as i32 * s + 3), (FONT, 11))).map_err(as_text)?;
             }
         }
         draw_scale(&root, (width - SCALE_ROOM + 10, 38), (filters as i32 * ch - 22).min(240), (lo, hi), grey)?;
-        root.present().map_err(|e| e.to_string())
+        root.present().map_err(as_text)
     };
     draw().map_err(failed(path))
 }

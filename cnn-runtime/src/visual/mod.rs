@@ -3,9 +3,9 @@
 //!
 //! - [`feature_maps`]: every convolution's output maps for one sample, as the next layer reads
 //!   them (after the batch normalisation and activation that follow the convolution).
-//! - [`receptive_field`] and [`receptive_window`]: the input pixels that one position of a layer's output reads, from the
-//!   geometry of the layers before it (filter sizes, strides, padding, pooling windows, both
-//!   paths of a residual block, the branches of a `concat`).
+//! - [`receptive_field`] and [`receptive_window`]: the input pixels that one position of a
+//!   layer's output reads, from the geometry of the layers before it (filter sizes, strides,
+//!   padding, pooling windows, both paths of a residual block, the branches of a `concat`).
 //! - [`strongest_patches`]: for each filter of a layer, the input patches (receptive fields) of
 //!   a data set that excite it most.
 //! - With the `visual` feature, [`save_feature_maps`] and [`save_patches`] draw both as PNG
@@ -22,7 +22,7 @@
 //! let mut model = Tiny::with_seed(1);
 //! assert_eq!(visual::convolutions::<Tiny>(), [1, 4]);
 //! let maps = visual::feature_maps(&mut model, &[0.5; 64])?;
-//! assert_eq!((maps[1].layer_text(), maps[1].shape), ("conv(3x3, 2) relu".to_string(), cnn::Shape::volume(2, 2, 2)));
+//! assert_eq!((maps[1].layer_text(), maps[1].shape), ("conv(3x3, 2) relu", cnn::Shape::volume(2, 2, 2)));
 //! // Output (0, 0) of the second convolution reads a 3x3 window of the 4x4 pooled volume, which
 //! // reads 6x6 outputs of the first convolution, whose 3x3 windows cover 8x8 input positions:
 //! // one row and column of padding, and 7x7 pixels.
@@ -70,8 +70,8 @@ impl FeatureMaps {
     }
 
     /// The layers the maps come out of, as written, such as `conv(5x5, 6, pad=2) relu`.
-    pub fn layer_text(&self) -> String {
-        self.text.clone()
+    pub fn layer_text(&self) -> &str {
+        &self.text
     }
 }
 
