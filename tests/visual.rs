@@ -227,6 +227,17 @@ fn the_pictures_are_pngs_of_the_expected_size_and_bad_input_is_refused() {
     // An input of the wrong size, patches of samples that are not there, an unwritable path.
     assert!(visual::save_feature_maps(&path, &x[1..], Tiny::INPUT, &maps, "").is_err());
     assert!(visual::save_patches(&path, &images[..Tiny::INPUT_LEN], Tiny::INPUT, &patches, "").is_err());
+    let mut bad = maps.clone();
+    bad[0].shape.h = usize::MAX / 4;
+    assert!(visual::save_feature_maps(&path, &x, Tiny::INPUT, &bad, "").is_err());
+    // Patches of another model's input: refused, not drawn out of bounds.
+    let mut wrong = patches.clone();
+    wrong[0][0].field.top = 7;
+    let err = visual::save_patches(&path, &images, Tiny::INPUT, &wrong, "").unwrap_err().to_string();
+    assert!(err.contains("is not a patch of these 10 images of 10x8"), "{err}");
+    wrong[0][0] = patches[0][0];
+    wrong[0][0].window.width = 1 << 20;
+    assert!(visual::save_patches(&path, &images, Tiny::INPUT, &wrong, "").is_err());
     let err = visual::save_feature_maps(&dir.path().join("no/such/dir/m.png"), &x, Tiny::INPUT, &maps, "");
     assert!(matches!(err, Err(Error::File { .. })), "{err:?}");
 

@@ -23,6 +23,10 @@ const SCALE_ROOM: i32 = 110;
 const MAX_MAPS: usize = 64;
 /// Filters shown at most in a picture of patches.
 const MAX_FILTERS: usize = 32;
+/// Patches shown at most per filter.
+const MAX_PATCHES: usize = 32;
+/// The longest side of a patch's window drawn.
+const MAX_WINDOW: usize = 4096;
 
 /// The viridis colour map (matplotlib's), sampled at nine evenly spaced points from low to high.
 const VIRIDIS: [(u8, u8, u8); 9] = [
@@ -166,6 +170,12 @@ pub fn save_feature_maps(path: &Path, input: &[f32], shape: Shape, maps: &[Featu
             ),
         });
     }
+    if let Some(m) = maps.iter().find(|m| m.shape.flat || m.values.len() != m.shape.len()) {
+        return Err(Error::InvalidArgument {
+            name: "maps",
+            reason: format!("{} values are not maps of {}x{}x{}", m.values.len(), m.shape.w, m.shape.h, m.shape.d),
+        });
+    }
     register();
     let cols_room = WIDTH - 2 * MARGIN - SCALE_ROOM;
     // Each block: a title line, then rows of maps.
@@ -225,7 +235,7 @@ pub fn save_feature_maps(path: &Path, input: &[f32], shape: Shape, maps: &[Featu
 
 /// Writes a PNG of the patches of `images` (samples of `shape`, as given to
 /// [`strongest_patches`](super::strongest_patches)) that excite each filter most: one row per
-/// filter (up to 32), strongest first, each patch the window of its receptive field, with the
+/// filter (up to 32, with up to 32 patches each), strongest first, each patch the window of its receptive field, with the
 /// response written under it. Pixels are grey (colour for three channels) on one scale over
 /// all of `images`, shown on the right; the part of a window that reads no pixel (padding) is
 /// hatched in light red. `caption` heads the picture, such as the layer's text.
@@ -238,15 +248,29 @@ pub fn save_patches(path: &Path, images: &[f32], shape: Shape, patches: &[Vec<Pa
         });
     }
     let count = images.len() / shape.len();
-    if let Some(p) = patches.iter().flatten().find(|p| p.sample >= count) {
+    let fits = |p: &Patch| {
+        let (f, w) = (p.field, p.window);
+        let within = |a: isize, len: usize, lo: isize, hi: isize| a >= lo && a + len as isize <= hi;
+        p.sample < count
+            && (f.height == 0
+                || f.width == 0
+                || (within(f.top, f.height, 0, shape.h as isize) && within(f.left, f.width, 0, shape.w as isize)))
+            && w.height <= MAX_WINDOW
+            && w.width <= MAX_WINDOW
+    };
+    if let Some(p) = patches.iter().flatten().find(|p| !fits(p)) {
         return Err(Error::InvalidArgument {
             name: "patches",
-            reason: format!("a patch is of sample {}, but there are {count} images", p.sample),
+            reason: format!(
+                "a patch of sample {} with field {:?} and window {:?} is not a patch of these {count} images of \
+                 {}x{} (or its window is over {MAX_WINDOW} pixels on a side)",
+                p.sample, p.field, p.window, shape.w, shape.h
+            ),
         });
     }
     register();
     let filters = patches.len().min(MAX_FILTERS);
-    let k = patches.iter().map(Vec::len).max().unwrap_or(0).max(1);
+    let k = patches.iter().map(Vec::len).max().unwrap_or(0).clamp(1, MAX_PATCHES);
     let (fh, fw) = patches.iter().flatten().fold((1, 1), |(h, w), p| (h.max(p.window.height), w.max(p.window.width)));
     let s = scale_for(fw, fh, 48);
     let (cw, ch) = (fw as i32 * s + 10, fh as i32 * s + 22);
@@ -264,7 +288,7 @@ pub fn save_patches(path: &Path, images: &[f32], shape: Shape, patches: &[Vec<Pa
             let y = 38 + f as i32 * ch;
             root.draw(&Text::new(format!("filter {f}"), (MARGIN, y + fh as i32 * s / 2 - 6), (FONT, 13)))
                 .map_err(as_text)?;
-            for (j, patch) in row.iter().enumerate() {
+            for (j, patch) in row.iter().take(k).enumerate() {
                 let x0 = MARGIN + label_room + j as i32 * cw;
                 let image = &images[patch.sample * shape.len()..(patch.sample + 1) * shape.len()];
                 let (window, field) = (patch.window, patch.field);
