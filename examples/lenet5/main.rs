@@ -215,7 +215,7 @@ fn pictures(model: &mut LeNet5, test: &Dataset, out: &Path) -> Result<(), Box<dy
     for i in 0..test.len().min(3) {
         let (x, label) = test.sample(i).ok_or("a test digit")?;
         let probs = model.forward(x)?;
-        let best = (0..probs.len()).fold(0, |b, c| if probs[c] > probs[b] { c } else { b });
+        let best = LeNet5::LOSS.classify(probs);
         let caption = format!("test digit {i} (a {label}): classified as {best}, p = {:.3}", probs[best]);
         let maps = visual::feature_maps(model, x)?;
         visual::save_feature_maps(&out.join(format!("maps-{i}.png")), x, LeNet5::INPUT, &maps, &caption)?;

@@ -167,12 +167,12 @@ fn places_of<N: Network>() -> Result<Vec<Place>> {
 
 /// The rows of [`Network::LAYERS`] that are convolutions, blocks' included, in order.
 pub fn convolutions<N: Network>() -> Vec<usize> {
-    places(N::GRAPH)
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| matches!(p.node().op, Op::Conv { .. }))
-        .map(|(r, _)| r)
-        .collect()
+    conv_rows(&places(N::GRAPH))
+}
+
+/// The rows of `places` that are convolutions.
+fn conv_rows(places: &[Place]) -> Vec<usize> {
+    places.iter().enumerate().filter(|(_, p)| matches!(p.node().op, Op::Conv { .. })).map(|(r, _)| r).collect()
 }
 
 /// The row checked to be a convolution of `N`.
@@ -237,7 +237,7 @@ pub fn feature_maps<N: Network>(model: &mut N, x: &[f32]) -> Result<Vec<FeatureM
     let places = places_of::<N>()?;
     run(model, x)?;
     let mut out = Vec::new();
-    for row in convolutions::<N>() {
+    for row in conv_rows(&places) {
         let Some((buffer, through)) = maps_buffer::<N>(&places, row) else { continue };
         let text = N::LAYERS[row..=through].iter().map(|r| strip(r.layer)).collect::<Vec<_>>().join(" ");
         let values = buffer_of(model, buffer, 1, 0).to_vec();
@@ -260,7 +260,7 @@ fn strip(text: &str) -> &str {
 /// its shortcut read, a `concat` block what its branches read (a bounding box: one channel
 /// comes from one branch); a fully connected layer reads everything before it.
 pub fn receptive_field<N: Network>(row: usize, y: usize, x: usize) -> Result<Field> {
-    region_of::<N>(row, y, x, true)
+    region_of::<N>(&places_of::<N>()?, row, y, x, true)
 }
 
 /// The geometric window of the [`receptive_field`] of output position (`y`, `x`) of row `row`:
@@ -268,12 +268,11 @@ pub fn receptive_field<N: Network>(row: usize, y: usize, x: usize) -> Result<Fie
 /// on the way) as if it were values, so it can reach past the pixels the position reads and
 /// past the input's edges. What textbooks call the size of a receptive field.
 pub fn receptive_window<N: Network>(row: usize, y: usize, x: usize) -> Result<Field> {
-    region_of::<N>(row, y, x, false)
+    region_of::<N>(&places_of::<N>()?, row, y, x, false)
 }
 
-/// [`receptive_field`] (`clip`), or [`receptive_window`].
-fn region_of<N: Network>(row: usize, y: usize, x: usize, clip: bool) -> Result<Field> {
-    let places = places_of::<N>()?;
+/// [`receptive_field`] (`clip`), or [`receptive_window`], over `N`'s `places`.
+fn region_of<N: Network>(places: &[Place], row: usize, y: usize, x: usize, clip: bool) -> Result<Field> {
     let Some(info) = N::LAYERS.get(row) else {
         return Err(Error::InvalidArgument {
             name: "row",
@@ -437,8 +436,9 @@ pub fn strongest_patches<N: Network>(
             kept.into_iter()
                 .map(|(value, sample, at)| {
                     let at = (at / shape.w, at % shape.w);
-                    let field = receptive_field::<N>(through, at.0, at.1)?;
-                    Ok(Patch { sample, at, value, field, window: region_of::<N>(through, at.0, at.1, false)? })
+                    let field = region_of::<N>(&places, through, at.0, at.1, true)?;
+                    let window = region_of::<N>(&places, through, at.0, at.1, false)?;
+                    Ok(Patch { sample, at, value, field, window })
                 })
                 .collect()
         })
